@@ -1,0 +1,33 @@
+# make test  - install what the tests need (venv, pip, Azurite from npm) and run the whole suite
+# make lint  - ruff
+# make azurite - run Azurite (blob service) on 127.0.0.1:10000 in the foreground, for the demo
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test lint deps azurite clean
+
+test: deps
+	$(VENV)/bin/ruff check src tests
+	$(PY) -m pytest
+
+lint: deps
+	$(VENV)/bin/ruff check src tests
+
+deps: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+azurite: node_modules/.installed
+	mkdir -p .azurite
+	node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort 10000 --location .azurite --disableTelemetry
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis .azurite

@@ -1,0 +1,31 @@
+"""Leader election for Python: run work on exactly one of N identical instances.
+
+    from DistributedMutex import DistributedMutex, AzureBlobLeaseBackend, Identity
+
+    mutex = DistributedMutex(lead, work, backend=AzureBlobLeaseBackend(conn, "c", "b"),
+                             identity=Identity("me"))
+    mutex.run()   # until SIGINT/SIGTERM
+"""
+
+from .azure_lease import AzureBlobLeaseBackend
+from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    LeaderElectionError,
+    LeaseLostError,
+    StaleTermError,
+    StorageRejectedError,
+    StorageUnavailableError,
+    StoreError,
+    StoreUnavailableError,
+)
+from .mutex import DistributedMutex, Role, RoleContext
+from .timing import ElectionTiming
+
+__all__ = [
+    "AzureBlobLeaseBackend", "BackendError", "ConfigurationError", "DistributedMutex",
+    "ElectionBackend", "ElectionTiming", "Held", "Identity", "LeaderElectionError", "LeaderRecord",
+    "Lease", "LeaseLostError", "Role", "RoleContext", "StaleTermError", "StorageRejectedError",
+    "StorageUnavailableError", "StoreError", "StoreUnavailableError",
+]

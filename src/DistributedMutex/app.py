@@ -1,0 +1,181 @@
+"""The weather demo: the leader fetches and stores readings, the workers read and print them.
+
+Both are async role tasks for DistributedMutex: blocking calls (HTTP, MySQL) run in daemon threads,
+and the tasks are cancelled the moment their role ends, so a leader stops fetching and writing
+before its lease can run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TextIO
+
+from .backend import LeaderRecord
+from .errors import (
+    CityNotFoundError,
+    StaleTermError,
+    StoreUnavailableError,
+    WeatherAuthError,
+    WeatherBackoffError,
+    WeatherResponseError,
+    WeatherUnavailableError,
+)
+from .mutex import RoleContext
+from .store import StoredReading, WeatherStore
+from .threads import blocking
+from .weather import OpenWeatherClient, Reading
+
+log = logging.getLogger(__name__)
+
+# Longest pause after repeated 429/5xx/timeouts (unless the fetch interval is longer still).
+MAX_BACKOFF = 600.0
+
+
+class WeatherApp:
+    def __init__(
+        self,
+        client: OpenWeatherClient,
+        store: WeatherStore,
+        cities: Sequence[str],
+        *,
+        fetch_interval: float,
+        read_interval: float,
+        buffer_size: int = 1000,
+        out: TextIO | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._cities = tuple(cities)
+        self._fetch_interval = fetch_interval
+        self._read_interval = read_interval
+        self._buffer_size = buffer_size
+        self._out = out or sys.stdout
+        self._now = wall_clock
+
+    # -- leader ------------------------------------------------------------------------------
+
+    async def lead(self, ctx: RoleContext) -> None:
+        """Every FETCH_INTERVAL: fetch each city, then store what was fetched under the term."""
+        assert ctx.term is not None
+        pending: deque[Reading] = deque()
+        registered = False
+        failures = 0
+        while ctx.is_active():
+            started = time.monotonic()
+            readings, backoff = await self._fetch_all(ctx)
+            self._buffer(pending, readings)
+            if pending:
+                registered = await self._store_pending(ctx, pending, registered)
+            if backoff is None:
+                failures, delay = 0, self._fetch_interval
+            else:
+                failures += 1
+                delay = max(backoff, min(self._fetch_interval * 2 ** failures,
+                                         max(MAX_BACKOFF, self._fetch_interval)))
+                log.warning("backing off: next fetch in %.0f s", delay)
+            await ctx.asleep(max(0.0, delay - (time.monotonic() - started)))
+
+    async def _fetch_all(self, ctx: RoleContext) -> tuple[list[Reading], float | None]:
+        """One reading per city that answered; the second value asks for a back-off (seconds)."""
+        readings: list[Reading] = []
+        for city in self._cities:
+            try:
+                readings.append(await blocking(self._client.fetch, city))
+            except CityNotFoundError as exc:
+                log.warning("%s: skipped", exc)
+            except WeatherResponseError as exc:
+                log.warning("%s: skipped", exc)
+            except WeatherAuthError as exc:
+                log.error("%s", exc)  # every city would fail the same way: stop this round
+                return readings, self._fetch_interval
+            except WeatherBackoffError as exc:
+                log.warning("%s: pausing this round", exc)
+                return readings, exc.retry_after or self._fetch_interval
+            except WeatherUnavailableError as exc:
+                log.warning("OpenWeatherMap unavailable: %s: pausing this round", exc)
+                return readings, self._fetch_interval
+        return readings, None
+
+    def _buffer(self, pending: deque[Reading], readings: list[Reading]) -> None:
+        for reading in readings:
+            if len(pending) >= self._buffer_size:
+                dropped = pending.popleft()
+                log.warning("reading buffer full (%d): dropped the oldest, %s at %s",
+                            self._buffer_size, dropped.city, dropped.observed_at.isoformat())
+            pending.append(reading)
+
+    async def _store_pending(self, ctx: RoleContext, pending: deque[Reading], registered: bool) -> bool:
+        """Write the buffered readings; returns whether our term is registered in the store."""
+        assert ctx.term is not None
+        batch = list(pending)
+        try:
+            if not registered:
+                await blocking(self._store.register_term, ctx.term, ctx.instance_id)
+                log.info("recorded term %d in the store", ctx.term)
+                registered = True
+            inserted = await blocking(self._store.write, batch, ctx.term, ctx.instance_id)
+        except StoreUnavailableError as exc:
+            log.warning("cannot store readings (%d kept for the next round): %s", len(batch), exc)
+            return registered
+        except StaleTermError as exc:
+            log.error("%s; dropping %d readings", exc, len(batch))
+            pending.clear()
+            return registered
+        for _ in batch:
+            pending.popleft()
+        log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
+        return registered
+
+    # -- worker ------------------------------------------------------------------------------
+
+    async def work(self, ctx: RoleContext) -> None:
+        """Every READ_INTERVAL: print the newest reading of each city."""
+        while ctx.is_active():
+            try:
+                rows = await blocking(self._store.latest)
+            except StoreUnavailableError as exc:
+                log.warning("cannot read readings: %s (retrying in %g s)", exc, self._read_interval)
+            else:
+                self._out.write(render_table(rows, self._now(), ctx.leader))
+                self._out.flush()
+            await ctx.asleep(self._read_interval)
+
+
+def render_table(rows: Sequence[StoredReading], now: datetime, leader: LeaderRecord | None = None) -> str:
+    """A compact, aligned table of the newest reading per city, under a line naming the leader."""
+    title = f"newest readings at {now.strftime('%H:%M:%S')} UTC"
+    if leader is not None and leader.leader_id and leader.is_held:
+        title += f"; current leader {leader.leader_id} (term {leader.term})"
+    if not rows:
+        return f"{title}: none stored yet\n"
+    header = ("city", "temp", "humidity", "description", "observed (UTC)", "age", "leader", "term")
+    lines = [
+        (r.city, f"{r.temperature:.1f}°C", f"{r.humidity}%", r.description,
+         r.observed_at.strftime("%Y-%m-%d %H:%M"), _age(now - r.observed_at), r.leader_id, str(r.term))
+        for r in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
+    right = {1, 2, 5, 7}  # numbers line up on the right
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return "\n".join([title, fmt(header), *(fmt(line) for line in lines)]) + "\n\n"
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

@@ -1,0 +1,269 @@
+"""The Azure Storage blob lease as an election backend.
+
+The lease on one blob is the mutex. Azure leases carry neither an epoch nor the holder's identity,
+so right after each acquisition the new holder writes both into the blob's metadata, under its
+lease (nobody else can write it then):
+
+    term         integer, incremented by every new leadership: the fencing token
+    leader_id    the instance id; leader_host, leader_pid: where it runs
+    acquired_at  ISO-8601 UTC
+
+Lease calls use their own client: no SDK retries (its default policy can hold one call for about a
+minute, four times a 15 s lease) and short socket timeouts. The election loop retries by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
+
+from .backend import Held, Identity, LeaderRecord, Lease, utc_now
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    LeaseLostError,
+    StorageRejectedError,
+    StorageUnavailableError,
+)
+from .timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# azure-storage-blob 12.31 speaks 2026-10-06 by default; Azurite 3.37 accepts at most 2026-06-06.
+# Pinning a version both understand lets a new SDK work against an older emulator (and Azure).
+DEFAULT_API_VERSION = "2026-06-06"
+
+# Metadata keys (fixed: other tools read them).
+TERM, LEADER_ID, LEADER_HOST, LEADER_PID, ACQUIRED_AT = (
+    "term", "leader_id", "leader_host", "leader_pid", "acquired_at",
+)
+
+# Azure's error codes that mean "the lease is not ours any more".
+_LEASE_GONE_CODES = {
+    "LeaseIdMismatchWithLeaseOperation",
+    "LeaseIsBrokenAndCannotBeRenewed",
+    "LeaseNotPresentWithLeaseOperation",
+    "LeaseIdMismatchWithBlobOperation",
+    "LeaseNotPresentWithBlobOperation",
+    "LeaseLost",
+    "LeaseIdMissing",
+    "BlobNotFound",
+    "ContainerNotFound",
+}
+_REJECTED_STATUS = {401, 403}
+
+
+class AzureBlobLeaseBackend:
+    """Leader election on the lease of one blob (created, with its container, if missing)."""
+
+    name = "azure"
+
+    def __init__(
+        self,
+        connection_string: str,
+        container_name: str,
+        blob_name: str,
+        *,
+        lease_duration: int = 15,
+        call_timeout: float = 3.0,
+        api_version: str = DEFAULT_API_VERSION,
+    ) -> None:
+        if not AZURE_MIN_LEASE <= lease_duration <= AZURE_MAX_LEASE:
+            # Azure also grants infinite leases (-1): never here, a crashed leader would hold it forever.
+            raise ConfigurationError("LEASE_DURATION", f"must be from {AZURE_MIN_LEASE} to "
+                                     f"{AZURE_MAX_LEASE} seconds, got {lease_duration}")
+        service = BlobServiceClient.from_connection_string(
+            connection_string,
+            api_version=api_version,
+            retry_total=0,
+            connection_timeout=call_timeout,
+            read_timeout=call_timeout,
+        )
+        self._container = service.get_container_client(container_name)
+        self._blob: BlobClient = self._container.get_blob_client(blob_name)
+        # One lease id for the life of the process: if an acquire succeeds on the server but its
+        # answer is lost, the next attempt with the same id succeeds instead of waiting it out.
+        self._lease = BlobLeaseClient(self._blob, lease_id=str(uuid.uuid4()))
+        self._lease_duration = int(lease_duration)
+        self._api_version = api_version
+        self._blob_known_to_exist = False
+        self.endpoint = f"{self._blob.url.split('?', 1)[0]}"
+
+    # -- the ElectionBackend interface -------------------------------------------------------
+
+    def acquire(self, identity: Identity, now: float) -> Lease | Held:
+        properties = self._call(self._properties_or_create)
+        if properties.lease.state == "leased":
+            record = _record(properties.metadata, properties.lease.state)
+            if (record.leader_id, record.pid) != (identity.instance_id, identity.pid):
+                return Held(record)
+            # The lease is ours from an acquire whose answer we never got, or from a leadership
+            # we already stepped down from: re-acquiring with our lease id succeeds, as a new term.
+        try:
+            self._call(lambda: self._lease.acquire(lease_duration=self._lease_duration))
+        except ResourceExistsError as exc:  # 409 LeaseAlreadyPresent: someone was faster
+            if _code(exc) == "LeaseAlreadyPresent":
+                return Held(_record(properties.metadata, "leased"))
+            raise self._translate(exc) from None
+        lease = Lease(term=0, token=self._lease.id, sent_at=now, duration=self._lease_duration)
+        try:
+            term = self._record_new_term(identity)
+        except BackendError:
+            self._release_quietly(lease)
+            raise
+        return Lease(term=term, token=lease.token, sent_at=now, duration=self._lease_duration)
+
+    def renew(self, lease: Lease, now: float) -> Lease:
+        self._call(self._lease.renew)
+        return Lease(term=lease.term, token=lease.token, sent_at=now, duration=lease.duration)
+
+    def release(self, lease: Lease) -> None:
+        try:
+            self._call(self._lease.release)
+        except LeaseLostError:
+            pass  # already not ours: nothing to give back
+        finally:
+            # The SDK forgets the id on release; the next acquire must reuse ours.
+            self._lease.id = lease.token
+
+    def read_leader(self) -> LeaderRecord | None:
+        try:
+            properties = self._call(self._blob.get_blob_properties)
+        except LeaseLostError:  # blob or container missing: nobody ever led
+            return None
+        record = _record(properties.metadata, properties.lease.state)
+        if record.leader_id is None and not record.is_held:
+            return None
+        return record
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _record_new_term(self, identity: Identity) -> int:
+        """Increment the term in the blob's metadata, under our lease (read-modify-write)."""
+        properties = self._call(self._blob.get_blob_properties)
+        metadata = dict(properties.metadata or {})
+        term = _int(metadata.get(TERM)) + 1
+        metadata.update({
+            TERM: str(term),
+            LEADER_ID: identity.instance_id,
+            LEADER_HOST: identity.host,
+            LEADER_PID: str(identity.pid),
+            ACQUIRED_AT: utc_now().isoformat(timespec="milliseconds"),
+        })
+        self._call(lambda: self._blob.set_blob_metadata(
+            metadata, lease=self._lease.id, if_match=properties.etag,
+        ))
+        return term
+
+    def _properties_or_create(self) -> Any:
+        try:
+            return self._blob.get_blob_properties()
+        except ResourceNotFoundError:
+            self._create_container_and_blob()
+            return self._blob.get_blob_properties()
+
+    def _create_container_and_blob(self) -> None:
+        """Create what is missing; several instances may race here, and all of them win."""
+        try:
+            self._container.create_container()
+            log.info("created container %s", self._container.container_name)
+        except ResourceExistsError:
+            pass
+        try:
+            self._blob.upload_blob(b"", if_none_match="*")
+            log.info("created lease blob %s", self._blob.blob_name)
+        except (ResourceExistsError, ResourceModifiedError):
+            pass  # someone else created it first (BlobAlreadyExists / ConditionNotMet)
+        except HttpResponseError as exc:
+            if _code(exc) != "LeaseIdMissing":  # exists and is already leased
+                raise
+
+    def _release_quietly(self, lease: Lease) -> None:
+        try:
+            self.release(lease)
+        except BackendError as exc:
+            log.warning("could not release the lease after a failed term update: %s", exc)
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run one storage call, turning the SDK's errors into ours."""
+        try:
+            return operation()
+        except AzureError as exc:
+            if isinstance(exc, ResourceExistsError) and _code(exc) == "LeaseAlreadyPresent":
+                raise  # the caller decides: it is an answer, not a failure
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: AzureError) -> BackendError:
+        code = _code(exc)
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            return StorageUnavailableError(
+                f"storage did not answer ({type(exc).__name__}): {_first_line(exc)}", code=code
+            )
+        status = getattr(exc, "status_code", None)
+        if code in _LEASE_GONE_CODES or status == 404:
+            return LeaseLostError(f"lease lost ({code or status})", code=code)
+        if status in _REJECTED_STATUS:
+            return StorageRejectedError(
+                f"storage refused the request ({status} {code}): check the credentials in "
+                "AZURE_STORAGE_CONNECTION_STRING and their permissions on CONTAINER_NAME",
+                code=code,
+            )
+        if code == "InvalidHeaderValue" and "version" in str(exc).lower():
+            return StorageRejectedError(
+                f"the storage endpoint does not support API version {self._api_version} "
+                "(set AZURE_STORAGE_API_VERSION to one it supports, or upgrade Azurite)",
+                code=code,
+            )
+        if status is not None and 400 <= status < 500 and status not in (408, 409, 412, 429):
+            return StorageRejectedError(f"storage rejected the request ({status} {code})", code=code)
+        return StorageUnavailableError(f"storage error ({status} {code})", code=code)
+
+
+def _code(exc: AzureError) -> str | None:
+    code = getattr(exc, "error_code", None)
+    return str(code.value if hasattr(code, "value") else code) if code else None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _record(metadata: Mapping[str, str] | None, lease_state: str | None) -> LeaderRecord:
+    metadata = metadata or {}
+    acquired_at = None
+    if metadata.get(ACQUIRED_AT):
+        try:
+            acquired_at = datetime.fromisoformat(metadata[ACQUIRED_AT])
+        except ValueError:
+            acquired_at = None
+    pid = metadata.get(LEADER_PID)
+    return LeaderRecord(
+        leader_id=metadata.get(LEADER_ID),
+        term=_int(metadata.get(TERM)),
+        host=metadata.get(LEADER_HOST),
+        pid=int(pid) if pid and pid.isdigit() else None,
+        acquired_at=acquired_at,
+        lease_state=lease_state,
+    )

@@ -1,0 +1,94 @@
+"""The small interface between the election loop and a lease store.
+
+The election loop (mutex.py) only ever talks to an ``ElectionBackend``; the Azure blob lease
+(azure_lease.py) is one implementation, and others (ZooKeeper, Raft) plug in behind the same four
+calls. Every call may block on I/O; the loop runs them off its event loop, bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who an instance is, as recorded next to the lease for everyone to read."""
+
+    instance_id: str
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+
+@dataclass(frozen=True)
+class LeaderRecord:
+    """The current (or last known) leader as anyone can read it from the backend."""
+
+    leader_id: str | None
+    term: int
+    host: str | None = None
+    pid: int | None = None
+    acquired_at: datetime | None = None
+    lease_state: str | None = None  # backend's own word: "leased", "available", "expired", ...
+
+    @property
+    def is_held(self) -> bool:
+        return self.lease_state == "leased"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease this instance holds.
+
+    ``sent_at`` is the monotonic time at which the acquiring request was *sent*: the lease cannot
+    have started before it, so ``sent_at + duration`` is a safe lower bound of its expiry.
+    """
+
+    term: int
+    token: str
+    sent_at: float
+    duration: float
+
+
+@dataclass(frozen=True)
+class Held:
+    """The answer to an acquire attempt when somebody else holds the lease."""
+
+    leader: LeaderRecord | None
+
+
+@runtime_checkable
+class ElectionBackend(Protocol):
+    """A lock with a lease, a term and a readable holder.
+
+    Errors are the ones in errors.py: ``LeaseLostError`` when the lease is definitely gone,
+    ``StorageUnavailableError`` for anything that may heal, ``StorageRejectedError`` for good.
+    """
+
+    name: str
+
+    def acquire(self, identity: Identity, now: float) -> Lease | Held:
+        """Try once to take the lease. On success the term is already incremented and recorded.
+
+        ``now`` is the caller's monotonic time at the moment the request is sent.
+        """
+        ...
+
+    def renew(self, lease: Lease, now: float) -> Lease:
+        """Extend the lease; returns it with the new ``sent_at``."""
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up so that another instance can take it at once."""
+        ...
+
+    def read_leader(self) -> LeaderRecord | None:
+        """Who holds (or last held) the lease and in which term; None if nobody ever did."""
+        ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

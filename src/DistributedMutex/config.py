@@ -1,0 +1,373 @@
+"""Settings: one name each, read from the environment, a .env file, constant.py, or a default.
+
+Precedence: environment > .env > constant.py > default. ``.env`` and ``constant.py`` are read from
+the current directory (run the demo from the project's root). Every value is checked here, so
+that a mistake stops the program at start with one line naming the setting and the rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+import os
+import re
+import runpy
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from .errors import ConfigurationError
+from .timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE, ElectionTiming
+
+T = TypeVar("T")
+
+DEFAULTS: dict[str, str | None] = {
+    "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    "AZURE_STORAGE_API_VERSION": "2026-06-06",
+    "CONTAINER_NAME": "leader-election",
+    "BLOB_NAME": "weather-leader",
+    "LEASE_DURATION": "15",
+    "RENEW_INTERVAL": "5",
+    "ACQUIRE_INTERVAL": "2",
+    "INSTANCE_ID": None,  # <hostname>-<pid>
+    "OPENWEATHER_API_KEY": None,  # required to run the demo
+    "OPENWEATHER_URL": "https://api.openweathermap.org/data/2.5/weather",
+    "WEATHER_CITIES": "Hanoi,Tokyo,New York,London,Paris",
+    "FETCH_INTERVAL": "60",
+    "READ_INTERVAL": "10",
+    "READING_BUFFER_SIZE": "1000",
+    "MYSQL_HOST": "127.0.0.1",
+    "MYSQL_PORT": "3306",
+    "MYSQL_USER": "root",
+    "MYSQL_PASSWORD": "",
+    "MYSQL_DATABASE": "weather",
+    "LOG_LEVEL": "INFO",
+}
+SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "OPENWEATHER_API_KEY", "MYSQL_PASSWORD")
+
+_CONNECTION_STRING_KEYS = {
+    "usedevelopmentstorage", "developmentstorageproxyuri", "defaultendpointsprotocol",
+    "accountname", "accountkey", "sharedaccesssignature", "endpointsuffix",
+    "blobendpoint", "queueendpoint", "tableendpoint", "fileendpoint", "dfsendpoint",
+    "blobsecondaryendpoint", "queuesecondaryendpoint", "tablesecondaryendpoint",
+    "filesecondaryendpoint",
+}
+_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FREE_TIER_CALLS_PER_MINUTE = 60
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    connection_string: str
+    api_version: str
+    container_name: str
+    blob_name: str
+    lease_duration: int
+    renew_interval: float
+    acquire_interval: float
+    instance_id: str
+    openweather_api_key: str | None
+    openweather_url: str
+    weather_cities: tuple[str, ...]
+    fetch_interval: float
+    read_interval: float
+    reading_buffer_size: int
+    mysql: MySQLSettings
+    log_level: str
+    sources: tuple[str, ...] = ()
+
+    def timing(self) -> ElectionTiming:
+        return ElectionTiming(self.lease_duration, self.renew_interval, self.acquire_interval)
+
+    def require_api_key(self) -> str:
+        if not self.openweather_api_key:
+            raise ConfigurationError(
+                "OPENWEATHER_API_KEY",
+                "is required: set it in the environment, .env or constant.py "
+                "(a free key from openweathermap.org)",
+            )
+        return self.openweather_api_key
+
+    def secrets(self) -> list[str]:
+        """Values that must never be printed: for the log filter that masks them."""
+        values = [self.connection_string, self.openweather_api_key or "", self.mysql.password]
+        values += _connection_string_secrets(self.connection_string)
+        return [v for v in values if len(v) >= 4]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, directory: Path | None = None) -> Settings:
+    """Merge the sources and validate every setting; raises ConfigurationError on the first bad one."""
+    environ = os.environ if environ is None else environ
+    directory = Path.cwd() if directory is None else directory
+    raw, sources = _merge_sources(environ, directory)
+    get = _Getter(raw)
+
+    lease_duration = get("LEASE_DURATION", _whole_number(AZURE_MIN_LEASE, AZURE_MAX_LEASE,
+                                                          "seconds (Azure's lease range)"))
+    settings = Settings(
+        connection_string=get("AZURE_STORAGE_CONNECTION_STRING", _connection_string),
+        api_version=get("AZURE_STORAGE_API_VERSION", _matching(_API_VERSION, "a date like 2026-06-06")),
+        container_name=get("CONTAINER_NAME", _matching(
+            _CONTAINER_NAME, "3-63 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit")),
+        blob_name=get("BLOB_NAME", _text(1, 1024)),
+        lease_duration=lease_duration,
+        renew_interval=get("RENEW_INTERVAL", _seconds(0.1, 3600)),
+        acquire_interval=get("ACQUIRE_INTERVAL", _seconds(0.1, 3600)),
+        instance_id=get("INSTANCE_ID", _matching(
+            _INSTANCE_ID, "1-64 letters, digits or . _ : @ -, starting with a letter or digit"),
+            default=_default_instance_id()),
+        openweather_api_key=get("OPENWEATHER_API_KEY", _secret_text, default=None),
+        openweather_url=get("OPENWEATHER_URL", _http_url),
+        weather_cities=get("WEATHER_CITIES", _cities),
+        fetch_interval=get("FETCH_INTERVAL", _seconds(1, 86400)),
+        read_interval=get("READ_INTERVAL", _seconds(0.1, 86400)),
+        reading_buffer_size=get("READING_BUFFER_SIZE", _whole_number(1, 1_000_000, "readings")),
+        mysql=MySQLSettings(
+            host=get("MYSQL_HOST", _text(1, 255)),
+            port=get("MYSQL_PORT", _whole_number(1, 65535, "(a TCP port)")),
+            user=get("MYSQL_USER", _text(1, 80)),
+            password=get("MYSQL_PASSWORD", _any_text),
+            database=get("MYSQL_DATABASE", _matching(
+                _DATABASE_NAME, "1-64 letters, digits or underscores")),
+        ),
+        log_level=get("LOG_LEVEL", _log_level),
+        sources=tuple(sources),
+    )
+    settings.timing()  # the invariants between the timings (raises ConfigurationError)
+    return settings
+
+
+def free_tier_warning(settings: Settings) -> str | None:
+    calls_per_minute = len(settings.weather_cities) * 60 / settings.fetch_interval
+    if calls_per_minute > FREE_TIER_CALLS_PER_MINUTE:
+        return (f"{len(settings.weather_cities)} cities every {settings.fetch_interval:g} s is "
+                f"{calls_per_minute:.0f} calls/min, over OpenWeatherMap's free tier of "
+                f"{FREE_TIER_CALLS_PER_MINUTE}/min: raise FETCH_INTERVAL")
+    return None
+
+
+# -- sources --------------------------------------------------------------------------------------
+
+def _merge_sources(environ: Mapping[str, str], directory: Path) -> tuple[dict[str, str], list[str]]:
+    merged: dict[str, str] = {}
+    used: list[str] = []
+    constant_file = directory / "constant.py"
+    if constant_file.is_file():
+        merged.update(_read_constant_py(constant_file))
+        used.append("constant.py")
+    env_file = directory / ".env"
+    if env_file.is_file():
+        values = {k: v for k, v in dotenv_values(env_file).items() if k in DEFAULTS and v is not None}
+        merged.update(values)
+        used.append(".env")
+    from_environment = {k: v for k, v in environ.items() if k in DEFAULTS}
+    if from_environment:
+        used.append("environment")
+    merged.update(from_environment)
+    return merged, used
+
+
+def _read_constant_py(path: Path) -> dict[str, str]:
+    try:
+        namespace = runpy.run_path(str(path))
+    except SyntaxError as exc:
+        raise ConfigurationError("constant.py", f"cannot be read: syntax error on line {exc.lineno}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's file is a config error
+        raise ConfigurationError("constant.py", f"cannot be read: {type(exc).__name__}") from None
+    values: dict[str, str] = {}
+    for name in DEFAULTS:
+        if name not in namespace:
+            continue
+        value = namespace[name]
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(item) for item in value)
+        values[name] = "" if value is None else str(value)
+    return values
+
+
+class _Getter:
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+
+    _UNSET = object()
+
+    def __call__(self, name: str, parse: Callable[[str, str], T], default: Any = _UNSET) -> T:
+        value = self._raw.get(name)
+        if value is None:
+            value = DEFAULTS[name] if default is self._UNSET else default
+            if value is None:
+                return None  # type: ignore[return-value]
+        return parse(name, value)
+
+
+# -- parsers: (name, text) -> value, or ConfigurationError naming the setting -----------------------
+
+def _shown(name: str, value: str) -> str:
+    return "(hidden)" if name in SECRET_SETTINGS else repr(value)
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigurationError(name, f"must be a number of seconds, got {_shown(name, value)}") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(name, f"must be a finite number, got {_shown(name, value)}")
+    return number
+
+
+def _seconds(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, value: str) -> float:
+        number = _number(name, value)
+        if not low <= number <= high:
+            raise ConfigurationError(name, f"must be from {low:g} to {high:g} seconds, got {value.strip()}")
+        return number
+    return parse
+
+
+def _whole_number(low: int, high: int, unit: str) -> Callable[[str, str], int]:
+    def parse(name: str, value: str) -> int:
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise ConfigurationError(name, f"must be a whole number from {low} to {high} {unit}, "
+                                           f"got {_shown(name, value)}")
+        number = int(text)
+        if not low <= number <= high:
+            raise ConfigurationError(name, f"must be from {low} to {high} {unit}, got {number}")
+        return number
+    return parse
+
+
+def _text(low: int, high: int) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        text = value.strip()
+        if not low <= len(text) <= high:
+            raise ConfigurationError(name, f"must be {low} to {high} characters long, got {len(text)}")
+        return text
+    return parse
+
+
+def _any_text(name: str, value: str) -> str:
+    return value
+
+
+def _secret_text(name: str, value: str) -> str | None:
+    text = value.strip()
+    if not text:
+        raise ConfigurationError(name, "is set but empty")
+    if any(c.isspace() for c in text):
+        raise ConfigurationError(name, "must not contain spaces")
+    return text
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        text = value.strip()
+        if not pattern.fullmatch(text):
+            raise ConfigurationError(name, f"must be {rule}, got {_shown(name, value)}")
+        return text
+    return parse
+
+
+def _log_level(name: str, value: str) -> str:
+    level = value.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigurationError(name, f"must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def _http_url(name: str, value: str) -> str:
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(name, f"must be an http:// or https:// URL, got {value!r}")
+    return text
+
+
+def _cities(name: str, value: str) -> tuple[str, ...]:
+    cities = [city.strip() for city in value.split(",")]
+    if not value.strip() or any(not city for city in cities):
+        raise ConfigurationError(name, f"must be comma-separated city names with none empty, got {value!r}")
+    duplicates = sorted({c for c in cities if [x.lower() for x in cities].count(c.lower()) > 1})
+    if duplicates:
+        raise ConfigurationError(name, f"names a city twice: {', '.join(duplicates)}")
+    too_long = [c for c in cities if len(c) > 100]
+    if too_long:
+        raise ConfigurationError(name, "has a city name over 100 characters")
+    return tuple(cities)
+
+
+def _connection_string(name: str, value: str) -> str:
+    """Check the shape of a storage connection string without ever echoing it."""
+    def bad(reason: str) -> ConfigurationError:
+        return ConfigurationError(name, f"is not a valid Azure Storage connection string: {reason}")
+
+    text = value.strip()
+    if not text:
+        raise bad("it is empty")
+    pairs: dict[str, str] = {}
+    for index, segment in enumerate(s for s in text.split(";") if s.strip()):
+        key, sep, val = segment.partition("=")
+        if not sep or not key.strip():
+            raise bad(f"part {index + 1} is not key=value")
+        if key.strip().lower() not in _CONNECTION_STRING_KEYS:
+            raise bad(f"unknown key {key.strip()!r}")
+        pairs[key.strip().lower()] = val.strip()
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return text
+    if "accountkey" not in pairs and "sharedaccesssignature" not in pairs:
+        raise bad("it needs AccountKey (with AccountName) or SharedAccessSignature")
+    if "accountkey" in pairs:
+        if not pairs.get("accountname"):
+            raise bad("AccountKey needs AccountName")
+        try:
+            base64.b64decode(pairs["accountkey"], validate=True)
+        except (binascii.Error, ValueError):
+            raise bad("AccountKey is not valid base64") from None
+    if "blobendpoint" in pairs:
+        endpoint = urlsplit(pairs["blobendpoint"])
+        if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
+            raise bad("BlobEndpoint is not an http(s) URL")
+    elif not pairs.get("accountname"):
+        raise bad("it needs AccountName or BlobEndpoint")
+    protocol = pairs.get("defaultendpointsprotocol", "https").lower()
+    if protocol not in ("http", "https"):
+        raise bad("DefaultEndpointsProtocol must be http or https")
+    return text
+
+
+def _connection_string_secrets(value: str) -> list[str]:
+    secrets = []
+    for segment in value.split(";"):
+        key, _, val = segment.partition("=")
+        if key.strip().lower() in ("accountkey", "sharedaccesssignature") and val.strip():
+            secrets.append(val.strip())
+    return secrets
+
+
+def _default_instance_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:50] or "host"
+    return f"{host}-{os.getpid()}"

@@ -1,0 +1,373 @@
+"""DistributedMutex: contend for a lease, lead while it is provably held, work otherwise.
+
+The loop, top to bottom:
+
+    while not stopped:
+        run the worker task and try to take the lease every acquire interval
+        got it: stop the worker task, run the leader task, renew every renew interval
+        until shutdown, a lost lease, or the local deadline without a renewal:
+            stop the leader task (cancel it, wait for it, bounded), then release the lease
+        back to contending, forever: transient errors never end the loop
+
+Safety: the instance acts as leader only until ``sent_at + lease_duration - safety_margin`` of its
+last successful acquire/renew, on a monotonic clock. The storage cannot end the lease before
+``sent_at + lease_duration`` (it started the lease after we sent the request), so leader work is
+stopped before anyone else can take the lease. A renewal that succeeds is not proof of continuity
+(an expired Azure lease can be renewed if nobody took it): the local deadline decides, and no
+renewal is sent after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from .errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from .threads import run_in_daemon_thread
+from .timing import ElectionTiming
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Role(Enum):
+    WORKER = "worker"
+    LEADER = "leader"
+
+
+@dataclass
+class RoleContext:
+    """What a leader or worker task is given. ``term`` is the fencing token (None for workers)."""
+
+    instance_id: str
+    role: Role
+    term: int | None = None
+    leader: LeaderRecord | None = None  # the latest leader a worker has seen
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def is_active(self) -> bool:
+        """True while this role lasts: for a leader, while it may still act as leader."""
+        return not self.ended.is_set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep in a plain (thread) task; wakes early when the role ends. True if still active."""
+        return not self.ended.wait(seconds)
+
+    async def asleep(self, seconds: float) -> bool:
+        """Sleep in an async task (which is cancelled when the role ends). True if still active."""
+        await asyncio.sleep(seconds)
+        return self.is_active()
+
+
+RoleTask = Callable[[RoleContext], Awaitable[None] | None]
+
+
+class _RoleRun:
+    """A leader or worker task in flight: async tasks are cancelled, plain ones asked to return."""
+
+    def __init__(self, fn: RoleTask, ctx: RoleContext) -> None:
+        self.ctx = ctx
+        self.is_async = inspect.iscoroutinefunction(fn)
+        if self.is_async:
+            self.task: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx))  # type: ignore[arg-type]
+        else:
+            self.task = run_in_daemon_thread(fn, ctx, name=f"{ctx.role.value}-task")
+
+    async def stop(self, timeout: float) -> bool:
+        """End the task; True once it has really finished, False if it outlived ``timeout``."""
+        self.ctx.ended.set()
+        if self.is_async:
+            self.task.cancel()
+        await asyncio.wait({self.task}, timeout=max(0.0, timeout))
+        self.report()
+        return self.task.done()
+
+    def failure(self) -> BaseException | None:
+        if not self.task.done() or self.task.cancelled():
+            return None
+        return self.task.exception()
+
+    def report(self) -> None:
+        exc = self.failure()
+        if exc is not None and not getattr(self, "_reported", False):
+            self._reported = True
+            log.error("%s task failed: %s", self.ctx.role.value, exc, exc_info=exc)
+
+
+class DistributedMutex:
+    """Runs ``leader_task`` on exactly one instance and ``worker_task`` on all the others.
+
+    Tasks are plain functions (run in a thread; they should check ``ctx.is_active()`` or use
+    ``ctx.sleep``) or ``async`` functions (cancelled when the role ends). Both get a RoleContext.
+    """
+
+    def __init__(
+        self,
+        leader_task: RoleTask,
+        worker_task: RoleTask | None = None,
+        *,
+        backend: ElectionBackend,
+        identity: Identity,
+        timing: ElectionTiming | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        shutdown_grace: float = 1.5,
+        release_timeout: float = 1.0,
+    ) -> None:
+        self._leader_task = leader_task
+        self._worker_task = worker_task
+        self._backend = backend
+        self._identity = identity
+        self._timing = timing or ElectionTiming()
+        self._clock = clock
+        self._shutdown_grace = shutdown_grace
+        self._release_timeout = release_timeout
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen_leader: tuple[str | None, int] | None = None
+        self._outage = _OutageLog()
+        self.role = Role.WORKER
+        self.term: int | None = None
+        self.leader: LeaderRecord | None = None
+
+    # -- public surface ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Block until SIGINT or SIGTERM; then stop leader work, release the lease and return."""
+        asyncio.run(self.run_async(handle_signals=True))
+
+    async def run_async(self, *, handle_signals: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            while not self._stopping.is_set():
+                lease = await self._contend_while_working()
+                if lease is None:
+                    break
+                await self._lead(lease)
+        finally:
+            if handle_signals:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    self._loop.remove_signal_handler(signum)
+
+    def stop(self) -> None:
+        """Ask the loop to stop; safe to call from any thread."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    @property
+    def identity(self) -> Identity:
+        return self._identity
+
+    # -- contending --------------------------------------------------------------------------
+
+    async def _contend_while_working(self) -> Lease | None:
+        worker = self._start(self._worker_task, Role.WORKER, term=None)
+        try:
+            return await self._contend(worker)
+        finally:
+            if worker is not None and not await worker.stop(self._shutdown_grace):
+                log.warning("worker task did not stop within %.1f s; going on", self._shutdown_grace)
+
+    async def _contend(self, worker: _RoleRun | None) -> Lease | None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            sent = self._clock()
+            attempt = run_in_daemon_thread(self._backend.acquire, self._identity, sent, name="acquire")
+            await _first_of([attempt, self._stopping.wait()])
+            if self._stopping.is_set():
+                await self._give_back_if_acquired(attempt)
+                return None
+            try:
+                result = attempt.result()
+            except StorageUnavailableError as exc:
+                self._outage.failed(f"cannot reach the lease storage: {exc}")
+            except LeaseLostError as exc:
+                log.info("lease taken away while recording the term (%s); contending again", exc)
+            else:
+                self._outage.recovered()
+                if isinstance(result, Lease):
+                    return result
+                self._observe(result, worker)
+            if worker is not None:
+                worker.report()
+            await _first_of([asyncio.sleep(self._jittered(self._timing.acquire_interval)),
+                             self._stopping.wait()])
+        return None
+
+    async def _give_back_if_acquired(self, attempt: asyncio.Future[Lease | Held]) -> None:
+        """Stopped while an acquire was in flight: if it won, release at once (bounded)."""
+        await asyncio.wait({attempt}, timeout=self._release_timeout)
+        if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+            result = attempt.result()
+            if isinstance(result, Lease):
+                await self._release(result)
+        elif not attempt.done():
+            attempt.cancel()
+
+    def _observe(self, held: Held, worker: _RoleRun | None) -> None:
+        leader = held.leader
+        self.leader = leader
+        if worker is not None:
+            worker.ctx.leader = leader
+        if leader is None or leader.leader_id is None:
+            return
+        seen = (leader.leader_id, leader.term)
+        if seen != self._seen_leader:
+            self._seen_leader = seen
+            log.info("leader is %s (term %d)", leader.leader_id, leader.term)
+
+    # -- leading -----------------------------------------------------------------------------
+
+    async def _lead(self, lease: Lease) -> None:
+        self.role, self.term = Role.LEADER, lease.term
+        self._seen_leader = (self._identity.instance_id, lease.term)
+        log.info("became leader (term %d)", lease.term)
+        run = self._start(self._leader_task, Role.LEADER, term=lease.term)
+        lease, reason, lost = await self._hold(lease, run)
+        # Stop leader work before the lease can end: at most until its earliest possible expiry.
+        budget = lease.sent_at + lease.duration - self._clock()
+        if self._stopping is not None and self._stopping.is_set():
+            budget = min(budget, self._shutdown_grace)
+        finished = True if run is None else await run.stop(budget)
+        self.role, self.term = Role.WORKER, None
+        if not lost and finished:
+            await self._release(lease)
+        elif not lost:
+            log.warning("leader task is still running: not releasing the lease; it expires by itself")
+        log.info("lost leadership: %s", reason)
+        if run is not None and not finished:
+            await self._wait_until_finished(run)
+
+    async def _hold(self, lease: Lease, run: _RoleRun | None) -> tuple[Lease, str, bool]:
+        """Renew until a reason to step down; returns (latest lease, reason, lease known lost)."""
+        assert self._stopping is not None
+        timing = self._timing
+        next_renewal = lease.sent_at + timing.renew_interval
+        last_error = "no answer"
+        watched: list[Awaitable[Any]] = [run.task] if run is not None else []
+        while True:
+            deadline = lease.sent_at + timing.acting_window
+            now = self._clock()
+            if now >= deadline:
+                return lease, (f"no renewal within {timing.acting_window:g} s of the last one"
+                               f" (last error: {last_error})"), False
+            await _first_of([*watched, self._stopping.wait()], timeout=min(next_renewal, deadline) - now)
+            if self._stopping.is_set():
+                return lease, "shutting down", False
+            if run is not None and run.task in watched and run.task.done():
+                watched = []
+                if run.failure() is not None:
+                    run.report()
+                    return lease, "leader task failed", False
+                log.info("leader task returned; keeping the lease until stopped")
+            if self._clock() < next_renewal or self._clock() >= deadline:
+                continue
+            sent = self._clock()
+            attempt = run_in_daemon_thread(self._backend.renew, lease, sent, name="renew")
+            await _first_of([attempt, self._stopping.wait()], timeout=deadline - sent)
+            if not attempt.done():
+                attempt.cancel()
+                last_error = "renewal timed out" if not self._stopping.is_set() else last_error
+                next_renewal = self._clock()
+                continue
+            try:
+                lease = attempt.result()
+            except LeaseLostError as exc:
+                return lease, str(exc), True
+            except (StorageUnavailableError, StorageRejectedError) as exc:
+                last_error = str(exc)
+                retry_in = min(timing.acquire_interval, timing.renew_interval)
+                log.warning("renewal failed, retrying in %g s: %s", retry_in, exc)
+                next_renewal = self._clock() + retry_in
+            else:
+                next_renewal = sent + timing.renew_interval
+
+    async def _release(self, lease: Lease) -> None:
+        attempt = run_in_daemon_thread(self._backend.release, lease, name="release")
+        await asyncio.wait({attempt}, timeout=self._release_timeout)
+        if not attempt.done():
+            attempt.cancel()
+            log.warning("releasing the lease timed out; it expires by itself")
+        elif attempt.exception() is not None:
+            log.warning("could not release the lease: %s", attempt.exception())
+
+    async def _wait_until_finished(self, run: _RoleRun) -> None:
+        """Never lead again while the old leader task may still act: wait for it to return."""
+        while not run.task.done():
+            log.warning("waiting for the previous leader task to return before contending again")
+            await asyncio.wait({run.task}, timeout=10)
+
+    # -- small helpers -----------------------------------------------------------------------
+
+    def _start(self, fn: RoleTask | None, role: Role, term: int | None) -> _RoleRun | None:
+        if fn is None:
+            return None
+        ctx = RoleContext(self._identity.instance_id, role, term=term, leader=self.leader)
+        return _RoleRun(fn, ctx)
+
+    def _jittered(self, seconds: float) -> float:
+        # +-10 % keeps contenders from polling in lockstep without changing the mean.
+        return seconds * random.uniform(0.9, 1.1)
+
+    def _on_signal(self, signum: int) -> None:
+        assert self._stopping is not None and self._loop is not None
+        if self._stopping.is_set():
+            return
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self._stopping.set()
+
+
+class _OutageLog:
+    """One line when storage becomes unreachable, a reminder every 30 s, one when it is back."""
+
+    REMIND_EVERY = 30.0
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._last_said = 0.0
+        self._failures = 0
+
+    def failed(self, message: str) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        if self._since is None:
+            self._since, self._last_said = now, now
+            log.warning("%s (retrying)", message)
+        elif now - self._last_said >= self.REMIND_EVERY:
+            self._last_said = now
+            log.warning("%s (still failing after %d attempts, %.0f s)",
+                        message, self._failures, now - self._since)
+
+    def recovered(self) -> None:
+        if self._since is not None:
+            log.info("lease storage reachable again after %.1f s", time.monotonic() - self._since)
+        self._since, self._failures = None, 0
+
+
+async def _first_of(awaitables: list[Awaitable[Any]], timeout: float | None = None) -> None:
+    """Wait until the first of ``awaitables`` completes (or ``timeout``).
+
+    Coroutines are wrapped in tasks of our own and cancelled afterwards; futures that were passed
+    in (a role task, a storage call) are left running for the caller to inspect.
+    """
+    futures = [asyncio.ensure_future(a) for a in awaitables]
+    owned = [f for f, a in zip(futures, awaitables, strict=True) if f is not a]
+    try:
+        await asyncio.wait(futures, timeout=None if timeout is None else max(0.0, timeout),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in owned:
+            future.cancel()

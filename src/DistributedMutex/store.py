@@ -1,0 +1,245 @@
+"""MySQL store for weather readings, with the leadership term as a fencing token.
+
+Two tables, created if missing (the database too):
+
+    leader_term  one row: the newest term that ever registered, and who registered it
+    weather      one row per (city, observed_at): the same observation stored twice is one row
+
+Fencing: a new leader registers its term before its first write; every write runs in a transaction
+that locks the leader_term row and is refused unless the stored term equals its own. A leader
+paused past its lease that wakes up finds a newer term there and cannot overwrite its successor.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import mysql.connector
+from mysql.connector import errorcode
+
+from .config import MySQLSettings
+from .errors import StaleTermError, StoreError, StoreUnavailableError
+from .weather import Reading
+
+T = TypeVar("T")
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS leader_term (
+        id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+        term BIGINT UNSIGNED NOT NULL,
+        leader_id VARCHAR(64) NOT NULL,
+        registered_at DATETIME(6) NOT NULL
+    ) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS weather (
+        id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        city VARCHAR(100) NOT NULL,
+        temperature DOUBLE NOT NULL,
+        humidity TINYINT UNSIGNED NOT NULL,
+        description VARCHAR(255) NOT NULL,
+        observed_at DATETIME NOT NULL,
+        leader_id VARCHAR(64) NOT NULL,
+        term BIGINT UNSIGNED NOT NULL,
+        stored_at DATETIME(6) NOT NULL,
+        UNIQUE KEY one_observation (city, observed_at),
+        KEY newest (city, observed_at)
+    ) ENGINE=InnoDB""",
+)
+
+# Errors that mean "the connection is gone": reconnect once and try again.
+_CONNECTION_LOST = {
+    errorcode.CR_SERVER_GONE_ERROR, errorcode.CR_SERVER_LOST, errorcode.CR_CONNECTION_ERROR,
+    errorcode.CR_CONN_HOST_ERROR, errorcode.CR_SERVER_LOST_EXTENDED, 2055,
+    errorcode.ER_CON_COUNT_ERROR,
+}
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    city: str
+    temperature: float
+    humidity: int
+    description: str
+    observed_at: datetime  # UTC
+    leader_id: str
+    term: int
+
+
+class WeatherStore:
+    """Thread-safe: one connection, used by one caller at a time, reopened when it breaks."""
+
+    def __init__(self, settings: MySQLSettings, *, connect_timeout: float = 5.0) -> None:
+        self._settings = settings
+        self._connect_timeout = connect_timeout
+        self._connection: Any = None
+        self._schema_ready = False
+        self._lock = threading.Lock()
+
+    # -- leader side -------------------------------------------------------------------------
+
+    def register_term(self, term: int, leader_id: str) -> None:
+        """Record ``term`` as the newest leadership; refused if a newer one is recorded."""
+        def register(cursor: Any) -> None:
+            stored = self._locked_term(cursor)
+            if stored is not None and stored > term:
+                raise StaleTermError(term, stored)
+            cursor.execute(
+                "INSERT INTO leader_term (id, term, leader_id, registered_at) VALUES (1, %s, %s, %s)"
+                " ON DUPLICATE KEY UPDATE term = VALUES(term), leader_id = VALUES(leader_id),"
+                " registered_at = VALUES(registered_at)",
+                (term, leader_id, _utc_now()),
+            )
+        self._transaction(register)
+
+    def write(self, readings: Iterable[Reading], term: int, leader_id: str) -> int:
+        """Store readings under the fencing check; returns how many were new."""
+        rows = [(r.city, r.temperature, r.humidity, r.description, _naive_utc(r.observed_at),
+                 leader_id, term) for r in readings]
+
+        def write(cursor: Any) -> int:
+            stored = self._locked_term(cursor)
+            if stored != term:
+                raise StaleTermError(term, stored if stored is not None else 0)
+            inserted = 0
+            now = _utc_now()
+            for row in rows:
+                # ON DUPLICATE KEY (not INSERT IGNORE, which would also hide real errors).
+                cursor.execute(
+                    "INSERT INTO weather (city, temperature, humidity, description, observed_at,"
+                    " leader_id, term, stored_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON DUPLICATE KEY UPDATE id = id",
+                    (*row, now),
+                )
+                inserted += cursor.rowcount == 1
+            return inserted
+        return self._transaction(write)
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def latest(self) -> list[StoredReading]:
+        """The newest reading of each city."""
+        def read(cursor: Any) -> list[StoredReading]:
+            cursor.execute(
+                "SELECT w.city, w.temperature, w.humidity, w.description, w.observed_at,"
+                " w.leader_id, w.term FROM weather w"
+                " JOIN (SELECT city, MAX(observed_at) AS newest FROM weather GROUP BY city) n"
+                " ON w.city = n.city AND w.observed_at = n.newest ORDER BY w.city"
+            )
+            return [StoredReading(city, float(t), int(h), d, o.replace(tzinfo=timezone.utc), lid, int(term))
+                    for city, t, h, d, o, lid, term in cursor.fetchall()]
+        return self._transaction(read)
+
+    def stored_term(self) -> int | None:
+        def read(cursor: Any) -> int | None:
+            cursor.execute("SELECT term FROM leader_term WHERE id = 1")
+            row = cursor.fetchone()
+            return int(row[0]) if row else None
+        return self._transaction(read)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _locked_term(cursor: Any) -> int | None:
+        cursor.execute("SELECT term FROM leader_term WHERE id = 1 FOR UPDATE")
+        row = cursor.fetchone()
+        return int(row[0]) if row else None
+
+    def _transaction(self, body: Callable[[Any], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    connection = self._connect()
+                    cursor = connection.cursor()
+                    try:
+                        result = body(cursor)
+                        connection.commit()
+                        return result
+                    except StoreError:
+                        connection.rollback()
+                        raise
+                    finally:
+                        _close_quietly(cursor)
+                except mysql.connector.Error as exc:
+                    self._drop_connection()
+                    # A server restart shows up as a broken connection on the first call after it:
+                    # reconnect once. A committed write retried is harmless (unique key, same term).
+                    if attempt == 1 and _connection_lost(exc) and self._schema_ready:
+                        continue
+                    raise self._translate(exc) from None
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> Any:
+        if self._connection is not None:
+            return self._connection
+        s = self._settings
+        common = dict(host=s.host, port=s.port, user=s.user, password=s.password,
+                      connection_timeout=self._connect_timeout, autocommit=False)
+        if not self._schema_ready:
+            bootstrap = mysql.connector.connect(**common)
+            try:
+                cursor = bootstrap.cursor()
+                # The name was validated as [A-Za-z0-9_]{1,64}: safe to quote as an identifier.
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{s.database}`")
+                cursor.execute(f"USE `{s.database}`")
+                for statement in SCHEMA:
+                    cursor.execute(statement)
+                bootstrap.commit()
+            finally:
+                bootstrap.close()
+            self._schema_ready = True
+        self._connection = mysql.connector.connect(database=s.database, **common)
+        with self._connection.cursor() as cursor:
+            cursor.execute("SET time_zone = '+00:00'")
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            _close_quietly(self._connection)
+            self._connection = None
+
+    def _translate(self, exc: mysql.connector.Error) -> StoreUnavailableError:
+        s = self._settings
+        errno = getattr(exc, "errno", None)
+        where = f"MySQL at {s.host}:{s.port}"
+        if errno == errorcode.ER_ACCESS_DENIED_ERROR:
+            return StoreUnavailableError(
+                f"{where} refused the login of user {s.user!r}: check MYSQL_USER and MYSQL_PASSWORD")
+        if errno in (errorcode.ER_DBACCESS_DENIED_ERROR, errorcode.ER_TABLEACCESS_DENIED_ERROR,
+                     errorcode.ER_SPECIFIC_ACCESS_DENIED_ERROR):
+            return StoreUnavailableError(
+                f"{where}: user {s.user!r} lacks a privilege on database {s.database!r} ({errno})")
+        if _connection_lost(exc) or errno is None or errno >= 2000:
+            return StoreUnavailableError(f"{where} is unreachable ({errno})")
+        return StoreUnavailableError(f"{where} failed ({errno}: {exc.msg})")
+
+
+def _connection_lost(exc: mysql.connector.Error) -> bool:
+    errno = getattr(exc, "errno", None)
+    if errno in _CONNECTION_LOST:
+        return True
+    # "MySQL Connection not available" and friends come without a server error number.
+    return errno in (None, -1) and isinstance(
+        exc, (mysql.connector.OperationalError, mysql.connector.InterfaceError))
+
+
+def _close_quietly(closable: Any) -> None:
+    try:
+        closable.close()
+    except Exception:  # noqa: BLE001 - it is broken already; we only let go of it
+        pass
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)

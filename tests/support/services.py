@@ -1,0 +1,123 @@
+"""Real services for the tests: Azurite started from the project's pinned npm package, and the
+MySQL-compatible server given by MYSQL_* (default: the local one at 127.0.0.1:3306, root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import mysql.connector
+
+ROOT = Path(__file__).resolve().parents[2]
+AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def connection_string(port: int, key: str = AZURITE_KEY) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+
+
+class Azurite:
+    """The blob service of Azurite on a free port, in memory (or on disk, to survive restarts)."""
+
+    def __init__(self, location: Path | None = None) -> None:
+        if not AZURITE_BLOB.exists():
+            raise RuntimeError(f"Azurite is not installed ({AZURITE_BLOB} missing): run `npm ci` "
+                               "in the project root (`make test` does it)")
+        self.port = free_port()
+        self.location = location
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="azurite-", suffix=".log", delete=False)  # noqa: SIM115
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.port)
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
+        self.process = subprocess.Popen(
+            [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+             "--disableTelemetry", *storage],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Azurite exited at start (code {self.process.returncode}); "
+                                   f"see {self._log.name}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}?comp=list",
+                                       timeout=1)
+            except urllib.error.HTTPError:
+                return self  # it answered (403 without a signature): it is up
+            except OSError:
+                time.sleep(0.1)
+                continue
+            return self
+        self.stop()
+        raise RuntimeError(f"Azurite did not answer on port {self.port} within {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass(frozen=True)
+class MySQLServer:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @classmethod
+    def from_environment(cls) -> MySQLServer:
+        return cls(host=os.environ.get("MYSQL_HOST", "127.0.0.1"),
+                   port=int(os.environ.get("MYSQL_PORT", "3306")),
+                   user=os.environ.get("MYSQL_USER", "root"),
+                   password=os.environ.get("MYSQL_PASSWORD", ""))
+
+    def connect(self, database: str | None = None) -> mysql.connector.MySQLConnection:
+        return mysql.connector.connect(host=self.host, port=self.port, user=self.user,
+                                       password=self.password, database=database,
+                                       connection_timeout=5, autocommit=True)
+
+    def check(self) -> None:
+        try:
+            self.connect().close()
+        except mysql.connector.Error as exc:
+            raise RuntimeError(f"no MySQL-compatible server answers at {self.host}:{self.port} as "
+                               f"{self.user!r} ({exc.errno}); start one or set MYSQL_HOST/PORT/USER/"
+                               "PASSWORD (`make test` and .ci/run start MariaDB)") from None
+
+    def drop_database(self, name: str) -> None:
+        with self.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def query(self, database: str, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.connect(database) as connection, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+
+def node_available() -> bool:
+    return shutil.which("node") is not None

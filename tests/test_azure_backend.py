@@ -1,0 +1,109 @@
+"""The blob-lease backend against real Azurite: terms, identity, errors, races."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from DistributedMutex.azure_lease import DEFAULT_API_VERSION, AzureBlobLeaseBackend
+from DistributedMutex.backend import Held, Identity, Lease
+from DistributedMutex.errors import (
+    ConfigurationError,
+    LeaseLostError,
+    StorageRejectedError,
+    StorageUnavailableError,
+)
+from support.services import connection_string, free_port
+
+WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
+
+
+def backend(conn: str, container: str, **kwargs) -> AzureBlobLeaseBackend:
+    return AzureBlobLeaseBackend(conn, container, "weather-leader", **kwargs)
+
+
+def metadata(conn: str, container: str) -> dict[str, str]:
+    service = BlobServiceClient.from_connection_string(conn, api_version=DEFAULT_API_VERSION)
+    return dict(service.get_blob_client(container, "weather-leader").get_blob_properties().metadata)
+
+
+def test_acquire_records_term_and_identity_under_the_lease(azurite, container_name) -> None:
+    a = backend(azurite.connection_string, container_name)
+    lease = a.acquire(Identity("alpha", host="host-a", pid=11), now=100.0)
+    assert isinstance(lease, Lease) and lease.term == 1 and lease.sent_at == 100.0
+    meta = metadata(azurite.connection_string, container_name)
+    assert {k: meta[k] for k in ("term", "leader_id", "leader_host", "leader_pid")} == {
+        "term": "1", "leader_id": "alpha", "leader_host": "host-a", "leader_pid": "11"}
+    assert meta["acquired_at"].endswith("+00:00")
+    record = a.read_leader()
+    assert (record.leader_id, record.term, record.pid, record.is_held) == ("alpha", 1, 11, True)
+
+
+def test_a_second_contender_sees_the_holder_then_takes_over_with_a_higher_term(azurite, container_name) -> None:
+    a, b = backend(azurite.connection_string, container_name), backend(azurite.connection_string, container_name)
+    lease_a = a.acquire(Identity("alpha"), now=0.0)
+    held = b.acquire(Identity("beta"), now=0.0)
+    assert isinstance(held, Held) and held.leader.leader_id == "alpha" and held.leader.term == 1
+    a.renew(lease_a, now=1.0)
+    a.release(lease_a)
+    lease_b = b.acquire(Identity("beta"), now=2.0)
+    assert isinstance(lease_b, Lease) and lease_b.term == 2
+    with pytest.raises(LeaseLostError, match="LeaseIdMismatchWithLeaseOperation"):
+        a.renew(lease_a, now=3.0)
+    # the first one comes back later: a new leadership, a new term
+    b.release(lease_b)
+    again = a.acquire(Identity("alpha"), now=4.0)
+    assert isinstance(again, Lease) and again.term == 3
+
+
+def test_a_broken_lease_cannot_be_renewed(azurite, container_name) -> None:
+    a = backend(azurite.connection_string, container_name)
+    lease = a.acquire(Identity("alpha"), now=0.0)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string, api_version=DEFAULT_API_VERSION)
+    from azure.storage.blob import BlobLeaseClient
+    BlobLeaseClient(service.get_blob_client(container_name, "weather-leader")).break_lease(lease_break_period=0)
+    with pytest.raises(LeaseLostError, match="LeaseIsBrokenAndCannotBeRenewed"):
+        a.renew(lease, now=1.0)
+
+
+def test_many_contenders_on_a_new_container_one_wins_none_fails(azurite, container_name) -> None:
+    start = threading.Barrier(8)
+
+    def contend(i: int) -> Lease | Held:
+        b = backend(azurite.connection_string, container_name)
+        start.wait()
+        return b.acquire(Identity(f"n{i}"), now=0.0)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(contend, range(8)))
+    assert sum(isinstance(r, Lease) for r in results) == 1
+    assert sum(isinstance(r, Held) for r in results) == 7
+
+
+def test_unreachable_storage_is_unavailable_not_lost(container_name) -> None:
+    b = backend(connection_string(free_port()), container_name)
+    with pytest.raises(StorageUnavailableError, match="storage did not answer"):
+        b.acquire(Identity("x"), now=0.0)
+
+
+def test_a_wrong_account_key_is_rejected_without_showing_it(azurite, container_name) -> None:
+    b = backend(connection_string(azurite.port, key=WRONG_KEY), container_name)
+    with pytest.raises(StorageRejectedError) as caught:
+        b.acquire(Identity("x"), now=0.0)
+    assert "check the credentials in AZURE_STORAGE_CONNECTION_STRING" in str(caught.value)
+    assert WRONG_KEY not in str(caught.value)
+
+
+def test_an_api_version_the_emulator_does_not_speak_is_named(azurite, container_name) -> None:
+    b = backend(azurite.connection_string, container_name, api_version="2026-10-06")
+    with pytest.raises(StorageRejectedError, match="does not support API version 2026-10-06"):
+        b.acquire(Identity("x"), now=0.0)
+
+
+@pytest.mark.parametrize("duration", [-1, 0, 14, 61])
+def test_infinite_or_out_of_range_leases_are_refused(duration: int) -> None:
+    with pytest.raises(ConfigurationError, match="LEASE_DURATION"):
+        backend("UseDevelopmentStorage=true", "c-x", lease_duration=duration)

@@ -1,0 +1,158 @@
+"""Settings: sources and precedence, every rule, and the one-line error with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from DistributedMutex.config import DEFAULTS, load_settings
+from DistributedMutex.errors import ConfigurationError
+from support.processes import SCRIPT
+
+KEY = {"OPENWEATHER_API_KEY": "k3y-for-tests"}
+SECRET_KEY = "c2VjcmV0LWFjY291bnQta2V5LTEyMzQ="  # base64, recognisable
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = load_settings({}, tmp_path)
+    assert s.connection_string == "UseDevelopmentStorage=true"
+    assert (s.container_name, s.blob_name) == ("leader-election", "weather-leader")
+    assert (s.lease_duration, s.renew_interval, s.acquire_interval) == (15, 5, 2)
+    assert s.weather_cities == ("Hanoi", "Tokyo", "New York", "London", "Paris")
+    assert (s.fetch_interval, s.read_interval) == (60, 10)
+    assert (s.mysql.host, s.mysql.port, s.mysql.user, s.mysql.password, s.mysql.database) == (
+        "127.0.0.1", 3306, "root", "", "weather")
+    assert s.openweather_url == "https://api.openweathermap.org/data/2.5/weather"
+    assert s.log_level == "INFO"
+    assert s.instance_id.endswith(f"-{__import__('os').getpid()}")
+    assert s.openweather_api_key is None
+
+
+def test_precedence_environment_over_dotenv_over_constant_py(tmp_path: Path) -> None:
+    (tmp_path / "constant.py").write_text(
+        'LEASE_DURATION = 20\nRENEW_INTERVAL = 6\nACQUIRE_INTERVAL = 3\n'
+        'WEATHER_CITIES = ["Hue", "Da Nang"]\nOTHER = object()\n')
+    (tmp_path / ".env").write_text("RENEW_INTERVAL=7\nACQUIRE_INTERVAL=4\n")
+    s = load_settings({"ACQUIRE_INTERVAL": "1.5", "UNRELATED": "x"}, tmp_path)
+    assert s.lease_duration == 20  # constant.py
+    assert s.renew_interval == 7  # .env beats constant.py
+    assert s.acquire_interval == 1.5  # environment beats both
+    assert s.weather_cities == ("Hue", "Da Nang")
+    assert s.sources == ("constant.py", ".env", "environment")
+
+
+def test_api_key_required_only_to_run_the_demo(tmp_path: Path) -> None:
+    s = load_settings({}, tmp_path)
+    with pytest.raises(ConfigurationError, match="OPENWEATHER_API_KEY: is required"):
+        s.require_api_key()
+    assert load_settings(KEY, tmp_path).require_api_key() == "k3y-for-tests"
+
+
+BAD = [
+    ({"LEASE_DURATION": "14"}, "LEASE_DURATION: must be from 15 to 60 seconds"),
+    ({"LEASE_DURATION": "61"}, "LEASE_DURATION: must be from 15 to 60 seconds"),
+    ({"LEASE_DURATION": "-1"}, "LEASE_DURATION: must be from 15 to 60 seconds"),
+    ({"LEASE_DURATION": "15.5"}, "LEASE_DURATION: must be a whole number"),
+    ({"LEASE_DURATION": "fifteen"}, "LEASE_DURATION: must be a whole number"),
+    ({"LEASE_DURATION": ""}, "LEASE_DURATION: must be a whole number"),
+    ({"RENEW_INTERVAL": "10"}, "RENEW_INTERVAL: 10 s is too close to LEASE_DURATION=15 s"),
+    ({"RENEW_INTERVAL": "0"}, "RENEW_INTERVAL: must be from 0.1 to 3600 seconds"),
+    ({"RENEW_INTERVAL": "5s"}, "RENEW_INTERVAL: must be a number of seconds, got '5s'"),
+    ({"RENEW_INTERVAL": "nan"}, "RENEW_INTERVAL: must be a finite number"),
+    ({"ACQUIRE_INTERVAL": "abc"}, "ACQUIRE_INTERVAL: must be a number of seconds"),
+    ({"ACQUIRE_INTERVAL": "20"}, "ACQUIRE_INTERVAL: 20 s must be above 0 and at most LEASE_DURATION=15 s"),
+    ({"FETCH_INTERVAL": "0.5"}, "FETCH_INTERVAL: must be from 1 to 86400 seconds"),
+    ({"READ_INTERVAL": "-3"}, "READ_INTERVAL: must be from 0.1 to 86400 seconds"),
+    ({"MYSQL_PORT": "70000"}, "MYSQL_PORT: must be from 1 to 65535"),
+    ({"MYSQL_PORT": "mysql"}, "MYSQL_PORT: must be a whole number"),
+    ({"MYSQL_DATABASE": "weather; DROP TABLE x"}, "MYSQL_DATABASE: must be 1-64 letters, digits or underscores"),
+    ({"MYSQL_HOST": " "}, "MYSQL_HOST: must be 1 to 255 characters long"),
+    ({"CONTAINER_NAME": "Leader_Election"}, "CONTAINER_NAME: must be 3-63 lowercase letters"),
+    ({"CONTAINER_NAME": "a--b"}, "CONTAINER_NAME: must be 3-63 lowercase letters"),
+    ({"INSTANCE_ID": "has space"}, "INSTANCE_ID: must be 1-64 letters"),
+    ({"WEATHER_CITIES": "Hanoi,,Tokyo"}, "WEATHER_CITIES: must be comma-separated city names with none empty"),
+    ({"WEATHER_CITIES": ""}, "WEATHER_CITIES: must be comma-separated city names"),
+    ({"WEATHER_CITIES": "Hanoi,hanoi"}, "WEATHER_CITIES: names a city twice: Hanoi, hanoi"),
+    ({"OPENWEATHER_URL": "ftp://example.com"}, "OPENWEATHER_URL: must be an http:// or https:// URL"),
+    ({"OPENWEATHER_API_KEY": "  "}, "OPENWEATHER_API_KEY: is set but empty"),
+    ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ({"AZURE_STORAGE_API_VERSION": "latest"}, "AZURE_STORAGE_API_VERSION: must be a date"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": "not a connection string"},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: part 1 is not key=value"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": f"AccountName=acct;AccountKey={SECRET_KEY};Colour=blue"},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: unknown key 'Colour'"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct;AccountKey=not*base64!"},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: AccountKey is not valid base64"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct"},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: it needs AccountKey"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": f"AccountKey={SECRET_KEY}"},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: AccountKey needs AccountName"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": ""},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: it is empty"),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), BAD, ids=[m.split(":")[0] + "-" + str(i) for i, (_, m) in enumerate(BAD)])
+def test_each_bad_setting_names_itself_and_the_rule(tmp_path: Path, env: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**KEY, **env}, tmp_path)
+    assert message in str(caught.value)
+    assert SECRET_KEY not in str(caught.value)
+
+
+def test_constant_py_with_a_syntax_error_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "constant.py").write_text("LEASE_DURATION = = 15\n")
+    with pytest.raises(ConfigurationError, match=r"constant\.py: cannot be read: syntax error on line 1"):
+        load_settings({}, tmp_path)
+
+
+def test_valid_connection_strings_are_accepted(tmp_path: Path) -> None:
+    for value in (
+        "UseDevelopmentStorage=true",
+        f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={SECRET_KEY};EndpointSuffix=core.windows.net",
+        "BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=2024&sig=abc",
+    ):
+        assert load_settings({"AZURE_STORAGE_CONNECTION_STRING": value}, tmp_path).connection_string == value
+
+
+def run_program(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+    base = {k: v for k, v in os.environ.items() if k not in DEFAULTS}
+    return subprocess.run([sys.executable, str(SCRIPT)], env={**base, **env}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LEASE_DURATION": "10"}, "LEASE_DURATION: must be from 15 to 60 seconds (Azure's lease range), got 10"),
+    ({"RENEW_INTERVAL": "14"}, "RENEW_INTERVAL: 14 s is too close to LEASE_DURATION=15 s"),
+    ({"FETCH_INTERVAL": "often"}, "FETCH_INTERVAL: must be a number of seconds, got 'often'"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": f"AccountName=a;AccountKey={SECRET_KEY}x"},
+     "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string"),
+    ({"OPENWEATHER_API_KEY": None}, "OPENWEATHER_API_KEY: is required"),
+], ids=["out-of-range", "renew-too-close", "not-a-number", "connection-string", "missing-api-key"])
+def test_configuration_errors_exit_2_with_one_line(tmp_path: Path, env: dict, message: str) -> None:
+    full = {**KEY, **env}
+    result = run_program(tmp_path, {k: v for k, v in full.items() if v is not None})
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("configuration error: ")
+    assert message in lines[0]
+    assert SECRET_KEY not in result.stderr and "Traceback" not in result.stderr
+
+
+@given(st.dictionaries(st.sampled_from(sorted(DEFAULTS)), st.text(max_size=40), max_size=6))
+def test_any_input_gives_settings_or_a_configuration_error(env: dict[str, str]) -> None:
+    try:
+        settings = load_settings(env, Path("/nonexistent-directory"))
+    except ConfigurationError as exc:
+        assert exc.setting in DEFAULTS or exc.setting in ("safety_margin",)
+        assert "\n" not in str(exc)
+    else:
+        settings.timing()
