@@ -99,3 +99,27 @@ def test_sigterm_of_the_leader_hands_over_within_one_acquire_interval(spawn, dem
     assert leader_term(second) > old_term
     assert first.find(r"lost leadership: shutting down")
     assert "Traceback" not in first.output
+
+
+def test_worker_with_mysql_down_says_so_and_still_takes_over(spawn, demo_env):
+    from support.services import free_port
+    leader = spawn("leader", demo_env)
+    leader.wait_for(LEADER, timeout=15)
+    cut_off = spawn("no-db", dict(demo_env, MYSQL_PORT=str(free_port())))
+    cut_off.wait_for(r"cannot read readings: MySQL at 127\.0\.0\.1:\d+ is unreachable", timeout=15)
+    cut_off.wait_for(r"leader is leader \(term \d+\)", timeout=10)
+    leader.signal(signal.SIGTERM)
+    assert leader.wait(3) == 0
+    cut_off.wait_for(LEADER, timeout=5)
+    cut_off.wait_for(r"cannot store readings \(\d+ kept for the next round\)", timeout=10)
+    assert "Traceback" not in cut_off.output
+
+
+def test_wrong_account_key_stops_with_one_line_and_exit_2(spawn, demo_env, azurite):
+    from support.services import connection_string
+    wrong = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
+    instance = spawn("wrong-key", dict(demo_env, AZURE_STORAGE_CONNECTION_STRING=connection_string(azurite.port, wrong)))
+    assert instance.wait(15) == 2
+    line = instance.wait_for(r"cannot go on: storage refused the request \(403", timeout=1)
+    assert "AZURE_STORAGE_CONNECTION_STRING" in line.text
+    assert wrong not in instance.output and "Traceback" not in instance.output
