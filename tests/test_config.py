@@ -25,6 +25,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.lease_duration, s.renew_interval, s.acquire_interval) == (15, 5, 2)
     assert s.weather_cities == ("Hanoi", "Tokyo", "New York", "London", "Paris")
     assert (s.fetch_interval, s.read_interval) == (60, 10)
+    assert s.leader_stall_timeout == 180  # 3 fetch intervals
+    assert s.reading_buffer_size == 1000
     assert (s.mysql.host, s.mysql.port, s.mysql.user, s.mysql.password, s.mysql.database) == (
         "127.0.0.1", 3306, "root", "", "weather")
     assert s.openweather_url == "https://api.openweathermap.org/data/2.5/weather"
@@ -67,6 +69,8 @@ BAD = [
     ({"ACQUIRE_INTERVAL": "abc"}, "ACQUIRE_INTERVAL: must be a number of seconds"),
     ({"ACQUIRE_INTERVAL": "20"}, "ACQUIRE_INTERVAL: 20 s must be above 0 and at most LEASE_DURATION=15 s"),
     ({"FETCH_INTERVAL": "0.5"}, "FETCH_INTERVAL: must be from 1 to 86400 seconds"),
+    ({"LEADER_STALL_TIMEOUT": "30", "FETCH_INTERVAL": "60"}, "LEADER_STALL_TIMEOUT: 30 s must be longer than FETCH_INTERVAL=60 s"),
+    ({"READING_BUFFER_SIZE": "0"}, "READING_BUFFER_SIZE: must be from 1 to 1000000 readings"),
     ({"READ_INTERVAL": "-3"}, "READ_INTERVAL: must be from 0.1 to 86400 seconds"),
     ({"MYSQL_PORT": "70000"}, "MYSQL_PORT: must be from 1 to 65535"),
     ({"MYSQL_PORT": "mysql"}, "MYSQL_PORT: must be a whole number"),

@@ -210,3 +210,28 @@ def test_workers_never_see_stopped_leading_callbacks(azurite, container_name, ru
     events.wait("b", "work", timeout=10)
     run_b.stop()
     assert not [e for e in events.items if e[0] == "b" and e[1] != "work"]
+
+
+def test_a_wedged_leader_gives_up_so_that_a_healthy_instance_leads(azurite, container_name, running, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    events = Events()
+
+    async def wedged(ctx: RoleContext) -> None:
+        events.add("wedged", "lead", ctx.term)
+        try:
+            await asyncio.Event().wait()  # hangs and never reports progress
+        finally:
+            events.add("wedged", "stop leading", ctx.term)
+
+    backend = AzureBlobLeaseBackend(azurite.connection_string, container_name, "weather-leader")
+    run = Running(DistributedMutex(wedged, backend=backend, identity=Identity("wedged"), timing=FAST,
+                                   stall_timeout=2))
+    running.append(run)
+    events.wait("wedged", "lead", timeout=10)
+    start(running, azurite.connection_string, container_name, "healthy", recording_leader(events, "healthy"))
+    stopped = events.wait("wedged", "stop leading", timeout=5)
+    took_over = events.wait("healthy", "lead", timeout=5)
+    assert stopped[3] < took_over[3]
+    assert took_over[2] == 2
+    lines = [r.getMessage() for r in caplog.records if "lost leadership" in r.getMessage()]
+    assert lines == ["lost leadership: leader work made no progress for 2 s; giving the lease up for a healthy instance"]

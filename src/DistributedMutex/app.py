@@ -71,6 +71,7 @@ class WeatherApp:
             readings, backoff = await self._fetch_all(ctx)
             self._buffer(pending, readings)
             if pending:
+                ctx.report_progress()
                 registered = await self._store_pending(ctx, pending, registered)
             if backoff is None:
                 failures, delay = 0, self._fetch_interval
@@ -79,12 +80,21 @@ class WeatherApp:
                 delay = max(backoff, min(self._fetch_interval * 2 ** failures,
                                          max(MAX_BACKOFF, self._fetch_interval)))
                 log.warning("backing off: next fetch in %.0f s", delay)
-            await ctx.asleep(max(0.0, delay - (time.monotonic() - started)))
+            ctx.report_progress()
+            await self._pause(ctx, max(0.0, delay - (time.monotonic() - started)))
+
+    async def _pause(self, ctx: RoleContext, seconds: float) -> None:
+        """Sleep, still reporting progress: a back-off is not a stall, a hung call is."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0 and ctx.is_active():
+            await ctx.asleep(min(left, self._fetch_interval))
+            ctx.report_progress()
 
     async def _fetch_all(self, ctx: RoleContext) -> tuple[list[Reading], float | None]:
         """One reading per city that answered; the second value asks for a back-off (seconds)."""
         readings: list[Reading] = []
         for city in self._cities:
+            ctx.report_progress()
             try:
                 readings.append(await blocking(self._client.fetch, city))
             except CityNotFoundError as exc:

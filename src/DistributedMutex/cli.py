@@ -102,7 +102,8 @@ def run_demo(settings: Settings) -> int:
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size)
     mutex = DistributedMutex(app.lead, app.work, backend=backend,
-                             identity=Identity(settings.instance_id), timing=settings.timing())
+                             identity=Identity(settings.instance_id), timing=settings.timing(),
+                             stall_timeout=settings.leader_stall_timeout)
     timing = settings.timing()
     log.info("instance %s starting: lease on %s/%s (lease %g s, renew %g s, acquire %g s);"
              " settings from %s", settings.instance_id, settings.container_name, settings.blob_name,

@@ -43,6 +43,7 @@ DEFAULTS: dict[str, str | None] = {
     "FETCH_INTERVAL": "60",
     "READ_INTERVAL": "10",
     "READING_BUFFER_SIZE": "1000",
+    "LEADER_STALL_TIMEOUT": None,  # 3 x FETCH_INTERVAL
     "MYSQL_HOST": "127.0.0.1",
     "MYSQL_PORT": "3306",
     "MYSQL_USER": "root",
@@ -94,6 +95,7 @@ class Settings:
     fetch_interval: float
     read_interval: float
     reading_buffer_size: int
+    leader_stall_timeout: float
     mysql: MySQLSettings
     log_level: str
     sources: tuple[str, ...] = ()
@@ -124,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
     raw, sources = _merge_sources(environ, directory)
     get = _Getter(raw)
 
+    fetch_interval = get("FETCH_INTERVAL", _seconds(1, 86400))
     lease_duration = get("LEASE_DURATION", _whole_number(AZURE_MIN_LEASE, AZURE_MAX_LEASE,
                                                           "seconds (Azure's lease range)"))
     settings = Settings(
@@ -142,9 +145,10 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         openweather_api_key=get("OPENWEATHER_API_KEY", _secret_text, default=None),
         openweather_url=get("OPENWEATHER_URL", _http_url),
         weather_cities=get("WEATHER_CITIES", _cities),
-        fetch_interval=get("FETCH_INTERVAL", _seconds(1, 86400)),
+        fetch_interval=fetch_interval,
         read_interval=get("READ_INTERVAL", _seconds(0.1, 86400)),
         reading_buffer_size=get("READING_BUFFER_SIZE", _whole_number(1, 1_000_000, "readings")),
+        leader_stall_timeout=get("LEADER_STALL_TIMEOUT", _seconds(1, 7 * 86400), default=str(3 * fetch_interval)),
         mysql=MySQLSettings(
             host=get("MYSQL_HOST", _text(1, 255)),
             port=get("MYSQL_PORT", _whole_number(1, 65535, "(a TCP port)")),
@@ -157,6 +161,10 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         sources=tuple(sources),
     )
     settings.timing()  # the invariants between the timings (raises ConfigurationError)
+    if settings.leader_stall_timeout <= settings.fetch_interval:
+        raise ConfigurationError(
+            "LEADER_STALL_TIMEOUT", f"{settings.leader_stall_timeout:g} s must be longer than "
+            f"FETCH_INTERVAL={settings.fetch_interval:g} s (the leader reports progress once a round)")
     return settings
 
 

@@ -5,7 +5,8 @@ The loop, top to bottom:
     while not stopped:
         run the worker task and try to take the lease every acquire interval
         got it: stop the worker task, run the leader task, renew every renew interval
-        until shutdown, a lost lease, or the local deadline without a renewal:
+        until shutdown, a lost lease, the local deadline without a renewal, or leader work that
+        failed or reported no progress for the stall timeout:
             stop the leader task (cancel it, wait for it, bounded), then release the lease
         back to contending, forever: transient errors never end the loop
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
 import signal
 import threading
@@ -54,6 +56,16 @@ class RoleContext:
     term: int | None = None
     leader: LeaderRecord | None = None  # the latest leader a worker has seen
     ended: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    last_progress: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.last_progress = self.clock()
+
+    def report_progress(self) -> None:
+        """Say the work is alive. A leader that stays silent for the stall timeout steps down:
+        renewing the lease proves the process is alive, not that its leader work is."""
+        self.last_progress = self.clock()
 
     def is_active(self) -> bool:
         """True while this role lasts: for a leader, while it may still act as leader."""
@@ -122,6 +134,7 @@ class DistributedMutex:
         clock: Callable[[], float] = time.monotonic,
         shutdown_grace: float = 1.5,
         release_timeout: float = 1.0,
+        stall_timeout: float | None = None,
     ) -> None:
         self._leader_task = leader_task
         self._worker_task = worker_task
@@ -131,6 +144,9 @@ class DistributedMutex:
         self._clock = clock
         self._shutdown_grace = shutdown_grace
         self._release_timeout = release_timeout
+        self._stall_timeout = stall_timeout
+        # After giving up leadership for a failing or stalled task, let a healthy instance win.
+        self._yield_for = 0.0
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_leader: tuple[str | None, int] | None = None
@@ -183,6 +199,9 @@ class DistributedMutex:
 
     async def _contend(self, worker: _RoleRun | None) -> Lease | None:
         assert self._stopping is not None
+        if self._yield_for > 0:
+            await _first_of([asyncio.sleep(self._yield_for), self._stopping.wait()])
+            self._yield_for = 0.0
         while not self._stopping.is_set():
             sent = self._clock()
             attempt = run_in_daemon_thread(self._backend.acquire, self._identity, sent, name="acquire")
@@ -237,6 +256,8 @@ class DistributedMutex:
         log.info("became leader (term %d)", lease.term)
         run = self._start(self._leader_task, Role.LEADER, term=lease.term)
         lease, reason, lost = await self._hold(lease, run)
+        if reason.startswith(("leader task failed", "leader work made no progress")):
+            self._yield_for = 2 * self._timing.acquire_interval + 1
         # Stop leader work before the lease can end: at most until its earliest possible expiry.
         budget = lease.sent_at + lease.duration - self._clock()
         if self._stopping is not None and self._stopping.is_set():
@@ -260,11 +281,16 @@ class DistributedMutex:
         watched: list[Awaitable[Any]] = [run.task] if run is not None else []
         while True:
             deadline = lease.sent_at + timing.acting_window
+            stalled_at = self._stall_deadline(run) if watched else math.inf
             now = self._clock()
             if now >= deadline:
                 return lease, (f"no renewal within {timing.acting_window:g} s of the last one"
                                f" (last error: {last_error})"), False
-            await _first_of([*watched, self._stopping.wait()], timeout=min(next_renewal, deadline) - now)
+            if now >= stalled_at:
+                return lease, (f"leader work made no progress for {self._stall_timeout:g} s;"
+                               " giving the lease up for a healthy instance"), False
+            await _first_of([*watched, self._stopping.wait()],
+                            timeout=min(next_renewal, deadline, stalled_at) - now)
             if self._stopping.is_set():
                 return lease, "shutting down", False
             if run is not None and run.task in watched and run.task.done():
@@ -295,6 +321,11 @@ class DistributedMutex:
             else:
                 next_renewal = sent + timing.renew_interval
 
+    def _stall_deadline(self, run: _RoleRun | None) -> float:
+        if run is None or self._stall_timeout is None:
+            return math.inf
+        return run.ctx.last_progress + self._stall_timeout
+
     async def _release(self, lease: Lease) -> None:
         attempt = run_in_daemon_thread(self._backend.release, lease, name="release")
         await asyncio.wait({attempt}, timeout=self._release_timeout)
@@ -315,7 +346,7 @@ class DistributedMutex:
     def _start(self, fn: RoleTask | None, role: Role, term: int | None) -> _RoleRun | None:
         if fn is None:
             return None
-        ctx = RoleContext(self._identity.instance_id, role, term=term, leader=self.leader)
+        ctx = RoleContext(self._identity.instance_id, role, term=term, leader=self.leader, clock=self._clock)
         return _RoleRun(fn, ctx)
 
     def _jittered(self, seconds: float) -> float:
