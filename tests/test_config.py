@@ -96,6 +96,11 @@ BAD = [
      "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: it needs AccountKey"),
     ({"AZURE_STORAGE_CONNECTION_STRING": f"AccountKey={SECRET_KEY}"},
      "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: AccountKey needs AccountName"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={SECRET_KEY}"},
+     "AZURE_STORAGE_CONNECTION_STRING: sends the account's credentials over plain http to acct.blob.core.windows.net"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": f"AccountName=a;AccountKey={SECRET_KEY};BlobEndpoint=http://azurite:10000/a"},
+     "AZURE_STORAGE_CONNECTION_STRING: sends the account's credentials over plain http to azurite, which is not"),
+    ({"AZURE_STORAGE_ALLOW_HTTP": "maybe"}, "AZURE_STORAGE_ALLOW_HTTP: must be true or false, got 'maybe'"),
     ({"AZURE_STORAGE_CONNECTION_STRING": ""},
      "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: it is empty"),
 ]
@@ -107,6 +112,14 @@ def test_each_bad_setting_names_itself_and_the_rule(tmp_path: Path, env: dict, m
         load_settings({**KEY, **env}, tmp_path)
     assert message in str(caught.value)
     assert SECRET_KEY not in str(caught.value)
+
+
+def test_plain_http_is_fine_locally_and_when_allowed(tmp_path: Path) -> None:
+    local = f"AccountName=a;AccountKey={SECRET_KEY};BlobEndpoint=http://127.0.0.1:10000/a"
+    assert load_settings({"AZURE_STORAGE_CONNECTION_STRING": local}, tmp_path).connection_string == local
+    remote = f"AccountName=a;AccountKey={SECRET_KEY};BlobEndpoint=http://azurite:10000/a"
+    allowed = load_settings({"AZURE_STORAGE_CONNECTION_STRING": remote, "AZURE_STORAGE_ALLOW_HTTP": "true"}, tmp_path)
+    assert allowed.allow_http and allowed.connection_string == remote
 
 
 def test_constant_py_with_a_syntax_error_is_a_configuration_error(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ T = TypeVar("T")
 DEFAULTS: dict[str, str | None] = {
     "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
     "AZURE_STORAGE_API_VERSION": "2026-06-06",
+    "AZURE_STORAGE_ALLOW_HTTP": "false",  # plain http to a non-local storage endpoint
     "CONTAINER_NAME": "leader-election",
     "BLOB_NAME": "weather-leader",
     "LEASE_DURATION": "15",
@@ -82,6 +83,7 @@ class MySQLSettings:
 @dataclass(frozen=True)
 class Settings:
     connection_string: str
+    allow_http: bool
     api_version: str
     container_name: str
     blob_name: str
@@ -129,8 +131,17 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
     fetch_interval = get("FETCH_INTERVAL", _seconds(1, 86400))
     lease_duration = get("LEASE_DURATION", _whole_number(AZURE_MIN_LEASE, AZURE_MAX_LEASE,
                                                           "seconds (Azure's lease range)"))
+    allow_http = get("AZURE_STORAGE_ALLOW_HTTP", _boolean)
+    connection_string = get("AZURE_STORAGE_CONNECTION_STRING", _connection_string)
+    insecure = _plain_http_host(connection_string)
+    if insecure and not allow_http:
+        raise ConfigurationError(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            f"sends the account's credentials over plain http to {insecure}, which is not this "
+            "machine: use https, or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
     settings = Settings(
-        connection_string=get("AZURE_STORAGE_CONNECTION_STRING", _connection_string),
+        connection_string=connection_string,
+        allow_http=allow_http,
         api_version=get("AZURE_STORAGE_API_VERSION", _matching(_API_VERSION, "a date like 2026-06-06")),
         container_name=get("CONTAINER_NAME", _matching(
             _CONTAINER_NAME, "3-63 lowercase letters, digits and single hyphens, "
@@ -298,6 +309,32 @@ def _matching(pattern: re.Pattern[str], rule: str) -> Callable[[str, str], str]:
             raise ConfigurationError(name, f"must be {rule}, got {_shown(name, value)}")
         return text
     return parse
+
+
+def _boolean(name: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(name, f"must be true or false, got {value!r}")
+
+
+def _plain_http_host(connection_string: str) -> str | None:
+    """The host of a non-local storage endpoint reached over plain http, if any."""
+    pairs = {k.strip().lower(): v.strip() for k, _, v in
+             (segment.partition("=") for segment in connection_string.split(";"))}
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return None
+    if "blobendpoint" in pairs:
+        endpoint = urlsplit(pairs["blobendpoint"])
+        scheme, host = endpoint.scheme, endpoint.hostname or ""
+    else:
+        scheme = pairs.get("defaultendpointsprotocol", "https").lower()
+        host = f"{pairs.get('accountname', '')}.blob.{pairs.get('endpointsuffix', 'core.windows.net')}"
+    if scheme != "http" or host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    return host
 
 
 def _log_level(name: str, value: str) -> str:
