@@ -107,3 +107,15 @@ def test_an_api_version_the_emulator_does_not_speak_is_named(azurite, container_
 def test_infinite_or_out_of_range_leases_are_refused(duration: int) -> None:
     with pytest.raises(ConfigurationError, match="LEASE_DURATION"):
         backend("UseDevelopmentStorage=true", "c-x", lease_duration=duration)
+
+
+def test_only_the_holder_can_advance_the_term(azurite, container_name) -> None:
+    a, b = backend(azurite.connection_string, container_name), backend(azurite.connection_string, container_name)
+    lease_a = a.acquire(Identity("alpha"), now=0.0)
+    assert a.advance_term(lease_a, Identity("alpha"), at_least=9).term == 9
+    a.release(lease_a)
+    lease_b = b.acquire(Identity("beta"), now=1.0)
+    assert lease_b.term == 10
+    with pytest.raises(LeaseLostError):
+        a.advance_term(lease_a, Identity("alpha"), at_least=50)  # a stale leader cannot jump ahead
+    assert b.read_leader().term == 10

@@ -123,3 +123,23 @@ def test_wrong_account_key_stops_with_one_line_and_exit_2(spawn, demo_env, azuri
     line = instance.wait_for(r"cannot go on: storage refused the request \(403", timeout=1)
     assert "AZURE_STORAGE_CONNECTION_STRING" in line.text
     assert wrong not in instance.output and "Traceback" not in instance.output
+
+
+def test_a_reset_lease_record_with_a_kept_database_advances_the_term(spawn, demo_env, mysql_server, database,
+                                                                      azurite, container_name):
+    from azure.storage.blob import BlobServiceClient
+
+    from DistributedMutex.azure_lease import DEFAULT_API_VERSION
+    from DistributedMutex.config import MySQLSettings
+    from DistributedMutex.store import WeatherStore
+    old = WeatherStore(MySQLSettings(mysql_server.host, mysql_server.port, mysql_server.user,
+                                     mysql_server.password, database))
+    old.register_term(5, "from-an-old-blob")  # the database outlived its lease blob
+    old.close()
+    a = spawn("fresh", demo_env)
+    a.wait_for(r"became leader \(term 1\)", timeout=15)
+    a.wait_for(r"term advanced from 1 to 6", timeout=10)
+    a.wait_for(r"stored \d+ readings \(\d+ new\) as leader of term 6", timeout=10)
+    assert set(rows_by_term(mysql_server, database)) == {6}
+    service = BlobServiceClient.from_connection_string(azurite.connection_string, api_version=DEFAULT_API_VERSION)
+    assert service.get_blob_client(container_name, "weather-leader").get_blob_properties().metadata["term"] == "6"

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from .backend import LeaderRecord
 from .errors import (
+    BackendError,
     CityNotFoundError,
     StaleTermError,
     StoreUnavailableError,
@@ -126,12 +127,14 @@ class WeatherApp:
         batch = list(pending)
         try:
             if not registered:
-                await blocking(self._store.register_term, ctx.term, ctx.instance_id)
-                log.info("recorded term %d in the store", ctx.term)
+                await self._register_term(ctx)
                 registered = True
             inserted = await blocking(self._store.write, batch, ctx.term, ctx.instance_id)
         except StoreUnavailableError as exc:
             log.warning("cannot store readings (%d kept for the next round): %s", len(batch), exc)
+            return registered
+        except BackendError as exc:
+            log.error("could not advance the term past the store's: %s", exc)
             return registered
         except StaleTermError as exc:
             log.error("%s; dropping %d readings", exc, len(batch))
@@ -141,6 +144,22 @@ class WeatherApp:
             pending.popleft()
         log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
         return registered
+
+    async def _register_term(self, ctx: RoleContext) -> None:
+        """Record our term before the first write. A store that has seen a newer term while we
+        hold the lease means the lease record was reset (new blob or container, same database):
+        move our term past the store's, under the lease, rather than stay unable to write."""
+        assert ctx.term is not None
+        try:
+            await blocking(self._store.register_term, ctx.term, ctx.instance_id)
+        except StaleTermError as exc:
+            if ctx.advance_term is None:
+                raise
+            log.warning("the store has term %d, newer than this leadership's %d: the lease record "
+                        "was reset while the database was kept", exc.stored_term, ctx.term)
+            await ctx.advance_term(exc.stored_term + 1)
+            await blocking(self._store.register_term, ctx.term, ctx.instance_id)
+        log.info("recorded term %d in the store", ctx.term)
 
     # -- worker ------------------------------------------------------------------------------
 

@@ -132,6 +132,10 @@ class AzureBlobLeaseBackend:
         self._call(self._lease.renew)
         return Lease(term=lease.term, token=lease.token, sent_at=now, duration=lease.duration)
 
+    def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
+        term = self._record_new_term(identity, at_least=at_least)
+        return Lease(term=term, token=lease.token, sent_at=lease.sent_at, duration=lease.duration)
+
     def release(self, lease: Lease) -> None:
         try:
             self._call(self._lease.release)
@@ -153,11 +157,11 @@ class AzureBlobLeaseBackend:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _record_new_term(self, identity: Identity) -> int:
+    def _record_new_term(self, identity: Identity, at_least: int = 0) -> int:
         """Increment the term in the blob's metadata, under our lease (read-modify-write)."""
         properties = self._call(self._blob.get_blob_properties)
         metadata = dict(properties.metadata or {})
-        term = _int(metadata.get(TERM)) + 1
+        term = max(_int(metadata.get(TERM)) + 1, at_least)
         metadata.update({
             TERM: str(term),
             LEADER_ID: identity.instance_id,

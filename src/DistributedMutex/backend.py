@@ -81,6 +81,13 @@ class ElectionBackend(Protocol):
         """Extend the lease; returns it with the new ``sent_at``."""
         ...
 
+    def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
+        """Raise the term of the lease we hold to at least ``at_least`` (only the holder can).
+
+        For a data store that has seen a newer term than the lease's own (its record was reset).
+        """
+        ...
+
     def release(self, lease: Lease) -> None:
         """Give the lease up so that another instance can take it at once."""
         ...

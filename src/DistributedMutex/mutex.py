@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -58,6 +58,8 @@ class RoleContext:
     ended: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     last_progress: float = field(default=0.0)
+    # Leaders only: raise this leadership's term to at least N (see DistributedMutex._advance_term).
+    advance_term: Callable[[int], Awaitable[int]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.last_progress = self.clock()
@@ -151,6 +153,7 @@ class DistributedMutex:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_leader: tuple[str | None, int] | None = None
         self._outage = _OutageLog()
+        self._lease: Lease | None = None
         self.role = Role.WORKER
         self.term: int | None = None
         self.leader: LeaderRecord | None = None
@@ -254,8 +257,10 @@ class DistributedMutex:
         self.role, self.term = Role.LEADER, lease.term
         self._seen_leader = (self._identity.instance_id, lease.term)
         log.info("became leader (term %d)", lease.term)
+        self._lease = lease
         run = self._start(self._leader_task, Role.LEADER, term=lease.term)
         lease, reason, lost = await self._hold(lease, run)
+        self._lease = None
         if reason.startswith(("leader task failed", "leader work made no progress")):
             self._yield_for = 2 * self._timing.acquire_interval + 1
         # Stop leader work before the lease can end: at most until its earliest possible expiry.
@@ -310,7 +315,9 @@ class DistributedMutex:
                 next_renewal = self._clock()
                 continue
             try:
-                lease = attempt.result()
+                # The term may have been advanced meanwhile: self._lease carries the current one.
+                lease = replace(attempt.result(), term=self._lease.term if self._lease else lease.term)
+                self._lease = lease
             except LeaseLostError as exc:
                 return lease, str(exc), True
             except (StorageUnavailableError, StorageRejectedError) as exc:
@@ -320,6 +327,33 @@ class DistributedMutex:
                 next_renewal = self._clock() + retry_in
             else:
                 next_renewal = sent + timing.renew_interval
+
+    async def _advance_term(self, ctx: RoleContext, at_least: int) -> int:
+        """Give this leadership a term of at least ``at_least``, written under the lease.
+
+        For a store that has seen a newer term than the lease record (the blob was reset, or the
+        container renamed, while the database was kept). Only the lease holder can write the
+        record, and only before its local deadline: a stale leader cannot use this to get around
+        the fencing check.
+        """
+        lease = self._lease
+        if lease is None or ctx.ended.is_set():
+            raise LeaseLostError("not the leader any more")
+        remaining = lease.sent_at + self._timing.acting_window - self._clock()
+        if remaining <= 0:
+            raise LeaseLostError("past the local deadline")
+        attempt = run_in_daemon_thread(self._backend.advance_term, lease, self._identity, at_least)
+        await asyncio.wait({attempt}, timeout=remaining)
+        if not attempt.done():
+            attempt.cancel()
+            raise StorageUnavailableError("advancing the term timed out")
+        advanced = attempt.result()
+        if self._lease is None or ctx.ended.is_set():
+            raise LeaseLostError("not the leader any more")
+        self._lease = replace(self._lease, term=advanced.term)
+        old, self.term, ctx.term = ctx.term, advanced.term, advanced.term
+        log.info("term advanced from %s to %d: the store had seen a newer term", old, advanced.term)
+        return advanced.term
 
     def _stall_deadline(self, run: _RoleRun | None) -> float:
         if run is None or self._stall_timeout is None:
@@ -347,6 +381,8 @@ class DistributedMutex:
         if fn is None:
             return None
         ctx = RoleContext(self._identity.instance_id, role, term=term, leader=self.leader, clock=self._clock)
+        if role is Role.LEADER:
+            ctx.advance_term = lambda at_least: self._advance_term(ctx, at_least)
         return _RoleRun(fn, ctx)
 
     def _jittered(self, seconds: float) -> float:
