@@ -1,9 +1,10 @@
 # make test  - install what the tests need (venv, pip, Azurite from npm) and run the whole suite
 # make lint  - ruff
-# make azurite - run Azurite (blob service) on 127.0.0.1:10000 in the foreground, for the demo
+# make azurite - run Azurite (blob service) on 127.0.0.1:$(AZURITE_PORT) (10000) in the foreground, for the demo
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+AZURITE_PORT ?= 10000
 
 .PHONY: test lint deps azurite clean
 
@@ -27,7 +28,7 @@ node_modules/.installed: package.json package-lock.json
 
 azurite: node_modules/.installed
 	mkdir -p .azurite
-	node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort 10000 --location .azurite --disableTelemetry
+	node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort $(AZURITE_PORT) --location .azurite --disableTelemetry
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis .azurite
