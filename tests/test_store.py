@@ -100,3 +100,20 @@ def test_wrong_password_names_the_settings(settings: MySQLSettings) -> None:
         WeatherStore(bad).latest()
     assert "refused the login of user 'no_such_user_dm': check MYSQL_USER and MYSQL_PASSWORD" in str(caught.value)
     assert "pw-SECRET-77" not in str(caught.value)
+
+
+def test_first_registrations_are_fenced_too(settings: MySQLSettings) -> None:
+    newer, older = WeatherStore(settings), WeatherStore(settings)
+    newer.register_term(2, "newer")  # the very first registration on an empty database
+    with pytest.raises(StaleTermError):
+        older.register_term(1, "older")
+    assert older.stored_term() == 2
+    newer.close()
+    older.close()
+
+
+def test_a_write_is_rolled_back_when_leadership_ended_meanwhile(store: WeatherStore, mysql_server, database) -> None:
+    store.register_term(1, "a")
+    with pytest.raises(StaleTermError):
+        store.write([reading("Hanoi")], 1, "a", still_leader=lambda: False)
+    assert mysql_server.query(database, "SELECT COUNT(*) FROM weather") == [(0,)]

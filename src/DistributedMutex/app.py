@@ -65,7 +65,9 @@ class WeatherApp:
         """Every FETCH_INTERVAL: fetch each city, then store what was fetched under the term."""
         assert ctx.term is not None
         pending: deque[Reading] = deque()
-        registered = False
+        # Register the term before anything else: a predecessor's write still in flight is then
+        # ordered before ours (both take the fencing row's lock) and refused if it comes later.
+        registered = await self._try_register(ctx)
         failures = 0
         while ctx.is_active():
             started = time.monotonic()
@@ -129,7 +131,7 @@ class WeatherApp:
             if not registered:
                 await self._register_term(ctx)
                 registered = True
-            inserted = await blocking(self._store.write, batch, ctx.term, ctx.instance_id)
+            inserted = await blocking(self._store.write, batch, ctx.term, ctx.instance_id, ctx.is_active)
         except StoreUnavailableError as exc:
             log.warning("cannot store readings (%d kept for the next round): %s", len(batch), exc)
             return registered
@@ -144,6 +146,17 @@ class WeatherApp:
             pending.popleft()
         log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
         return registered
+
+    async def _try_register(self, ctx: RoleContext) -> bool:
+        try:
+            await self._register_term(ctx)
+        except (StoreUnavailableError, BackendError) as exc:
+            log.warning("cannot record term %s in the store yet: %s", ctx.term, exc)
+            return False
+        except StaleTermError as exc:
+            log.error("%s", exc)
+            return False
+        return True
 
     async def _register_term(self, ctx: RoleContext) -> None:
         """Record our term before the first write. A store that has seen a newer term while we

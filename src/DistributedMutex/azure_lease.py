@@ -101,7 +101,9 @@ class AzureBlobLeaseBackend:
         self._lease = BlobLeaseClient(self._blob, lease_id=str(uuid.uuid4()))
         self._lease_duration = int(lease_duration)
         self._api_version = api_version
-        self._blob_known_to_exist = False
+        # Set when an acquire got no answer: it may have succeeded, so a lease that looks held
+        # may be ours, and re-acquiring with our id (idempotent) finds out.
+        self._acquire_outcome_unknown = False
         self.endpoint = f"{self._blob.url.split('?', 1)[0]}"
 
     # -- the ElectionBackend interface -------------------------------------------------------
@@ -110,16 +112,22 @@ class AzureBlobLeaseBackend:
         properties = self._call(self._properties_or_create)
         if properties.lease.state == "leased":
             record = _record(properties.metadata, properties.lease.state)
-            if (record.leader_id, record.pid) != (identity.instance_id, identity.pid):
+            ours = (record.leader_id, record.pid) == (identity.instance_id, identity.pid)
+            if not ours and not self._acquire_outcome_unknown:
                 return Held(record)
-            # The lease is ours from an acquire whose answer we never got, or from a leadership
-            # we already stepped down from: re-acquiring with our lease id succeeds, as a new term.
+            # Maybe ours: from an acquire whose answer we never got, or from a leadership we
+            # stepped down from. Re-acquiring with our lease id succeeds if so, as a new term.
         try:
             self._call(lambda: self._lease.acquire(lease_duration=self._lease_duration))
         except ResourceExistsError as exc:  # 409 LeaseAlreadyPresent: someone was faster
+            self._acquire_outcome_unknown = False
             if _code(exc) == "LeaseAlreadyPresent":
                 return Held(_record(properties.metadata, "leased"))
             raise self._translate(exc) from None
+        except StorageUnavailableError:
+            self._acquire_outcome_unknown = True
+            raise
+        self._acquire_outcome_unknown = False
         lease = Lease(term=0, token=self._lease.id, sent_at=now, duration=self._lease_duration)
         try:
             term = self._record_new_term(identity)

@@ -96,6 +96,7 @@ class _RoleRun:
             self.task: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx))  # type: ignore[arg-type]
         else:
             self.task = run_in_daemon_thread(fn, ctx, name=f"{ctx.role.value}-task")
+        self.task.add_done_callback(lambda _: self.report())
 
     async def stop(self, timeout: float) -> bool:
         """End the task; True once it has really finished, False if it outlived ``timeout``."""
@@ -109,7 +110,8 @@ class _RoleRun:
     def failure(self) -> BaseException | None:
         if not self.task.done() or self.task.cancelled():
             return None
-        return self.task.exception()
+        exc = self.task.exception()
+        return None if isinstance(exc, asyncio.CancelledError) else exc
 
     def report(self) -> None:
         exc = self.failure()
@@ -154,6 +156,9 @@ class DistributedMutex:
         self._seen_leader: tuple[str | None, int] | None = None
         self._outage = _OutageLog()
         self._lease: Lease | None = None
+        # Storage calls given up on (timed out) but maybe still in flight: a late release must
+        # never land after we acquired again with the same lease id.
+        self._abandoned: list[asyncio.Future[Any]] = []
         self.role = Role.WORKER
         self.term: int | None = None
         self.leader: LeaderRecord | None = None
@@ -206,6 +211,8 @@ class DistributedMutex:
             await _first_of([asyncio.sleep(self._yield_for), self._stopping.wait()])
             self._yield_for = 0.0
         while not self._stopping.is_set():
+            if not await self._drain_abandoned():
+                return None
             sent = self._clock()
             attempt = run_in_daemon_thread(self._backend.acquire, self._identity, sent, name="acquire")
             await _first_of([attempt, self._stopping.wait()])
@@ -218,6 +225,10 @@ class DistributedMutex:
                 self._outage.failed(f"cannot reach the lease storage: {exc}")
             except LeaseLostError as exc:
                 log.info("lease taken away while recording the term (%s); contending again", exc)
+            except StorageRejectedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unforeseen storage failure is not fatal
+                self._outage.failed(f"unexpected error from the lease storage: {exc!r}")
             else:
                 self._outage.recovered()
                 if isinstance(result, Lease):
@@ -254,6 +265,11 @@ class DistributedMutex:
     # -- leading -----------------------------------------------------------------------------
 
     async def _lead(self, lease: Lease) -> None:
+        if self._clock() >= lease.sent_at + self._timing.acting_window:
+            # The acquire itself took so long that the lease may be nearly over: do not act on it.
+            log.warning("acquired the lease too late to act on it safely (term %d); giving it back", lease.term)
+            await self._release(lease)
+            return
         self.role, self.term = Role.LEADER, lease.term
         self._seen_leader = (self._identity.instance_id, lease.term)
         log.info("became leader (term %d)", lease.term)
@@ -274,7 +290,7 @@ class DistributedMutex:
         elif not lost:
             log.warning("leader task is still running: not releasing the lease; it expires by itself")
         log.info("lost leadership: %s", reason)
-        if run is not None and not finished:
+        if run is not None and not finished and not self._stopping.is_set():
             await self._wait_until_finished(run)
 
     async def _hold(self, lease: Lease, run: _RoleRun | None) -> tuple[Lease, str, bool]:
@@ -310,7 +326,7 @@ class DistributedMutex:
             attempt = run_in_daemon_thread(self._backend.renew, lease, sent, name="renew")
             await _first_of([attempt, self._stopping.wait()], timeout=deadline - sent)
             if not attempt.done():
-                attempt.cancel()
+                self._abandon(attempt)
                 last_error = "renewal timed out" if not self._stopping.is_set() else last_error
                 next_renewal = self._clock()
                 continue
@@ -320,7 +336,7 @@ class DistributedMutex:
                 self._lease = lease
             except LeaseLostError as exc:
                 return lease, str(exc), True
-            except (StorageUnavailableError, StorageRejectedError) as exc:
+            except Exception as exc:  # noqa: BLE001 - unavailable, rejected or unforeseen: retry until the deadline
                 last_error = str(exc)
                 retry_in = min(timing.acquire_interval, timing.renew_interval)
                 log.warning("renewal failed, retrying in %g s: %s", retry_in, exc)
@@ -364,10 +380,25 @@ class DistributedMutex:
         attempt = run_in_daemon_thread(self._backend.release, lease, name="release")
         await asyncio.wait({attempt}, timeout=self._release_timeout)
         if not attempt.done():
-            attempt.cancel()
+            self._abandon(attempt)
             log.warning("releasing the lease timed out; it expires by itself")
         elif attempt.exception() is not None:
             log.warning("could not release the lease: %s", attempt.exception())
+
+    def _abandon(self, call: asyncio.Future[Any]) -> None:
+        """Stop waiting for a storage call, but remember it until its thread is done."""
+        self._abandoned.append(call)
+
+    async def _drain_abandoned(self) -> bool:
+        """Wait for abandoned storage calls to finish (their sockets time out); False if stopped."""
+        assert self._stopping is not None
+        self._abandoned = [call for call in self._abandoned if not call.done()]
+        if self._abandoned:
+            await _first_of([asyncio.wait(self._abandoned), self._stopping.wait()])
+            for call in self._abandoned:
+                if call.done() and not call.cancelled():
+                    call.exception()  # retrieved: its outcome no longer matters
+        return not self._stopping.is_set()
 
     async def _wait_until_finished(self, run: _RoleRun) -> None:
         """Never lead again while the old leader task may still act: wait for it to return."""

@@ -88,14 +88,18 @@ class WeatherStore:
                 raise StaleTermError(term, stored)
             cursor.execute(
                 "INSERT INTO leader_term (id, term, leader_id, registered_at) VALUES (1, %s, %s, %s)"
-                " ON DUPLICATE KEY UPDATE term = VALUES(term), leader_id = VALUES(leader_id),"
-                " registered_at = VALUES(registered_at)",
+                " ON DUPLICATE KEY UPDATE term = GREATEST(term, VALUES(term)),"
+                " leader_id = VALUES(leader_id), registered_at = VALUES(registered_at)",
                 (term, leader_id, _utc_now()),
             )
         self._transaction(register)
 
-    def write(self, readings: Iterable[Reading], term: int, leader_id: str) -> int:
-        """Store readings under the fencing check; returns how many were new."""
+    def write(self, readings: Iterable[Reading], term: int, leader_id: str,
+              still_leader: Callable[[], bool] = lambda: True) -> int:
+        """Store readings under the fencing check; returns how many were new.
+
+        ``still_leader`` is asked once the fencing row is locked: a write abandoned by a leader
+        that has stepped down meanwhile is rolled back instead of committed."""
         rows = [(r.city, r.temperature, r.humidity, r.description, _naive_utc(r.observed_at),
                  leader_id, term) for r in readings]
 
@@ -103,6 +107,8 @@ class WeatherStore:
             stored = self._locked_term(cursor)
             if stored != term:
                 raise StaleTermError(term, stored if stored is not None else 0)
+            if not still_leader():
+                raise StaleTermError(term, term)
             inserted = 0
             now = _utc_now()
             for row in rows:
@@ -140,8 +146,12 @@ class WeatherStore:
         return self._transaction(read)
 
     def close(self) -> None:
-        with self._lock:
-            self._drop_connection()
+        # An abandoned call may still hold the lock (and the connection): do not wait for it.
+        if self._lock.acquire(timeout=0.5):
+            try:
+                self._drop_connection()
+            finally:
+                self._lock.release()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -168,6 +178,8 @@ class WeatherStore:
                         _close_quietly(cursor)
                 except mysql.connector.Error as exc:
                     self._drop_connection()
+                    if getattr(exc, "errno", None) in (errorcode.ER_BAD_DB_ERROR, errorcode.ER_NO_SUCH_TABLE):
+                        self._schema_ready = False  # the server lost its data: create it again
                     # A server restart shows up as a broken connection on the first call after it:
                     # reconnect once. A committed write retried is harmless (unique key, same term).
                     if attempt == 1 and _connection_lost(exc) and self._schema_ready:
@@ -179,8 +191,10 @@ class WeatherStore:
         if self._connection is not None:
             return self._connection
         s = self._settings
+        timeout = max(1, round(self._connect_timeout))
         common = dict(host=s.host, port=s.port, user=s.user, password=s.password,
-                      connection_timeout=self._connect_timeout, autocommit=False)
+                      connection_timeout=self._connect_timeout, read_timeout=timeout,
+                      write_timeout=timeout, autocommit=False)
         if not self._schema_ready:
             bootstrap = mysql.connector.connect(**common)
             try:
@@ -190,6 +204,10 @@ class WeatherStore:
                 cursor.execute(f"USE `{s.database}`")
                 for statement in SCHEMA:
                     cursor.execute(statement)
+                # The fencing row always exists, so FOR UPDATE always has a row to lock: two
+                # first registrations cannot both see "no term yet".
+                cursor.execute("INSERT IGNORE INTO leader_term (id, term, leader_id, registered_at)"
+                               " VALUES (1, 0, '', %s)", (_utc_now(),))
                 bootstrap.commit()
             finally:
                 bootstrap.close()
@@ -198,6 +216,8 @@ class WeatherStore:
         with self._connection.cursor() as cursor:
             cursor.execute("SET time_zone = '+00:00'")
             cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            # Waiting long on the fencing row lock only delays a leader that may be stale anyway.
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = %s", (timeout,))
         return self._connection
 
     def _drop_connection(self) -> None:
