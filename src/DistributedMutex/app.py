@@ -67,7 +67,10 @@ class WeatherApp:
         pending: deque[Reading] = deque()
         # Register the term before anything else: a predecessor's write still in flight is then
         # ordered before ours (both take the fencing row's lock) and refused if it comes later.
-        registered = await self._try_register(ctx)
+        problem = await self._try_register(ctx)
+        if problem:
+            log.warning("cannot record term %s in the store yet: %s", ctx.term, problem)
+        registered = problem is None
         failures = 0
         while ctx.is_active():
             started = time.monotonic()
@@ -127,36 +130,31 @@ class WeatherApp:
         """Write the buffered readings; returns whether our term is registered in the store."""
         assert ctx.term is not None
         batch = list(pending)
+        problem = None if registered else await self._try_register(ctx)
+        if problem:
+            log.warning("cannot store readings (%d kept for the next round): %s", len(batch), problem)
+            return False
         try:
-            if not registered:
-                await self._register_term(ctx)
-                registered = True
             inserted = await blocking(self._store.write, batch, ctx.term, ctx.instance_id, ctx.is_active)
         except StoreUnavailableError as exc:
             log.warning("cannot store readings (%d kept for the next round): %s", len(batch), exc)
-            return registered
-        except BackendError as exc:
-            log.error("could not advance the term past the store's: %s", exc)
-            return registered
+            return True
         except StaleTermError as exc:
             log.error("%s; dropping %d readings", exc, len(batch))
             pending.clear()
-            return registered
+            return True
         for _ in batch:
             pending.popleft()
         log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
-        return registered
+        return True
 
-    async def _try_register(self, ctx: RoleContext) -> bool:
+    async def _try_register(self, ctx: RoleContext) -> str | None:
+        """Record our term in the store; None once done, otherwise why it could not be."""
         try:
             await self._register_term(ctx)
-        except (StoreUnavailableError, BackendError) as exc:
-            log.warning("cannot record term %s in the store yet: %s", ctx.term, exc)
-            return False
-        except StaleTermError as exc:
-            log.error("%s", exc)
-            return False
-        return True
+        except (StoreUnavailableError, StaleTermError, BackendError) as exc:
+            return str(exc)
+        return None
 
     async def _register_term(self, ctx: RoleContext) -> None:
         """Record our term before the first write. A store that has seen a newer term while we

@@ -104,7 +104,6 @@ class AzureBlobLeaseBackend:
         # Set when an acquire got no answer: it may have succeeded, so a lease that looks held
         # may be ours, and re-acquiring with our id (idempotent) finds out.
         self._acquire_outcome_unknown = False
-        self.endpoint = f"{self._blob.url.split('?', 1)[0]}"
 
     # -- the ElectionBackend interface -------------------------------------------------------
 

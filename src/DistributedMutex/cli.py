@@ -101,10 +101,9 @@ def run_demo(settings: Settings) -> int:
     client = OpenWeatherClient(api_key, settings.openweather_url)
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size)
-    mutex = DistributedMutex(app.lead, app.work, backend=backend,
-                             identity=Identity(settings.instance_id), timing=settings.timing(),
-                             stall_timeout=settings.leader_stall_timeout)
     timing = settings.timing()
+    mutex = DistributedMutex(app.lead, app.work, backend=backend, identity=Identity(settings.instance_id),
+                             timing=timing, stall_timeout=settings.leader_stall_timeout)
     log.info("instance %s starting: lease on %s/%s (lease %g s, renew %g s, acquire %g s);"
              " settings from %s", settings.instance_id, settings.container_name, settings.blob_name,
              timing.lease_duration, timing.renew_interval, timing.acquire_interval,

@@ -322,8 +322,7 @@ def _boolean(name: str, value: str) -> bool:
 
 def _plain_http_host(connection_string: str) -> str | None:
     """The host of a non-local storage endpoint reached over plain http, if any."""
-    pairs = {k.strip().lower(): v.strip() for k, _, v in
-             (segment.partition("=") for segment in connection_string.split(";"))}
+    pairs = _connection_string_pairs(connection_string)
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
         return None
     if "blobendpoint" in pairs:
@@ -373,14 +372,13 @@ def _connection_string(name: str, value: str) -> str:
     text = value.strip()
     if not text:
         raise bad("it is empty")
-    pairs: dict[str, str] = {}
     for index, segment in enumerate(s for s in text.split(";") if s.strip()):
-        key, sep, val = segment.partition("=")
+        key, sep, _ = segment.partition("=")
         if not sep or not key.strip():
             raise bad(f"part {index + 1} is not key=value")
         if key.strip().lower() not in _CONNECTION_STRING_KEYS:
             raise bad(f"unknown key {key.strip()!r}")
-        pairs[key.strip().lower()] = val.strip()
+    pairs = _connection_string_pairs(text)
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
         return text
     if "accountkey" not in pairs and "sharedaccesssignature" not in pairs:
@@ -404,13 +402,19 @@ def _connection_string(name: str, value: str) -> str:
     return text
 
 
-def _connection_string_secrets(value: str) -> list[str]:
-    secrets = []
+def _connection_string_pairs(value: str) -> dict[str, str]:
+    """Key (lowercased) to value; the only place a connection string is split up."""
+    pairs = {}
     for segment in value.split(";"):
-        key, _, val = segment.partition("=")
-        if key.strip().lower() in ("accountkey", "sharedaccesssignature") and val.strip():
-            secrets.append(val.strip())
-    return secrets
+        key, sep, val = segment.partition("=")
+        if sep and key.strip():
+            pairs[key.strip().lower()] = val.strip()
+    return pairs
+
+
+def _connection_string_secrets(value: str) -> list[str]:
+    pairs = _connection_string_pairs(value)
+    return [pairs[k] for k in ("accountkey", "sharedaccesssignature") if pairs.get(k)]
 
 
 def _default_instance_id() -> str:

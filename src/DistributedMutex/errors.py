@@ -69,10 +69,10 @@ class StoreUnavailableError(StoreError):
 class StaleTermError(StoreError):
     """A write was refused because the store has seen a newer leadership term."""
 
-    def __init__(self, own_term: int, stored_term: int) -> None:
+    def __init__(self, own_term: int, stored_term: int, reason: str | None = None) -> None:
         super().__init__(
-            f"write refused by the fencing check: the store has term {stored_term}, "
-            f"this leader has term {own_term}"
+            "write refused by the fencing check: "
+            + (reason or f"the store has term {stored_term}, this leader has term {own_term}")
         )
         self.own_term = own_term
         self.stored_term = stored_term

@@ -91,6 +91,7 @@ class _RoleRun:
 
     def __init__(self, fn: RoleTask, ctx: RoleContext) -> None:
         self.ctx = ctx
+        self._reported = False
         self.is_async = inspect.iscoroutinefunction(fn)
         if self.is_async:
             self.task: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx))  # type: ignore[arg-type]
@@ -115,7 +116,7 @@ class _RoleRun:
 
     def report(self) -> None:
         exc = self.failure()
-        if exc is not None and not getattr(self, "_reported", False):
+        if exc is not None and not self._reported:
             self._reported = True
             log.error("%s task failed: %s", self.ctx.role.value, exc, exc_info=exc)
 
@@ -361,7 +362,7 @@ class DistributedMutex:
         attempt = run_in_daemon_thread(self._backend.advance_term, lease, self._identity, at_least)
         await asyncio.wait({attempt}, timeout=remaining)
         if not attempt.done():
-            attempt.cancel()
+            self._abandon(attempt)
             raise StorageUnavailableError("advancing the term timed out")
         advanced = attempt.result()
         if self._lease is None or ctx.ended.is_set():

@@ -108,7 +108,7 @@ class WeatherStore:
             if stored != term:
                 raise StaleTermError(term, stored if stored is not None else 0)
             if not still_leader():
-                raise StaleTermError(term, term)
+                raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
             inserted = 0
             now = _utc_now()
             for row in rows:
