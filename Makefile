@@ -1,12 +1,14 @@
 # make test  - install what the tests need (venv, pip, Azurite from npm) and run the whole suite
 # make lint  - ruff
+# make chaos - the fault-injection harness on its own: rounds of faults, then the report table
+#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1")
 # make azurite - run Azurite (blob service) on 127.0.0.1:$(AZURITE_PORT) (10000) in the foreground, for the demo
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AZURITE_PORT ?= 10000
 
-.PHONY: test lint deps azurite clean
+.PHONY: test lint chaos deps azurite clean
 
 test: deps
 	$(VENV)/bin/ruff check src tests
@@ -14,6 +16,9 @@ test: deps
 
 lint: deps
 	$(VENV)/bin/ruff check src tests
+
+chaos: deps
+	PYTHONPATH=src:tests $(PY) -m support.chaos $(CHAOS_ARGS)
 
 deps: $(VENV)/.installed node_modules/.installed
 

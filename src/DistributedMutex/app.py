@@ -12,10 +12,10 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TextIO
 
-from .backend import LeaderRecord
+from .backend import LeaderRecord, utc_now
 from .errors import (
     BackendError,
     CityNotFoundError,
@@ -48,7 +48,7 @@ class WeatherApp:
         read_interval: float,
         buffer_size: int = 1000,
         out: TextIO | None = None,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._client = client
         self._store = store

@@ -8,6 +8,12 @@ lease (nobody else can write it then):
     leader_id    the instance id; leader_host, leader_pid: where it runs
     acquired_at  ISO-8601 UTC
 
+The holder writes the same metadata again after every renewal. That stamps the blob's
+Last-Modified with the server's clock, at most a request after the lease was last renewed: a
+contender that is granted the lease can tell whether its last holder renewed too recently for the
+lease to have run out (the storage lost it: Azurite forgets leases when it restarts) and then waits
+until that holder has stopped acting. One extra write per renewal buys that.
+
 Lease calls use their own client: no SDK retries (its default policy can hold one call for about a
 minute, four times a 15 s lease) and short socket timeouts. The election loop retries by itself.
 """
@@ -15,6 +21,9 @@ minute, four times a 15 s lease) and short socket timeouts. The election loop re
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -104,11 +113,18 @@ class AzureBlobLeaseBackend:
         # Set when an acquire got no answer: it may have succeeded, so a lease that looks held
         # may be ours, and re-acquiring with our id (idempotent) finds out.
         self._acquire_outcome_unknown = False
+        self._metadata: dict[str, str] = {}
 
     # -- the ElectionBackend interface -------------------------------------------------------
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
+        started = time.monotonic()
         properties = self._call(self._properties_or_create)
+        previous = _record(properties.metadata, properties.lease.state)
+        # Released, never held, or held by this very process (which stopped acting before it
+        # contended again): nobody else can still be acting on the lease.
+        predecessor_may_act = (properties.lease.state != "available" and previous.leader_id is not None
+                               and (previous.leader_id, previous.pid) != (identity.instance_id, identity.pid))
         if properties.lease.state == "leased":
             record = _record(properties.metadata, properties.lease.state)
             ours = (record.leader_id, record.pid) == (identity.instance_id, identity.pid)
@@ -129,18 +145,26 @@ class AzureBlobLeaseBackend:
         self._acquire_outcome_unknown = False
         lease = Lease(term=0, token=self._lease.id, sent_at=now, duration=self._lease_duration)
         try:
-            term = self._record_new_term(identity)
+            term, predecessor_until = self._record_new_term(identity)
         except BackendError:
             self._release_quietly(lease)
             raise
-        return Lease(term=term, token=lease.token, sent_at=now, duration=self._lease_duration)
+        return Lease(term=term, token=lease.token, sent_at=now, duration=self._lease_duration,
+                     predecessor_until=now + (time.monotonic() - started) + predecessor_until
+                     if predecessor_may_act else -math.inf)
 
     def renew(self, lease: Lease, now: float) -> Lease:
+        # Renew and stamp Last-Modified (see the module's docstring) side by side: a renewal then
+        # costs one round trip, not two, and counts only once both have succeeded. The stamp is
+        # sent no earlier than the renewal, which is all a successor's reckoning needs.
+        stamp = _Concurrent(lambda: self._call(
+            lambda: self._blob.set_blob_metadata(self._metadata, lease=self._lease.id)))
         self._call(self._lease.renew)
+        stamp.result()
         return Lease(term=lease.term, token=lease.token, sent_at=now, duration=lease.duration)
 
     def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
-        term = self._record_new_term(identity, at_least=at_least)
+        term, _ = self._record_new_term(identity, at_least=at_least)
         return Lease(term=term, token=lease.token, sent_at=lease.sent_at, duration=lease.duration)
 
     def release(self, lease: Lease) -> None:
@@ -164,8 +188,12 @@ class AzureBlobLeaseBackend:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _record_new_term(self, identity: Identity, at_least: int = 0) -> int:
-        """Increment the term in the blob's metadata, under our lease (read-modify-write)."""
+    def _record_new_term(self, identity: Identity, at_least: int = 0) -> tuple[int, float]:
+        """Increment the term in the blob's metadata, under our lease (read-modify-write).
+
+        Also returns how long from now, at most, the previous holder's lease could have lasted
+        had the storage kept it: its last stamp of Last-Modified plus a lease, against the
+        server's clock (both in whole seconds, hence the extra second)."""
         properties = self._call(self._blob.get_blob_properties)
         metadata = dict(properties.metadata or {})
         term = max(_int(metadata.get(TERM)) + 1, at_least)
@@ -176,10 +204,14 @@ class AzureBlobLeaseBackend:
             LEADER_PID: str(identity.pid),
             ACQUIRED_AT: utc_now().isoformat(timespec="milliseconds"),
         })
-        self._call(lambda: self._blob.set_blob_metadata(
+        answer = self._call(lambda: self._blob.set_blob_metadata(
             metadata, lease=self._lease.id, if_match=properties.etag,
         ))
-        return term
+        self._metadata = metadata
+        last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
+        if last_stamp is None or server_now is None:
+            return term, float(self._lease_duration + 1)  # cannot tell: assume the worst
+        return term, (last_stamp - server_now).total_seconds() + self._lease_duration + 1
 
     def _properties_or_create(self) -> Any:
         try:
@@ -211,9 +243,20 @@ class AzureBlobLeaseBackend:
             log.warning("could not release the lease after a failed term update: %s", exc)
 
     def _call(self, operation: Callable[[], T]) -> T:
-        """Run one storage call, turning the SDK's errors into ours."""
+        """Run one storage call, turning the SDK's errors into ours.
+
+        A connection the server closed while it sat idle in the pool fails at once, before any
+        answer; that one case is retried at once (Azurite closes idle connections after 5 s, the
+        renew interval's default). Every call here may be repeated: lease calls carry our lease id.
+        """
         try:
-            return operation()
+            try:
+                return operation()
+            except ServiceResponseError as exc:
+                if not _closed_while_idle(exc):
+                    raise
+                log.debug("storage closed an idle connection; retrying once: %s", _first_line(exc))
+                return operation()
         except AzureError as exc:
             if isinstance(exc, ResourceExistsError) and _code(exc) == "LeaseAlreadyPresent":
                 raise  # the caller decides: it is an answer, not a failure
@@ -243,6 +286,31 @@ class AzureBlobLeaseBackend:
         if status is not None and 400 <= status < 500 and status not in (408, 409, 412, 429):
             return StorageRejectedError(f"storage rejected the request ({status} {code})", code=code)
         return StorageUnavailableError(f"storage error ({status} {code})", code=code)
+
+
+class _Concurrent:
+    """Run a call in a daemon thread; ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True, name="lease-stamp")
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _closed_while_idle(exc: AzureError) -> bool:
+    text = str(exc)
+    return "RemoteDisconnected" in text or "ConnectionResetError" in text or "BrokenPipeError" in text
 
 
 def _code(exc: AzureError) -> str | None:

@@ -7,8 +7,10 @@ calls. Every call may block on I/O; the loop runs them off its event loop, bound
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
@@ -45,12 +47,19 @@ class Lease:
 
     ``sent_at`` is the monotonic time at which the acquiring request was *sent*: the lease cannot
     have started before it, so ``sent_at + duration`` is a safe lower bound of its expiry.
+
+    ``predecessor_until`` (same clock): the latest moment the previous holder's lease could have
+    lasted had the storage kept it. Past it in the normal case (the lease ran out or was released);
+    later only when the storage granted a lease its last holder had just renewed, i.e. the storage
+    lost the lease (an emulator restart, a broken lease). The holder must not act before this
+    moment minus the safety margin: the previous holder stops acting by then.
     """
 
     term: int
     token: str
     sent_at: float
     duration: float
+    predecessor_until: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -98,4 +107,6 @@ class ElectionBackend(Protocol):
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    """The wall clock, read through time.time() everywhere in this package (one seam to shift it
+    in tests). Deadlines never use it: they run on time.monotonic()."""
+    return datetime.fromtimestamp(time.time(), timezone.utc)

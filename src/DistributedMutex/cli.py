@@ -18,6 +18,7 @@ from .azure_lease import AzureBlobLeaseBackend
 from .backend import Identity
 from .config import Settings, free_tier_warning, load_settings
 from .errors import BackendError, ConfigurationError, StorageRejectedError
+from .journal import LeadershipJournal
 from .mutex import DistributedMutex
 from .store import WeatherStore
 from .weather import OpenWeatherClient
@@ -94,6 +95,15 @@ def status(settings: Settings) -> int:
     return EXIT_OK if leading else EXIT_NO_LEADER
 
 
+def open_journal(settings: Settings) -> LeadershipJournal | None:
+    if settings.leadership_journal is None:
+        return None
+    try:
+        return LeadershipJournal(settings.leadership_journal)
+    except OSError as exc:
+        raise ConfigurationError("LEADERSHIP_JOURNAL", f"cannot be opened for appending: {exc.strerror}") from None
+
+
 def run_demo(settings: Settings) -> int:
     api_key = settings.require_api_key()
     backend = build_backend(settings)
@@ -102,8 +112,9 @@ def run_demo(settings: Settings) -> int:
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size)
     timing = settings.timing()
+    journal = open_journal(settings)
     mutex = DistributedMutex(app.lead, app.work, backend=backend, identity=Identity(settings.instance_id),
-                             timing=timing, stall_timeout=settings.leader_stall_timeout)
+                             timing=timing, stall_timeout=settings.leader_stall_timeout, journal=journal)
     log.info("instance %s starting: lease on %s/%s (lease %g s, renew %g s, acquire %g s);"
              " settings from %s", settings.instance_id, settings.container_name, settings.blob_name,
              timing.lease_duration, timing.renew_interval, timing.acquire_interval,
@@ -119,6 +130,8 @@ def run_demo(settings: Settings) -> int:
     finally:
         store.close()
         client.close()
+        if journal is not None:
+            journal.close()
     log.info("stopped")
     return EXIT_OK
 

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, str | None] = {
     "MYSQL_PASSWORD": "",
     "MYSQL_DATABASE": "weather",
     "LOG_LEVEL": "INFO",
+    "LEADERSHIP_JOURNAL": None,  # a file to append leadership intervals to (JSON lines)
 }
 SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "OPENWEATHER_API_KEY", "MYSQL_PASSWORD")
 
@@ -100,6 +101,7 @@ class Settings:
     leader_stall_timeout: float
     mysql: MySQLSettings
     log_level: str
+    leadership_journal: str | None = None
     sources: tuple[str, ...] = ()
 
     def timing(self) -> ElectionTiming:
@@ -169,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
                 _DATABASE_NAME, "1-64 letters, digits or underscores")),
         ),
         log_level=get("LOG_LEVEL", _log_level),
+        leadership_journal=get("LEADERSHIP_JOURNAL", _text(1, 4096), default=None),
         sources=tuple(sources),
     )
     settings.timing()  # the invariants between the timings (raises ConfigurationError)

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
 from .errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from .journal import LeadershipJournal
 from .threads import run_in_daemon_thread
 from .timing import ElectionTiming
 
@@ -57,6 +58,10 @@ class RoleContext:
     leader: LeaderRecord | None = None  # the latest leader a worker has seen
     ended: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # Leaders: the local deadline (on ``clock``), moved on by every renewal. Checked by
+    # is_active() itself, so work that asks before each action stops at the deadline even before
+    # the election loop has noticed it (or when the process was frozen past it).
+    acting_until: float = math.inf
     last_progress: float = field(default=0.0)
     # Leaders only: raise this leadership's term to at least N (see DistributedMutex._advance_term).
     advance_term: Callable[[int], Awaitable[int]] | None = field(default=None, repr=False)
@@ -71,7 +76,7 @@ class RoleContext:
 
     def is_active(self) -> bool:
         """True while this role lasts: for a leader, while it may still act as leader."""
-        return not self.ended.is_set()
+        return not self.ended.is_set() and self.clock() < self.acting_until
 
     def sleep(self, seconds: float) -> bool:
         """Sleep in a plain (thread) task; wakes early when the role ends. True if still active."""
@@ -140,6 +145,7 @@ class DistributedMutex:
         shutdown_grace: float = 1.5,
         release_timeout: float = 1.0,
         stall_timeout: float | None = None,
+        journal: LeadershipJournal | None = None,
     ) -> None:
         self._leader_task = leader_task
         self._worker_task = worker_task
@@ -150,6 +156,7 @@ class DistributedMutex:
         self._shutdown_grace = shutdown_grace
         self._release_timeout = release_timeout
         self._stall_timeout = stall_timeout
+        self._journal = journal
         # After giving up leadership for a failing or stalled task, let a healthy instance win.
         self._yield_for = 0.0
         self._stopping: asyncio.Event | None = None
@@ -271,12 +278,19 @@ class DistributedMutex:
             log.warning("acquired the lease too late to act on it safely (term %d); giving it back", lease.term)
             await self._release(lease)
             return
+        lease = await self._wait_for_predecessor(lease)
+        if lease is None:
+            return
         self.role, self.term = Role.LEADER, lease.term
         self._seen_leader = (self._identity.instance_id, lease.term)
         log.info("became leader (term %d)", lease.term)
+        if self._journal is not None:
+            self._journal.started(self._identity.instance_id, lease.term)
         self._lease = lease
-        run = self._start(self._leader_task, Role.LEADER, term=lease.term)
+        run = self._start(self._leader_task, Role.LEADER, term=lease.term,
+                          acting_until=lease.sent_at + self._timing.acting_window)
         lease, reason, lost = await self._hold(lease, run)
+        assert reason is not None  # no ``until``: only a reason to step down ends it
         self._lease = None
         if reason.startswith(("leader task failed", "leader work made no progress")):
             self._yield_for = 2 * self._timing.acquire_interval + 1
@@ -285,17 +299,54 @@ class DistributedMutex:
         if self._stopping is not None and self._stopping.is_set():
             budget = min(budget, self._shutdown_grace)
         finished = True if run is None else await run.stop(budget)
+        term = self.term if self.term is not None else lease.term
         self.role, self.term = Role.WORKER, None
+        if finished:
+            self._journal_stop(term, lease.sent_at + self._timing.acting_window, reason)
         if not lost and finished:
             await self._release(lease)
         elif not lost:
             log.warning("leader task is still running: not releasing the lease; it expires by itself")
         log.info("lost leadership: %s", reason)
-        if run is not None and not finished and not self._stopping.is_set():
-            await self._wait_until_finished(run)
+        if run is not None and not finished:
+            if not self._stopping.is_set():
+                await self._wait_until_finished(run)
+            # It acted (or may have) until now: the journal must not claim it stopped earlier.
+            self._journal_stop(term, math.inf, reason + "; the leader task returned only now"
+                               if run.task.done() else reason + "; the leader task was still running at exit")
 
-    async def _hold(self, lease: Lease, run: _RoleRun | None) -> tuple[Lease, str, bool]:
-        """Renew until a reason to step down; returns (latest lease, reason, lease known lost)."""
+    async def _wait_for_predecessor(self, lease: Lease) -> Lease | None:
+        """Hold the lease without acting while its previous holder may still be acting.
+
+        Only when the storage granted a lease that its last holder had renewed too recently to
+        have run out: the storage lost it (Azurite forgets leases when it restarts). That holder
+        acts until its own deadline, at most ``predecessor_until - safety_margin``.
+        """
+        quiet_until = lease.predecessor_until - self._timing.safety_margin
+        wait = quiet_until - self._clock()
+        if wait <= 0:
+            return lease
+        log.warning("got the lease (term %d) although its last holder renewed it %.1f s ago: the storage "
+                    "lost it; waiting %.1f s before acting, until that holder has stopped", lease.term,
+                    lease.duration - (lease.predecessor_until - self._clock()), wait)
+        lease, reason, lost = await self._hold(lease, None, until=quiet_until)
+        if reason is None:
+            return lease
+        if not lost:
+            await self._release(lease)
+        log.info("gave the lease up before acting on it: %s", reason)
+        return None
+
+    def _journal_stop(self, term: int, deadline: float, reason: str) -> None:
+        if self._journal is not None:
+            # The deadline is on our clock; the journal speaks CLOCK_MONOTONIC.
+            acting_until = deadline + (time.monotonic() - self._clock())
+            self._journal.stopped(self._identity.instance_id, term, acting_until, reason)
+
+    async def _hold(self, lease: Lease, run: _RoleRun | None,
+                    until: float = math.inf) -> tuple[Lease, str | None, bool]:
+        """Renew until a reason to step down, or ``until`` (reason None then); returns
+        (latest lease, reason, lease known lost)."""
         assert self._stopping is not None
         timing = self._timing
         next_renewal = lease.sent_at + timing.renew_interval
@@ -311,8 +362,10 @@ class DistributedMutex:
             if now >= stalled_at:
                 return lease, (f"leader work made no progress for {self._stall_timeout:g} s;"
                                " giving the lease up for a healthy instance"), False
+            if now >= until:
+                return lease, None, False
             await _first_of([*watched, self._stopping.wait()],
-                            timeout=min(next_renewal, deadline, stalled_at) - now)
+                            timeout=min(next_renewal, deadline, stalled_at, until) - now)
             if self._stopping.is_set():
                 return lease, "shutting down", False
             if run is not None and run.task in watched and run.task.done():
@@ -321,7 +374,7 @@ class DistributedMutex:
                     run.report()
                     return lease, "leader task failed", False
                 log.info("leader task returned; keeping the lease until stopped")
-            if self._clock() < next_renewal or self._clock() >= deadline:
+            if self._clock() < next_renewal or self._clock() >= deadline or self._clock() >= until:
                 continue
             sent = self._clock()
             attempt = run_in_daemon_thread(self._backend.renew, lease, sent, name="renew")
@@ -344,6 +397,8 @@ class DistributedMutex:
                 next_renewal = self._clock() + retry_in
             else:
                 next_renewal = sent + timing.renew_interval
+                if run is not None:
+                    run.ctx.acting_until = lease.sent_at + timing.acting_window
 
     async def _advance_term(self, ctx: RoleContext, at_least: int) -> int:
         """Give this leadership a term of at least ``at_least``, written under the lease.
@@ -388,6 +443,9 @@ class DistributedMutex:
 
     def _abandon(self, call: asyncio.Future[Any]) -> None:
         """Stop waiting for a storage call, but remember it until its thread is done."""
+        # Its outcome no longer matters; retrieving it keeps asyncio from reporting
+        # "Future exception was never retrieved" when the loop ends before it is drained.
+        call.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._abandoned.append(call)
 
     async def _drain_abandoned(self) -> bool:
@@ -409,10 +467,12 @@ class DistributedMutex:
 
     # -- small helpers -----------------------------------------------------------------------
 
-    def _start(self, fn: RoleTask | None, role: Role, term: int | None) -> _RoleRun | None:
+    def _start(self, fn: RoleTask | None, role: Role, term: int | None,
+               acting_until: float = math.inf) -> _RoleRun | None:
         if fn is None:
             return None
-        ctx = RoleContext(self._identity.instance_id, role, term=term, leader=self.leader, clock=self._clock)
+        ctx = RoleContext(self._identity.instance_id, role, term=term, leader=self.leader, clock=self._clock,
+                          acting_until=acting_until)
         if role is Role.LEADER:
             ctx.advance_term = lambda at_least: self._advance_term(ctx, at_least)
         return _RoleRun(fn, ctx)

@@ -87,10 +87,10 @@ class WeatherStore:
             if stored is not None and stored > term:
                 raise StaleTermError(term, stored)
             cursor.execute(
-                "INSERT INTO leader_term (id, term, leader_id, registered_at) VALUES (1, %s, %s, %s)"
+                "INSERT INTO leader_term (id, term, leader_id, registered_at) VALUES (1, %s, %s, UTC_TIMESTAMP(6))"
                 " ON DUPLICATE KEY UPDATE term = GREATEST(term, VALUES(term)),"
                 " leader_id = VALUES(leader_id), registered_at = VALUES(registered_at)",
-                (term, leader_id, _utc_now()),
+                (term, leader_id),
             )
         self._transaction(register)
 
@@ -110,14 +110,14 @@ class WeatherStore:
             if not still_leader():
                 raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
             inserted = 0
-            now = _utc_now()
             for row in rows:
-                # ON DUPLICATE KEY (not INSERT IGNORE, which would also hide real errors).
+                # ON DUPLICATE KEY (not INSERT IGNORE, which would also hide real errors). The
+                # server's clock stamps stored_at: one clock for all instances, whatever theirs say.
                 cursor.execute(
                     "INSERT INTO weather (city, temperature, humidity, description, observed_at,"
-                    " leader_id, term, stored_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " leader_id, term, stored_at) VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
                     " ON DUPLICATE KEY UPDATE id = id",
-                    (*row, now),
+                    row,
                 )
                 inserted += cursor.rowcount == 1
             return inserted
@@ -207,7 +207,7 @@ class WeatherStore:
                 # The fencing row always exists, so FOR UPDATE always has a row to lock: two
                 # first registrations cannot both see "no term yet".
                 cursor.execute("INSERT IGNORE INTO leader_term (id, term, leader_id, registered_at)"
-                               " VALUES (1, 0, '', %s)", (_utc_now(),))
+                               " VALUES (1, 0, '', UTC_TIMESTAMP(6))")
                 bootstrap.commit()
             finally:
                 bootstrap.close()
@@ -255,10 +255,6 @@ def _close_quietly(closable: Any) -> None:
         closable.close()
     except Exception:  # noqa: BLE001 - it is broken already; we only let go of it
         pass
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _naive_utc(moment: datetime) -> datetime:

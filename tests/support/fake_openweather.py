@@ -33,6 +33,9 @@ class Request:
     status: int
     at: float  # time.time()
     appid: str
+    client: str = ""  # the first path segment of a url_for(client) URL
+    mono: float = 0.0  # time.monotonic() when the request was read
+    dt: int | None = None  # the observation time served (200 answers)
 
 
 class FakeOpenWeather:
@@ -52,6 +55,15 @@ class FakeOpenWeather:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
+
+    def url_for(self, client: str) -> str:
+        """A URL whose requests are logged as coming from ``client`` (the chaos harness gives each
+        instance its own, so the log says who fetched without trusting the instances)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/{client}{PATH}"
+
+    def log(self) -> list[Request]:
+        with self._lock:
+            return list(self.requests)
 
     def start(self) -> FakeOpenWeather:
         self._thread.start()
@@ -82,9 +94,9 @@ class FakeOpenWeather:
             script = self._scripts.get(city)
             return script.popleft() if script else "ok"
 
-    def _record(self, city: str, status: int, appid: str) -> None:
+    def _record(self, city: str, status: int, appid: str, client: str, received: float, dt: int | None) -> None:
         with self._lock:
-            self.requests.append(Request(city, status, time.time(), appid))
+            self.requests.append(Request(city, status, time.time(), appid, client, received, dt))
 
     def _observation(self, city: str) -> dict:
         with self._lock:
@@ -119,10 +131,13 @@ class FakeOpenWeather:
                 pass
 
             def do_GET(self) -> None:
+                self.received = time.monotonic()
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 city, appid = query.get("q", ""), query.get("appid", "")
-                if parts.path != PATH or not city:
+                self.client, _, path = parts.path.rpartition(PATH)
+                self.client = self.client.strip("/")
+                if path or not parts.path.endswith(PATH) or "/" in self.client or not city:
                     return self._send(city, 400, {"cod": "400", "message": "Nothing to geocode"})
                 if appid != fake.api_key:
                     return self._send(city, 401, ERROR_BODIES[401])
@@ -145,7 +160,8 @@ class FakeOpenWeather:
 
             def _send(self, city: str, status: int, body: object, headers: dict | None = None) -> None:
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                fake._record(city, status, query_appid(self.path))
+                dt = body.get("dt") if isinstance(body, dict) and status == 200 else None
+                fake._record(city, status, query_appid(self.path), self.client, self.received, dt)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json; charset=utf-8")

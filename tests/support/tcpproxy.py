@@ -1,30 +1,49 @@
-"""A TCP proxy the tests control, to cut an instance off from storage without touching the server.
+"""A TCP proxy the tests control, to put faults between an instance and a server without touching
+the server:
 
     proxy = TcpProxy(upstream_port).start()
-    proxy.blackhole()   # bytes vanish both ways: calls hang until their own timeouts
-    proxy.heal()        # pass traffic again (connections cut meanwhile are closed)
+    proxy.blackhole()     # bytes vanish both ways: calls hang until their own timeouts
+    proxy.heal()          # pass traffic again (connections cut meanwhile are closed)
+    proxy.latency = 2.5   # every chunk towards the server waits 2.5 s first
+    proxy.down()          # nothing listens: connection refused, open connections reset
+    proxy.up()            # listening again, on the same port
+
+A ``watch`` (see support.httpwatch) sees every chunk, both ways, with the time it was read: what
+the instance really sent and what the server really answered, as evidence independent of the
+instance's own logs.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
+import time
+from typing import Protocol
+
+
+class Watch(Protocol):
+    def seen(self, connection: int, to_server: bool, data: bytes, at: float) -> None: ...
 
 
 class TcpProxy:
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", watch: Watch | None = None) -> None:
         self._upstream = (upstream_host, upstream_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener: socket.socket | None = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
+        self.watch = watch
+        self.latency = 0.0
         self._passing = threading.Event()
         self._passing.set()
         self._lock = threading.Lock()
         self._cut: list[socket.socket] = []
         self._open: list[tuple[socket.socket, socket.socket | None]] = []
+        self._ids = itertools.count(1)
         self._closed = False
 
     def start(self) -> TcpProxy:
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        assert self._listener is not None
+        threading.Thread(target=self._accept_loop, args=(self._listener,), daemon=True).start()
         return self
 
     def blackhole(self) -> None:
@@ -40,19 +59,36 @@ class TcpProxy:
             self._cut.clear()
             self._passing.set()
 
+    def down(self) -> None:
+        """Like a server that stopped: new connections are refused, open ones are closed."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                _close(listener)
+            self._close_open()
+
+    def up(self) -> None:
+        with self._lock:
+            if self._listener is None:
+                # create_server sets SO_REUSEADDR: the port is ours again at once.
+                self._listener = socket.create_server(("127.0.0.1", self.port))
+                threading.Thread(target=self._accept_loop, args=(self._listener,), daemon=True).start()
+
     def close(self) -> None:
         self._closed = True
-        _close(self._listener)
-        with self._lock:
-            for client, upstream in self._open:
-                _close(client)
-                if upstream is not None:
-                    _close(upstream)
+        self.down()
 
-    def _accept_loop(self) -> None:
+    def _close_open(self) -> None:
+        for client, upstream in self._open:
+            _close(client)
+            if upstream is not None:
+                _close(upstream)
+        self._open.clear()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self._closed:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             if not self._passing.is_set():
@@ -67,12 +103,14 @@ class TcpProxy:
             except OSError:
                 _close(client)
                 continue
+            connection = next(self._ids)
             with self._lock:
                 self._open.append((client, upstream))
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, to_server in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(connection, source, target, to_server),
+                                 daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, connection: int, source: socket.socket, target: socket.socket, to_server: bool) -> None:
         while True:
             try:
                 data = source.recv(65536)
@@ -81,6 +119,10 @@ class TcpProxy:
             if not data:
                 _close(target)
                 return
+            if self.watch is not None:
+                self.watch.seen(connection, to_server, data, time.monotonic())
+            if to_server and self.latency > 0:
+                time.sleep(self.latency)  # this direction only: a request arrives late, once
             if not self._passing.is_set() or source in self._cut:
                 continue  # blackholed: read and drop
             try:
