@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+USER_HOSTS = ("127.0.0.1", "localhost")
 
 
 def free_port() -> int:
@@ -117,6 +118,21 @@ class MySQLServer:
         with self.connect(database) as connection, connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+    def create_user(self, user: str, password: str, grants: dict[str, str]) -> None:
+        """A user with exactly ``grants`` ({"`db`.*": "SELECT, INSERT"}), from 127.0.0.1 and localhost
+        (MariaDB sees a TCP client on 127.0.0.1 as either, depending on its name resolution)."""
+        with self.connect() as connection, connection.cursor() as cursor:
+            for host in USER_HOSTS:
+                cursor.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+                cursor.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+                for on, privileges in grants.items():
+                    cursor.execute(f"GRANT {privileges} ON {on} TO '{user}'@'{host}'")
+
+    def drop_user(self, user: str) -> None:
+        with self.connect() as connection, connection.cursor() as cursor:
+            for host in USER_HOSTS:
+                cursor.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
 
 
 def node_available() -> bool:
