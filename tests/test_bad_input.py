@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -30,52 +27,21 @@ from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.mutex import Role, RoleContext
 from DistributedMutex.store import WeatherStore
 from DistributedMutex.weather import OpenWeatherClient
-from support.bad_input import CONFIG_CASES, SECRET_ACCOUNT_KEY, SECRET_SIG, Case
+from support.bad_input import (
+    CONFIG_CASES,
+    ROWS,
+    ROWS_TESTED_ELSEWHERE,
+    SECRET_ACCOUNT_KEY,
+    SECRET_SIG,
+    UNREADABLE,
+    Case,
+    assert_clean,
+    assert_keeps_running_with,
+    assert_stops_with,
+)
 from support.fake_openweather import FakeOpenWeather
-from support.processes import ROOT, SCRIPT, Instance
+from support.processes import SCRIPT
 from support.services import AZURITE_ACCOUNT, Azurite, connection_string, free_port
-
-DOC = ROOT / "docs" / "bad-input.md"
-SECRETS = (SECRET_ACCOUNT_KEY, SECRET_SIG, quote(SECRET_SIG, safe=""), "Pw-least-4242", "Pw-WRONG-99")
-
-
-# -- the document --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Row:
-    id: str
-    exit: str  # "2" or "keeps running"
-    message: str  # {name} stands for a value; a final … for the rest of the line
-
-    def pattern(self, **values: str) -> re.Pattern[str]:
-        """The message as a regex; named values given here must appear exactly."""
-        pieces = re.split(r"(\{\w+\}|…)", self.message)
-        regex = ""
-        for piece in pieces:
-            if piece == "…":
-                regex += ".*"
-            elif re.fullmatch(r"\{\w+\}", piece):
-                name = piece[1:-1]
-                regex += re.escape(values[name]) if name in values else ".+?"
-            else:
-                regex += re.escape(piece)
-        return re.compile(regex)
-
-
-def read_rows() -> tuple[dict[str, Row], list[str]]:
-    """The rows by id, and the lines that look like rows but cannot be read (or repeat an id)."""
-    rows: dict[str, Row] = {}
-    unreadable: list[str] = []
-    for line in DOC.read_text(encoding="utf-8").splitlines():
-        match = re.fullmatch(r"\| ([a-z0-9-]+) \| .+? \| (2|keeps running) \| (`+) ?(.+?) ?\3 \|", line)
-        if match and match.group(1) not in rows:
-            rows[match.group(1)] = Row(match.group(1), match.group(2), match.group(4))
-        elif re.match(r"\| [a-z0-9-]+ \|", line) and not line.startswith("| id |"):
-            unreadable.append(line)
-    return rows, unreadable
-
-
-ROWS, UNREADABLE = read_rows()
 
 # The rows that are not configuration cases, by the test that produces them.
 SAS_POLICY_ROWS = {"sas-policy-lacks-write": "r", "sas-policy-lacks-read": "w"}
@@ -101,52 +67,12 @@ SINGLE_ROWS = {
 
 def test_the_document_and_the_tests_have_the_same_rows() -> None:
     assert UNREADABLE == []
-    tested = [*CONFIG_CASES, *SAS_POLICY_ROWS, *MYSQL_PRIVILEGE_ROWS, *WEATHER_ROWS, *SINGLE_ROWS]
+    tested = [*CONFIG_CASES, *SAS_POLICY_ROWS, *MYSQL_PRIVILEGE_ROWS, *WEATHER_ROWS, *SINGLE_ROWS,
+              *ROWS_TESTED_ELSEWHERE]
     assert len(tested) == len(set(tested))
     assert sorted(set(ROWS) - set(tested)) == [], "rows in the document without a test"
     assert sorted(set(tested) - set(ROWS)) == [], "tests without a row in the document"
     assert all(ROWS[i].exit == "2" for i in CONFIG_CASES)
-
-
-def message_of(text: str) -> str:
-    """A log line without its time, level and instance: what the table shows."""
-    return re.sub(r"^\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ \[[^\]]*\] ", "", text)
-
-
-def assert_stops_with(instance: Instance, row_id: str, timeout: float = 15, **values: str) -> None:
-    row = ROWS[row_id]
-    assert row.exit == "2"
-    code = instance.wait(timeout)
-    errors = [line.text for line in instance.lines if line.stream == "err"]
-    assert code == 2, instance.tail()
-    pattern = row.pattern(**values)
-    if row.message.startswith("configuration error:"):
-        assert len(errors) == 1, instance.tail()  # found at start: nothing else is printed
-        assert pattern.fullmatch(errors[0]), f"{errors[0]!r} is not {row.message!r}"
-    else:
-        assert any(pattern.fullmatch(message_of(e)) for e in errors), f"no line {row.message!r}:\n{instance.tail()}"
-    assert_clean(instance.output)
-
-
-def assert_keeps_running_with(instance: Instance, row_id: str, timeout: float = 15, then: str | None = None,
-                              **values: str) -> None:
-    """The documented line, and the instance still running (``then``: a later line to wait for,
-    so that SIGTERM finds the election loop, which handles it, running)."""
-    row = ROWS[row_id]
-    assert row.exit == "keeps running"
-    instance.wait_for(r"\] " + row.pattern(**values).pattern + "$", timeout=timeout)
-    if then:
-        instance.wait_for(then, timeout=timeout)
-    assert instance.process.poll() is None, "it stopped"
-    instance.signal(signal.SIGTERM)
-    assert instance.wait(5) == 0
-    assert_clean(instance.output)
-
-
-def assert_clean(text: str) -> None:
-    assert "Traceback" not in text, text
-    for secret in SECRETS:
-        assert secret not in text, f"a secret was printed:\n{text}"
 
 
 # -- configuration mistakes ------------------------------------------------------------------------

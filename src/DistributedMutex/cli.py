@@ -81,10 +81,11 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     # The SDKs log every request at INFO (headers and all); keep them to warnings.
-    for noisy in ("azure", "urllib3", "mysql.connector"):
+    for noisy in ("azure", "msal", "urllib3", "mysql.connector"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # azure-identity warns in many lines when it gets no token; we say it in one (details at DEBUG).
-    logging.getLogger("azure.identity").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)
+    # azure-identity warns in many lines (with tracebacks at DEBUG) when it gets no token: we say it
+    # in one line, and log its text at DEBUG ourselves.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
 
 
 def build_backend(settings: Settings) -> AzureBlobLeaseBackend:
@@ -115,9 +116,12 @@ def azure_ad_credential(settings: Settings) -> Any:
     except (AzureError, ValueError) as exc:
         details = redact(str(exc), all_secrets(settings))
         log.debug("DefaultAzureCredential: %s", details)
-        tried = re.findall(r"^\s+(\w+Credential): ", details, flags=re.MULTILINE)
-        if tried:
-            reason = f"no credential worked (tried {', '.join(tried)})"
+        attempts = re.findall(r"^\s+(\w+Credential): (.*)$", details, flags=re.MULTILINE)
+        if attempts:
+            reason = f"no credential worked (tried {', '.join(name for name, _ in attempts)})"
+            # One that is set up but failed says why (most just say they are not set up here).
+            failed = [(name, text) for name, text in attempts if re.search(r"error|failed|refused", text, re.I)]
+            reason += "".join(f"; {name}: {text[:200]}" for name, text in failed[:1])
         else:
             reason = f"{type(exc).__name__}: {details.splitlines()[0][:200] if details else 'no details'}"
         raise ConfigurationError(

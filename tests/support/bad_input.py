@@ -1,16 +1,28 @@
-"""The configuration mistakes of docs/bad-input.md, by row id: the settings that make each one.
+"""docs/bad-input.md for the tests: its rows read as cases, the configuration mistakes by row id
+(the settings that make each one), and the checks that an instance printed a row's line.
 
-tests/test_bad_input.py checks that each gives exactly the documented line, and that the document
-and this table name the same rows. Secrets here are recognisable so that a leak is found."""
+tests/test_bad_input.py checks that each row gives exactly the documented line, and that the
+document and the tests name the same rows. Secrets here are recognisable so that a leak is found."""
 
 from __future__ import annotations
 
+import re
+import signal
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
+
+from .processes import ROOT, Instance
 
 SECRET_ACCOUNT_KEY = "c2VjcmV0LWFjY291bnQta2V5LTEyMzQ="  # base64 of "secret-account-key-1234"
 SECRET_SIG = "U0FTLVNFQ1JFVC1zaWduYXR1cmUtOTk5/+=="  # a SAS signature: base64, so it gets %-encoded
 FUTURE, PAST = "2099-01-01T00:00:00Z", "2020-01-01T00:00:00Z"
+SECRETS = (SECRET_ACCOUNT_KEY, SECRET_SIG, quote(SECRET_SIG, safe=""), "Pw-least-4242", "Pw-WRONG-99")
+DOC = ROOT / "docs" / "bad-input.md"
+# Rows whose test needs fixtures of its own module.
+ROWS_TESTED_ELSEWHERE = {
+    "account-url-token-refused": "tests/test_azure_ad.py",
+    "account-url-storage-refuses-token": "tests/test_azure_ad.py",
+}
 
 
 def sas_url(base: str = "https://acct.blob.core.windows.net/leader-election", **query: str) -> str:
@@ -110,3 +122,84 @@ CONFIG_CASES: dict[str, Case] = {
     "constant-py-syntax-error": Case({}, files={"constant.py": "LEASE_DURATION = = 15\n"}),
     "constant-py-raises": Case({}, files={"constant.py": "import no_such_module_here\n"}),
 }
+
+
+# -- the document --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    exit: str  # "2" or "keeps running"
+    message: str  # {name} stands for a value; a final … for the rest of the line
+
+    def pattern(self, **values: str) -> re.Pattern[str]:
+        """The message as a regex; named values given here must appear exactly."""
+        pieces = re.split(r"(\{\w+\}|…)", self.message)
+        regex = ""
+        for piece in pieces:
+            if piece == "…":
+                regex += ".*"
+            elif re.fullmatch(r"\{\w+\}", piece):
+                name = piece[1:-1]
+                regex += re.escape(values[name]) if name in values else ".+?"
+            else:
+                regex += re.escape(piece)
+        return re.compile(regex)
+
+
+def read_rows() -> tuple[dict[str, Row], list[str]]:
+    """The rows by id, and the lines that look like rows but cannot be read (or repeat an id)."""
+    rows: dict[str, Row] = {}
+    unreadable: list[str] = []
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        match = re.fullmatch(r"\| ([a-z0-9-]+) \| .+? \| (2|keeps running) \| (`+) ?(.+?) ?\3 \|", line)
+        if match and match.group(1) not in rows:
+            rows[match.group(1)] = Row(match.group(1), match.group(2), match.group(4))
+        elif re.match(r"\| [a-z0-9-]+ \|", line) and not line.startswith("| id |"):
+            unreadable.append(line)
+    return rows, unreadable
+
+
+ROWS, UNREADABLE = read_rows()
+
+def message_of(text: str) -> str:
+    """A log line without its time, level and instance: what the table shows."""
+    return re.sub(r"^\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ \[[^\]]*\] ", "", text)
+
+
+def assert_stops_with(instance: Instance, row_id: str, timeout: float = 15, **values: str) -> None:
+    row = ROWS[row_id]
+    assert row.exit == "2"
+    code = instance.wait(timeout)
+    errors = [line.text for line in instance.lines if line.stream == "err"]
+    assert code == 2, instance.tail()
+    pattern = row.pattern(**values)
+    if row.message.startswith("configuration error:"):
+        assert len(errors) == 1, instance.tail()  # found at start: nothing else is printed
+        assert pattern.fullmatch(errors[0]), f"{errors[0]!r} is not {row.message!r}"
+    else:
+        assert any(pattern.fullmatch(message_of(e)) for e in errors), f"no line {row.message!r}:\n{instance.tail()}"
+    assert_clean(instance.output)
+
+
+def assert_keeps_running_with(instance: Instance, row_id: str, timeout: float = 15, then: str | None = None,
+                              **values: str) -> None:
+    """The documented line, and the instance still running (``then``: a later line to wait for,
+    so that SIGTERM finds the election loop, which handles it, running)."""
+    row = ROWS[row_id]
+    assert row.exit == "keeps running"
+    instance.wait_for(r"\] " + row.pattern(**values).pattern + "$", timeout=timeout)
+    if then:
+        instance.wait_for(then, timeout=timeout)
+    assert instance.process.poll() is None, "it stopped"
+    instance.signal(signal.SIGTERM)
+    assert instance.wait(5) == 0
+    assert_clean(instance.output)
+
+
+def assert_clean(text: str) -> None:
+    assert "Traceback" not in text, text
+    for secret in SECRETS:
+        assert secret not in text, f"a secret was printed:\n{text}"
+
+
