@@ -171,7 +171,7 @@ def test_sas_expiring_while_running_stops_a_worker(spawn, demo_env, container_sa
     leader = spawn("leader", sas_env(demo_env, container_sas("rw")))
     leader.wait_for(r"became leader", timeout=15)
     # Long enough to start and see the leader (checked below), short enough for a quick test.
-    expiry = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=6)
+    expiry = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=8)
     worker = spawn("short-lived", sas_env(demo_env, container_sas("rw", expiry=expiry)))
     worker.wait_for(r"leader is leader", timeout=10)  # it worked while the SAS was valid
     assert_stops_with(worker, "sas-expired-while-running", timeout=20, time=f"{expiry:%Y-%m-%d %H:%M:%S}")
@@ -244,7 +244,7 @@ async def run_leader_until(app: WeatherApp, done: Callable[[], bool], timeout: f
 def test_a_bad_weather_answer_gives_its_documented_line_and_the_leader_goes_on(
         weather: FakeOpenWeather, mysql_server, database, caplog, row_id: str) -> None:
     behaviour = WEATHER_ROWS[row_id]
-    weather.timeout_seconds = 1.0
+    default_timeout, weather.timeout_seconds = weather.timeout_seconds, 1.0  # restored below
     key, url = weather.api_key, weather.url
     if behaviour == "wrong key":
         key = "WRONG-KEY-0042"
@@ -272,6 +272,7 @@ def test_a_bad_weather_answer_gives_its_documented_line_and_the_leader_goes_on(
     finally:
         store.close()
         client.close()
+        weather.timeout_seconds = default_timeout
     assert logged() >= 1, [r.getMessage() for r in caplog.records]
     assert not any(r.exc_info for r in caplog.records)
     assert_clean(caplog.text)

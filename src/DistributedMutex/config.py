@@ -115,7 +115,7 @@ class Settings:
     mysql: MySQLSettings
     log_level: str
     sources: tuple[str, ...] = ()
-    # Set instead of the connection string (at most one of the two): see STORAGE_AUTH_SETTINGS.
+    # Set instead of the connection string (one way of the three at most): see STORAGE_AUTH_SETTINGS.
     container_sas_url: str | None = None
     account_url: str | None = None
 
@@ -165,7 +165,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
     container_sas_url = get("AZURE_STORAGE_CONTAINER_SAS_URL", _container_sas_url)
     account_url = get("AZURE_STORAGE_ACCOUNT_URL", _account_url)
     insecure = _plain_http_host(connection_string)
-    if insecure and not allow_http and not (container_sas_url or account_url):
+    if insecure and not allow_http:
         raise ConfigurationError(
             "AZURE_STORAGE_CONNECTION_STRING",
             f"sends the account's credentials over plain http to {insecure}, which is not this "
