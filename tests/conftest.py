@@ -6,13 +6,17 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient, generate_container_sas
 
+from DistributedMutex.azure_lease import DEFAULT_API_VERSION
 from support.fake_openweather import FakeOpenWeather
 from support.processes import Instance
-from support.services import Azurite, MySQLServer
+from support.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer
 
 _databases = itertools.count(1)
 
@@ -62,6 +66,43 @@ def weather(weather_server: FakeOpenWeather) -> FakeOpenWeather:
 @pytest.fixture
 def container_name() -> str:
     return f"le-{uuid.uuid4().hex[:20]}"
+
+
+@pytest.fixture
+def mysql_user(mysql_server: MySQLServer, database: str) -> Iterator[Callable[..., dict[str, str]]]:
+    """Make MySQL users with only the given privileges on the test's database (dropped after);
+    each call returns the MYSQL_USER / MYSQL_PASSWORD settings for it."""
+    made: list[str] = []
+
+    def make(privileges: str | None, password: str = "Pw-least-4242") -> dict[str, str]:
+        user = f"dm_u{os.getpid()}_{len(made)}"  # MySQL allows 32 characters
+        mysql_server.create_user(user, password, {f"`{database}`.*": privileges} if privileges else {})
+        made.append(user)
+        return {"MYSQL_USER": user, "MYSQL_PASSWORD": password}
+
+    yield make
+    for user in made:
+        mysql_server.drop_user(user)
+
+
+@pytest.fixture
+def container_sas(azurite: Azurite, container_name: str) -> Callable[..., str]:
+    """A container SAS URL for the test's container, signed with Azurite's key (as an owner would);
+    the container is created first unless create=False."""
+    def make(permission: str | None = "rw", *, create: bool = True, expiry: datetime | None = None,
+             **options: object) -> str:
+        service = BlobServiceClient.from_connection_string(azurite.connection_string, api_version=DEFAULT_API_VERSION)
+        if create:
+            try:
+                service.create_container(container_name)
+            except ResourceExistsError:
+                pass
+        sas = generate_container_sas(
+            AZURITE_ACCOUNT, container_name, account_key=AZURITE_KEY, permission=permission,
+            expiry=expiry or datetime.now(timezone.utc) + timedelta(hours=1), **options)
+        return f"http://127.0.0.1:{azurite.port}/{AZURITE_ACCOUNT}/{container_name}?{sas}"
+
+    return make
 
 
 @pytest.fixture

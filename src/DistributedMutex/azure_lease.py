@@ -16,6 +16,9 @@ until that holder has stopped acting. One extra write per renewal buys that.
 
 Lease calls use their own client: no SDK retries (its default policy can hold one call for about a
 minute, four times a 15 s lease) and short socket timeouts. The election loop retries by itself.
+
+Three ways in: a connection string (account key or SAS), a container SAS URL (least privilege: read
+and write on one container that must exist), or an account URL with an Azure AD token credential.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -38,9 +43,10 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
+from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
 from .backend import Held, Identity, LeaderRecord, Lease, utc_now
+from .config import sas_url_expiry
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -75,6 +81,45 @@ _LEASE_GONE_CODES = {
     "ContainerNotFound",
 }
 _REJECTED_STATUS = {401, 403}
+# 403 codes: the credential is fine but may not do this; versus it is not accepted at all.
+_PERMISSION_CODES = {"AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch"}
+
+
+@dataclass(frozen=True)
+class _Access:
+    """How this backend authenticates, for messages that say what to fix."""
+
+    setting: str  # the setting that holds the credential
+    can_create_container: bool
+    sas_expiry: datetime | None = None
+
+    def refused(self, status: int | None, code: str | None) -> str:
+        if self.setting == "AZURE_STORAGE_CONTAINER_SAS_URL":
+            expiry = f" (it says it expires {self.sas_expiry:%Y-%m-%d %H:%M:%S} UTC)" if self.sas_expiry else ""
+            return (f"storage refused the container SAS in AZURE_STORAGE_CONTAINER_SAS_URL ({status} {code}): "
+                    f"it has expired{expiry}, is not valid yet, or was not signed with this account's key")
+        if self.setting == "AZURE_STORAGE_ACCOUNT_URL":
+            return (f"storage refused the Azure AD token for AZURE_STORAGE_ACCOUNT_URL ({status} {code}): "
+                    "check the identity DefaultAzureCredential signs in as and its role on the container")
+        return (f"storage refused the request ({status} {code}): check the credentials in "
+                "AZURE_STORAGE_CONNECTION_STRING and their permissions on CONTAINER_NAME")
+
+    def lacks(self, action: str, needs: str, status: int | None, code: str | None) -> str:
+        if self.setting == "AZURE_STORAGE_CONTAINER_SAS_URL":
+            return (f"the container SAS in AZURE_STORAGE_CONTAINER_SAS_URL lacks the {needs} permission "
+                    f"to {action} ({status} {code}): the lease needs read (r) and write (w)")
+        if self.setting == "AZURE_STORAGE_ACCOUNT_URL":
+            return (f"the Azure AD identity may not {action} ({status} {code}): give it the role "
+                    "Storage Blob Data Contributor on the container")
+        return (f"the credentials in AZURE_STORAGE_CONNECTION_STRING may not {action} ({status} {code}): "
+                f"they need {needs} permission on CONTAINER_NAME")
+
+
+# No blob ever has it: a write conditioned on it is refused without changing anything.
+_NO_SUCH_ETAG = '"0x0-never-an-etag"'
+_CONNECTION_STRING = _Access("AZURE_STORAGE_CONNECTION_STRING", can_create_container=True)
+# What each storage call needs of a SAS (measured on Azurite 3.37; see config.SAS_PERMISSIONS_NEEDED).
+_READ, _WRITE = "read (r)", "write (w)"
 
 
 class AzureBlobLeaseBackend:
@@ -92,18 +137,44 @@ class AzureBlobLeaseBackend:
         call_timeout: float = 3.0,
         api_version: str = DEFAULT_API_VERSION,
     ) -> None:
-        if not AZURE_MIN_LEASE <= lease_duration <= AZURE_MAX_LEASE:
-            # Azure also grants infinite leases (-1): never here, a crashed leader would hold it forever.
-            raise ConfigurationError("LEASE_DURATION", f"must be from {AZURE_MIN_LEASE} to "
-                                     f"{AZURE_MAX_LEASE} seconds, got {lease_duration}")
+        _check_lease_duration(lease_duration)
         service = BlobServiceClient.from_connection_string(
-            connection_string,
-            api_version=api_version,
-            retry_total=0,
-            connection_timeout=call_timeout,
-            read_timeout=call_timeout,
-        )
-        self._container = service.get_container_client(container_name)
+            connection_string, **_client_options(api_version, call_timeout))
+        self._setup(service.get_container_client(container_name), blob_name, lease_duration, api_version,
+                    _CONNECTION_STRING)
+
+    @classmethod
+    def from_container_sas_url(
+        cls, container_sas_url: str, blob_name: str, *, lease_duration: int = 15, call_timeout: float = 3.0,
+        api_version: str = DEFAULT_API_VERSION,
+    ) -> AzureBlobLeaseBackend:
+        """Least privilege: a SAS for one existing container, with read (r) and write (w)."""
+        _check_lease_duration(lease_duration)
+        container = ContainerClient.from_container_url(
+            container_sas_url, **_client_options(api_version, call_timeout))
+        backend = cls.__new__(cls)
+        backend._setup(container, blob_name, lease_duration, api_version, _Access(
+            "AZURE_STORAGE_CONTAINER_SAS_URL", can_create_container=False,
+            sas_expiry=sas_url_expiry(container_sas_url)))
+        return backend
+
+    @classmethod
+    def from_account_url(
+        cls, account_url: str, credential: Any, container_name: str, blob_name: str, *,
+        lease_duration: int = 15, call_timeout: float = 3.0, api_version: str = DEFAULT_API_VERSION,
+    ) -> AzureBlobLeaseBackend:
+        """Azure AD: ``credential`` is a TokenCredential, e.g. azure.identity.DefaultAzureCredential()."""
+        _check_lease_duration(lease_duration)
+        service = BlobServiceClient(account_url, credential=credential, **_client_options(api_version, call_timeout))
+        backend = cls.__new__(cls)
+        backend._setup(service.get_container_client(container_name), blob_name, lease_duration, api_version,
+                       _Access("AZURE_STORAGE_ACCOUNT_URL", can_create_container=True))
+        return backend
+
+    def _setup(self, container: ContainerClient, blob_name: str, lease_duration: int, api_version: str,
+               access: _Access) -> None:
+        self._access = access
+        self._container = container
         self._blob: BlobClient = self._container.get_blob_client(blob_name)
         # One lease id for the life of the process: if an acquire succeeds on the server but its
         # answer is lost, the next attempt with the same id succeeds instead of waiting it out.
@@ -119,7 +190,7 @@ class AzureBlobLeaseBackend:
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         started = time.monotonic()
-        properties = self._call(self._properties_or_create)
+        properties = self._call(self._properties_or_create, "read or create the lease blob", _READ)
         previous = _record(properties.metadata, properties.lease.state)
         # Released, never held, or held by this very process (which stopped acting before it
         # contended again): nobody else can still be acting on the lease.
@@ -133,7 +204,8 @@ class AzureBlobLeaseBackend:
             # Maybe ours: from an acquire whose answer we never got, or from a leadership we
             # stepped down from. Re-acquiring with our lease id succeeds if so, as a new term.
         try:
-            self._call(lambda: self._lease.acquire(lease_duration=self._lease_duration))
+            self._call(lambda: self._lease.acquire(lease_duration=self._lease_duration),
+                       "acquire the lease", _WRITE)
         except ResourceExistsError as exc:  # 409 LeaseAlreadyPresent: someone was faster
             self._acquire_outcome_unknown = False
             if _code(exc) == "LeaseAlreadyPresent":
@@ -158,8 +230,9 @@ class AzureBlobLeaseBackend:
         # costs one round trip, not two, and counts only once both have succeeded. The stamp is
         # sent no earlier than the renewal, which is all a successor's reckoning needs.
         stamp = _Concurrent(lambda: self._call(
-            lambda: self._blob.set_blob_metadata(self._metadata, lease=self._lease.id)))
-        self._call(self._lease.renew)
+            lambda: self._blob.set_blob_metadata(self._metadata, lease=self._lease.id),
+            "stamp the lease blob's metadata", _WRITE))
+        self._call(self._lease.renew, "renew the lease", _WRITE)
         stamp.result()
         return Lease(term=lease.term, token=lease.token, sent_at=now, duration=lease.duration)
 
@@ -169,7 +242,7 @@ class AzureBlobLeaseBackend:
 
     def release(self, lease: Lease) -> None:
         try:
-            self._call(self._lease.release)
+            self._call(self._lease.release, "release the lease", _WRITE)
         except LeaseLostError:
             pass  # already not ours: nothing to give back
         finally:
@@ -178,13 +251,30 @@ class AzureBlobLeaseBackend:
 
     def read_leader(self) -> LeaderRecord | None:
         try:
-            properties = self._call(self._blob.get_blob_properties)
+            properties = self._call(self._blob.get_blob_properties, "read the lease blob", _READ)
         except LeaseLostError:  # blob or container missing: nobody ever led
             return None
         record = _record(properties.metadata, properties.lease.state)
         if record.leader_id is None and not record.is_held:
             return None
         return record
+
+    def check_access(self) -> None:
+        """Read (creating what is missing) and try a write that changes nothing, once at start.
+
+        A credential that may read but not write would otherwise only show when the lease is free:
+        a worker that can never take over. The write is a metadata update that the storage refuses
+        for its impossible ETag (412) after checking the permission (403 without it)."""
+        self._call(self._properties_or_create, "read or create the lease blob", _READ)
+        try:
+            self._blob.set_blob_metadata({}, if_match=_NO_SUCH_ETAG)
+        except HttpResponseError as exc:
+            if exc.status_code == 412:  # ConditionNotMet, or LeaseIdMissing while someone leads
+                return
+            raise self._translate(exc, "write the lease blob", _WRITE) from None
+        except AzureError as exc:
+            raise self._translate(exc, "write the lease blob", _WRITE) from None
+        raise AssertionError("a metadata update with an impossible ETag succeeded")
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -194,7 +284,7 @@ class AzureBlobLeaseBackend:
         Also returns how long from now, at most, the previous holder's lease could have lasted
         had the storage kept it: its last stamp of Last-Modified plus a lease, against the
         server's clock (both in whole seconds, hence the extra second)."""
-        properties = self._call(self._blob.get_blob_properties)
+        properties = self._call(self._blob.get_blob_properties, "read the lease blob", _READ)
         metadata = dict(properties.metadata or {})
         term = max(_int(metadata.get(TERM)) + 1, at_least)
         metadata.update({
@@ -206,7 +296,7 @@ class AzureBlobLeaseBackend:
         })
         answer = self._call(lambda: self._blob.set_blob_metadata(
             metadata, lease=self._lease.id, if_match=properties.etag,
-        ))
+        ), "write the term into the blob's metadata", _WRITE)
         self._metadata = metadata
         last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
         if last_stamp is None or server_now is None:
@@ -222,19 +312,34 @@ class AzureBlobLeaseBackend:
 
     def _create_container_and_blob(self) -> None:
         """Create what is missing; several instances may race here, and all of them win."""
-        try:
-            self._container.create_container()
-            log.info("created container %s", self._container.container_name)
-        except ResourceExistsError:
-            pass
+        name = self._container.container_name
+        if self._access.can_create_container:
+            try:
+                self._container.create_container()
+                log.info("created container %s", name)
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as exc:
+                if exc.status_code != 403:
+                    raise
+                # The blob call below says whether the container is there after all.
         try:
             self._blob.upload_blob(b"", if_none_match="*")
             log.info("created lease blob %s", self._blob.blob_name)
         except (ResourceExistsError, ResourceModifiedError):
             pass  # someone else created it first (BlobAlreadyExists / ConditionNotMet)
-        except HttpResponseError as exc:
-            if _code(exc) != "LeaseIdMissing":  # exists and is already leased
+        except ResourceNotFoundError as exc:
+            if _code(exc) != "ContainerNotFound":
                 raise
+            how = ("a container SAS cannot create it" if not self._access.can_create_container
+                   else f"the credentials in {self._access.setting} may not create it")
+            raise StorageRejectedError(
+                f"container {name!r} does not exist and {how}: create it first "
+                f"(e.g. az storage container create --name {name})", code="ContainerNotFound") from None
+        except HttpResponseError as exc:
+            if _code(exc) != "LeaseIdMissing":  # LeaseIdMissing: it exists and is already leased
+                # Translated here, not in _call: creating needs write, not the read of "read or create".
+                raise self._translate(exc, "create the lease blob", _WRITE) from None
 
     def _release_quietly(self, lease: Lease) -> None:
         try:
@@ -242,12 +347,14 @@ class AzureBlobLeaseBackend:
         except BackendError as exc:
             log.warning("could not release the lease after a failed term update: %s", exc)
 
-    def _call(self, operation: Callable[[], T]) -> T:
+    def _call(self, operation: Callable[[], T], action: str, needs: str) -> T:
         """Run one storage call, turning the SDK's errors into ours.
 
-        A connection the server closed while it sat idle in the pool fails at once, before any
-        answer; that one case is retried at once (Azurite closes idle connections after 5 s, the
-        renew interval's default). Every call here may be repeated: lease calls carry our lease id.
+        ``action`` and ``needs`` say what the call does and which SAS permission that takes, so
+        that a refusal names what is missing. A connection the server closed while it sat idle in
+        the pool fails at once, before any answer; that one case is retried at once (Azurite
+        closes idle connections after 5 s, the renew interval's default). Every call here may be
+        repeated: lease calls carry our lease id.
         """
         try:
             try:
@@ -260,23 +367,27 @@ class AzureBlobLeaseBackend:
         except AzureError as exc:
             if isinstance(exc, ResourceExistsError) and _code(exc) == "LeaseAlreadyPresent":
                 raise  # the caller decides: it is an answer, not a failure
-            raise self._translate(exc) from None
+            raise self._translate(exc, action, needs) from None
 
-    def _translate(self, exc: AzureError) -> BackendError:
+    def _translate(self, exc: AzureError, action: str = "use the lease blob", needs: str = _WRITE) -> BackendError:
         code = _code(exc)
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
             return StorageUnavailableError(
                 f"storage did not answer ({type(exc).__name__}): {_first_line(exc)}", code=code
             )
         status = getattr(exc, "status_code", None)
+        if isinstance(exc, ClientAuthenticationError) and status is None:
+            # No HTTP answer from storage: the token credential could not get a token. At start the
+            # command line checks the credential once; later this may heal (the identity endpoint
+            # was down), so it counts as unavailable. Its text is long and multi-line: not quoted.
+            return StorageUnavailableError(
+                f"could not get an Azure AD token for storage ({type(exc).__name__})", code=code)
         if code in _LEASE_GONE_CODES or status == 404:
             return LeaseLostError(f"lease lost ({code or status})", code=code)
+        if status == 403 and code in _PERMISSION_CODES:
+            return StorageRejectedError(self._access.lacks(action, needs, status, code), code=code)
         if status in _REJECTED_STATUS:
-            return StorageRejectedError(
-                f"storage refused the request ({status} {code}): check the credentials in "
-                "AZURE_STORAGE_CONNECTION_STRING and their permissions on CONTAINER_NAME",
-                code=code,
-            )
+            return StorageRejectedError(self._access.refused(status, code), code=code)
         if code == "InvalidHeaderValue" and "version" in str(exc).lower():
             return StorageRejectedError(
                 f"the storage endpoint does not support API version {self._api_version} "
@@ -286,6 +397,18 @@ class AzureBlobLeaseBackend:
         if status is not None and 400 <= status < 500 and status not in (408, 409, 412, 429):
             return StorageRejectedError(f"storage rejected the request ({status} {code})", code=code)
         return StorageUnavailableError(f"storage error ({status} {code})", code=code)
+
+
+def _client_options(api_version: str, call_timeout: float) -> dict[str, Any]:
+    return {"api_version": api_version, "retry_total": 0, "connection_timeout": call_timeout,
+            "read_timeout": call_timeout}
+
+
+def _check_lease_duration(lease_duration: int) -> None:
+    if not AZURE_MIN_LEASE <= lease_duration <= AZURE_MAX_LEASE:
+        # Azure also grants infinite leases (-1): never here, a crashed leader would hold it forever.
+        raise ConfigurationError("LEASE_DURATION", f"must be from {AZURE_MIN_LEASE} to "
+                                 f"{AZURE_MAX_LEASE} seconds, got {lease_duration}")
 
 
 class _Concurrent:

@@ -1,8 +1,9 @@
 """The command line: ``python src/DistributedMutex/test.py [--status]``.
 
 Exit codes: 0 after a clean stop (SIGINT/SIGTERM) or a --status that found a leader; 2 for a
-configuration error or storage that refuses our credentials; 3 for --status without a leader;
-1 when the lease storage cannot be reached for --status.
+configuration error, storage that refuses our credentials, no Azure AD token at start, or MySQL
+refusing the login or a privilege at start; 3 for --status without a leader; 1 when the lease
+storage cannot be reached for --status. docs/bad-input.md lists every message.
 """
 
 from __future__ import annotations
@@ -10,14 +11,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from azure.core.exceptions import AzureError
 
 from .app import WeatherApp
 from .azure_lease import AzureBlobLeaseBackend
 from .backend import Identity
 from .config import Settings, free_tier_warning, load_settings
-from .errors import BackendError, ConfigurationError, StorageRejectedError
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    StorageRejectedError,
+    StoreAccessError,
+    StoreUnavailableError,
+)
 from .journal import LeadershipJournal
 from .mutex import DistributedMutex
 from .store import WeatherStore
@@ -25,6 +37,11 @@ from .weather import OpenWeatherClient
 
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG, EXIT_NO_LEADER = 0, 1, 2, 3
 log = logging.getLogger("DistributedMutex")
+# The token scope of Azure Storage (the SDK asks for the same one).
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+# Variables that azure-identity reads and that hold secrets: masked like our own settings.
+IDENTITY_SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD",
+                             "IDENTITY_HEADER", "MSI_SECRET")
 
 
 class RedactSecrets(logging.Filter):
@@ -45,29 +62,97 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def all_secrets(settings: Settings) -> list[str]:
+    extra = [os.environ.get(name, "") for name in IDENTITY_SECRET_VARIABLES]
+    return settings.secrets() + [value for value in extra if len(value) >= 4]
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(
         f"%(asctime)s %(levelname)s [{settings.instance_id}] %(message)s"))
-    handler.addFilter(RedactSecrets(settings.secrets()))
+    handler.addFilter(RedactSecrets(all_secrets(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     # The SDKs log every request at INFO (headers and all); keep them to warnings.
-    for noisy in ("azure", "urllib3", "mysql.connector"):
+    for noisy in ("azure", "msal", "urllib3", "mysql.connector"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # azure-identity warns in many lines (with tracebacks at DEBUG) when it gets no token: we say it
+    # in one line, and log its text at DEBUG ourselves.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
 
 
 def build_backend(settings: Settings) -> AzureBlobLeaseBackend:
+    options: dict[str, Any] = {"lease_duration": settings.lease_duration, "api_version": settings.api_version}
     try:
-        return AzureBlobLeaseBackend(
-            settings.connection_string, settings.container_name, settings.blob_name,
-            lease_duration=settings.lease_duration, api_version=settings.api_version,
-        )
+        if settings.container_sas_url:
+            return AzureBlobLeaseBackend.from_container_sas_url(
+                settings.container_sas_url, settings.blob_name, **options)
+        if settings.account_url:
+            return AzureBlobLeaseBackend.from_account_url(
+                settings.account_url, azure_ad_credential(settings), settings.container_name, settings.blob_name,
+                **options)
+        return AzureBlobLeaseBackend(settings.connection_string, settings.container_name, settings.blob_name,
+                                     **options)
     except ValueError:
-        # The SDK's message may quote the connection string: say what, not the value.
-        raise ConfigurationError("AZURE_STORAGE_CONNECTION_STRING",
-                                 "is not accepted by the Azure SDK") from None
+        # The SDK's message may quote the connection string or the SAS: say what, not the value.
+        raise ConfigurationError(settings.storage_auth, "is not accepted by the Azure SDK") from None
+
+
+def azure_ad_credential(settings: Settings) -> Any:
+    """DefaultAzureCredential, with a token got once now: no credential at all is a configuration
+    error, found at start rather than as a storage outage that never heals."""
+    from azure.identity import DefaultAzureCredential  # only Azure AD users pay for importing it
+
+    credential = DefaultAzureCredential()
+    try:
+        credential.get_token(STORAGE_SCOPE)
+    except (AzureError, ValueError) as exc:
+        details = redact(str(exc), all_secrets(settings))
+        log.debug("DefaultAzureCredential: %s", details)
+        attempts = re.findall(r"^\s+(\w+Credential): (.*)$", details, flags=re.MULTILINE)
+        if attempts:
+            reason = f"no credential worked (tried {', '.join(name for name, _ in attempts)})"
+            # One that is set up but failed says why (most just say they are not set up here).
+            failed = [(name, text) for name, text in attempts if re.search(r"error|failed|refused", text, re.I)]
+            reason += "".join(f"; {name}: {text[:200]}" for name, text in failed[:1])
+        else:
+            reason = f"{type(exc).__name__}: {details.splitlines()[0][:200] if details else 'no details'}"
+        raise ConfigurationError(
+            "AZURE_STORAGE_ACCOUNT_URL",
+            f"DefaultAzureCredential got no token for Azure Storage: {reason}; set AZURE_TENANT_ID, "
+            "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, run with a managed identity, or sign in with az login "
+            "(details with LOG_LEVEL=DEBUG)") from None
+    return credential
+
+
+def check_storage(backend: AzureBlobLeaseBackend) -> None:
+    """Read and write the lease blob once at start: refused credentials or a missing permission
+    raise StorageRejectedError; anything else is left to the election loop, which retries."""
+    try:
+        backend.check_access()
+    except StorageRejectedError:
+        raise
+    except BackendError:
+        pass  # unreachable or gone: the election loop says so and keeps trying
+
+
+def check_store(store: WeatherStore) -> None:
+    """Log in to MySQL once at start: a refused login or privilege is a configuration error (raised);
+    an unreachable server may come back, so that is one warning and the program goes on."""
+    try:
+        store.check_access()
+    except StoreAccessError:
+        raise
+    except StoreUnavailableError as exc:
+        log.warning("%s at start: going on (the leader keeps its readings, the workers retry)", exc)
 
 
 def status(settings: Settings) -> int:
@@ -108,6 +193,12 @@ def run_demo(settings: Settings) -> int:
     api_key = settings.require_api_key()
     backend = build_backend(settings)
     store = WeatherStore(settings.mysql)
+    try:
+        check_store(store)
+    except StoreAccessError as exc:
+        store.close()
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     client = OpenWeatherClient(api_key, settings.openweather_url)
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size)
@@ -123,6 +214,7 @@ def run_demo(settings: Settings) -> int:
     if warning:
         log.warning("%s", warning)
     try:
+        check_storage(backend)
         mutex.run()
     except StorageRejectedError as exc:
         log.error("cannot go on: %s", exc)

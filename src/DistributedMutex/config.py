@@ -17,9 +17,10 @@ import runpy
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -32,6 +33,9 @@ DEFAULTS: dict[str, str | None] = {
     "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
     "AZURE_STORAGE_API_VERSION": "2026-06-06",
     "AZURE_STORAGE_ALLOW_HTTP": "false",  # plain http to a non-local storage endpoint
+    # Other ways of authenticating; exactly one of these and AZURE_STORAGE_CONNECTION_STRING may be set.
+    "AZURE_STORAGE_CONTAINER_SAS_URL": None,  # https://<account>.blob.core.windows.net/<container>?<SAS>
+    "AZURE_STORAGE_ACCOUNT_URL": None,  # https://<account>.blob.core.windows.net, with Azure AD
     "CONTAINER_NAME": "leader-election",
     "BLOB_NAME": "weather-leader",
     "LEASE_DURATION": "15",
@@ -53,7 +57,15 @@ DEFAULTS: dict[str, str | None] = {
     "LOG_LEVEL": "INFO",
     "LEADERSHIP_JOURNAL": None,  # a file to append leadership intervals to (JSON lines)
 }
-SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "OPENWEATHER_API_KEY", "MYSQL_PASSWORD")
+SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "OPENWEATHER_API_KEY",
+                   "MYSQL_PASSWORD")
+# The ways of authenticating to storage, in the order the error messages name them.
+STORAGE_AUTH_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL",
+                         "AZURE_STORAGE_ACCOUNT_URL")
+# What the lease needs from a container SAS, measured on Azurite 3.37: read (r) for the blob's
+# properties, write (w) to create the blob, for every lease call and for the metadata under the
+# lease. Create (c) adds nothing that write does not give; a container SAS never creates a container.
+SAS_PERMISSIONS_NEEDED = (("r", "read"), ("w", "write"))
 
 _CONNECTION_STRING_KEYS = {
     "usedevelopmentstorage", "developmentstorageproxyuri", "defaultendpointsprotocol",
@@ -65,6 +77,8 @@ _CONNECTION_STRING_KEYS = {
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# The server's own schemas: the demo's tables have no business there.
+_SYSTEM_DATABASES = ("mysql", "information_schema", "performance_schema", "sys")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FREE_TIER_CALLS_PER_MINUTE = 60
@@ -103,6 +117,18 @@ class Settings:
     log_level: str
     leadership_journal: str | None = None
     sources: tuple[str, ...] = ()
+    # Set instead of the connection string (one way of the three at most): see STORAGE_AUTH_SETTINGS.
+    container_sas_url: str | None = None
+    account_url: str | None = None
+
+    @property
+    def storage_auth(self) -> str:
+        """The setting that says how to authenticate to storage (one of STORAGE_AUTH_SETTINGS)."""
+        if self.container_sas_url:
+            return "AZURE_STORAGE_CONTAINER_SAS_URL"
+        if self.account_url:
+            return "AZURE_STORAGE_ACCOUNT_URL"
+        return "AZURE_STORAGE_CONNECTION_STRING"
 
     def timing(self) -> ElectionTiming:
         return ElectionTiming(self.lease_duration, self.renew_interval, self.acquire_interval)
@@ -120,6 +146,8 @@ class Settings:
         """Values that must never be printed: for the log filter that masks them."""
         values = [self.connection_string, self.openweather_api_key or "", self.mysql.password]
         values += _connection_string_secrets(self.connection_string)
+        if self.container_sas_url:
+            values += sas_url_secrets(self.container_sas_url)
         return [v for v in values if len(v) >= 4]
 
 
@@ -134,20 +162,37 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
     lease_duration = get("LEASE_DURATION", _whole_number(AZURE_MIN_LEASE, AZURE_MAX_LEASE,
                                                           "seconds (Azure's lease range)"))
     allow_http = get("AZURE_STORAGE_ALLOW_HTTP", _boolean)
+    _one_storage_auth(get)
     connection_string = get("AZURE_STORAGE_CONNECTION_STRING", _connection_string)
+    container_sas_url = get("AZURE_STORAGE_CONTAINER_SAS_URL", _container_sas_url)
+    account_url = get("AZURE_STORAGE_ACCOUNT_URL", _account_url)
     insecure = _plain_http_host(connection_string)
     if insecure and not allow_http:
         raise ConfigurationError(
             "AZURE_STORAGE_CONNECTION_STRING",
             f"sends the account's credentials over plain http to {insecure}, which is not this "
             "machine: use https, or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
+    insecure = _plain_http_url_host(container_sas_url) if container_sas_url else None
+    if insecure and not allow_http:
+        raise ConfigurationError(
+            "AZURE_STORAGE_CONTAINER_SAS_URL",
+            f"sends the SAS over plain http to {insecure}, which is not this machine: use https, "
+            "or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
+    container_name = get("CONTAINER_NAME", _matching(
+        _CONTAINER_NAME, "3-63 lowercase letters, digits and single hyphens, "
+        "starting and ending with a letter or digit"))
+    if container_sas_url:
+        sas_container = sas_url_container(container_sas_url)
+        if get.is_set("CONTAINER_NAME") and container_name != sas_container:
+            raise ConfigurationError(
+                "CONTAINER_NAME", f"{container_name!r} differs from the container {sas_container!r} of "
+                "AZURE_STORAGE_CONTAINER_SAS_URL: leave CONTAINER_NAME unset or make them agree")
+        container_name = sas_container
     settings = Settings(
         connection_string=connection_string,
         allow_http=allow_http,
         api_version=get("AZURE_STORAGE_API_VERSION", _matching(_API_VERSION, "a date like 2026-06-06")),
-        container_name=get("CONTAINER_NAME", _matching(
-            _CONTAINER_NAME, "3-63 lowercase letters, digits and single hyphens, "
-            "starting and ending with a letter or digit")),
+        container_name=container_name,
         blob_name=get("BLOB_NAME", _text(1, 1024)),
         lease_duration=lease_duration,
         renew_interval=get("RENEW_INTERVAL", _seconds(0.1, 3600)),
@@ -167,12 +212,13 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
             port=get("MYSQL_PORT", _whole_number(1, 65535, "(a TCP port)")),
             user=get("MYSQL_USER", _text(1, 80)),
             password=get("MYSQL_PASSWORD", _any_text),
-            database=get("MYSQL_DATABASE", _matching(
-                _DATABASE_NAME, "1-64 letters, digits or underscores")),
+            database=get("MYSQL_DATABASE", _database_name),
         ),
         log_level=get("LOG_LEVEL", _log_level),
         leadership_journal=get("LEADERSHIP_JOURNAL", _text(1, 4096), default=None),
         sources=tuple(sources),
+        container_sas_url=container_sas_url,
+        account_url=account_url,
     )
     settings.timing()  # the invariants between the timings (raises ConfigurationError)
     if settings.leader_stall_timeout <= settings.fetch_interval:
@@ -235,6 +281,10 @@ class _Getter:
         self._raw = raw
 
     _UNSET = object()
+
+    def is_set(self, name: str) -> bool:
+        """Given by a source (even if empty), not just the default."""
+        return name in self._raw
 
     def __call__(self, name: str, parse: Callable[[str, str], T], default: Any = _UNSET) -> T:
         value = self._raw.get(name)
@@ -334,7 +384,7 @@ def _plain_http_host(connection_string: str) -> str | None:
     else:
         scheme = pairs.get("defaultendpointsprotocol", "https").lower()
         host = f"{pairs.get('accountname', '')}.blob.{pairs.get('endpointsuffix', 'core.windows.net')}"
-    if scheme != "http" or host in ("localhost", "::1") or host.startswith("127."):
+    if scheme != "http" or _is_local(host):
         return None
     return host
 
@@ -418,6 +468,153 @@ def _connection_string_pairs(value: str) -> dict[str, str]:
 def _connection_string_secrets(value: str) -> list[str]:
     pairs = _connection_string_pairs(value)
     return [pairs[k] for k in ("accountkey", "sharedaccesssignature") if pairs.get(k)]
+
+
+# -- the other ways of authenticating to storage ----------------------------------------------------
+
+def _one_storage_auth(get: _Getter) -> None:
+    given = [name for name in STORAGE_AUTH_SETTINGS if get.is_set(name)]
+    if len(given) > 1:
+        raise ConfigurationError(
+            given[-1], f"cannot be used together with {given[0]}: set exactly one way of authenticating "
+            "to storage (AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_CONTAINER_SAS_URL or "
+            "AZURE_STORAGE_ACCOUNT_URL)")
+
+
+def _url_parts(value: str) -> tuple[str, str, str, str] | None:
+    """(scheme, host, path, query) of an http(s) URL with a host; None if it is not one."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    return parts.scheme.lower(), host, parts.path, parts.query
+
+
+def _sas_query(url: str) -> dict[str, str]:
+    parts = _url_parts(url)
+    query = parse_qs(parts[3], keep_blank_values=True) if parts else {}
+    return {key.lower(): values[0] for key, values in query.items()}
+
+
+def sas_url_container(url: str) -> str:
+    """The container a (validated) container SAS URL names: its last path segment."""
+    parts = _url_parts(url)
+    segments = [s for s in parts[2].split("/") if s] if parts else []
+    return unquote(segments[-1]) if segments else ""
+
+
+def sas_url_expiry(url: str) -> datetime | None:
+    """When the SAS stops being valid (its se=), if it says and it can be read."""
+    return _sas_time(_sas_query(url).get("se", ""))
+
+
+def sas_url_secrets(url: str) -> list[str]:
+    """Every form in which a SAS URL's signature could show up: the URL, its query, the signature."""
+    parts = _url_parts(url)
+    signature = _sas_query(url).get("sig", "")
+    forms = [url, parts[3] if parts else "", signature, quote(signature, safe=""), quote(signature)]
+    return [form for form in forms if form]
+
+
+def _sas_time(text: str) -> datetime | None:
+    # Azure writes 2026-11-26T13:31:24Z, sometimes with 7 fractional digits, or a bare date.
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}(?::\d{2})?)(?:\.\d+)?)?Z?", text.strip())
+    if not match:
+        return None
+    try:
+        moment = datetime.fromisoformat(f"{match.group(1)}T{match.group(2) or '00:00:00'}")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def _container_sas_url(name: str, value: str) -> str:
+    """Check a container SAS URL without ever echoing its query (the signature is a secret)."""
+    def bad(reason: str) -> ConfigurationError:
+        return ConfigurationError(name, f"is not a container SAS URL: {reason}")
+
+    text = value.strip()
+    if not text:
+        raise bad("it is empty")
+    parts = _url_parts(text)
+    if parts is None:
+        raise bad("it must be an https:// URL like https://<account>.blob.core.windows.net/<container>?<SAS>")
+    container = sas_url_container(text)
+    if not container:
+        raise bad("its path names no container")
+    if not _CONTAINER_NAME.fullmatch(container):
+        raise bad(f"its last path segment {container!r} is not a container name")
+    query = _sas_query(text)
+    if not query.get("sig"):
+        raise bad("its query has no SAS signature (sig=)")
+    if query.get("sr", "") != "c":
+        kind = "an account SAS" if query.get("srt") else f"a SAS for sr={query.get('sr', '')!r}"
+        raise bad(f"it carries {kind}, not a container SAS (sr=c)")
+    if "sp" in query:
+        granted = query["sp"]
+        missing = [f"{word} ({letter})" for letter, word in SAS_PERMISSIONS_NEEDED if letter not in granted]
+        if missing:
+            raise ConfigurationError(
+                name, f"the SAS lacks the {' and '.join(missing)} permission{'s' if len(missing) > 1 else ''}: "
+                f"the lease needs read (r) and write (w) on the container, the SAS grants sp={granted}")
+    elif not query.get("si"):
+        raise bad("it has neither permissions (sp=) nor a stored access policy (si=)")
+    if "se" in query:
+        expiry = _sas_time(query["se"])
+        if expiry is None:
+            raise bad(f"its expiry se={query['se']!r} is not a time like 2026-11-26T13:31:24Z")
+        if expiry <= datetime.now(timezone.utc):
+            raise ConfigurationError(name, f"the SAS expired at {expiry:%Y-%m-%d %H:%M:%S} UTC: "
+                                           "generate a new one")
+    return text
+
+
+def _account_url(name: str, value: str) -> str:
+    """The account's blob endpoint, for Azure AD (DefaultAzureCredential)."""
+    text = value.strip().rstrip("/")
+    parts = _url_parts(text)
+    if parts is None or parts[0] != "https":
+        # Bearer tokens are never sent over plain http (azure-core refuses it too).
+        raise ConfigurationError(name, "must be an https:// URL like https://<account>.blob.core.windows.net")
+    _, host, path, query = parts
+    if query or "#" in text:
+        raise ConfigurationError(name, "must not carry a query: a SAS belongs in AZURE_STORAGE_CONTAINER_SAS_URL")
+    segments = [s for s in path.split("/") if s]
+    # An emulator or a custom domain may put the account in the path (https://127.0.0.1:10000/acct).
+    if len(segments) > 1 or (segments and host.lower().endswith(".blob.core.windows.net")):
+        raise ConfigurationError(name, "must be the account's blob endpoint without a container "
+                                       "(the container is CONTAINER_NAME), got " + repr(text))
+    return text
+
+
+def _plain_http_url_host(url: str) -> str | None:
+    parts = _url_parts(url)
+    if parts is None or parts[0] != "http" or _is_local(parts[1]):
+        return None
+    return parts[1]
+
+
+def _is_local(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_database_name(value: str) -> str:
+    """MYSQL_DATABASE's rule, for a store built without load_settings (it is quoted into SQL)."""
+    if value != value.strip():
+        raise ConfigurationError("MYSQL_DATABASE", f"must be 1-64 letters, digits or underscores, got {value!r}")
+    return _database_name("MYSQL_DATABASE", value)
+
+
+def _database_name(name: str, value: str) -> str:
+    text = value.strip()
+    if not _DATABASE_NAME.fullmatch(text):
+        raise ConfigurationError(name, f"must be 1-64 letters, digits or underscores, got {value!r}")
+    if text.lower() in _SYSTEM_DATABASES:
+        raise ConfigurationError(name, f"must not be the server's own database {text!r}")
+    return text
 
 
 def _default_instance_id() -> str:

@@ -11,6 +11,7 @@
     │                             an API version it does not speak): retrying cannot help
     ├── StoreError                the application's data store (MySQL)
     │   ├── StoreUnavailableError the server cannot be reached, refused the login, or failed
+    │   │   └── StoreAccessError  it refused the login or a privilege: retrying will not help
     │   └── StaleTermError        the fencing check refused a write: a newer leader exists
     └── WeatherError              the weather API did not give a usable reading
         ├── WeatherAuthError      401: the API key is wrong or not yet active
@@ -64,6 +65,13 @@ class StoreError(LeaderElectionError):
 
 class StoreUnavailableError(StoreError):
     """The data store cannot be reached, or lost the connection mid-operation."""
+
+
+class StoreAccessError(StoreUnavailableError):
+    """The server refused the login or a privilege the store needs.
+
+    A subclass of StoreUnavailableError so that a running instance treats it like an outage (a
+    grant may come back); at start the command line takes it for what it is, a configuration error."""
 
 
 class StaleTermError(StoreError):

@@ -1,6 +1,6 @@
 """MySQL store for weather readings, with the leadership term as a fencing token.
 
-Two tables, created if missing (the database too):
+Two tables, created if missing (the database too, if the user may create it):
 
     leader_term  one row: the newest term that ever registered, and who registered it
     weather      one row per (city, observed_at): the same observation stored twice is one row
@@ -8,10 +8,15 @@ Two tables, created if missing (the database too):
 Fencing: a new leader registers its term before its first write; every write runs in a transaction
 that locks the leader_term row and is refused unless the stored term equals its own. A leader
 paused past its lease that wakes up finds a newer term there and cannot overwrite its successor.
+
+Privileges: SELECT, INSERT and UPDATE on the database; CREATE as well only while the tables (or the
+database) do not exist yet. What exists is looked up first, so a user without CREATE works on a
+schema an administrator made.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,13 +26,13 @@ from typing import Any, TypeVar
 import mysql.connector
 from mysql.connector import errorcode
 
-from .config import MySQLSettings
-from .errors import StaleTermError, StoreError, StoreUnavailableError
+from .config import MySQLSettings, check_database_name
+from .errors import StaleTermError, StoreAccessError, StoreError, StoreUnavailableError
 from .weather import Reading
 
 T = TypeVar("T")
 
-SCHEMA = (
+SCHEMA = (  # in the order of TABLES
     """CREATE TABLE IF NOT EXISTS leader_term (
         id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
         term BIGINT UNSIGNED NOT NULL,
@@ -48,6 +53,18 @@ SCHEMA = (
         KEY newest (city, observed_at)
     ) ENGINE=InnoDB""",
 )
+
+TABLES = ("leader_term", "weather")
+# What the demo does with each table, as statements that touch no row: run at start, they find a
+# missing privilege before the first real write does (the server checks privileges first).
+_PRIVILEGE_PROBES = (
+    ("SELECT", "SELECT 1 FROM {table} WHERE 1 = 0"),
+    ("INSERT", "INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0"),
+    ("UPDATE", "UPDATE {table} SET id = id WHERE 1 = 0"),
+)
+NEEDED_PRIVILEGES = "SELECT, INSERT, UPDATE (and CREATE until its tables exist)"
+_ACCESS_DENIED = {errorcode.ER_DBACCESS_DENIED_ERROR, errorcode.ER_TABLEACCESS_DENIED_ERROR,
+                  errorcode.ER_SPECIFIC_ACCESS_DENIED_ERROR, errorcode.ER_COLUMNACCESS_DENIED_ERROR}
 
 # Errors that mean "the connection is gone": reconnect once and try again.
 _CONNECTION_LOST = {
@@ -72,6 +89,7 @@ class WeatherStore:
     """Thread-safe: one connection, used by one caller at a time, reopened when it breaks."""
 
     def __init__(self, settings: MySQLSettings, *, connect_timeout: float = 5.0) -> None:
+        check_database_name(settings.database)  # it is quoted into SQL as an identifier
         self._settings = settings
         self._connect_timeout = connect_timeout
         self._connection: Any = None
@@ -145,6 +163,24 @@ class WeatherStore:
             return int(row[0]) if row else None
         return self._transaction(read)
 
+    def check_access(self) -> None:
+        """Log in, create what is missing, and try each privilege the demo needs, touching no row.
+
+        Raises StoreAccessError (login or privilege refused) or StoreUnavailableError."""
+        def probe(cursor: Any) -> None:
+            for table in TABLES:
+                for privilege, statement in _PRIVILEGE_PROBES:
+                    try:
+                        cursor.execute(statement.format(table=table))
+                        if cursor.with_rows:
+                            cursor.fetchall()
+                    except mysql.connector.Error as exc:
+                        if getattr(exc, "errno", None) in _ACCESS_DENIED:
+                            raise self._lacks(privilege) from None
+                        raise
+            cursor.execute("ROLLBACK")  # nothing was written; be sure of it
+        self._transaction(probe)
+
     def close(self) -> None:
         # An abandoned call may still hold the lock (and the connection): do not wait for it.
         if self._lock.acquire(timeout=0.5):
@@ -199,11 +235,7 @@ class WeatherStore:
             bootstrap = mysql.connector.connect(**common)
             try:
                 cursor = bootstrap.cursor()
-                # The name was validated as [A-Za-z0-9_]{1,64}: safe to quote as an identifier.
-                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{s.database}`")
-                cursor.execute(f"USE `{s.database}`")
-                for statement in SCHEMA:
-                    cursor.execute(statement)
+                self._create_what_is_missing(cursor)
                 # The fencing row always exists, so FOR UPDATE always has a row to lock: two
                 # first registrations cannot both see "no term yet".
                 cursor.execute("INSERT IGNORE INTO leader_term (id, term, leader_id, registered_at)"
@@ -220,6 +252,44 @@ class WeatherStore:
             cursor.execute("SET SESSION innodb_lock_wait_timeout = %s", (timeout,))
         return self._connection
 
+    def _create_what_is_missing(self, cursor: Any) -> None:
+        """CREATE only what does not exist, so that a user without CREATE works once it all does."""
+        database = self._settings.database
+        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,))
+        if not cursor.fetchall():
+            try:
+                # The name was validated as [A-Za-z0-9_]{1,64}: safe to quote as an identifier.
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            except mysql.connector.Error as exc:
+                if getattr(exc, "errno", None) in _ACCESS_DENIED:
+                    # The schema list only shows databases the user has a privilege on.
+                    raise StoreAccessError(
+                        f"{self._where()}: user {self._settings.user!r} has no privileges on database "
+                        f"{database!r}, or it does not exist and the user may not create it: grant "
+                        f"{NEEDED_PRIVILEGES} on `{database}`.* to MYSQL_USER") from None
+                raise
+        cursor.execute(f"USE `{database}`")
+        cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
+        existing = {row[0] for row in cursor.fetchall()}
+        for table, statement in zip(TABLES, SCHEMA, strict=True):
+            if table in existing:
+                continue
+            try:
+                cursor.execute(statement)
+            except mysql.connector.Error as exc:
+                if getattr(exc, "errno", None) in _ACCESS_DENIED:
+                    raise self._lacks("CREATE", f" to create table {table}") from None
+                raise
+
+    def _where(self) -> str:
+        return f"MySQL at {self._settings.host}:{self._settings.port}"
+
+    def _lacks(self, privilege: str, why: str = "") -> StoreAccessError:
+        s = self._settings
+        return StoreAccessError(
+            f"{self._where()}: user {s.user!r} lacks the {privilege} privilege on database {s.database!r}{why}: "
+            f"grant {NEEDED_PRIVILEGES} on `{s.database}`.* to MYSQL_USER")
+
     def _drop_connection(self) -> None:
         if self._connection is not None:
             _close_quietly(self._connection)
@@ -228,14 +298,15 @@ class WeatherStore:
     def _translate(self, exc: mysql.connector.Error) -> StoreUnavailableError:
         s = self._settings
         errno = getattr(exc, "errno", None)
-        where = f"MySQL at {s.host}:{s.port}"
+        where = self._where()
         if errno == errorcode.ER_ACCESS_DENIED_ERROR:
-            return StoreUnavailableError(
+            return StoreAccessError(
                 f"{where} refused the login of user {s.user!r}: check MYSQL_USER and MYSQL_PASSWORD")
-        if errno in (errorcode.ER_DBACCESS_DENIED_ERROR, errorcode.ER_TABLEACCESS_DENIED_ERROR,
-                     errorcode.ER_SPECIFIC_ACCESS_DENIED_ERROR):
-            return StoreUnavailableError(
-                f"{where}: user {s.user!r} lacks a privilege on database {s.database!r} ({errno})")
+        if errno in _ACCESS_DENIED:
+            # "INSERT command denied to user ..." names the privilege; the rest of the text names
+            # the user's host, which adds nothing here.
+            denied = re.match(r"(\w+) command denied", str(getattr(exc, "msg", "")))
+            return self._lacks(denied.group(1).upper() if denied else f"needed ({errno})")
         if _connection_lost(exc) or errno is None or errno >= 2000:
             return StoreUnavailableError(f"{where} is unreachable ({errno})")
         return StoreUnavailableError(f"{where} failed ({errno}: {exc.msg})")

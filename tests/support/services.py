@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+USER_HOSTS = ("127.0.0.1", "localhost")
 
 
 def free_port() -> int:
@@ -35,12 +37,16 @@ def connection_string(port: int, key: str = AZURITE_KEY) -> str:
 class Azurite:
     """The blob service of Azurite on a free port, in memory (or on disk, to survive restarts)."""
 
-    def __init__(self, location: Path | None = None) -> None:
+    def __init__(self, location: Path | None = None, *, extra_args: tuple[str, ...] = (),
+                 certificate: Path | None = None) -> None:
+        """``certificate``: serve https with it (pass its key in ``extra_args``: --key PATH)."""
         if not AZURITE_BLOB.exists():
             raise RuntimeError(f"Azurite is not installed ({AZURITE_BLOB} missing): run `npm ci` "
                                "in the project root (`make test` does it)")
         self.port = free_port()
         self.location = location
+        self.extra_args = extra_args
+        self.certificate = certificate
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="azurite-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -52,7 +58,8 @@ class Azurite:
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
         self.process = subprocess.Popen(
             [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-             "--disableTelemetry", *storage],
+             "--disableTelemetry", *storage, *(["--cert", str(self.certificate)] if self.certificate else []),
+             *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -61,8 +68,8 @@ class Azurite:
                 raise RuntimeError(f"Azurite exited at start (code {self.process.returncode}); "
                                    f"see {self._log.name}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}?comp=list",
-                                       timeout=1)
+                urllib.request.urlopen(f"{self.scheme}://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}?comp=list",
+                                       timeout=1, context=self._tls_context())
             except urllib.error.HTTPError:
                 return self  # it answered (403 without a signature): it is up
             except OSError:
@@ -71,6 +78,13 @@ class Azurite:
             return self
         self.stop()
         raise RuntimeError(f"Azurite did not answer on port {self.port} within {timeout:g} s")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certificate else "http"
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.certificate)) if self.certificate else None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -117,6 +131,21 @@ class MySQLServer:
         with self.connect(database) as connection, connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+    def create_user(self, user: str, password: str, grants: dict[str, str]) -> None:
+        """A user with exactly ``grants`` ({"`db`.*": "SELECT, INSERT"}), from 127.0.0.1 and localhost
+        (MariaDB sees a TCP client on 127.0.0.1 as either, depending on its name resolution)."""
+        with self.connect() as connection, connection.cursor() as cursor:
+            for host in USER_HOSTS:
+                cursor.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+                cursor.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+                for on, privileges in grants.items():
+                    cursor.execute(f"GRANT {privileges} ON {on} TO '{user}'@'{host}'")
+
+    def drop_user(self, user: str) -> None:
+        with self.connect() as connection, connection.cursor() as cursor:
+            for host in USER_HOSTS:
+                cursor.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
 
 
 def node_available() -> bool:
