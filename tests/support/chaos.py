@@ -233,7 +233,7 @@ class Chaos:
         self.wait_for_leader(self.s.recovery_bound + 10, "no leader after the instances started")
         for number, fault in enumerate(self.s.schedule(), 1):
             result = self.run_round(number, fault)
-            self.say(f"round {number:2d} {fault:<16} failovers={result.failovers} "
+            self.say(f"round {number:2d} {fault:<16} {result.ended - result.started:5.1f}s failovers={result.failovers} "
                      f"leaderless={result.longest_leaderless:5.1f}s recovery={result.recovery:5.1f}s "
                      f"violations={len(result.violations)}"
                      + "".join(f"\n    ! {v}" for v in result.violations))
@@ -527,18 +527,19 @@ class Chaos:
     def _measure_recovery(self, result: RoundResult, intervals: list[Interval]) -> None:
         window = [i for i in intervals if i.end > result.started and i.start < result.ended]
         result.failovers = sum(1 for i in window if result.started <= i.start)
-        # Leaderless stretches inside the round.
-        moment, longest = result.started, 0.0
+        # Leaderless stretches inside the round: (from, to).
+        gaps, moment = [], result.started
         for interval in sorted(window, key=lambda i: i.start):
             if interval.start > moment:
-                longest = max(longest, interval.start - moment)
+                gaps.append((moment, interval.start))
             moment = max(moment, interval.end)
-        longest = max(longest, result.ended - moment) if moment < result.ended else longest
-        result.longest_leaderless = longest
-        # Recovery: from the healing of the fault to a leader acting (0 if one already acts).
-        acting = any(i.start <= result.healed_at < i.end for i in window)
-        later = [i.start for i in window if i.start >= result.healed_at]
-        result.recovery = 0.0 if acting else ((min(later) if later else result.ended) - result.healed_at)
+        if moment < result.ended:
+            gaps.append((moment, result.ended))
+        result.longest_leaderless = max((end - start for start, end in gaps), default=0.0)
+        # Recovery: the longest time without a leader counted from the fault's healing (a kill
+        # heals at once; a freeze or cut usually has its successor before it heals).
+        result.recovery = max((end - max(start, result.healed_at) for start, end in gaps if end > result.healed_at),
+                              default=0.0)
         if result.fault in ("kill", "freeze", "cut"):
             successors = [i.start for i in window if i.start >= result.fault_at and i.instance != result.victim]
             result.takeover = (min(successors) if successors else result.ended) - result.fault_at
