@@ -215,7 +215,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
             database=get("MYSQL_DATABASE", _database_name),
         ),
         log_level=get("LOG_LEVEL", _log_level),
-        leadership_journal=get("LEADERSHIP_JOURNAL", _text(1, 4096), default=None),
+        leadership_journal=get("LEADERSHIP_JOURNAL", _journal_path, default=None),
         sources=tuple(sources),
         container_sas_url=container_sas_url,
         account_url=account_url,
@@ -340,6 +340,17 @@ def _text(low: int, high: int) -> Callable[[str, str], str]:
             raise ConfigurationError(name, f"must be {low} to {high} characters long, got {len(text)}")
         return text
     return parse
+
+
+def _journal_path(name: str, value: str) -> str:
+    path = Path(value.strip()).expanduser()
+    if not value.strip():
+        raise ConfigurationError(name, "is empty: a file name, or leave it unset")
+    if path.is_dir():
+        raise ConfigurationError(name, f"{str(path)!r} is a directory: name a file in it")
+    if not path.parent.is_dir():
+        raise ConfigurationError(name, f"the directory {str(path.parent)!r} does not exist")
+    return str(path)
 
 
 def _any_text(name: str, value: str) -> str:

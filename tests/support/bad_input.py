@@ -119,6 +119,8 @@ CONFIG_CASES: dict[str, Case] = {
     "mysql-database-system": Case({"MYSQL_DATABASE": "mysql"}),
     # the rest
     "log-level-unknown": Case({"LOG_LEVEL": "LOUD"}),
+    "journal-no-directory": Case({"LEADERSHIP_JOURNAL": "/no/such/directory/leadership.jsonl"}),
+    "journal-is-directory": Case({"LEADERSHIP_JOURNAL": "/tmp"}),
     "constant-py-syntax-error": Case({}, files={"constant.py": "LEASE_DURATION = = 15\n"}),
     "constant-py-raises": Case({}, files={"constant.py": "import no_such_module_here\n"}),
 }
