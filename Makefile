@@ -1,4 +1,6 @@
 # make test  - install what the tests need (venv, pip, Azurite from npm) and run the whole suite
+# make demo  - Azurite + 3 instances in this terminal with a live panel and failovers to watch
+#              (DEMO_SECONDS=N ends it after N seconds with a summary)
 # make lint  - ruff
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
 #              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1")
@@ -8,11 +10,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AZURITE_PORT ?= 10000
 
-.PHONY: test lint chaos deps azurite clean
+.PHONY: test demo lint chaos deps azurite clean
 
 test: deps
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest
+
+demo: deps
+	DEMO_SECONDS=$(DEMO_SECONDS) PYTHONPATH=src $(PY) -m DistributedMutex.demo
 
 lint: deps
 	$(VENV)/bin/ruff check src tests

@@ -1,0 +1,450 @@
+"""``make demo``: three instances in one terminal, a live status panel, and failovers to watch.
+
+It starts Azurite (the project's pinned npm package; Docker when there is no Node.js), then N
+instances of ``src/DistributedMutex/test.py`` sharing one lease blob, each line of their logs under
+a coloured prefix. Now and then it stops the leader, alternating a kill (SIGKILL: the lease must
+run out) and a graceful stop (SIGTERM: the lease is released), and starts a fresh instance in its
+place, so failover happens in front of you. Keys: k kills the leader, s stops it gracefully, a adds
+an instance, q quits. Ctrl-C ends everything; nothing is left running.
+
+Who leads and since when is read from the instances' leadership journal (LEADERSHIP_JOURNAL), the
+lease's time left from the blob (every renewal stamps its Last-Modified), the last write from the
+leader's log. ``DEMO_SECONDS=N`` ends the demo after N seconds with a summary and exit code 0.
+
+Settings the demo reads (on top of the instances' own, which pass through): DEMO_SECONDS (0: until
+you quit), DEMO_INSTANCES (3), DEMO_FAILOVER_EVERY (seconds between automatic failovers, 30; 0: none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = ROOT / "src" / "DistributedMutex" / "test.py"
+AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.37.0"
+DEV_ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development key (public, in Microsoft's docs): not a secret.
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+COLOURS = ("\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m")
+RESET, BOLD, DIM = "\033[0m", "\033[1m", "\033[2m"
+PANEL_LOG_LINES = 14
+
+
+class DemoError(Exception):
+    """The demo cannot start (no Azurite, a bad DEMO_* value): one line, exit 2."""
+
+
+@dataclass
+class Disruption:
+    kind: str  # "kill" or "graceful stop"
+    victim: str
+    at: float  # time.monotonic()
+    successor: str | None = None
+    took: float | None = None
+
+
+@dataclass
+class Node:
+    name: str
+    colour: str
+    process: subprocess.Popen[str]
+    started: float = field(default_factory=time.monotonic)
+    last_write: str = "-"
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class Demo:
+    def __init__(self, *, seconds: float, instances: int, failover_every: float, out: TextIO) -> None:
+        self.seconds = seconds
+        self.instances = instances
+        self.failover_every = failover_every
+        self.out = out
+        self.live = out.isatty()
+        self.workdir = Path(tempfile.mkdtemp(prefix="dm-demo-"))
+        self.journal = self.workdir / "leadership.jsonl"
+        self.container = f"demo-{uuid.uuid4().hex[:12]}"
+        self.nodes: list[Node] = []
+        self.disruptions: list[Disruption] = []
+        self.log: deque[str] = deque(maxlen=PANEL_LOG_LINES)
+        self.lock = threading.RLock()
+        self.azurite: subprocess.Popen[bytes] | None = None
+        self.azurite_port = 0
+        self.next_number = 1
+        self.next_kind = "graceful stop"  # the first one is quick to watch; then they alternate
+        self.stopping = threading.Event()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        started = time.monotonic()
+        self.start_azurite()
+        for _ in range(self.instances):
+            self.add_node()
+        self.say(f"{BOLD}demo{RESET}: {self.instances} instances on lease blob {self.container}/weather-leader;"
+                 " keys: k kill the leader, s stop it gracefully, a add an instance, q quit")
+        next_failover = started + self.failover_every if self.failover_every else float("inf")
+        with _keys(self.live) as keys:
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                if self.seconds and now - started >= self.seconds:
+                    break
+                self.track()
+                pending = any(d.took is None for d in self.disruptions)
+                if pending and self.failover_every:
+                    # The next automatic failover comes a while after this one has played out.
+                    next_failover = now + self.failover_every
+                elif now >= next_failover and self.leader() is not None:
+                    self.disrupt(self.next_kind)
+                    self.next_kind = "kill" if self.next_kind == "graceful stop" else "graceful stop"
+                key = keys.read(timeout=0.25)
+                if key == "q":
+                    break
+                if key in ("k", "s"):
+                    self.disrupt("kill" if key == "k" else "graceful stop")
+                elif key == "a":
+                    self.add_node()
+                self.draw(now - started)
+        self.track()
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Stop every instance (gracefully, then for sure) and Azurite; nothing is left behind."""
+        for node in self.nodes:
+            if node.alive:
+                node.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for node in self.nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(max(0.1, deadline - time.monotonic()))
+            if node.alive:
+                node.process.kill()
+                node.process.wait()
+        if self.azurite is not None and self.azurite.poll() is None:
+            self.azurite.terminate()
+            try:
+                self.azurite.wait(10)
+            except subprocess.TimeoutExpired:
+                self.azurite.kill()
+                self.azurite.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- Azurite -----------------------------------------------------------------------------
+
+    def start_azurite(self) -> None:
+        self.azurite_port = _free_port()
+        location = self.workdir / "azurite"
+        location.mkdir()
+        if AZURITE_BLOB.exists() and shutil.which("node"):
+            command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.azurite_port),
+                       "--location", str(location), "--disableTelemetry"]
+        elif shutil.which("docker"):
+            command = ["docker", "run", "--rm", "-p", f"127.0.0.1:{self.azurite_port}:10000", AZURITE_IMAGE,
+                       "azurite-blob", "--blobHost", "0.0.0.0", "--inMemoryPersistence", "--disableTelemetry"]
+        else:
+            raise DemoError("Azurite is not installed (run `npm ci`; `make demo` does it) and there is no Docker")
+        log_file = (self.workdir / "azurite.log").open("wb")
+        self.azurite = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.azurite.poll() is not None:
+                raise DemoError(f"Azurite exited at start (code {self.azurite.returncode}); "
+                                f"see {self.workdir / 'azurite.log'}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.azurite_port}/{DEV_ACCOUNT}?comp=list", timeout=1)
+            except urllib.error.HTTPError:
+                return  # it answered (403 without a signature): it is up
+            except OSError:
+                time.sleep(0.2)
+                continue
+            return
+        raise DemoError(f"Azurite did not answer on port {self.azurite_port} within 60 s")
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{DEV_ACCOUNT};")
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def add_node(self) -> Node:
+        with self.lock:
+            name = f"node-{self.next_number}"
+            colour = COLOURS[(self.next_number - 1) % len(COLOURS)]
+            self.next_number += 1
+        env = {**os.environ,
+               "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
+               "CONTAINER_NAME": self.container,
+               "INSTANCE_ID": name,
+               "LEADERSHIP_JOURNAL": str(self.journal),
+               "PYTHONUNBUFFERED": "1"}
+        env.setdefault("FETCH_INTERVAL", "15")
+        env.setdefault("READ_INTERVAL", "5")
+        env.setdefault("SQLITE_PATH", str(self.workdir / "weather.sqlite3"))
+        for name_ in ("AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL"):
+            env.pop(name_, None)  # the demo's own Azurite, whatever the shell says
+        process = subprocess.Popen([sys.executable, str(PROGRAM)], env=env, cwd=self.workdir, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1,
+                                   preexec_fn=_die_with_parent)
+        node = Node(name, colour, process)
+        with self.lock:
+            self.nodes.append(node)
+        threading.Thread(target=self._pump, args=(node,), daemon=True).start()
+        return node
+
+    def _pump(self, node: Node) -> None:
+        assert node.process.stdout is not None
+        for line in node.process.stdout:
+            line = line.rstrip("\n")
+            if not line.strip() or not _is_log_line(line):
+                continue  # the workers' tables: the panel shows the newest write instead
+            match = re.search(r"stored (\d+) readings", line)
+            if match:
+                node.last_write = f"{datetime.now().strftime('%H:%M:%S')} ({match[1]} readings)"
+            self.say(f"{node.colour}[{node.name}]{RESET} {_strip_prefix(line)}")
+
+    def disrupt(self, kind: str) -> None:
+        leader = self.leader()
+        if leader is None:
+            self.say(f"{BOLD}demo{RESET}: no leader right now; nothing to {kind.split()[-1]}")
+            return
+        at = time.monotonic()
+        leader.process.send_signal(signal.SIGKILL if kind == "kill" else signal.SIGTERM)
+        self.disruptions.append(Disruption(kind, leader.name, at))
+        self.say(f"{BOLD}demo{RESET}: {kind} of the leader {leader.name}"
+                 + (" (its lease must run out)" if kind == "kill" else " (it releases its lease)"))
+        threading.Thread(target=self._replace, args=(leader,), daemon=True).start()
+
+    def _replace(self, node: Node) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.process.wait(10)
+        if not self.stopping.is_set():
+            self.add_node()
+
+    # -- what is going on --------------------------------------------------------------------
+
+    def intervals(self) -> list[dict]:
+        records: list[dict] = []
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.journal.read_text(encoding="utf-8").splitlines(keepends=True):
+                if line.endswith("\n"):
+                    records.append(json.loads(line))
+        return records
+
+    def leader_record(self) -> dict | None:
+        open_: dict[str, dict] = {}
+        for record in self.intervals():
+            if record["event"] == "start":
+                open_[record["instance"]] = record
+            else:
+                open_.pop(record["instance"], None)
+        alive = {n.name for n in self.nodes if n.alive}
+        current = [r for name, r in open_.items() if name in alive]
+        return max(current, key=lambda r: r["mono"]) if current else None
+
+    def leader(self) -> Node | None:
+        record = self.leader_record()
+        return next((n for n in self.nodes if record and n.name == record["instance"]), None)
+
+    def track(self) -> None:
+        """Match each disruption with the first leadership another instance started after it."""
+        starts = [r for r in self.intervals() if r["event"] == "start"]
+        for disruption in self.disruptions:
+            if disruption.took is not None:
+                continue
+            after = [r for r in starts if r["mono"] >= disruption.at and r["instance"] != disruption.victim]
+            if after:
+                first = min(after, key=lambda r: r["mono"])
+                disruption.successor, disruption.took = first["instance"], first["mono"] - disruption.at
+                self.say(f"{BOLD}demo{RESET}: failover after the {disruption.kind} of {disruption.victim}: "
+                         f"{first['instance']} leads (term {first['term']}) after {disruption.took:.1f} s")
+
+    def lease_left(self) -> float | None:
+        """Seconds until the lease could run out: Last-Modified (stamped by every renewal) + lease."""
+        try:
+            from azure.storage.blob import BlobClient
+
+            blob = BlobClient.from_connection_string(self.connection_string, self.container, "weather-leader",
+                                                     api_version="2026-06-06", retry_total=0,
+                                                     connection_timeout=1, read_timeout=1)
+            properties = blob.get_blob_properties()
+        except Exception:  # noqa: BLE001 - the panel just shows "-"
+            return None
+        if properties.lease.state != "leased" or properties.last_modified is None:
+            return None
+        lease = float(os.environ.get("LEASE_DURATION", "15"))
+        return max(0.0, properties.last_modified.timestamp() + lease - time.time())
+
+    # -- output ------------------------------------------------------------------------------
+
+    def say(self, line: str) -> None:
+        with self.lock:
+            self.log.append(line)
+            if not self.live:
+                self.out.write(_plain(line) + "\n")
+                self.out.flush()
+
+    def draw(self, elapsed: float) -> None:
+        if not self.live:
+            return
+        record = self.leader_record()
+        left = self.lease_left()
+        rows = [f"{BOLD}leader election demo{RESET}  {elapsed:5.0f} s   "
+                f"leader: {BOLD}{record['instance'] if record else 'none'}{RESET}"
+                f"  term {record['term'] if record else '-'}"
+                f"  lease left {'-' if left is None else f'{left:4.1f} s'}"]
+        for node in list(self.nodes):
+            if not node.alive and time.monotonic() - node.started > 0 and node.process.returncode is not None:
+                state = f"{DIM}exited ({node.process.returncode}){RESET}"
+            elif record and record["instance"] == node.name:
+                state = f"{BOLD}LEADER{RESET}"
+            else:
+                state = "worker"
+            rows.append(f"  {node.colour}{node.name:<8}{RESET} {state:<20} last write {node.last_write}")
+        done = [d for d in self.disruptions if d.took is not None]
+        if done:
+            last = done[-1]
+            rows.append(f"  last failover: {last.kind} of {last.victim} -> {last.successor} in {last.took:.1f} s")
+        rows.append(f"  {DIM}k kill leader   s stop leader   a add instance   q quit{RESET}")
+        with self.lock:
+            self.out.write("\033[H\033[2J" + "\n".join(rows) + "\n" + "-" * 72 + "\n" + "\n".join(self.log) + "\n")
+            self.out.flush()
+
+    def summary(self) -> str:
+        lines = [f"{len(self.disruptions)} leader stops, {sum(d.took is not None for d in self.disruptions)} failovers"]
+        for d in self.disruptions:
+            if d.took is None:
+                lines.append(f"no failover measured after the {d.kind} of {d.victim}: the demo ended first")
+            else:
+                lines.append(f"failover after the {d.kind} of {d.victim}: {d.successor} led after {d.took:.1f} s")
+        for kind in ("kill", "graceful stop"):
+            times = [d.took for d in self.disruptions if d.kind == kind and d.took is not None]
+            if times:
+                lines.append(f"failover time after a {kind}: median {statistics.median(times):.1f} s "
+                             f"(min {min(times):.1f}, max {max(times):.1f}, {len(times)} measured)")
+        return "\n".join(lines)
+
+
+class _Keys:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def read(self, timeout: float) -> str | None:
+        if not self.enabled:
+            time.sleep(timeout)
+            return None
+        ready, _, _ = select.select([sys.stdin], [], [], timeout)
+        return sys.stdin.read(1).lower() if ready else None
+
+
+@contextlib.contextmanager
+def _keys(live: bool) -> Iterator[_Keys]:
+    """Single keys without Enter while the demo runs (when stdin is a terminal); restored after."""
+    if not (live and sys.stdin.isatty()):
+        yield _Keys(False)
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(sys.stdin)
+    try:
+        tty.setcbreak(sys.stdin.fileno())
+        yield _Keys(True)
+    finally:
+        termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the demo itself dies (even by SIGKILL): nothing is left behind."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} [\d:,]+ [A-Z]+ \[[^\]]+\] ")
+
+
+def _is_log_line(line: str) -> bool:
+    return bool(_LOG_LINE.match(line)) or line.startswith("configuration error")
+
+
+def _strip_prefix(line: str) -> str:
+    """'2026-11-26 12:00:00,123 INFO [node-1] text' -> '12:00:00 INFO text' (the prefix names it)."""
+    match = re.match(r"^\d{4}-\d{2}-\d{2} ([\d:]+),\d+ ([A-Z]+) \[[^\]]+\] (.*)$", line)
+    return f"{match[1]} {match[2]:<7} {match[3]}" if match else line
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\033\[[0-9;]*[A-Za-z]", "", text)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _setting(name: str, default: str, low: float, high: float) -> float:
+    text = os.environ.get(name, "").strip() or default
+    try:
+        value = float(text)
+    except ValueError:
+        raise DemoError(f"{name}: must be a number, got {text!r}") from None
+    if not low <= value <= high:
+        raise DemoError(f"{name}: must be from {low:g} to {high:g}, got {value:g}")
+    return value
+
+
+def main() -> int:
+    try:
+        demo = Demo(seconds=_setting("DEMO_SECONDS", "0", 0, 86400),
+                    instances=int(_setting("DEMO_INSTANCES", "3", 2, 20)),
+                    failover_every=_setting("DEMO_FAILOVER_EVERY", "30", 0, 3600),
+                    out=sys.stdout)
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: demo.stop())
+    try:
+        code = demo.run()
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        demo.close()
+    print(demo.summary(), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""`make demo DEMO_SECONDS=N`: the README's one command for watching failover ends by itself with
+exit code 0, a summary naming the failovers and their times, and no process left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+from support.processes import ROOT
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_env: dict[str, str]) -> None:
+    marker = f"DM_DEMO_TEST_{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "AZURE_", "DEMO_"))}
+    env.update({k: v for k, v in demo_env.items() if k not in ("AZURE_STORAGE_CONNECTION_STRING", "CONTAINER_NAME")})
+    env.update(DEMO_FAILOVER_EVERY="4", FETCH_INTERVAL="1", MARKER=marker)
+    result = subprocess.run(["make", "--no-print-directory", "demo", "DEMO_SECONDS=20"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    # The first automatic stop is graceful: the lease is released and another instance takes it at once.
+    match = re.search(r"^failover after the graceful stop of (node-\d): (node-\d) led after (\d+\.\d) s$",
+                      output, re.MULTILINE)
+    assert match, output[-3000:]
+    assert match[1] != match[2] and float(match[3]) < 5, match[0]
+    assert re.search(r"^failover time after a graceful stop: median \d+\.\d s", output, re.MULTILINE), output[-2000:]
+    assert re.search(r"\[node-\d\] .*stored \d+ readings", output), "no leader wrote anything"
+    assert "Traceback" not in output
+    assert processes_with(marker) == [], "the demo left processes behind"
