@@ -42,3 +42,45 @@ def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_
     assert re.search(r"\[node-\d\] .*stored \d+ readings", output), "no leader wrote anything"
     assert "Traceback" not in output
     assert processes_with(marker) == [], "the demo left processes behind"
+
+
+def test_the_live_panel_takes_keys(demo_env: dict[str, str]) -> None:
+    """In a terminal: a panel is drawn, `s` stops the leader gracefully, `q` ends the demo."""
+    import pty
+    import select
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "AZURE_", "DEMO_"))}
+    env.update({k: v for k, v in demo_env.items() if k not in ("AZURE_STORAGE_CONNECTION_STRING", "CONTAINER_NAME")})
+    env.update(DEMO_FAILOVER_EVERY="0", PYTHONPATH=str(ROOT / "src"), TERM="xterm")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "DistributedMutex.demo"], cwd=ROOT, env=env,
+                               stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
+    os.close(terminal)
+    seen = b""
+
+    def read_until(pattern: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, seen):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} on the terminal within {timeout:g} s:\n{seen[-2000:].decode(errors='replace')}"
+            ready, _, _ = select.select([controller], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    seen += os.read(controller, 65536)
+                except OSError:  # the demo closed the terminal
+                    break
+
+    try:
+        read_until(rb"LEADER", 30)  # the panel marks the leader
+        os.write(controller, b"s")
+        read_until(rb"failover after the graceful stop of node-\d: node-\d leads", 20)
+        os.write(controller, b"q")
+        assert process.wait(30) == 0
+        read_until(rb"failover after the graceful stop of node-\d: node-\d led after \d+\.\d s", 5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
