@@ -19,6 +19,7 @@ import mysql.connector
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.37.0"  # the version package.json pins
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 USER_HOSTS = ("127.0.0.1", "localhost")
 
@@ -40,9 +41,12 @@ class Azurite:
     def __init__(self, location: Path | None = None, *, extra_args: tuple[str, ...] = (),
                  certificate: Path | None = None) -> None:
         """``certificate``: serve https with it (pass its key in ``extra_args``: --key PATH)."""
-        if not AZURITE_BLOB.exists():
-            raise RuntimeError(f"Azurite is not installed ({AZURITE_BLOB} missing): run `npm ci` "
-                               "in the project root (`make test` does it)")
+        # From the project's npm package; without Node.js, Azurite's Docker image (same version).
+        self.docker = not (AZURITE_BLOB.exists() and shutil.which("node")) and shutil.which("docker") is not None
+        if not self.docker and not AZURITE_BLOB.exists():
+            raise RuntimeError(f"Azurite is not installed ({AZURITE_BLOB} missing) and there is no Docker: "
+                               "run `npm ci` in the project root (`make test` does it)")
+        self.container = f"dm-test-azurite-{os.getpid()}-{free_port()}"
         self.port = free_port()
         self.location = location
         self.extra_args = extra_args
@@ -56,12 +60,19 @@ class Azurite:
 
     def start(self, timeout: float = 30.0) -> Azurite:
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
-        self.process = subprocess.Popen(
-            [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-             "--disableTelemetry", *storage, *(["--cert", str(self.certificate)] if self.certificate else []),
-             *self.extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        )
+        args = ["--blobPort", str(self.port), "--disableTelemetry", *storage,
+                *(["--cert", str(self.certificate)] if self.certificate else []), *self.extra_args]
+        if self.docker:
+            # Same port inside and out, and every path mounted where it is: the arguments stay as they are.
+            paths = {Path(a) if Path(a).is_dir() else Path(a).parent for a in args if a.startswith("/")}
+            mounts = [f"--volume={p}:{p}" for p in sorted(paths)]
+            command = ["docker", "run", "--rm", f"--name={self.container}", f"--publish=127.0.0.1:{self.port}:{self.port}",
+                       *mounts, AZURITE_IMAGE, "azurite-blob", "--blobHost", "0.0.0.0", *args]
+            timeout = max(timeout, 300.0)  # the first run pulls the image
+        else:
+            command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", *args]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -94,6 +105,8 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.docker:
+            subprocess.run(["docker", "rm", "--force", self.container], capture_output=True, check=False)
 
 
 @dataclass(frozen=True)
