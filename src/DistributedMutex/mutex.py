@@ -274,8 +274,9 @@ class DistributedMutex:
         seen = (leader.leader_id, leader.term)
         if seen != self._seen_leader:
             self._seen_leader = seen
-            log.info("leader is %s (term %d)", leader.leader_id, leader.term)
+            # The observer first: whoever reads the log line finds the metrics already saying so.
             self._observer.leader_seen(leader.leader_id, leader.term)
+            log.info("leader is %s (term %d)", leader.leader_id, leader.term)
 
     # -- leading -----------------------------------------------------------------------------
 
@@ -290,8 +291,8 @@ class DistributedMutex:
             return
         self.role, self.term = Role.LEADER, lease.term
         self._seen_leader = (self._identity.instance_id, lease.term)
-        log.info("became leader (term %d)", lease.term)
         self._observer.became_leader(lease.term, self._clock() - lease.sent_at, lease.duration)
+        log.info("became leader (term %d)", lease.term)
         if self._journal is not None:
             self._journal.started(self._identity.instance_id, lease.term)
         self._lease = lease
