@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -61,7 +62,7 @@ WEATHER_ROWS = {
 SINGLE_ROWS = {
     "storage-unreachable", "storage-wrong-key", "storage-api-version", "sas-not-valid-yet", "sas-wrong-key",
     "sas-expired-while-running", "sas-container-missing", "account-url-no-credential", "mysql-unreachable",
-    "mysql-wrong-password",
+    "mysql-wrong-password", "metrics-port-in-use", "metrics-host-not-local",
 }
 
 
@@ -190,6 +191,20 @@ def test_account_url_without_any_credential(spawn, demo_env, tmp_path: Path) -> 
     instance = spawn("no-credential", env)
     assert_stops_with(instance, "account-url-no-credential")
     assert "EnvironmentCredential" in instance.output  # it says what it tried
+
+
+# -- the metrics endpoint --------------------------------------------------------------------------
+
+def test_metrics_port_in_use(spawn, demo_env) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        assert_stops_with(spawn("port-taken", dict(demo_env, METRICS_PORT=port)), "metrics-port-in-use", port=port)
+
+
+def test_metrics_host_not_local(spawn, demo_env) -> None:
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    env = dict(demo_env, METRICS_PORT=str(free_port()), METRICS_HOST="192.0.2.1")
+    assert_stops_with(spawn("foreign-host", env), "metrics-host-not-local")
 
 
 # -- MySQL -----------------------------------------------------------------------------------------

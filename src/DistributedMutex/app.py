@@ -49,6 +49,7 @@ class WeatherApp:
         buffer_size: int = 1000,
         out: TextIO | None = None,
         wall_clock: Callable[[], datetime] = utc_now,
+        on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -58,6 +59,7 @@ class WeatherApp:
         self._buffer_size = buffer_size
         self._out = out or sys.stdout
         self._now = wall_clock
+        self._on_stored = on_stored  # told how many new rows each write stored (for metrics)
 
     # -- leader ------------------------------------------------------------------------------
 
@@ -145,6 +147,8 @@ class WeatherApp:
             return True
         for _ in batch:
             pending.popleft()
+        if self._on_stored is not None:
+            self._on_stored(inserted)
         log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
         return True
 

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
 
@@ -34,6 +34,9 @@ from .journal import LeadershipJournal
 from .mutex import DistributedMutex
 from .store import WeatherStore
 from .weather import OpenWeatherClient
+
+if TYPE_CHECKING:
+    from .metrics import ElectionMetrics
 
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG, EXIT_NO_LEADER = 0, 1, 2, 3
 log = logging.getLogger("DistributedMutex")
@@ -189,7 +192,24 @@ def open_journal(settings: Settings) -> LeadershipJournal | None:
         raise ConfigurationError("LEADERSHIP_JOURNAL", f"cannot be opened for appending: {exc.strerror}") from None
 
 
-def run_demo(settings: Settings) -> int:
+def run_with_metrics(settings: Settings) -> int:
+    """The demo, with /metrics and /healthz when METRICS_PORT is set. Listening starts first, so
+    that a port in use stops the program at once, like any other mistake in the settings."""
+    if settings.metrics_port is None:
+        return run_demo(settings)
+    from .metrics import ElectionMetrics, MetricsServer  # prometheus_client only when asked for
+
+    metrics = ElectionMetrics(settings.instance_id, AzureBlobLeaseBackend.name)
+    server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
+    log.info("metrics on http://%s/metrics, health on http://%s/healthz%s", server.address, server.address,
+             " (all interfaces)" if server.all_interfaces else "")
+    try:
+        return run_demo(settings, metrics)
+    finally:
+        server.close()
+
+
+def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
     api_key = settings.require_api_key()
     backend = build_backend(settings)
     store = WeatherStore(settings.mysql)
@@ -201,11 +221,13 @@ def run_demo(settings: Settings) -> int:
         return EXIT_CONFIG
     client = OpenWeatherClient(api_key, settings.openweather_url)
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
-                     read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size)
+                     read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size,
+                     on_stored=metrics.stored if metrics is not None else None)
     timing = settings.timing()
     journal = open_journal(settings)
     mutex = DistributedMutex(app.lead, app.work, backend=backend, identity=Identity(settings.instance_id),
-                             timing=timing, stall_timeout=settings.leader_stall_timeout, journal=journal)
+                             timing=timing, stall_timeout=settings.leader_stall_timeout, journal=journal,
+                             observer=metrics)
     log.info("instance %s starting: lease on %s/%s (lease %g s, renew %g s, acquire %g s);"
              " settings from %s", settings.instance_id, settings.container_name, settings.blob_name,
              timing.lease_duration, timing.renew_interval, timing.acquire_interval,
@@ -241,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings)
-        return status(settings) if args.status else run_demo(settings)
+        return status(settings) if args.status else run_with_metrics(settings)
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

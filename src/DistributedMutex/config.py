@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 import math
 import os
@@ -56,6 +57,8 @@ DEFAULTS: dict[str, str | None] = {
     "MYSQL_DATABASE": "weather",
     "LOG_LEVEL": "INFO",
     "LEADERSHIP_JOURNAL": None,  # a file to append leadership intervals to (JSON lines)
+    "METRICS_PORT": None,  # serve /metrics and /healthz on this port; unset: no endpoint
+    "METRICS_HOST": "127.0.0.1",  # all interfaces only when asked for (0.0.0.0 or ::)
 }
 SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "OPENWEATHER_API_KEY",
                    "MYSQL_PASSWORD")
@@ -81,6 +84,8 @@ _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _SYSTEM_DATABASES = ("mysql", "information_schema", "performance_schema", "sys")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 FREE_TIER_CALLS_PER_MINUTE = 60
 
 log = logging.getLogger(__name__)
@@ -120,6 +125,8 @@ class Settings:
     # Set instead of the connection string (one way of the three at most): see STORAGE_AUTH_SETTINGS.
     container_sas_url: str | None = None
     account_url: str | None = None
+    metrics_port: int | None = None  # None: no /metrics and /healthz
+    metrics_host: str = "127.0.0.1"
 
     @property
     def storage_auth(self) -> str:
@@ -219,7 +226,13 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         sources=tuple(sources),
         container_sas_url=container_sas_url,
         account_url=account_url,
+        metrics_port=get("METRICS_PORT", _whole_number(1, 65535, "(a TCP port)"), default=None),
+        metrics_host=get("METRICS_HOST", _listen_host),
     )
+    if get.is_set("METRICS_HOST") and settings.metrics_port is None:
+        # Otherwise it would be ignored in silence, and the user would look for an endpoint that is not there.
+        raise ConfigurationError("METRICS_HOST", "is set but METRICS_PORT is not: set METRICS_PORT to serve "
+                                                 "/metrics and /healthz")
     settings.timing()  # the invariants between the timings (raises ConfigurationError)
     if settings.leader_stall_timeout <= settings.fetch_interval:
         raise ConfigurationError(
@@ -405,6 +418,18 @@ def _log_level(name: str, value: str) -> str:
     if level not in _LOG_LEVELS:
         raise ConfigurationError(name, f"must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
     return level
+
+
+def _listen_host(name: str, value: str) -> str:
+    """An address to listen on: an IP address or a host name (no URL, no port, no brackets)."""
+    text = value.strip()
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(text):
+            raise ConfigurationError(name, "must be an IP address (0.0.0.0 or :: for all interfaces) or a host "
+                                           f"name, got {value!r}") from None
+    return text
 
 
 def _http_url(name: str, value: str) -> str:

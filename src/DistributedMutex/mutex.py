@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
 from .errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from .journal import LeadershipJournal
+from .observer import ElectionObserver, GuardedObserver, ObservedBackend, failure_class
 from .threads import run_in_daemon_thread
 from .timing import ElectionTiming
 
@@ -146,10 +147,13 @@ class DistributedMutex:
         release_timeout: float = 1.0,
         stall_timeout: float | None = None,
         journal: LeadershipJournal | None = None,
+        observer: ElectionObserver | None = None,
     ) -> None:
         self._leader_task = leader_task
         self._worker_task = worker_task
-        self._backend = backend
+        # Metrics and health checks hook in here (see observer.py); none: nothing is measured.
+        self._observer = GuardedObserver(observer) if observer is not None else ElectionObserver()
+        self._backend = ObservedBackend(backend, self._observer) if observer is not None else backend
         self._identity = identity
         self._timing = timing or ElectionTiming()
         self._clock = clock
@@ -183,6 +187,7 @@ class DistributedMutex:
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._loop.add_signal_handler(signum, self._on_signal, signum)
+        self._observer.election_started()
         try:
             while not self._stopping.is_set():
                 lease = await self._contend_while_working()
@@ -190,6 +195,7 @@ class DistributedMutex:
                     break
                 await self._lead(lease)
         finally:
+            self._observer.election_stopped()
             if handle_signals:
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     self._loop.remove_signal_handler(signum)
@@ -268,6 +274,8 @@ class DistributedMutex:
         seen = (leader.leader_id, leader.term)
         if seen != self._seen_leader:
             self._seen_leader = seen
+            # The observer first: whoever reads the log line finds the metrics already saying so.
+            self._observer.leader_seen(leader.leader_id, leader.term)
             log.info("leader is %s (term %d)", leader.leader_id, leader.term)
 
     # -- leading -----------------------------------------------------------------------------
@@ -283,6 +291,7 @@ class DistributedMutex:
             return
         self.role, self.term = Role.LEADER, lease.term
         self._seen_leader = (self._identity.instance_id, lease.term)
+        self._observer.became_leader(lease.term, self._clock() - lease.sent_at, lease.duration)
         log.info("became leader (term %d)", lease.term)
         if self._journal is not None:
             self._journal.started(self._identity.instance_id, lease.term)
@@ -301,6 +310,7 @@ class DistributedMutex:
         finished = True if run is None else await run.stop(budget)
         term = self.term if self.term is not None else lease.term
         self.role, self.term = Role.WORKER, None
+        self._observer.lost_leadership(term, _step_down_cause(reason, lost))
         if finished:
             self._journal_stop(term, lease.sent_at + self._timing.acting_window, reason)
         if not lost and finished:
@@ -381,7 +391,9 @@ class DistributedMutex:
             await _first_of([attempt, self._stopping.wait()], timeout=deadline - sent)
             if not attempt.done():
                 self._abandon(attempt)
-                last_error = "renewal timed out" if not self._stopping.is_set() else last_error
+                if not self._stopping.is_set():
+                    last_error = "renewal timed out"
+                    self._observer.renewal_failed("timeout")
                 next_renewal = self._clock()
                 continue
             try:
@@ -389,13 +401,16 @@ class DistributedMutex:
                 lease = replace(attempt.result(), term=self._lease.term if self._lease else lease.term)
                 self._lease = lease
             except LeaseLostError as exc:
+                self._observer.renewal_failed("lost")
                 return lease, str(exc), True
             except Exception as exc:  # noqa: BLE001 - unavailable, rejected or unforeseen: retry until the deadline
+                self._observer.renewal_failed(failure_class(exc))
                 last_error = str(exc)
                 retry_in = min(timing.acquire_interval, timing.renew_interval)
                 log.warning("renewal failed, retrying in %g s: %s", retry_in, exc)
                 next_renewal = self._clock() + retry_in
             else:
+                self._observer.renewed(lease.term, self._clock() - lease.sent_at)
                 next_renewal = sent + timing.renew_interval
                 if run is not None:
                     run.ctx.acting_until = lease.sent_at + timing.acting_window
@@ -424,6 +439,7 @@ class DistributedMutex:
             raise LeaseLostError("not the leader any more")
         self._lease = replace(self._lease, term=advanced.term)
         old, self.term, ctx.term = ctx.term, advanced.term, advanced.term
+        self._observer.term_advanced(advanced.term)
         log.info("term advanced from %s to %d: the store had seen a newer term", old, advanced.term)
         return advanced.term
 
@@ -487,6 +503,17 @@ class DistributedMutex:
             return
         log.info("received %s: stopping", signal.Signals(signum).name)
         self._stopping.set()
+
+
+def _step_down_cause(reason: str, lost: bool) -> str:
+    """The class of a reason to step down (observer.STEP_DOWN_CAUSES), from _hold's words."""
+    if lost:
+        return "lease_lost"
+    for prefix, cause in (("shutting down", "shutdown"), ("no renewal within", "deadline"),
+                          ("leader task failed", "task_failed"), ("leader work made no progress", "stalled")):
+        if reason.startswith(prefix):
+            return cause
+    return "other"
 
 
 class _OutageLog:

@@ -117,6 +117,12 @@ CONFIG_CASES: dict[str, Case] = {
     "mysql-user-empty": Case({"MYSQL_USER": ""}),
     "mysql-database-hostile": Case({"MYSQL_DATABASE": "weather`; DROP DATABASE mysql; --"}),
     "mysql-database-system": Case({"MYSQL_DATABASE": "mysql"}),
+    # the metrics endpoint
+    "metrics-port-zero": Case({"METRICS_PORT": "0"}),
+    "metrics-port-too-high": Case({"METRICS_PORT": "65536"}),
+    "metrics-port-not-a-number": Case({"METRICS_PORT": "metrics"}),
+    "metrics-host-not-an-address": Case({"METRICS_PORT": "9100", "METRICS_HOST": "http://0.0.0.0:9100"}),
+    "metrics-host-without-port": Case({"METRICS_HOST": "0.0.0.0"}),
     # the rest
     "log-level-unknown": Case({"LOG_LEVEL": "LOUD"}),
     "journal-no-directory": Case({"LEADERSHIP_JOURNAL": "/no/such/directory/leadership.jsonl"}),
