@@ -82,6 +82,8 @@ _SYSTEM_DATABASES = ("mysql", "information_schema", "performance_schema", "sys")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FREE_TIER_CALLS_PER_MINUTE = 60
+OPENWEATHERMAP, OPEN_METEO = "openweathermap", "open-meteo"
+WEATHER_PROVIDERS = (OPENWEATHERMAP, OPEN_METEO)
 
 log = logging.getLogger(__name__)
 
