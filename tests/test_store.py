@@ -12,28 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from DistributedMutex.config import MySQLSettings
+from DistributedMutex.config import MySQLSettings, load_settings
 from DistributedMutex.errors import StaleTermError, StoreAccessError, StoreUnavailableError
 from DistributedMutex.sqlite_store import SQLiteStore
-from DistributedMutex.store import PROVIDER_COLUMN, Store, WeatherStore
+from DistributedMutex.store import PROVIDER_COLUMN, Store, WeatherStore, open_store
 from DistributedMutex.weather import Reading
+from support.old_schema import OLD_WEATHER_TABLE
 from support.services import free_port
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
-# The weather table as versions before the provider column made it.
-OLD_WEATHER_TABLE = """CREATE TABLE weather (
-    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    city VARCHAR(100) NOT NULL,
-    temperature DOUBLE NOT NULL,
-    humidity TINYINT UNSIGNED NOT NULL,
-    description VARCHAR(255) NOT NULL,
-    observed_at DATETIME NOT NULL,
-    leader_id VARCHAR(64) NOT NULL,
-    term BIGINT UNSIGNED NOT NULL,
-    stored_at DATETIME(6) NOT NULL,
-    UNIQUE KEY one_observation (city, observed_at),
-    KEY newest (city, observed_at)
-) ENGINE=InnoDB"""
 
 
 def reading(city: str, minutes: int = 0, temperature: float = 20.0, provider: str = "openweathermap") -> Reading:
@@ -81,6 +68,14 @@ def backend(request, tmp_path: Path) -> Iterator[Backend]:
 @pytest.fixture
 def store(backend: Backend) -> Store:
     return backend.store()
+
+
+def test_open_store_follows_mysql_host(tmp_path: Path) -> None:
+    sqlite = open_store(load_settings({"SQLITE_PATH": str(tmp_path / "w.db")}, tmp_path))
+    assert isinstance(sqlite, SQLiteStore) and sqlite.description == f"SQLite at {tmp_path / 'w.db'}"
+    mysql = open_store(load_settings({"MYSQL_HOST": "db.internal", "MYSQL_DATABASE": "demo"}, tmp_path))
+    assert isinstance(mysql, WeatherStore) and mysql.description == "MySQL at db.internal:3306, database demo"
+    assert not (tmp_path / "w.db").exists()  # nothing is opened before it is used
 
 
 def test_database_and_tables_are_created(store: Store, backend: Backend) -> None:
