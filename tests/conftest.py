@@ -1,4 +1,5 @@
-"""Fixtures: real Azurite, real MySQL (MariaDB here), and a local OpenWeatherMap stand-in."""
+"""Fixtures: real Azurite, real MySQL (MariaDB here), and local stand-ins for OpenWeatherMap and
+Open-Meteo."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, generate_container_sas
 
 from DistributedMutex.azure_lease import DEFAULT_API_VERSION
+from support.fake_open_meteo import FakeOpenMeteo
 from support.fake_openweather import FakeOpenWeather
 from support.processes import Instance
 from support.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer
@@ -61,6 +63,19 @@ def weather_server() -> Iterator[FakeOpenWeather]:
 def weather(weather_server: FakeOpenWeather) -> FakeOpenWeather:
     weather_server.reset()
     return weather_server
+
+
+@pytest.fixture(scope="session")
+def open_meteo_server() -> Iterator[FakeOpenMeteo]:
+    server = FakeOpenMeteo().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def open_meteo(open_meteo_server: FakeOpenMeteo) -> FakeOpenMeteo:
+    open_meteo_server.reset()
+    return open_meteo_server
 
 
 @pytest.fixture

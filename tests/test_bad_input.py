@@ -26,6 +26,8 @@ from DistributedMutex.azure_lease import DEFAULT_API_VERSION
 from DistributedMutex.config import DEFAULTS, MySQLSettings, load_settings
 from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.mutex import Role, RoleContext
+from DistributedMutex.open_meteo import OpenMeteoClient
+from DistributedMutex.sqlite_store import SQLiteStore
 from DistributedMutex.store import WeatherStore
 from DistributedMutex.weather import OpenWeatherClient
 from support.bad_input import (
@@ -40,7 +42,9 @@ from support.bad_input import (
     assert_keeps_running_with,
     assert_stops_with,
 )
+from support.fake_open_meteo import FakeOpenMeteo
 from support.fake_openweather import FakeOpenWeather
+from support.old_schema import OLD_WEATHER_TABLE
 from support.processes import SCRIPT
 from support.services import AZURITE_ACCOUNT, Azurite, connection_string, free_port
 
@@ -52,6 +56,17 @@ MYSQL_PRIVILEGE_ROWS = {
     "mysql-missing-update": "SELECT, INSERT, CREATE",
     "mysql-missing-create": "SELECT, INSERT, UPDATE",
     "mysql-no-privileges": None,
+}
+MYSQL_SINGLE_ROWS = {"mysql-missing-alter"}
+SQLITE_ROWS = {"sqlite-directory-missing", "sqlite-path-is-a-directory", "sqlite-not-a-database"}
+OPEN_METEO_ROWS = {  # row -> (endpoint, behaviour of the stand-in)
+    "open-meteo-not-found": ("geocoding", "not-found"), "open-meteo-429": ("forecast", "429"),
+    "open-meteo-500": ("forecast", "500"), "open-meteo-503": ("forecast", "503"),
+    "open-meteo-400": ("forecast", "400"), "open-meteo-other-status": ("forecast", "403"),
+    "open-meteo-timeout": ("forecast", "timeout"), "open-meteo-unreachable": ("", "unreachable"),
+    "open-meteo-not-json": ("forecast", "malformed"), "open-meteo-geocoding-not-json": ("geocoding", "malformed"),
+    "open-meteo-missing-field": ("forecast", "incomplete"), "open-meteo-absurd": ("forecast", "absurd"),
+    "open-meteo-fahrenheit": ("forecast", "fahrenheit"),
 }
 WEATHER_ROWS = {
     "weather-404": "404", "weather-429": "429", "weather-500": "500", "weather-503": "503",
@@ -69,7 +84,7 @@ SINGLE_ROWS = {
 def test_the_document_and_the_tests_have_the_same_rows() -> None:
     assert UNREADABLE == []
     tested = [*CONFIG_CASES, *SAS_POLICY_ROWS, *MYSQL_PRIVILEGE_ROWS, *WEATHER_ROWS, *SINGLE_ROWS,
-              *ROWS_TESTED_ELSEWHERE]
+              *ROWS_TESTED_ELSEWHERE, *MYSQL_SINGLE_ROWS, *SQLITE_ROWS, *OPEN_METEO_ROWS]
     assert len(tested) == len(set(tested))
     assert sorted(set(ROWS) - set(tested)) == [], "rows in the document without a test"
     assert sorted(set(tested) - set(ROWS)) == [], "tests without a row in the document"
@@ -83,7 +98,7 @@ def settings_error(case: Case, directory: Path) -> str:
     for name, text in case.files.items():
         (directory / name).write_text(text)
     with pytest.raises(ConfigurationError) as caught:
-        load_settings(env, directory).require_api_key()  # what the demo checks before it starts
+        load_settings(env, directory).check_weather_provider()  # what the demo checks before it starts
     return f"configuration error: {caught.value}"
 
 
@@ -103,7 +118,8 @@ def run_program(directory: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 
 @pytest.mark.parametrize("row_id", ["sas-missing-write", "sas-expired", "sas-and-connection-string",
-                                    "account-url-with-query", "mysql-database-hostile", "constant-py-raises"])
+                                    "account-url-with-query", "mysql-database-hostile", "constant-py-raises",
+                                    "api-key-missing", "mysql-setting-without-host"])
 def test_a_configuration_mistake_stops_the_program_with_one_line(tmp_path: Path, row_id: str) -> None:
     case = CONFIG_CASES[row_id]
     for name, text in case.files.items():
@@ -239,6 +255,41 @@ def test_mysql_user_without_a_needed_privilege(spawn, demo_env, mysql_server, da
                       database=database)
 
 
+def test_mysql_user_without_alter_on_an_old_table(spawn, demo_env, mysql_server, database, mysql_user) -> None:
+    with mysql_server.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{database}`")
+        cursor.execute(f"USE `{database}`")
+        cursor.execute(OLD_WEATHER_TABLE)  # as an earlier version made it, without the provider column
+    user = mysql_user("SELECT, INSERT, UPDATE, CREATE")
+    assert_stops_with(spawn("no-alter", dict(demo_env, **user)), "mysql-missing-alter", user=user["MYSQL_USER"],
+                      database=database)
+
+
+# -- SQLite ----------------------------------------------------------------------------------------
+
+def sqlite_env(demo_env: dict[str, str], path: Path) -> dict[str, str]:
+    """The demo with its readings in SQLite: no MYSQL_* at all."""
+    return {**{k: v for k, v in demo_env.items() if not k.startswith("MYSQL_")}, "SQLITE_PATH": str(path)}
+
+
+def test_sqlite_directory_missing(spawn, demo_env, tmp_path: Path) -> None:
+    path = tmp_path / "no-such-directory" / "weather.sqlite3"
+    assert_stops_with(spawn("no-dir", sqlite_env(demo_env, path)), "sqlite-directory-missing", path=str(path),
+                      directory=str(path.parent))
+    assert not path.parent.exists()  # not made behind the user's back
+
+
+def test_sqlite_path_is_a_directory(spawn, demo_env, tmp_path: Path) -> None:
+    assert_stops_with(spawn("a-dir", sqlite_env(demo_env, tmp_path)), "sqlite-path-is-a-directory", path=str(tmp_path))
+
+
+def test_sqlite_not_a_database(spawn, demo_env, tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, but someone's notes\n" * 100)
+    assert_stops_with(spawn("not-a-db", sqlite_env(demo_env, path)), "sqlite-not-a-database", path=str(path))
+    assert path.read_text().startswith("not a database")  # left as it was
+
+
 # -- the weather API -------------------------------------------------------------------------------
 
 async def run_leader_until(app: WeatherApp, done: Callable[[], bool], timeout: float) -> None:
@@ -292,3 +343,40 @@ def test_a_bad_weather_answer_gives_its_documented_line_and_the_leader_goes_on(
     assert not any(r.exc_info for r in caplog.records)
     assert_clean(caplog.text)
     assert weather.api_key not in caplog.text and "WRONG-KEY-0042" not in caplog.text
+
+
+@pytest.mark.parametrize("row_id", sorted(OPEN_METEO_ROWS))
+def test_a_bad_open_meteo_answer_gives_its_documented_line_and_the_leader_goes_on(
+        open_meteo: FakeOpenMeteo, tmp_path: Path, caplog, row_id: str) -> None:
+    endpoint, behaviour = OPEN_METEO_ROWS[row_id]
+    open_meteo.timeout_seconds = 1.0  # the fixture restores it
+    geocoding, forecast = open_meteo.geocoding_url, open_meteo.forecast_url
+    if behaviour == "unreachable":
+        dead = f"http://127.0.0.1:{free_port()}"
+        geocoding, forecast = f"{dead}/v1/search", f"{dead}/v1/forecast"
+    else:
+        open_meteo.script("Atlantis", behaviour, endpoint=endpoint)
+    store = SQLiteStore(str(tmp_path / "weather.sqlite3"))
+    client = OpenMeteoClient(geocoding, forecast, timeout=(0.5, 0.5))
+    app = WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1)
+    pattern = ROWS[row_id].pattern(city="Atlantis")
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+
+    def logged() -> int:
+        return sum(bool(pattern.fullmatch(r.getMessage())) for r in caplog.records)
+
+    def done() -> bool:
+        if behaviour == "unreachable":
+            return logged() >= 2  # and it tried again
+        return logged() >= 1 and {r.city for r in store.latest()} == {"Atlantis", "Hanoi"}
+
+    try:
+        asyncio.run(run_leader_until(app, done, timeout=15))
+        if behaviour != "unreachable":
+            assert {r.provider for r in store.latest()} == {"open-meteo"}
+    finally:
+        store.close()
+        client.close()
+    assert logged() >= 1, [r.getMessage() for r in caplog.records]
+    assert not any(r.exc_info for r in caplog.records)
+    assert_clean(caplog.text)

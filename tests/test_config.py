@@ -27,8 +27,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.fetch_interval, s.read_interval) == (60, 10)
     assert s.leader_stall_timeout == 180  # 3 fetch intervals
     assert s.reading_buffer_size == 1000
-    assert (s.mysql.host, s.mysql.port, s.mysql.user, s.mysql.password, s.mysql.database) == (
-        "127.0.0.1", 3306, "root", "", "weather")
+    # No MYSQL_HOST: the readings go to a SQLite file in the current directory.
+    assert s.mysql is None
+    assert s.sqlite_path == "weather.sqlite3"
+    # No key: the weather comes from Open-Meteo.
+    assert s.weather_provider == "open-meteo"
+    assert s.open_meteo_geocoding_url == "https://geocoding-api.open-meteo.com/v1/search"
+    assert s.open_meteo_forecast_url == "https://api.open-meteo.com/v1/forecast"
     assert s.openweather_url == "https://api.openweathermap.org/data/2.5/weather"
     assert s.log_level == "INFO"
     assert s.instance_id.endswith(f"-{__import__('os').getpid()}")
@@ -48,11 +53,62 @@ def test_precedence_environment_over_dotenv_over_constant_py(tmp_path: Path) -> 
     assert s.sources == ("constant.py", ".env", "environment")
 
 
-def test_api_key_required_only_to_run_the_demo(tmp_path: Path) -> None:
-    s = load_settings({}, tmp_path)
-    with pytest.raises(ConfigurationError, match="OPENWEATHER_API_KEY: is required"):
-        s.require_api_key()
+def test_api_key_required_only_to_run_the_demo_with_openweathermap(tmp_path: Path) -> None:
+    s = load_settings({"WEATHER_PROVIDER": "openweathermap"}, tmp_path)  # --status needs no key
+    with pytest.raises(ConfigurationError, match="OPENWEATHER_API_KEY: is required with WEATHER_PROVIDER=openweathermap"):
+        s.check_weather_provider()
     assert load_settings(KEY, tmp_path).require_api_key() == "k3y-for-tests"
+    load_settings({}, tmp_path).check_weather_provider()  # Open-Meteo needs nothing
+
+
+@pytest.mark.parametrize(("env", "provider"), [
+    ({}, "open-meteo"),  # no key
+    (KEY, "openweathermap"),  # a key chooses OpenWeatherMap
+    ({**KEY, "WEATHER_PROVIDER": "open-meteo"}, "open-meteo"),  # a key kept, Open-Meteo chosen
+    ({"WEATHER_PROVIDER": " Open-Meteo "}, "open-meteo"),
+    ({**KEY, "WEATHER_PROVIDER": "OpenWeatherMap"}, "openweathermap"),
+])
+def test_weather_provider_selection(tmp_path: Path, env: dict[str, str], provider: str) -> None:
+    settings = load_settings(env, tmp_path)
+    assert settings.weather_provider == provider
+    settings.check_weather_provider()
+
+
+def test_a_key_in_constant_py_chooses_openweathermap_too(tmp_path: Path) -> None:
+    (tmp_path / "constant.py").write_text('OPENWEATHER_API_KEY = "k3y-in-constant-py"\n')
+    assert load_settings({}, tmp_path).weather_provider == "openweathermap"
+
+
+def test_store_selection(tmp_path: Path) -> None:
+    sqlite = load_settings({"SQLITE_PATH": "/var/lib/demo/readings.db"}, tmp_path)
+    assert sqlite.mysql is None and sqlite.sqlite_path == "/var/lib/demo/readings.db"
+    mysql = load_settings({"MYSQL_HOST": "db.internal", "MYSQL_PASSWORD": "Pw-SECRET-1"}, tmp_path)
+    assert mysql.mysql is not None
+    assert (mysql.mysql.host, mysql.mysql.port, mysql.mysql.user, mysql.mysql.password, mysql.mysql.database) == (
+        "db.internal", 3306, "root", "Pw-SECRET-1", "weather")
+    assert "Pw-SECRET-1" in mysql.secrets()  # masked in every log line
+
+
+@pytest.mark.parametrize("name", ["MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE"])
+def test_a_mysql_setting_without_mysql_host_is_an_error(tmp_path: Path, name: str) -> None:
+    value = {"MYSQL_PORT": "3307", "MYSQL_USER": "app", "MYSQL_PASSWORD": "Pw-SECRET-1", "MYSQL_DATABASE": "w"}[name]
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({name: value}, tmp_path)
+    assert str(caught.value).startswith(f"{name}: is set but MYSQL_HOST is not")
+    assert "Pw-SECRET-1" not in str(caught.value)
+
+
+def test_mysql_host_and_sqlite_path_together_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="SQLITE_PATH: cannot be used together with MYSQL_HOST"):
+        load_settings({"MYSQL_HOST": "127.0.0.1", "SQLITE_PATH": "w.db"}, tmp_path)
+
+
+def test_open_meteo_stays_under_its_free_daily_calls(tmp_path: Path) -> None:
+    from DistributedMutex.config import free_tier_warning
+    assert free_tier_warning(load_settings({}, tmp_path)) is None  # 5 cities a minute: 7200 a day
+    busy = load_settings({"FETCH_INTERVAL": "30"}, tmp_path)  # 14400 a day
+    assert free_tier_warning(busy) == ("5 cities every 30 s is 14400 calls/day, over Open-Meteo's free "
+                                       "non-commercial use of 10000/day: raise FETCH_INTERVAL")
 
 
 BAD = [
@@ -103,6 +159,9 @@ BAD = [
     ({"AZURE_STORAGE_ALLOW_HTTP": "maybe"}, "AZURE_STORAGE_ALLOW_HTTP: must be true or false, got 'maybe'"),
     ({"AZURE_STORAGE_CONNECTION_STRING": ""},
      "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string: it is empty"),
+    ({"WEATHER_PROVIDER": "accuweather"}, "WEATHER_PROVIDER: must be openweathermap or open-meteo, got 'accuweather'"),
+    ({"OPEN_METEO_FORECAST_URL": "api.open-meteo.com"}, "OPEN_METEO_FORECAST_URL: must be an http:// or https:// URL"),
+    ({"SQLITE_PATH": ""}, "SQLITE_PATH: must be 1 to 4096 characters long, got 0"),
 ]
 
 
@@ -150,7 +209,7 @@ def run_program(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProc
     ({"FETCH_INTERVAL": "often"}, "FETCH_INTERVAL: must be a number of seconds, got 'often'"),
     ({"AZURE_STORAGE_CONNECTION_STRING": f"AccountName=a;AccountKey={SECRET_KEY}x"},
      "AZURE_STORAGE_CONNECTION_STRING: is not a valid Azure Storage connection string"),
-    ({"OPENWEATHER_API_KEY": None}, "OPENWEATHER_API_KEY: is required"),
+    ({"OPENWEATHER_API_KEY": None, "WEATHER_PROVIDER": "openweathermap"}, "OPENWEATHER_API_KEY: is required"),
 ], ids=["out-of-range", "renew-too-close", "not-a-number", "connection-string", "missing-api-key"])
 def test_configuration_errors_exit_2_with_one_line(tmp_path: Path, env: dict, message: str) -> None:
     full = {**KEY, **env}

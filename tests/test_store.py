@@ -1,22 +1,30 @@
-"""The MySQL store on a real server: schema, fencing by term, one row per observation, reconnect."""
+"""The stores on real databases, MySQL (MariaDB here) and SQLite alike: schema, fencing by term,
+one row per observation, the provider of each row; then what only MySQL has: reconnecting, logins,
+and adding the provider column to a table an earlier version made."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from DistributedMutex.config import MySQLSettings
-from DistributedMutex.errors import StaleTermError, StoreUnavailableError
-from DistributedMutex.store import WeatherStore
+from DistributedMutex.config import MySQLSettings, load_settings
+from DistributedMutex.errors import StaleTermError, StoreAccessError, StoreUnavailableError
+from DistributedMutex.sqlite_store import SQLiteStore
+from DistributedMutex.store import PROVIDER_COLUMN, Store, WeatherStore, open_store
 from DistributedMutex.weather import Reading
+from support.old_schema import OLD_WEATHER_TABLE
 from support.services import free_port
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 
 
-def reading(city: str, minutes: int = 0, temperature: float = 20.0) -> Reading:
-    return Reading(city, temperature, 50, "clear sky", T0 + timedelta(minutes=minutes))
+def reading(city: str, minutes: int = 0, temperature: float = 20.0, provider: str = "openweathermap") -> Reading:
+    return Reading(city, temperature, 50, "clear sky", T0 + timedelta(minutes=minutes), provider)
 
 
 @pytest.fixture
@@ -25,21 +33,68 @@ def settings(mysql_server, database) -> MySQLSettings:
                          mysql_server.password, database)
 
 
+class Backend:
+    """Stores on one database, and plain SQL on it from outside the store."""
+
+    def __init__(self, make: Callable[[], Store], query: Callable[[str], list[tuple]]) -> None:
+        self._make, self.query = make, query
+        self.made: list[Store] = []
+
+    def store(self) -> Store:
+        store = self._make()
+        self.made.append(store)
+        return store
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def backend(request, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "mysql":
+        mysql_server, database = request.getfixturevalue("mysql_server"), request.getfixturevalue("database")
+        settings = MySQLSettings(mysql_server.host, mysql_server.port, mysql_server.user, mysql_server.password,
+                                 database)
+        chosen = Backend(lambda: WeatherStore(settings), lambda sql: mysql_server.query(database, sql))
+    else:
+        path = tmp_path / "weather.sqlite3"
+
+        def query(sql: str) -> list[tuple]:
+            with sqlite3.connect(path) as connection:
+                return connection.execute(sql).fetchall()
+        chosen = Backend(lambda: SQLiteStore(str(path)), query)
+    yield chosen
+    for store in chosen.made:
+        store.close()
+
+
 @pytest.fixture
-def store(settings: MySQLSettings):
-    store = WeatherStore(settings)
-    yield store
-    store.close()
+def store(backend: Backend) -> Store:
+    return backend.store()
 
 
-def test_database_and_tables_are_created(store, mysql_server, database) -> None:
+def test_open_store_follows_mysql_host(tmp_path: Path) -> None:
+    sqlite = open_store(load_settings({"SQLITE_PATH": str(tmp_path / "w.db")}, tmp_path))
+    assert isinstance(sqlite, SQLiteStore) and sqlite.description == f"SQLite at {tmp_path / 'w.db'}"
+    mysql = open_store(load_settings({"MYSQL_HOST": "db.internal", "MYSQL_DATABASE": "demo"}, tmp_path))
+    assert isinstance(mysql, WeatherStore) and mysql.description == "MySQL at db.internal:3306, database demo"
+    assert not (tmp_path / "w.db").exists()  # nothing is opened before it is used
+
+
+def test_database_and_tables_are_created(store: Store, backend: Backend) -> None:
     store.register_term(1, "a")
-    columns = {row[0] for row in mysql_server.query(database, "SHOW COLUMNS FROM weather")}
-    assert {"city", "temperature", "humidity", "description", "observed_at", "leader_id", "term"} <= columns
+    store.write([reading("Hanoi")], 1, "a")
+    assert backend.query("SELECT city, leader_id, term, provider FROM weather") == [("Hanoi", "a", 1, "openweathermap")]
+    assert backend.query("SELECT term, leader_id FROM leader_term") == [(1, "a")]
 
 
-def test_a_stale_leaders_write_is_refused(settings: MySQLSettings, mysql_server, database) -> None:
-    old, new = WeatherStore(settings), WeatherStore(settings)
+def test_each_row_records_its_provider(store: Store, backend: Backend) -> None:
+    store.register_term(1, "a")
+    store.write([reading("Hanoi", 0, provider="open-meteo"), reading("Tokyo", 0)], 1, "a")
+    assert backend.query("SELECT city, provider FROM weather ORDER BY city") == [
+        ("Hanoi", "open-meteo"), ("Tokyo", "openweathermap")]
+    assert {(r.city, r.provider) for r in store.latest()} == {("Hanoi", "open-meteo"), ("Tokyo", "openweathermap")}
+
+
+def test_a_stale_leaders_write_is_refused(backend: Backend) -> None:
+    old, new = backend.store(), backend.store()
     old.register_term(1, "old")
     assert old.write([reading("Hanoi", 0)], 1, "old") == 1
     new.register_term(2, "new")  # the successor registers before its first write
@@ -48,26 +103,23 @@ def test_a_stale_leaders_write_is_refused(settings: MySQLSettings, mysql_server,
     assert new.write([reading("Hanoi", 1)], 2, "new") == 1
     with pytest.raises(StaleTermError):
         old.register_term(1, "old")  # nor can it take the term back
-    rows = mysql_server.query(database, "SELECT term, leader_id FROM weather ORDER BY id")
-    assert rows == [(1, "old"), (2, "new")]
-    old.close()
-    new.close()
+    assert backend.query("SELECT term, leader_id FROM weather ORDER BY id") == [(1, "old"), (2, "new")]
 
 
-def test_a_write_without_a_registered_term_is_refused(store: WeatherStore) -> None:
+def test_a_write_without_a_registered_term_is_refused(store: Store) -> None:
     with pytest.raises(StaleTermError):
         store.write([reading("Hanoi")], 3, "x")
 
 
-def test_the_same_observation_is_stored_once(store: WeatherStore, mysql_server, database) -> None:
+def test_the_same_observation_is_stored_once(store: Store, backend: Backend) -> None:
     store.register_term(1, "a")
     assert store.write([reading("Hanoi"), reading("Tokyo")], 1, "a") == 2
     store.register_term(2, "b")  # refetched after a failover
     assert store.write([reading("Hanoi"), reading("Tokyo", 10)], 2, "b") == 1
-    assert mysql_server.query(database, "SELECT COUNT(*) FROM weather") == [(3,)]
+    assert backend.query("SELECT COUNT(*) FROM weather") == [(3,)]
 
 
-def test_latest_gives_the_newest_reading_per_city(store: WeatherStore) -> None:
+def test_latest_gives_the_newest_reading_per_city(store: Store) -> None:
     store.register_term(4, "a")
     store.write([reading("Hanoi", 0, 20), reading("Hanoi", 5, 21), reading("Tokyo", 3, 9)], 4, "a")
     latest = {r.city: r for r in store.latest()}
@@ -75,13 +127,32 @@ def test_latest_gives_the_newest_reading_per_city(store: WeatherStore) -> None:
     assert latest["Tokyo"].term == 4 and latest["Tokyo"].leader_id == "a"
 
 
-def test_reconnects_after_the_server_drops_the_connection(store: WeatherStore, mysql_server) -> None:
+def test_first_registrations_are_fenced_too(backend: Backend) -> None:
+    newer, older = backend.store(), backend.store()
+    newer.register_term(2, "newer")  # the very first registration on an empty database
+    with pytest.raises(StaleTermError):
+        older.register_term(1, "older")
+    assert older.stored_term() == 2
+
+
+def test_a_write_is_rolled_back_when_leadership_ended_meanwhile(store: Store, backend: Backend) -> None:
+    store.register_term(1, "a")
+    with pytest.raises(StaleTermError):
+        store.write([reading("Hanoi")], 1, "a", still_leader=lambda: False)
+    assert backend.query("SELECT COUNT(*) FROM weather") == [(0,)]
+
+
+# -- MySQL only --------------------------------------------------------------------------------------
+
+def test_reconnects_after_the_server_drops_the_connection(settings: MySQLSettings, mysql_server) -> None:
+    store = WeatherStore(settings)
     store.register_term(1, "a")
     connection_id = store._connection.connection_id
     with mysql_server.connect() as admin, admin.cursor() as cursor:
         cursor.execute(f"KILL {int(connection_id)}")  # what a server restart does to a client
     assert store.write([reading("Hanoi")], 1, "a") == 1
     assert store._connection.connection_id != connection_id
+    store.close()
 
 
 def test_unreachable_server_is_one_clear_error() -> None:
@@ -102,18 +173,78 @@ def test_wrong_password_names_the_settings(settings: MySQLSettings) -> None:
     assert "pw-SECRET-77" not in str(caught.value)
 
 
-def test_first_registrations_are_fenced_too(settings: MySQLSettings) -> None:
-    newer, older = WeatherStore(settings), WeatherStore(settings)
-    newer.register_term(2, "newer")  # the very first registration on an empty database
-    with pytest.raises(StaleTermError):
-        older.register_term(1, "older")
-    assert older.stored_term() == 2
-    newer.close()
-    older.close()
+# -- the provider column on a table an earlier version made (MySQL) ---------------------------------
+
+@pytest.fixture
+def old_table(mysql_server, database) -> None:
+    """The database as an earlier version left it: no provider column, one row."""
+    with mysql_server.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{database}`")
+        cursor.execute(f"USE `{database}`")
+        cursor.execute(OLD_WEATHER_TABLE)
+        cursor.execute("INSERT INTO weather (city, temperature, humidity, description, observed_at, leader_id, term,"
+                       " stored_at) VALUES ('Hanoi', 25.0, 80, 'mist', '2026-11-26 09:00:00', 'old', 1, UTC_TIMESTAMP(6))")
 
 
-def test_a_write_is_rolled_back_when_leadership_ended_meanwhile(store: WeatherStore, mysql_server, database) -> None:
-    store.register_term(1, "a")
-    with pytest.raises(StaleTermError):
-        store.write([reading("Hanoi")], 1, "a", still_leader=lambda: False)
-    assert mysql_server.query(database, "SELECT COUNT(*) FROM weather") == [(0,)]
+def provider_column(mysql_server, database) -> list[tuple]:
+    return mysql_server.query(database, "SELECT COLUMN_NAME, IS_NULLABLE, COLUMN_DEFAULT FROM information_schema.COLUMNS"
+                              " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'weather' AND COLUMN_NAME = 'provider'",
+                              (database,))
+
+
+def test_the_provider_column_is_added_to_an_old_table(old_table, settings, mysql_server, database) -> None:
+    assert provider_column(mysql_server, database) == []
+    store = WeatherStore(settings)
+    store.check_access()
+    [(name, nullable, default)] = provider_column(mysql_server, database)
+    assert (name, nullable, default.strip("'")) == ("provider", "NO", "openweathermap")
+    # The old row was OpenWeatherMap's (the only provider there was); new rows say theirs.
+    store.register_term(2, "new")
+    store.write([reading("Hanoi", 0, provider="open-meteo")], 2, "new")
+    assert mysql_server.query(database, "SELECT leader_id, provider FROM weather ORDER BY id") == [
+        ("old", "openweathermap"), ("new", "open-meteo")]
+    # An instance of the earlier version, still running during the upgrade, can go on inserting.
+    mysql_server.query(database, "INSERT INTO weather (city, temperature, humidity, description, observed_at,"
+                       " leader_id, term, stored_at) VALUES ('Tokyo', 9.0, 60, 'fog', '2026-11-26 09:00:00',"
+                       " 'old', 2, UTC_TIMESTAMP(6))")
+    assert mysql_server.query(database, "SELECT provider FROM weather WHERE city = 'Tokyo'") == [("openweathermap",)]
+    store.close()
+
+
+def test_instances_starting_together_add_the_column_once(old_table, settings, mysql_server, database) -> None:
+    stores = [WeatherStore(settings) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def start(store: WeatherStore) -> None:
+        try:
+            store.check_access()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert len(provider_column(mysql_server, database)) == 1
+    for store in stores:
+        store.close()
+
+
+def test_a_user_without_alter_on_an_old_table_is_told_what_to_run(old_table, settings, mysql_server, database,
+                                                                  mysql_user) -> None:
+    user = mysql_user("SELECT, INSERT, UPDATE, CREATE")
+    store = WeatherStore(MySQLSettings(settings.host, settings.port, user["MYSQL_USER"], user["MYSQL_PASSWORD"],
+                                       database))
+    with pytest.raises(StoreAccessError) as caught:
+        store.check_access()
+    statement = f"ALTER TABLE `{database}`.weather ADD COLUMN {PROVIDER_COLUMN}"
+    assert str(caught.value) == (
+        f"MySQL at {settings.host}:{settings.port}: user {user['MYSQL_USER']!r} lacks the ALTER privilege on "
+        f"database {database!r} to add the provider column to table weather (made by an earlier version): "
+        f"grant ALTER on `{database}`.weather to MYSQL_USER once, or have an administrator run {statement}")
+    mysql_server.query(database, statement)  # what the message says, run by an administrator...
+    store.check_access()  # ...and the least-privileged user goes on without ALTER
+    store.close()

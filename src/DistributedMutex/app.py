@@ -1,6 +1,6 @@
 """The weather demo: the leader fetches and stores readings, the workers read and print them.
 
-Both are async role tasks for DistributedMutex: blocking calls (HTTP, MySQL) run in daemon threads,
+Both are async role tasks for DistributedMutex: blocking calls (HTTP, the store) run in daemon threads,
 and the tasks are cancelled the moment their role ends, so a leader stops fetching and writing
 before its lease can run out.
 """
@@ -27,9 +27,9 @@ from .errors import (
     WeatherUnavailableError,
 )
 from .mutex import RoleContext
-from .store import StoredReading, WeatherStore
+from .store import Store, StoredReading
 from .threads import blocking
-from .weather import OpenWeatherClient, Reading
+from .weather import Reading, WeatherClient
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ MAX_BACKOFF = 600.0
 class WeatherApp:
     def __init__(
         self,
-        client: OpenWeatherClient,
-        store: WeatherStore,
+        client: WeatherClient,
+        store: Store,
         cities: Sequence[str],
         *,
         fetch_interval: float,
@@ -116,7 +116,7 @@ class WeatherApp:
                 log.warning("%s: pausing this round", exc)
                 return readings, exc.retry_after or self._fetch_interval
             except WeatherUnavailableError as exc:
-                log.warning("OpenWeatherMap unavailable: %s: pausing this round", exc)
+                log.warning("%s unavailable: %s: pausing this round", self._client.name, exc)
                 return readings, self._fetch_interval
         return readings, None
 
@@ -198,14 +198,14 @@ def render_table(rows: Sequence[StoredReading], now: datetime, leader: LeaderRec
         title += f"; current leader {leader.leader_id} (term {leader.term})"
     if not rows:
         return f"{title}: none stored yet\n"
-    header = ("city", "temp", "humidity", "description", "observed (UTC)", "age", "leader", "term")
+    header = ("city", "temp", "humidity", "description", "provider", "observed (UTC)", "age", "leader", "term")
     lines = [
-        (r.city, f"{r.temperature:.1f}°C", f"{r.humidity}%", r.description,
+        (r.city, f"{r.temperature:.1f}°C", f"{r.humidity}%", r.description, r.provider,
          r.observed_at.strftime("%Y-%m-%d %H:%M"), _age(now - r.observed_at), r.leader_id, str(r.term))
         for r in rows
     ]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
-    right = {1, 2, 5, 7}  # numbers line up on the right
+    right = {1, 2, 6, 8}  # numbers line up on the right
 
     def fmt(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)

@@ -1,9 +1,10 @@
 """The command line: ``python src/DistributedMutex/test.py [--status]``.
 
 Exit codes: 0 after a clean stop (SIGINT/SIGTERM) or a --status that found a leader; 2 for a
-configuration error, storage that refuses our credentials, no Azure AD token at start, or MySQL
-refusing the login or a privilege at start; 3 for --status without a leader; 1 when the lease
-storage cannot be reached for --status. docs/bad-input.md lists every message.
+configuration error, storage that refuses our credentials, no Azure AD token at start, MySQL
+refusing the login or a privilege at start, or an SQLite file that cannot be used; 3 for --status
+without a leader; 1 when the lease storage cannot be reached for --status. docs/bad-input.md lists
+every message.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from azure.core.exceptions import AzureError
 from .app import WeatherApp
 from .azure_lease import AzureBlobLeaseBackend
 from .backend import Identity
-from .config import Settings, free_tier_warning, load_settings
+from .config import OPEN_METEO, Settings, free_tier_warning, load_settings
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -32,8 +33,9 @@ from .errors import (
 )
 from .journal import LeadershipJournal
 from .mutex import DistributedMutex
-from .store import WeatherStore
-from .weather import OpenWeatherClient
+from .open_meteo import OpenMeteoClient
+from .store import Store, open_store
+from .weather import OpenWeatherClient, WeatherClient
 
 if TYPE_CHECKING:
     from .metrics import ElectionMetrics
@@ -147,9 +149,18 @@ def check_storage(backend: AzureBlobLeaseBackend) -> None:
         pass  # unreachable or gone: the election loop says so and keeps trying
 
 
-def check_store(store: WeatherStore) -> None:
-    """Log in to MySQL once at start: a refused login or privilege is a configuration error (raised);
-    an unreachable server may come back, so that is one warning and the program goes on."""
+def build_weather_client(settings: Settings) -> WeatherClient:
+    """The chosen provider's client; ConfigurationError if it lacks what it needs (a key)."""
+    settings.check_weather_provider()
+    if settings.weather_provider == OPEN_METEO:
+        return OpenMeteoClient(settings.open_meteo_geocoding_url, settings.open_meteo_forecast_url)
+    return OpenWeatherClient(settings.require_api_key(), settings.openweather_url)
+
+
+def check_store(store: Store) -> None:
+    """Open the store once at start: a refused login or privilege, or an SQLite file that cannot be
+    used, is a configuration error (raised); an unreachable server may come back, so that is one
+    warning and the program goes on."""
     try:
         store.check_access()
     except StoreAccessError:
@@ -210,16 +221,16 @@ def run_with_metrics(settings: Settings) -> int:
 
 
 def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
-    api_key = settings.require_api_key()
+    client = build_weather_client(settings)
     backend = build_backend(settings)
-    store = WeatherStore(settings.mysql)
+    store = open_store(settings)
     try:
         check_store(store)
     except StoreAccessError as exc:
         store.close()
+        client.close()
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    client = OpenWeatherClient(api_key, settings.openweather_url)
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size,
                      on_stored=metrics.stored if metrics is not None else None)
@@ -232,6 +243,7 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
              " settings from %s", settings.instance_id, settings.container_name, settings.blob_name,
              timing.lease_duration, timing.renew_interval, timing.acquire_interval,
              ", ".join(settings.sources) or "defaults")
+    log.info("weather from %s, readings stored in %s", client.name, store.description)
     warning = free_tier_warning(settings)
     if warning:
         log.warning("%s", warning)

@@ -43,18 +43,22 @@ DEFAULTS: dict[str, str | None] = {
     "RENEW_INTERVAL": "5",
     "ACQUIRE_INTERVAL": "2",
     "INSTANCE_ID": None,  # <hostname>-<pid>
-    "OPENWEATHER_API_KEY": None,  # required to run the demo
+    "WEATHER_PROVIDER": None,  # openweathermap with OPENWEATHER_API_KEY, otherwise open-meteo
+    "OPENWEATHER_API_KEY": None,  # required by WEATHER_PROVIDER=openweathermap
     "OPENWEATHER_URL": "https://api.openweathermap.org/data/2.5/weather",
+    "OPEN_METEO_GEOCODING_URL": "https://geocoding-api.open-meteo.com/v1/search",
+    "OPEN_METEO_FORECAST_URL": "https://api.open-meteo.com/v1/forecast",
     "WEATHER_CITIES": "Hanoi,Tokyo,New York,London,Paris",
     "FETCH_INTERVAL": "60",
     "READ_INTERVAL": "10",
     "READING_BUFFER_SIZE": "1000",
     "LEADER_STALL_TIMEOUT": None,  # 3 x FETCH_INTERVAL
-    "MYSQL_HOST": "127.0.0.1",
+    "MYSQL_HOST": None,  # unset: the readings go to the SQLite file SQLITE_PATH
     "MYSQL_PORT": "3306",
     "MYSQL_USER": "root",
     "MYSQL_PASSWORD": "",
     "MYSQL_DATABASE": "weather",
+    "SQLITE_PATH": "weather.sqlite3",  # relative to the directory the program runs in
     "LOG_LEVEL": "INFO",
     "LEADERSHIP_JOURNAL": None,  # a file to append leadership intervals to (JSON lines)
     "METRICS_PORT": None,  # serve /metrics and /healthz on this port; unset: no endpoint
@@ -87,6 +91,12 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 FREE_TIER_CALLS_PER_MINUTE = 60
+# Open-Meteo's free, non-commercial use: fewer than 10,000 calls a day (open-meteo.com/en/terms).
+OPEN_METEO_FREE_CALLS_PER_DAY = 10_000
+OPENWEATHERMAP, OPEN_METEO = "openweathermap", "open-meteo"
+WEATHER_PROVIDERS = (OPENWEATHERMAP, OPEN_METEO)
+# The settings of the MySQL store other than MYSQL_HOST, which alone chooses MySQL over SQLite.
+_MYSQL_DETAILS = ("MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE")
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +128,7 @@ class Settings:
     read_interval: float
     reading_buffer_size: int
     leader_stall_timeout: float
-    mysql: MySQLSettings
+    mysql: MySQLSettings | None  # None: the readings go to SQLite (sqlite_path)
     log_level: str
     leadership_journal: str | None = None
     sources: tuple[str, ...] = ()
@@ -127,6 +137,10 @@ class Settings:
     account_url: str | None = None
     metrics_port: int | None = None  # None: no /metrics and /healthz
     metrics_host: str = "127.0.0.1"
+    sqlite_path: str = DEFAULTS["SQLITE_PATH"] or ""
+    weather_provider: str = OPEN_METEO
+    open_meteo_geocoding_url: str = DEFAULTS["OPEN_METEO_GEOCODING_URL"] or ""
+    open_meteo_forecast_url: str = DEFAULTS["OPEN_METEO_FORECAST_URL"] or ""
 
     @property
     def storage_auth(self) -> str:
@@ -144,14 +158,21 @@ class Settings:
         if not self.openweather_api_key:
             raise ConfigurationError(
                 "OPENWEATHER_API_KEY",
-                "is required: set it in the environment, .env or constant.py "
-                "(a free key from openweathermap.org)",
+                "is required with WEATHER_PROVIDER=openweathermap: set it in the environment, .env or "
+                "constant.py (a free key from openweathermap.org), or use WEATHER_PROVIDER=open-meteo, "
+                "which needs none",
             )
         return self.openweather_api_key
 
+    def check_weather_provider(self) -> None:
+        """What the chosen weather provider needs before the demo runs (--status needs none of it)."""
+        if self.weather_provider == OPENWEATHERMAP:
+            self.require_api_key()
+
     def secrets(self) -> list[str]:
         """Values that must never be printed: for the log filter that masks them."""
-        values = [self.connection_string, self.openweather_api_key or "", self.mysql.password]
+        values = [self.connection_string, self.openweather_api_key or "",
+                  self.mysql.password if self.mysql else ""]
         values += _connection_string_secrets(self.connection_string)
         if self.container_sas_url:
             values += sas_url_secrets(self.container_sas_url)
@@ -170,6 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
                                                           "seconds (Azure's lease range)"))
     allow_http = get("AZURE_STORAGE_ALLOW_HTTP", _boolean)
     _one_storage_auth(get)
+    api_key = get("OPENWEATHER_API_KEY", _secret_text, default=None)
     connection_string = get("AZURE_STORAGE_CONNECTION_STRING", _connection_string)
     container_sas_url = get("AZURE_STORAGE_CONTAINER_SAS_URL", _container_sas_url)
     account_url = get("AZURE_STORAGE_ACCOUNT_URL", _account_url)
@@ -185,6 +207,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
             "AZURE_STORAGE_CONTAINER_SAS_URL",
             f"sends the SAS over plain http to {insecure}, which is not this machine: use https, "
             "or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
+    mysql, sqlite_path = _store_settings(get)
     container_name = get("CONTAINER_NAME", _matching(
         _CONTAINER_NAME, "3-63 lowercase letters, digits and single hyphens, "
         "starting and ending with a letter or digit"))
@@ -207,20 +230,14 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         instance_id=get("INSTANCE_ID", _matching(
             _INSTANCE_ID, "1-64 letters, digits or . _ : @ -, starting with a letter or digit"),
             default=_default_instance_id()),
-        openweather_api_key=get("OPENWEATHER_API_KEY", _secret_text, default=None),
+        openweather_api_key=api_key,
         openweather_url=get("OPENWEATHER_URL", _http_url),
         weather_cities=get("WEATHER_CITIES", _cities),
         fetch_interval=fetch_interval,
         read_interval=get("READ_INTERVAL", _seconds(0.1, 86400)),
         reading_buffer_size=get("READING_BUFFER_SIZE", _whole_number(1, 1_000_000, "readings")),
         leader_stall_timeout=get("LEADER_STALL_TIMEOUT", _seconds(1, 7 * 86400), default=str(3 * fetch_interval)),
-        mysql=MySQLSettings(
-            host=get("MYSQL_HOST", _text(1, 255)),
-            port=get("MYSQL_PORT", _whole_number(1, 65535, "(a TCP port)")),
-            user=get("MYSQL_USER", _text(1, 80)),
-            password=get("MYSQL_PASSWORD", _any_text),
-            database=get("MYSQL_DATABASE", _database_name),
-        ),
+        mysql=mysql,
         log_level=get("LOG_LEVEL", _log_level),
         leadership_journal=get("LEADERSHIP_JOURNAL", _journal_path, default=None),
         sources=tuple(sources),
@@ -228,6 +245,11 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         account_url=account_url,
         metrics_port=get("METRICS_PORT", _whole_number(1, 65535, "(a TCP port)"), default=None),
         metrics_host=get("METRICS_HOST", _listen_host),
+        sqlite_path=sqlite_path,
+        weather_provider=get("WEATHER_PROVIDER", _weather_provider,
+                             default=OPENWEATHERMAP if api_key else OPEN_METEO),
+        open_meteo_geocoding_url=get("OPEN_METEO_GEOCODING_URL", _http_url),
+        open_meteo_forecast_url=get("OPEN_METEO_FORECAST_URL", _http_url),
     )
     if get.is_set("METRICS_HOST") and settings.metrics_port is None:
         # Otherwise it would be ignored in silence, and the user would look for an endpoint that is not there.
@@ -242,12 +264,47 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
 
 
 def free_tier_warning(settings: Settings) -> str | None:
+    if settings.weather_provider == OPEN_METEO:
+        # Geocoding is asked once per city and kept: one forecast call per city and round.
+        calls_per_day = len(settings.weather_cities) * 86400 / settings.fetch_interval
+        if calls_per_day > OPEN_METEO_FREE_CALLS_PER_DAY:
+            return (f"{len(settings.weather_cities)} cities every {settings.fetch_interval:g} s is "
+                    f"{calls_per_day:.0f} calls/day, over Open-Meteo's free non-commercial use of "
+                    f"{OPEN_METEO_FREE_CALLS_PER_DAY}/day: raise FETCH_INTERVAL")
+        return None
     calls_per_minute = len(settings.weather_cities) * 60 / settings.fetch_interval
     if calls_per_minute > FREE_TIER_CALLS_PER_MINUTE:
         return (f"{len(settings.weather_cities)} cities every {settings.fetch_interval:g} s is "
                 f"{calls_per_minute:.0f} calls/min, over OpenWeatherMap's free tier of "
                 f"{FREE_TIER_CALLS_PER_MINUTE}/min: raise FETCH_INTERVAL")
     return None
+
+
+def _store_settings(get: _Getter) -> tuple[MySQLSettings | None, str]:
+    """MySQL when MYSQL_HOST is set, otherwise SQLite at SQLITE_PATH; never a silent mix of both."""
+    host = get("MYSQL_HOST", _text(1, 255))
+    mysql = MySQLSettings(
+        host=host or "",
+        port=get("MYSQL_PORT", _whole_number(1, 65535, "(a TCP port)")),
+        user=get("MYSQL_USER", _text(1, 80)),
+        password=get("MYSQL_PASSWORD", _any_text),
+        database=get("MYSQL_DATABASE", _database_name),
+    )
+    sqlite_path = get("SQLITE_PATH", _text(1, 4096))
+    if host is not None:
+        if get.is_set("SQLITE_PATH"):
+            raise ConfigurationError(
+                "SQLITE_PATH", "cannot be used together with MYSQL_HOST: set MYSQL_HOST to store the "
+                "readings in MySQL, or SQLITE_PATH to store them in a local SQLite file, not both")
+        return mysql, sqlite_path
+    # Before MYSQL_HOST had no default, a user could set only the password: that user means MySQL,
+    # and would otherwise find the readings going to a file without a word.
+    stray = next((name for name in _MYSQL_DETAILS if get.is_set(name)), None)
+    if stray:
+        raise ConfigurationError(
+            stray, "is set but MYSQL_HOST is not: set MYSQL_HOST (e.g. 127.0.0.1) to store the readings "
+            "in MySQL, or leave the MYSQL_* settings unset to store them in SQLite at SQLITE_PATH")
+    return None, sqlite_path
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -429,6 +486,13 @@ def _listen_host(name: str, value: str) -> str:
         if not _HOST_NAME.fullmatch(text):
             raise ConfigurationError(name, "must be an IP address (0.0.0.0 or :: for all interfaces) or a host "
                                            f"name, got {value!r}") from None
+    return text
+
+
+def _weather_provider(name: str, value: str) -> str:
+    text = value.strip().lower()
+    if text not in WEATHER_PROVIDERS:
+        raise ConfigurationError(name, f"must be {' or '.join(WEATHER_PROVIDERS)}, got {value!r}")
     return text
 
 

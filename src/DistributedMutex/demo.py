@@ -210,7 +210,8 @@ class Demo:
                "PYTHONUNBUFFERED": "1"}
         env.setdefault("FETCH_INTERVAL", "15")
         env.setdefault("READ_INTERVAL", "5")
-        env.setdefault("SQLITE_PATH", str(self.workdir / "weather.sqlite3"))
+        if not env.get("MYSQL_HOST"):
+            env.setdefault("SQLITE_PATH", str(self.workdir / "weather.sqlite3"))  # shared by the instances
         for name_ in ("AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL"):
             env.pop(name_, None)  # the demo's own Azurite, whatever the shell says
         process = subprocess.Popen([sys.executable, str(PROGRAM)], env=env, cwd=self.workdir, text=True,

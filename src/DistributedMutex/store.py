@@ -1,9 +1,16 @@
-"""MySQL store for weather readings, with the leadership term as a fencing token.
+"""The stores for weather readings (the Store interface, open_store), and the MySQL one.
+
+The readings go to MySQL when MYSQL_HOST is set, otherwise to a local SQLite file (sqlite_store.py).
+Both have the same tables and the same fencing rule, with the leadership term as the fencing token.
 
 Two tables, created if missing (the database too, if the user may create it):
 
     leader_term  one row: the newest term that ever registered, and who registered it
-    weather      one row per (city, observed_at): the same observation stored twice is one row
+    weather      one row per (city, observed_at): the same observation stored twice is one row;
+                 each row names the leader and term that stored it and the provider that measured it
+
+A weather table made by an earlier version lacks the provider column: it is added at start (that
+once needs ALTER), its old rows saying openweathermap, the only provider there was.
 
 Fencing: a new leader registers its term before its first write; every write runs in a transaction
 that locks the leader_term row and is refused unless the stored term equals its own. A leader
@@ -21,14 +28,17 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import mysql.connector
 from mysql.connector import errorcode
 
-from .config import MySQLSettings, check_database_name
+from .config import OPENWEATHERMAP, MySQLSettings, check_database_name
 from .errors import StaleTermError, StoreAccessError, StoreError, StoreUnavailableError
 from .weather import Reading
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 T = TypeVar("T")
 
@@ -49,12 +59,16 @@ SCHEMA = (  # in the order of TABLES
         leader_id VARCHAR(64) NOT NULL,
         term BIGINT UNSIGNED NOT NULL,
         stored_at DATETIME(6) NOT NULL,
+        provider VARCHAR(32) NOT NULL DEFAULT 'openweathermap',
         UNIQUE KEY one_observation (city, observed_at),
         KEY newest (city, observed_at)
     ) ENGINE=InnoDB""",
 )
 
 TABLES = ("leader_term", "weather")
+# For a weather table made before rows named their provider. The default is what those rows (and
+# any older instance still running during an upgrade, which inserts without it) really used.
+PROVIDER_COLUMN = f"provider VARCHAR(32) NOT NULL DEFAULT '{OPENWEATHERMAP}'"
 # What the demo does with each table, as statements that touch no row: run at start, they find a
 # missing privilege before the first real write does (the server checks privileges first).
 _PRIVILEGE_PROBES = (
@@ -83,10 +97,41 @@ class StoredReading:
     observed_at: datetime  # UTC
     leader_id: str
     term: int
+    provider: str = OPENWEATHERMAP
+
+
+class Store(Protocol):
+    """Where the leader writes readings under the fencing check and the workers read them.
+
+    Every method may raise StoreUnavailableError (StoreAccessError when only a person can help);
+    register_term and write raise StaleTermError when a newer term is recorded."""
+
+    description: str  # for the start-up line: "MySQL at host:port, database weather"
+
+    def register_term(self, term: int, leader_id: str) -> None: ...
+
+    def write(self, readings: Iterable[Reading], term: int, leader_id: str,
+              still_leader: Callable[[], bool] = lambda: True) -> int: ...
+
+    def latest(self) -> list[StoredReading]: ...
+
+    def stored_term(self) -> int | None: ...
+
+    def check_access(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(settings: Settings) -> Store:
+    """MySQL when MYSQL_HOST is set, otherwise the SQLite file SQLITE_PATH. Nothing is opened yet."""
+    if settings.mysql is not None:
+        return WeatherStore(settings.mysql)
+    from .sqlite_store import SQLiteStore  # only SQLite users need it
+    return SQLiteStore(settings.sqlite_path)
 
 
 class WeatherStore:
-    """Thread-safe: one connection, used by one caller at a time, reopened when it breaks."""
+    """The MySQL store. Thread-safe: one connection, used by one caller at a time, reopened when it breaks."""
 
     def __init__(self, settings: MySQLSettings, *, connect_timeout: float = 5.0) -> None:
         check_database_name(settings.database)  # it is quoted into SQL as an identifier
@@ -95,6 +140,7 @@ class WeatherStore:
         self._connection: Any = None
         self._schema_ready = False
         self._lock = threading.Lock()
+        self.description = f"MySQL at {settings.host}:{settings.port}, database {settings.database}"
 
     # -- leader side -------------------------------------------------------------------------
 
@@ -119,7 +165,7 @@ class WeatherStore:
         ``still_leader`` is asked once the fencing row is locked: a write abandoned by a leader
         that has stepped down meanwhile is rolled back instead of committed."""
         rows = [(r.city, r.temperature, r.humidity, r.description, _naive_utc(r.observed_at),
-                 leader_id, term) for r in readings]
+                 leader_id, term, r.provider) for r in readings]
 
         def write(cursor: Any) -> int:
             stored = self._locked_term(cursor)
@@ -133,7 +179,8 @@ class WeatherStore:
                 # server's clock stamps stored_at: one clock for all instances, whatever theirs say.
                 cursor.execute(
                     "INSERT INTO weather (city, temperature, humidity, description, observed_at,"
-                    " leader_id, term, stored_at) VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
+                    " leader_id, term, provider, stored_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
                     " ON DUPLICATE KEY UPDATE id = id",
                     row,
                 )
@@ -148,12 +195,12 @@ class WeatherStore:
         def read(cursor: Any) -> list[StoredReading]:
             cursor.execute(
                 "SELECT w.city, w.temperature, w.humidity, w.description, w.observed_at,"
-                " w.leader_id, w.term FROM weather w"
+                " w.leader_id, w.term, w.provider FROM weather w"
                 " JOIN (SELECT city, MAX(observed_at) AS newest FROM weather GROUP BY city) n"
                 " ON w.city = n.city AND w.observed_at = n.newest ORDER BY w.city"
             )
-            return [StoredReading(city, float(t), int(h), d, o.replace(tzinfo=timezone.utc), lid, int(term))
-                    for city, t, h, d, o, lid, term in cursor.fetchall()]
+            return [StoredReading(city, float(t), int(h), d, o.replace(tzinfo=timezone.utc), lid, int(term), p)
+                    for city, t, h, d, o, lid, term, p in cursor.fetchall()]
         return self._transaction(read)
 
     def stored_term(self) -> int | None:
@@ -280,6 +327,32 @@ class WeatherStore:
                 if getattr(exc, "errno", None) in _ACCESS_DENIED:
                     raise self._lacks("CREATE", f" to create table {table}") from None
                 raise
+        if "weather" in existing:
+            self._add_provider_column_if_missing(cursor)
+
+    def _add_provider_column_if_missing(self, cursor: Any) -> None:
+        """A weather table from an earlier version has no provider column: add it. MySQL 8 has no
+        ADD COLUMN IF NOT EXISTS (MariaDB has), so information_schema says, on both."""
+        database = self._settings.database
+        cursor.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                       " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'weather' AND COLUMN_NAME = 'provider'",
+                       (database,))
+        if cursor.fetchall():
+            return
+        statement = f"ALTER TABLE `{database}`.weather ADD COLUMN {PROVIDER_COLUMN}"
+        try:
+            cursor.execute(statement)
+        except mysql.connector.Error as exc:
+            errno = getattr(exc, "errno", None)
+            if errno == errorcode.ER_DUP_FIELDNAME:
+                return  # another instance, starting at the same moment, added it first
+            if errno in _ACCESS_DENIED:
+                raise StoreAccessError(
+                    f"{self._where()}: user {self._settings.user!r} lacks the ALTER privilege on database "
+                    f"{database!r} to add the provider column to table weather (made by an earlier "
+                    f"version): grant ALTER on `{database}`.weather to MYSQL_USER once, or have an "
+                    f"administrator run {statement}") from None
+            raise
 
     def _where(self) -> str:
         return f"MySQL at {self._settings.host}:{self._settings.port}"

@@ -1,4 +1,8 @@
-"""OpenWeatherMap's current-weather API: one reading per city, or a precise error.
+"""Weather providers behind one interface (WeatherClient), and OpenWeatherMap's current-weather API.
+
+Open-Meteo, the provider that needs no key, is in open_meteo.py.
+
+OpenWeatherMap: one reading per city, or a precise error.
 
 GET {OPENWEATHER_URL}?q=<city>&appid=<key>&units=metric answers (the fields used here):
 
@@ -15,10 +19,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
+from .config import OPENWEATHERMAP
 from .errors import (
     CityNotFoundError,
     WeatherAuthError,
@@ -40,10 +45,28 @@ class Reading:
     temperature: float
     humidity: int
     description: str
-    observed_at: datetime  # UTC, from the response's "dt"
+    observed_at: datetime  # UTC, when the provider says it was observed
+    # Who measured it (a WEATHER_PROVIDER value). Readings made without saying so come from
+    # OpenWeatherMap, the only provider before there were two.
+    provider: str = OPENWEATHERMAP
+
+
+class WeatherClient(Protocol):
+    """A weather provider: the leader asks it for one reading per city."""
+
+    name: str  # for people: "OpenWeatherMap", "Open-Meteo"
+
+    def fetch(self, city: str) -> Reading:
+        """The current weather in ``city``, or one of errors.py's Weather* exceptions."""
+        ...
+
+    def close(self) -> None:
+        ...
 
 
 class OpenWeatherClient:
+    name = "OpenWeatherMap"
+
     def __init__(self, api_key: str, base_url: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
                  session: requests.Session | None = None) -> None:
         self._api_key = api_key
@@ -74,7 +97,7 @@ class OpenWeatherClient:
         if status == 429 or status >= 500:
             raise WeatherBackoffError(
                 f"OpenWeatherMap answered {status} for {city!r}", status=status,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after(response.headers.get("Retry-After")),
             )
         if status != 200:
             raise WeatherResponseError(f"OpenWeatherMap answered {status} for {city!r}")
@@ -96,9 +119,9 @@ def parse_reading(city: str, body: Any) -> Reading:
     if not isinstance(main, dict):
         raise bad("'main' is missing")
     temperature, humidity = main.get("temp"), main.get("humidity")
-    if not _is_number(temperature):
+    if not is_number(temperature):
         raise bad("'main.temp' is missing or not a number")
-    if not _is_number(humidity):
+    if not is_number(humidity):
         raise bad("'main.humidity' is missing or not a number")
     if not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
         raise bad(f"temperature {temperature} °C is impossible")
@@ -109,21 +132,21 @@ def parse_reading(city: str, body: Any) -> Reading:
     description = weather[0].get("description")
     if not isinstance(description, str) or not description.strip():
         raise bad("'weather[0].description' is missing")
-    if not _is_number(dt) or dt <= 0:
+    if not is_number(dt) or dt <= 0:
         raise bad("'dt' is missing or not a timestamp")
     try:
         observed_at = datetime.fromtimestamp(int(dt), tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         raise bad(f"'dt' {dt} is not a valid timestamp") from None
     return Reading(city=city, temperature=float(temperature), humidity=round(humidity),
-                   description=description.strip()[:255], observed_at=observed_at)
+                   description=description.strip()[:255], observed_at=observed_at, provider=OPENWEATHERMAP)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value) if value is not None else None
     except ValueError:

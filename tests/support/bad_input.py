@@ -96,10 +96,13 @@ CONFIG_CASES: dict[str, Case] = {
     "acquire-longer-than-lease": Case({"ACQUIRE_INTERVAL": "20"}),
     "instance-id-invalid": Case({"INSTANCE_ID": "has space"}),
     # the weather API
-    "api-key-missing": Case({"OPENWEATHER_API_KEY": None}),  # type: ignore[dict-item]
+    "api-key-missing": Case({"OPENWEATHER_API_KEY": None, "WEATHER_PROVIDER": "openweathermap"}),  # type: ignore[dict-item]
+    "weather-provider-unknown": Case({"WEATHER_PROVIDER": "accuweather"}),
     "api-key-empty": Case({"OPENWEATHER_API_KEY": "  "}),
     "api-key-with-space": Case({"OPENWEATHER_API_KEY": "two words"}),
     "weather-url-not-http": Case({"OPENWEATHER_URL": "ftp://example.com"}),
+    "open-meteo-geocoding-url-not-http": Case({"OPEN_METEO_GEOCODING_URL": "geocoding-api.open-meteo.com/v1/search"}),
+    "open-meteo-forecast-url-not-http": Case({"OPEN_METEO_FORECAST_URL": "ftp://example.com"}),
     "cities-empty": Case({"WEATHER_CITIES": ""}),
     "cities-empty-name": Case({"WEATHER_CITIES": "Hanoi,,Tokyo"}),
     "cities-duplicate": Case({"WEATHER_CITIES": "Hanoi,hanoi"}),
@@ -123,6 +126,10 @@ CONFIG_CASES: dict[str, Case] = {
     "metrics-port-not-a-number": Case({"METRICS_PORT": "metrics"}),
     "metrics-host-not-an-address": Case({"METRICS_PORT": "9100", "METRICS_HOST": "http://0.0.0.0:9100"}),
     "metrics-host-without-port": Case({"METRICS_HOST": "0.0.0.0"}),
+    # the store: MySQL or SQLite
+    "mysql-setting-without-host": Case({"MYSQL_PASSWORD": "Pw-least-4242"}),
+    "sqlite-path-and-mysql-host": Case({"MYSQL_HOST": "127.0.0.1", "SQLITE_PATH": "weather.sqlite3"}),
+    "sqlite-path-empty": Case({"SQLITE_PATH": " "}),
     # the rest
     "log-level-unknown": Case({"LOG_LEVEL": "LOUD"}),
     "journal-no-directory": Case({"LEADERSHIP_JOURNAL": "/no/such/directory/leadership.jsonl"}),
