@@ -9,12 +9,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AZURITE_PORT ?= 10000
+# Test processes side by side: most tests wait on leases and failovers, not on the CPU.
+TEST_WORKERS ?= 3
 
 .PHONY: test demo lint chaos deps azurite clean
 
 test: deps
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: deps
 	DEMO_SECONDS=$(DEMO_SECONDS) PYTHONPATH=src $(PY) -m DistributedMutex.demo

@@ -158,3 +158,9 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Instance]]:
     yield start
     for instance in started:
         instance.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The chaos suite first: it is the longest (about 7 minutes), so with `pytest -n` (make test)
+    the other tests run beside it instead of after it."""
+    items.sort(key=lambda item: 0 if item.path.name == "test_chaos.py" else 1)
