@@ -305,6 +305,8 @@ class Group:
         signum = signal.SIGKILL if mode == "crash" else signal.SIGTERM
         sent = time.monotonic()
         os.kill(victim_pid, signum)
+        if mode == "crash":
+            leader.life.ended = sent  # a SIGKILLed process stops acting (and calling) at once
         self.kills.append({"slot": leader.name, "at": sent, "mode": mode})
 
         def successor() -> dict[str, Any] | None:
@@ -437,7 +439,7 @@ class Bench:
                 group.end = time.monotonic()
 
         meter = LoadMeter()
-        threads = [threading.Thread(target=run, args=pair) for pair in groups]
+        threads = [threading.Thread(target=run, args=pair, daemon=True) for pair in groups]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -724,8 +726,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM like Ctrl-C: leave through Bench.__exit__, which stops every instance and drops the databases.
+    signal.signal(signal.SIGTERM, _interrupted)
     wall_start = time.monotonic()
     with Bench(args) as bench:
         bench.say(f"benchmark: designs {','.join(args.designs)} x {args.trials} crash + {args.trials} graceful trials, "
