@@ -271,8 +271,15 @@ class Group:
 
     def all_polling(self) -> bool:
         """Every instance is up and has had an answer from the storage since it (re)started."""
-        return all(slot.alive and any(e.status is not None and e.sent >= slot.life.started
-                                      for e in list(slot.watch.exchanges)) for slot in self.slots)
+        def answered_since_start(slot: Slot) -> bool:
+            for e in reversed(slot.watch.exchanges):  # newest first: usually the first one decides
+                if e.sent < slot.life.started:
+                    return False
+                if e.status is not None:
+                    return True
+            return False
+
+        return all(slot.alive and answered_since_start(slot) for slot in self.slots)
 
     def wait_steady(self, timeout: float) -> tuple[Slot, dict[str, Any]]:
         leader = self.wait(self.current_leader, timeout, "no leader")
@@ -681,8 +688,9 @@ def report(results: dict[str, Any]) -> str:
             f" each worker {fmt(cost['worker_per_min'], 1)}/min = {cost['worker_per_month']:,}/month\n"
             f"  expected: leader {cost['expected']['leader_per_min']:g}/min, worker "
             f"{cost['expected']['worker_per_min']:g}/min ({cost['expected']['why']}).\n"
-            "  On an Azure bill lease calls and Set Blob Metadata are write operations, Get Blob Properties a "
-            "read/other operation;\n  multiply by your region's price per 10,000 operations.")
+            "  Every request is billed; its price category (Get Blob Properties is 'Other' on general-purpose"
+            " v2) is in\n  learn.microsoft.com/azure/storage/blobs/map-rest-apis-transaction-categories; multiply by"
+            " your region's price per 10,000.")
     lines = []
     for t in results.get("targets", []):
         line = f"  {t['verdict']:<12} {t['target']}: "
@@ -715,6 +723,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", default="1", help="random seed for the kill phases")
     parser.add_argument("--out", help="output directory (default bench-results/<time>)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    parser.add_argument("--report", metavar="RESULTS_JSON",
+                        help="run nothing: print the table (and redraw the PNG beside it) from an earlier results.json")
     args = parser.parse_args(argv)
     args.designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     unknown = [d for d in args.designs if d not in DESIGNS]
@@ -730,8 +740,21 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def reprint(path: Path, plot: bool) -> int:
+    results = json.loads(path.read_text())
+    results["targets"] = targets(results)
+    print(report(results))
+    if plot:
+        from bench.plot import timeline
+
+        print(f"timeline: {timeline(results, path.with_name('timeline.png'))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return reprint(Path(args.report), not args.no_plot)
     # SIGTERM like Ctrl-C: leave through Bench.__exit__, which stops every instance and drops the databases.
     signal.signal(signal.SIGTERM, _interrupted)
     wall_start = time.monotonic()
