@@ -42,11 +42,12 @@ def timeline(results: dict[str, Any], path: Path) -> Path:
             x = trial["signal_mono"] - t0
             marker = "X" if trial["mode"] == "crash" else "v"
             ax.plot([x], [y], marker=marker, color="black", markersize=9, zorder=5)
-            ax.annotate(f"{trial['failover_s']:.1f} s", (x, len(slots) - 0.45), fontsize=8, ha="left",
+            ax.annotate(f"{trial['failover_s']:.1f} s", (x, len(slots) - 0.45 + 0.35 * (trial["trial"] % 2)),
+                        fontsize=7, ha="left",
                         va="bottom", color="#222222")
         ax.set_yticks(range(len(slots)))
         ax.set_yticklabels(slots, fontsize=8)
-        ax.set_ylim(-0.7, len(slots) + 0.2)
+        ax.set_ylim(-0.7, len(slots) + 0.4)
         ax.set_xlim(0, end + 1)
         ax.invert_yaxis()
         ax.set_title(f"{group['group']}", fontsize=9, loc="left")
@@ -54,7 +55,7 @@ def timeline(results: dict[str, Any], path: Path) -> Path:
     axes[-1, 0].set_xlabel("seconds since the benchmark started (CLOCK_MONOTONIC)")
     fig.suptitle("Who led when: bars = acting as leader (journal start..stop), X = SIGKILL, v = SIGTERM, "
                  "grey = no leader; numbers = failover seconds", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -182,6 +182,7 @@ class Group:
         self.trials: list[dict[str, Any]] = []
         self.kills: list[dict[str, Any]] = []
         self.end: float | None = None
+        self.steady: dict[str, Any] | None = None
 
     def env(self, slot: Slot) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "AZURE_", "BENCH_"))}
@@ -339,6 +340,19 @@ class Group:
 
     # -- accounting -----------------------------------------------------------------------------
 
+    def quiet_window(self, seconds: float) -> dict[str, Any]:
+        """Storage requests per minute of the leader and of each worker while nothing happens."""
+        leader, _ = self.wait_steady(self.design.lease + 60)
+        w0 = time.monotonic()
+        time.sleep(seconds)
+        w1 = time.monotonic()
+        still = self.current_leader()
+        counts = {slot.name: sum(1 for e in list(slot.watch.exchanges) if w0 <= e.sent <= w1) for slot in self.slots}
+        workers = [60 * c / (w1 - w0) for name, c in counts.items() if name != leader.name]
+        return {"window_s": round(w1 - w0, 1), "leader_changed": still is None or still[0] is not leader,
+                "leader_per_min": round(60 * counts[leader.name] / (w1 - w0), 1),
+                "worker_per_min": round(statistics.mean(workers), 1) if workers else None}
+
     def leadership_intervals(self, end: float) -> list[dict[str, Any]]:
         """[{slot, pid, term, start, stop, killed}] from the journal; an interval of a killed process
         ends at its kill."""
@@ -436,6 +450,10 @@ class Bench:
         def run(group: Group, mode: str) -> None:
             try:
                 group.start_all()
+                if mode == "crash":
+                    group.steady = group.quiet_window(design_window(group.design, self.args.design_window))
+                    self.say(f"  {group.name}: {group.steady['leader_per_min']} requests/min as leader, "
+                             f"{group.steady['worker_per_min']} per worker, over {group.steady['window_s']} s")
                 rng = random.Random(f"{self.args.seed}-{group.name}")
                 for number in range(1, self.args.trials + 1):
                     group.trial(mode, number, rng)
@@ -460,7 +478,9 @@ class Bench:
                 if group.design is design:
                     row[mode] = summary([t["failover_s"] for t in group.trials])
                     row[mode]["trials"] = group.trials
-                    row[f"{mode}_requests"] = group.request_rates(group.end or time.monotonic())
+                    row[f"{mode}_whole_run_requests"] = group.request_rates(group.end or time.monotonic())
+                    if group.steady is not None:
+                        row["steady_requests"] = group.steady
             results[design.key] = row
         for group, _ in groups:
             group.stop_all()
@@ -549,6 +569,11 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 # -- estimates, targets, the table -------------------------------------------------------------
 
+def design_window(design: Design, override: float | None = None) -> float:
+    """A quiet window long enough for three renewals and three polls (unless told otherwise)."""
+    return override if override is not None else max(30.0, 3 * design.renew, 3 * design.acquire)
+
+
 def expected_failover(design: Design, mode: str) -> float:
     """Rough mean seconds from the signal to a new leader, for the runtime estimate."""
     poll = design.acquire * (1.6 if design.jitter == "client-go" else 1.0)
@@ -559,6 +584,7 @@ def expected_failover(design: Design, mode: str) -> float:
 
 def estimate(args: argparse.Namespace) -> float:
     per_group = [args.trials * (expected_failover(DESIGNS[k], mode) + DESIGNS[k].renew / 2 + 3)
+                 + (design_window(DESIGNS[k], args.design_window) if mode == "crash" else 0)
                  for k in args.designs for mode in ("crash", "graceful")]
     designs = (max(per_group) + 10) if per_group and args.trials else 0
     ours = DESIGNS["ours"]
@@ -620,9 +646,9 @@ def steady_cost(results: dict[str, Any]) -> dict[str, Any]:
         leader, worker = source["leader_requests_per_min"], source["worker_requests_per_min"]
         where = f"{source['window_s']:g} s quiet window with {source['contenders']} instances"
     else:
-        rates = results.get("designs", {}).get("ours", {}).get("crash_requests") or {}
+        rates = results.get("designs", {}).get("ours", {}).get("steady_requests") or {}
         leader, worker = rates.get("leader_per_min"), rates.get("worker_per_min")
-        where = "the whole crash-trial run (includes failovers)"
+        where = f"a {rates.get('window_s')} s quiet window with 3 instances"
     month = 60 * 24 * 30
     return {"source": where, "leader_per_min": leader, "worker_per_min": worker,
             "leader_per_month": round(leader * month) if leader else None,
@@ -660,13 +686,16 @@ def report(results: dict[str, Any]) -> str:
                 if mode not in row:
                     continue
                 s = row[mode]
-                rates = row.get(f"{mode}_requests", {})
+                rates = row.get("steady_requests", {}) if mode == "crash" else {}
                 rows.append([row["label"], row["timing"], "SIGKILL" if mode == "crash" else "SIGTERM", s["n"],
                              s["min"], s["median"], s["p95"], s["max"], rates.get("leader_per_min"),
                              rates.get("worker_per_min")])
         parts.append("Failover: seconds from the signal to another instance's first act as leader (journal 'start')\n"
                      + table(["design", "lease/renew/retry", "signal", "n", "min", "median", "p95", "max",
-                              "leader req/min", "worker req/min"], rows))
+                              "leader req/min*", "worker req/min*"], rows))
+        parts.append("* storage requests per minute in a quiet window before the first kill (by default 3 renewals"
+                     " and 3 polls\n  at least), counted at each instance's TCP proxy; one value per design, on its"
+                     " SIGKILL row")
         emulated = [f"  {r['label']}: {r['note']}" for r in designs.values() if r["emulated"]]
         if emulated:
             parts.append("Rows marked (emulated) run this repository's election loop with that design's timing and "
@@ -719,6 +748,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--contenders", default="3,10,50,100", help="contender counts for ours ('' for none)")
     parser.add_argument("--contention-trials", type=int, default=3, help="crash trials per contender count (3)")
     parser.add_argument("--window", type=float, default=20, help="quiet measuring window per contender count, s")
+    parser.add_argument("--design-window", type=float,
+                        help="quiet window per design before its first kill, s (default max(30, 3 x renew, 3 x retry))")
     parser.add_argument("--settle", type=float, default=3, help="wait after every contender is polling, s")
     parser.add_argument("--seed", default="1", help="random seed for the kill phases")
     parser.add_argument("--out", help="output directory (default bench-results/<time>)")

@@ -22,7 +22,7 @@ def test_tiny_benchmark_writes_plausible_json(tmp_path: Path, mysql_server: MySQ
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", "tests", ".")))
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--designs", "ours", "--trials", "1", "--contenders", "3",
-         "--contention-trials", "0", "--window", "4", "--settle", "1", "--no-plot", "--out", str(tmp_path)],
+         "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1", "--no-plot", "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Failover: seconds from the signal" in run.stdout
@@ -39,6 +39,9 @@ def test_tiny_benchmark_writes_plausible_json(tmp_path: Path, mysql_server: MySQ
     assert 0 < graceful["median"] <= 5, graceful
     trial = crash["trials"][0]
     assert trial["new_leader"] != trial["victim"] and trial["new_term"] > trial["victim_term"]
+
+    steady = ours["steady_requests"]
+    assert steady["window_s"] >= 5 and steady["leader_per_min"] > 0 and steady["worker_per_min"] > 0, steady
 
     (contention,) = results["contention"]
     assert contention["contenders"] == 3 and contention["crash"]["n"] == 0
