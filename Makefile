@@ -14,11 +14,11 @@ AZURITE_PORT ?= 10000
 .PHONY: test lint chaos bench deps azurite clean
 
 test: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 
 lint: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 
 chaos: deps
 	PYTHONPATH=src:tests $(PY) -m support.chaos $(CHAOS_ARGS)
