@@ -75,11 +75,13 @@ DESIGNS = {
                    note="the original demo's constant.py; never releases the lease, so SIGTERM fails over like a "
                         "crash"),
     "microsoft": Design("microsoft", "Microsoft sample (emulated)", 15, 10, 20, shown_as="15/10/20",
-                        note="mspnp leader-election sample; releases on stop, retries every 20 s"),
+                        note="mspnp leader-election sample; releases on stop, retries every 20 s (its renewals "
+                             "cost our 2 requests here)"),
     "client-go": Design("client-go", "client-go (emulated)", 15, 2, 2, safety_margin=5, jitter="client-go",
                         shown_as="15/10/2",
                         note="lease 15 s, renews every RetryPeriod 2 s, steps down after RenewDeadline 10 s "
-                             "(our safety margin 5 s), retry 2 s x (1 + U(0, 1.2)), ReleaseOnCancel"),
+                             "(our safety margin 5 s), retry 2 s x (1 + U(0, 1.2)), ReleaseOnCancel; each renewal "
+                             "here costs our 2 requests (renew + metadata stamp)"),
     "ours": Design("ours", "ours (the product)", 15, 5, 2, emulated=False, shown_as="15/5/2",
                    note="this repository, unmodified"),
 }
