@@ -4,6 +4,9 @@
 # make lint  - ruff
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
 #              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1")
+# make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):
+#              table on stdout, results.json and timeline.png in bench-results/<time>/
+#              (BENCH_ARGS="--trials 2 --contenders 3,10" for a smaller run; --help for all options)
 # make azurite - run Azurite (blob service) on 127.0.0.1:$(AZURITE_PORT) (10000) in the foreground, for the demo
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,20 +15,27 @@ AZURITE_PORT ?= 10000
 # Test processes side by side: most tests wait on leases and failovers, not on the CPU.
 TEST_WORKERS ?= 3
 
-.PHONY: test demo lint chaos deps azurite clean
+.PHONY: test demo lint chaos bench deps azurite clean
 
 test: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: deps
 	DEMO_SECONDS=$(DEMO_SECONDS) PYTHONPATH=src $(PY) -m DistributedMutex.demo
 
 lint: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 
 chaos: deps
 	PYTHONPATH=src:tests $(PY) -m support.chaos $(CHAOS_ARGS)
+
+bench: deps $(VENV)/.bench-installed
+	PYTHONPATH=src:tests:. $(PY) -m bench $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
 
 deps: $(VENV)/.installed node_modules/.installed
 

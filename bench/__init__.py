@@ -1,0 +1,1 @@
+"""The failover and cost benchmark (``make bench``); see bench/README.md."""
