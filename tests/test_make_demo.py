@@ -84,3 +84,31 @@ def test_the_live_panel_takes_keys(demo_env: dict[str, str]) -> None:
         if process.poll() is None:
             process.kill()
         os.close(controller)
+
+
+def test_ctrl_c_ends_the_demo_cleanly(demo_env: dict[str, str]) -> None:
+    """SIGINT (Ctrl-C) while the demo runs: exit code 0, the summary, and no process left behind."""
+    import signal
+    import sys
+    import time
+
+    marker = f"DM_DEMO_TEST_{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "AZURE_", "DEMO_"))}
+    env.update({k: v for k, v in demo_env.items() if k not in ("AZURE_STORAGE_CONNECTION_STRING", "CONTAINER_NAME")})
+    env.update(DEMO_FAILOVER_EVERY="0", PYTHONPATH=str(ROOT / "src"), MARKER=marker)
+    process = subprocess.Popen([sys.executable, "-m", "DistributedMutex.demo"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    for line in process.stdout:  # the demo prints a line at least every READ_INTERVAL
+        lines.append(line)
+        if "became leader" in line:
+            break
+        assert time.monotonic() < deadline, "no leader within 30 s:\n" + "".join(lines[-30:])
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, rest[-2000:]
+    assert "0 leader stops, 0 failovers" in rest, rest[-2000:]
+    assert "Traceback" not in "".join(lines) + rest
+    assert processes_with(marker) == [], "Ctrl-C left processes behind"
