@@ -40,6 +40,9 @@ def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_
     assert match[1] != match[2] and float(match[3]) < 5, match[0]
     assert re.search(r"^failover time after a graceful stop: median \d+\.\d s", output, re.MULTILINE), output[-2000:]
     assert re.search(r"\[node-\d\] .*stored \d+ readings", output), "no leader wrote anything"
+    # Every stopped leader was replaced, and the replacements kept running.
+    assert re.search(r"^\d+ leader stops, \d+ failovers, 3 instances running at the end$", output, re.MULTILINE), \
+        output[-2000:]
     assert "Traceback" not in output
     assert processes_with(marker) == [], "the demo left processes behind"
 

@@ -78,7 +78,7 @@ class WeatherApp:
             started = time.monotonic()
             readings, backoff = await self._fetch_all(ctx)
             self._buffer(pending, readings)
-            if pending:
+            if pending and ctx.is_active():
                 ctx.report_progress()
                 registered = await self._store_pending(ctx, pending, registered)
             if backoff is None:
@@ -102,6 +102,10 @@ class WeatherApp:
         """One reading per city that answered; the second value asks for a back-off (seconds)."""
         readings: list[Reading] = []
         for city in self._cities:
+            # Before every call: a process frozen past its deadline must not fetch when it wakes,
+            # before the election loop has had its turn to end the role.
+            if not ctx.is_active():
+                break
             ctx.report_progress()
             try:
                 readings.append(await blocking(self._client.fetch, city))

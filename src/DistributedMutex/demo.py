@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import re
 import select
 import shutil
@@ -99,6 +100,8 @@ class Demo:
         self.next_number = 1
         self.next_kind = "graceful stop"  # the first one is quick to watch; then they alternate
         self.stopping = threading.Event()
+        self.replacements: queue.Queue[str] = queue.Queue()
+        self.running_at_end = 0
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -123,6 +126,9 @@ class Demo:
                 elif now >= next_failover and self.leader() is not None:
                     self.disrupt(self.next_kind)
                     self.next_kind = "kill" if self.next_kind == "graceful stop" else "graceful stop"
+                while not self.replacements.empty():
+                    self.replacements.get_nowait()
+                    self.add_node()
                 key = keys.read(timeout=0.25)
                 if key == "q":
                     break
@@ -132,18 +138,25 @@ class Demo:
                     self.add_node()
                 self.draw(now - started)
         self.track()
+        self.running_at_end = sum(node.alive for node in self.snapshot())
+        self.stopping.set()
         return 0
+
+    def snapshot(self) -> list[Node]:
+        with self.lock:
+            return list(self.nodes)
 
     def stop(self) -> None:
         self.stopping.set()
 
     def close(self) -> None:
         """Stop every instance (gracefully, then for sure) and Azurite; nothing is left behind."""
-        for node in self.nodes:
+        self.stopping.set()  # add_node refuses from now on
+        for node in self.snapshot():
             if node.alive:
                 node.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for node in self.nodes:
+        for node in self.snapshot():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(max(0.1, deadline - time.monotonic()))
             if node.alive:
@@ -172,9 +185,9 @@ class Demo:
                        "azurite-blob", "--blobHost", "0.0.0.0", "--inMemoryPersistence", "--disableTelemetry"]
         else:
             raise DemoError("Azurite is not installed (run `npm ci`; `make demo` does it) and there is no Docker")
-        log_file = (self.workdir / "azurite.log").open("wb")
-        self.azurite = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
-                                        preexec_fn=_die_with_parent)
+        with (self.workdir / "azurite.log").open("wb") as log_file:  # the child keeps its own copy
+            self.azurite = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+                                            preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.azurite.poll() is not None:
@@ -197,8 +210,10 @@ class Demo:
 
     # -- instances ---------------------------------------------------------------------------
 
-    def add_node(self) -> Node:
+    def add_node(self) -> Node | None:
         with self.lock:
+            if self.stopping.is_set():
+                return None
             name = f"node-{self.next_number}"
             colour = COLOURS[(self.next_number - 1) % len(COLOURS)]
             self.next_number += 1
@@ -221,6 +236,8 @@ class Demo:
         node = Node(name, colour, process)
         with self.lock:
             self.nodes.append(node)
+            if self.stopping.is_set():  # close() began meanwhile: it may not have seen this one
+                process.kill()
         threading.Thread(target=self._pump, args=(node,), daemon=True).start()
         return node
 
@@ -250,8 +267,9 @@ class Demo:
     def _replace(self, node: Node) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             node.process.wait(10)
-        if not self.stopping.is_set():
-            self.add_node()
+        # Started by the main loop, not here: PR_SET_PDEATHSIG fires when the *thread* that
+        # started a child ends, so a child of this short-lived thread would be killed at once.
+        self.replacements.put(node.name)
 
     # -- what is going on --------------------------------------------------------------------
 
@@ -270,13 +288,13 @@ class Demo:
                 open_[record["instance"]] = record
             else:
                 open_.pop(record["instance"], None)
-        alive = {n.name for n in self.nodes if n.alive}
+        alive = {n.name for n in self.snapshot() if n.alive}
         current = [r for name, r in open_.items() if name in alive]
         return max(current, key=lambda r: r["mono"]) if current else None
 
     def leader(self) -> Node | None:
         record = self.leader_record()
-        return next((n for n in self.nodes if record and n.name == record["instance"]), None)
+        return next((n for n in self.snapshot() if record and n.name == record["instance"]), None)
 
     def track(self) -> None:
         """Match each disruption with the first leadership another instance started after it."""
@@ -325,7 +343,7 @@ class Demo:
                 f"leader: {BOLD}{record['instance'] if record else 'none'}{RESET}"
                 f"  term {record['term'] if record else '-'}"
                 f"  lease left {'-' if left is None else f'{left:4.1f} s'}"]
-        for node in list(self.nodes):
+        for node in self.snapshot():
             if not node.alive and time.monotonic() - node.started > 0 and node.process.returncode is not None:
                 state = f"{DIM}exited ({node.process.returncode}){RESET}"
             elif record and record["instance"] == node.name:
@@ -343,7 +361,8 @@ class Demo:
             self.out.flush()
 
     def summary(self) -> str:
-        lines = [f"{len(self.disruptions)} leader stops, {sum(d.took is not None for d in self.disruptions)} failovers"]
+        lines = [f"{len(self.disruptions)} leader stops, {sum(d.took is not None for d in self.disruptions)} failovers,"
+                 f" {self.running_at_end} instances running at the end"]
         for d in self.disruptions:
             if d.took is None:
                 lines.append(f"no failover measured after the {d.kind} of {d.victim}: the demo ended first")

@@ -286,9 +286,13 @@ class DistributedMutex:
             log.warning("acquired the lease too late to act on it safely (term %d); giving it back", lease.term)
             await self._release(lease)
             return
-        lease = await self._wait_for_predecessor(lease)
-        if lease is None:
+        # The renewals of the quiet wait below carry the term of *this* lease (see _hold).
+        self._lease = lease
+        waited = await self._wait_for_predecessor(lease)
+        if waited is None:
+            self._lease = None
             return
+        lease = waited
         self.role, self.term = Role.LEADER, lease.term
         self._seen_leader = (self._identity.instance_id, lease.term)
         self._observer.became_leader(lease.term, self._clock() - lease.sent_at, lease.duration)

@@ -66,7 +66,9 @@ class HttpWatch:
             exchange = self._unanswered[connection].popleft()
             exchange.status, exchange.answered = int(match[1]), at
 
-    def lease_grants(self) -> list[float]:
-        """When each granted acquire/renewal was sent, in order."""
+    def lease_grants(self, answered_by: float = float("inf")) -> list[float]:
+        """When each granted acquire/renewal was sent, in order; only those whose answer had
+        reached the instance by ``answered_by`` (an instance can act only on answers it has)."""
         with self._lock:
-            return sorted(e.sent for e in self.exchanges if e.took_lease)
+            return sorted(e.sent for e in self.exchanges
+                          if e.took_lease and e.answered is not None and e.answered <= answered_by)
