@@ -217,10 +217,14 @@ class AzureBlobLeaseBackend:
         self._acquire_outcome_unknown = False
         lease = Lease(term=0, token=self._lease.id, sent_at=now, duration=self._lease_duration)
         try:
-            term, predecessor_until = self._record_new_term(identity)
+            term, predecessor_until, written_since = self._record_new_term(identity, seen_etag=properties.etag)
         except BackendError:
             self._release_quietly(lease)
             raise
+        # Somebody wrote the blob between our first read and our acquire: another holder came and
+        # went in that gap (every holder writes its term), and may still be acting if the storage
+        # lost its lease. Its stamp is the Last-Modified we just read under our lease.
+        predecessor_may_act = predecessor_may_act or written_since
         return Lease(term=term, token=lease.token, sent_at=now, duration=self._lease_duration,
                      predecessor_until=now + (time.monotonic() - started) + predecessor_until
                      if predecessor_may_act else -math.inf)
@@ -237,7 +241,7 @@ class AzureBlobLeaseBackend:
         return Lease(term=lease.term, token=lease.token, sent_at=now, duration=lease.duration)
 
     def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
-        term, _ = self._record_new_term(identity, at_least=at_least)
+        term, _, _ = self._record_new_term(identity, at_least=at_least)
         return Lease(term=term, token=lease.token, sent_at=lease.sent_at, duration=lease.duration)
 
     def release(self, lease: Lease) -> None:
@@ -278,12 +282,14 @@ class AzureBlobLeaseBackend:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _record_new_term(self, identity: Identity, at_least: int = 0) -> tuple[int, float]:
+    def _record_new_term(self, identity: Identity, at_least: int = 0,
+                         seen_etag: str | None = None) -> tuple[int, float, bool]:
         """Increment the term in the blob's metadata, under our lease (read-modify-write).
 
         Also returns how long from now, at most, the previous holder's lease could have lasted
         had the storage kept it: its last stamp of Last-Modified plus a lease, against the
-        server's clock (both in whole seconds, hence the extra second)."""
+        server's clock (both in whole seconds, hence the extra second); and whether the blob was
+        written since ``seen_etag`` (our read before acquiring)."""
         properties = self._call(self._blob.get_blob_properties, "read the lease blob", _READ)
         metadata = dict(properties.metadata or {})
         term = max(_int(metadata.get(TERM)) + 1, at_least)
@@ -298,10 +304,11 @@ class AzureBlobLeaseBackend:
             metadata, lease=self._lease.id, if_match=properties.etag,
         ), "write the term into the blob's metadata", _WRITE)
         self._metadata = metadata
+        written_since = seen_etag is not None and properties.etag != seen_etag
         last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
         if last_stamp is None or server_now is None:
-            return term, float(self._lease_duration + 1)  # cannot tell: assume the worst
-        return term, (last_stamp - server_now).total_seconds() + self._lease_duration + 1
+            return term, float(self._lease_duration + 1), written_since  # cannot tell: assume the worst
+        return term, (last_stamp - server_now).total_seconds() + self._lease_duration + 1, written_since
 
     def _properties_or_create(self) -> Any:
         try:
