@@ -13,7 +13,6 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -25,7 +24,6 @@ from DistributedMutex.app import WeatherApp
 from DistributedMutex.azure_lease import DEFAULT_API_VERSION
 from DistributedMutex.config import DEFAULTS, MySQLSettings, load_settings
 from DistributedMutex.errors import ConfigurationError
-from DistributedMutex.mutex import Role, RoleContext
 from DistributedMutex.open_meteo import OpenMeteoClient
 from DistributedMutex.sqlite_store import SQLiteStore
 from DistributedMutex.store import WeatherStore
@@ -44,6 +42,7 @@ from support.bad_input import (
 )
 from support.fake_open_meteo import FakeOpenMeteo
 from support.fake_openweather import FakeOpenWeather
+from support.leader_loop import run_leader_until
 from support.old_schema import OLD_WEATHER_TABLE
 from support.processes import SCRIPT
 from support.services import AZURITE_ACCOUNT, Azurite, connection_string, free_port
@@ -292,18 +291,24 @@ def test_sqlite_not_a_database(spawn, demo_env, tmp_path: Path) -> None:
 
 # -- the weather API -------------------------------------------------------------------------------
 
-async def run_leader_until(app: WeatherApp, done: Callable[[], bool], timeout: float) -> None:
-    ctx = RoleContext("bad-input", Role.LEADER, term=1)
-    task = asyncio.create_task(app.lead(ctx))
-    try:
-        async with asyncio.timeout(timeout):
-            while not done():
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.05)
-    finally:
-        ctx.ended.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+def lead_through_bad_answers(app: WeatherApp, store, row_id: str, caplog, *, retried: bool) -> None:
+    """Run the leader until it has logged the row's documented line (twice where it retries the
+    whole round) and otherwise stored both cities; no traceback and no secret in the log."""
+    pattern = ROWS[row_id].pattern(city="Atlantis")
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+
+    def logged() -> int:
+        return sum(bool(pattern.fullmatch(r.getMessage())) for r in caplog.records)
+
+    def done() -> bool:
+        if retried:
+            return logged() >= 2  # and it tried again
+        return logged() >= 1 and {r.city for r in store.latest()} == {"Atlantis", "Hanoi"}
+
+    asyncio.run(run_leader_until(app, done, timeout=15, instance_id="bad-input"))
+    assert logged() >= 1, [r.getMessage() for r in caplog.records]
+    assert not any(r.exc_info for r in caplog.records)
+    assert_clean(caplog.text)
 
 
 @pytest.mark.parametrize("row_id", sorted(WEATHER_ROWS))
@@ -321,27 +326,13 @@ def test_a_bad_weather_answer_gives_its_documented_line_and_the_leader_goes_on(
     store = WeatherStore(MySQLSettings(mysql_server.host, mysql_server.port, mysql_server.user,
                                        mysql_server.password, database))
     client = OpenWeatherClient(key, url, timeout=(0.5, 0.5))
-    app = WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1)
-    pattern = ROWS[row_id].pattern(city="Atlantis")
-    caplog.set_level(logging.INFO, logger="DistributedMutex")
-
-    def logged() -> int:
-        return sum(bool(pattern.fullmatch(r.getMessage())) for r in caplog.records)
-
-    def done() -> bool:
-        if behaviour in ("wrong key", "unreachable"):
-            return logged() >= 2  # and it tried again
-        return logged() >= 1 and {r.city for r in store.latest()} == {"Atlantis", "Hanoi"}
-
     try:
-        asyncio.run(run_leader_until(app, done, timeout=15))
+        lead_through_bad_answers(WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1),
+                                 store, row_id, caplog, retried=behaviour in ("wrong key", "unreachable"))
     finally:
         store.close()
         client.close()
         weather.timeout_seconds = default_timeout
-    assert logged() >= 1, [r.getMessage() for r in caplog.records]
-    assert not any(r.exc_info for r in caplog.records)
-    assert_clean(caplog.text)
     assert weather.api_key not in caplog.text and "WRONG-KEY-0042" not in caplog.text
 
 
@@ -358,25 +349,11 @@ def test_a_bad_open_meteo_answer_gives_its_documented_line_and_the_leader_goes_o
         open_meteo.script("Atlantis", behaviour, endpoint=endpoint)
     store = SQLiteStore(str(tmp_path / "weather.sqlite3"))
     client = OpenMeteoClient(geocoding, forecast, timeout=(0.5, 0.5))
-    app = WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1)
-    pattern = ROWS[row_id].pattern(city="Atlantis")
-    caplog.set_level(logging.INFO, logger="DistributedMutex")
-
-    def logged() -> int:
-        return sum(bool(pattern.fullmatch(r.getMessage())) for r in caplog.records)
-
-    def done() -> bool:
-        if behaviour == "unreachable":
-            return logged() >= 2  # and it tried again
-        return logged() >= 1 and {r.city for r in store.latest()} == {"Atlantis", "Hanoi"}
-
     try:
-        asyncio.run(run_leader_until(app, done, timeout=15))
+        lead_through_bad_answers(WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1),
+                                 store, row_id, caplog, retried=behaviour == "unreachable")
         if behaviour != "unreachable":
             assert {r.provider for r in store.latest()} == {"open-meteo"}
     finally:
         store.close()
         client.close()
-    assert logged() >= 1, [r.getMessage() for r in caplog.records]
-    assert not any(r.exc_info for r in caplog.records)
-    assert_clean(caplog.text)

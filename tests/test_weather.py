@@ -21,10 +21,10 @@ from DistributedMutex.errors import (
     WeatherResponseError,
     WeatherUnavailableError,
 )
-from DistributedMutex.mutex import Role, RoleContext
 from DistributedMutex.store import WeatherStore
 from DistributedMutex.weather import OpenWeatherClient, parse_reading
 from support.fake_openweather import FakeOpenWeather
+from support.leader_loop import run_leader_until as run_leader
 from support.services import free_port
 
 
@@ -100,17 +100,7 @@ def test_any_decoded_answer_gives_a_reading_or_a_response_error(body: object) ->
 # -- the leader's loop -----------------------------------------------------------------------------
 
 async def run_leader_until(app: WeatherApp, term: int, done, timeout: float) -> None:
-    ctx = RoleContext("loop-test", Role.LEADER, term=term)
-    task = asyncio.create_task(app.lead(ctx))
-    try:
-        async with asyncio.timeout(timeout):
-            while not done():
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.05)
-    finally:
-        ctx.ended.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    task = await run_leader(app, done, timeout, term=term)
     assert not task.done() or task.cancelled(), "the leader loop ended by itself"
 
 

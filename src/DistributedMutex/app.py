@@ -109,9 +109,7 @@ class WeatherApp:
             ctx.report_progress()
             try:
                 readings.append(await blocking(self._client.fetch, city))
-            except CityNotFoundError as exc:
-                log.warning("%s: skipped", exc)
-            except WeatherResponseError as exc:
+            except (CityNotFoundError, WeatherResponseError) as exc:
                 log.warning("%s: skipped", exc)
             except WeatherAuthError as exc:
                 log.error("%s", exc)  # every city would fail the same way: stop this round

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -81,6 +82,7 @@ _LEASE_GONE_CODES = {
     "ContainerNotFound",
 }
 _REJECTED_STATUS = {401, 403}
+_URL_QUERY = re.compile(r"\?[^\s'\")]*")
 # 403 codes: the credential is fine but may not do this; versus it is not accepted at all.
 _PERMISSION_CODES = {"AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch"}
 
@@ -449,7 +451,11 @@ def _code(exc: AzureError) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    """The first line of an error, without any URL query: requests quotes the URL it failed on,
+    and with a SAS (in AZURE_STORAGE_CONTAINER_SAS_URL or a connection string) the query is the
+    signature. Messages leave here clean, whether or not a log filter is in the way."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return _URL_QUERY.sub("?…", text)[:200]
 
 
 def _int(value: str | None) -> int:

@@ -61,9 +61,7 @@ class RedactSecrets(logging.Filter):
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
             record.exc_info, record.exc_text = None, None
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(message, self._secrets), None
         return True
 
 

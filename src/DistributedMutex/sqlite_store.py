@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TypeVar
 
 from .config import OPENWEATHERMAP
-from .errors import StaleTermError, StoreAccessError, StoreError, StoreUnavailableError
-from .store import StoredReading
+from .errors import StoreAccessError, StoreError, StoreUnavailableError
+from .store import OneConnection, StoredReading, check_may_register, check_may_write
 from .weather import Reading
 
 T = TypeVar("T")
@@ -71,17 +70,15 @@ _MESSAGE_CODES = {"database is locked": _SQLITE_BUSY, "file is not a database": 
                   "attempt to write a readonly database": _SQLITE_READONLY}
 
 
-class SQLiteStore:
+class SQLiteStore(OneConnection):
     """Thread-safe: one connection, used by one caller at a time (the leader's and worker's calls
     run in threads), reopened after an error."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+        super().__init__()
         self.path = os.path.abspath(os.path.expanduser(path))
         self.description = f"SQLite at {self.path}"
         self._busy_timeout = busy_timeout
-        self._connection: sqlite3.Connection | None = None
-        self._schema_ready = False
-        self._lock = threading.Lock()
 
     # -- leader side -------------------------------------------------------------------------
 
@@ -89,8 +86,7 @@ class SQLiteStore:
         """Record ``term`` as the newest leadership; refused if a newer one is recorded."""
         def register(connection: sqlite3.Connection) -> None:
             stored = _stored_term(connection)
-            if stored is not None and stored > term:
-                raise StaleTermError(term, stored)
+            check_may_register(stored, term)
             connection.execute(
                 f"UPDATE leader_term SET term = MAX(term, ?), leader_id = ?, registered_at = {NOW} WHERE id = 1",
                 (term, leader_id))
@@ -107,10 +103,7 @@ class SQLiteStore:
 
         def write(connection: sqlite3.Connection) -> int:
             stored = _stored_term(connection)
-            if stored != term:
-                raise StaleTermError(term, stored if stored is not None else 0)
-            if not still_leader():
-                raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
+            check_may_write(stored, term, still_leader)
             inserted = 0
             for row in rows:
                 # DO NOTHING on the unique (city, observed_at) only: other errors still raise.
@@ -147,14 +140,6 @@ class SQLiteStore:
         Raises StoreAccessError (no such directory, not a database, not writable) or
         StoreUnavailableError (locked by another process for longer than the busy timeout)."""
         self._transaction(lambda connection: None, write=True)
-
-    def close(self) -> None:
-        # An abandoned call may still hold the lock (and the connection): do not wait for it.
-        if self._lock.acquire(timeout=0.5):
-            try:
-                self._drop_connection()
-            finally:
-                self._lock.release()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -223,14 +208,6 @@ class SQLiteStore:
                 _rollback_quietly(connection)
                 raise
         self._schema_ready = True
-
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            except sqlite3.Error:
-                pass  # it is broken already; we only let go of it
-            self._connection = None
 
     @property
     def _where(self) -> str:

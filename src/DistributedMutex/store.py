@@ -130,16 +130,52 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore(settings.sqlite_path)
 
 
-class WeatherStore:
+def check_may_register(stored: int | None, term: int) -> None:
+    """The fencing rule, registering: a term older than the stored one is refused."""
+    if stored is not None and stored > term:
+        raise StaleTermError(term, stored)
+
+
+def check_may_write(stored: int | None, term: int, still_leader: Callable[[], bool]) -> None:
+    """The fencing rule, writing (inside the transaction that holds the fencing row): the stored
+    term must be ours, and we must still lead; otherwise the write is rolled back."""
+    if stored != term:
+        raise StaleTermError(term, stored if stored is not None else 0)
+    if not still_leader():
+        raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
+
+
+class OneConnection:
+    """What both stores share: one connection, used by one caller at a time under ``_lock``,
+    dropped when it breaks (and reopened by the next call), let go of on close."""
+
+    def __init__(self) -> None:
+        self._connection: Any = None
+        self._schema_ready = False
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        # An abandoned call may still hold the lock (and the connection): do not wait for it.
+        if self._lock.acquire(timeout=0.5):
+            try:
+                self._drop_connection()
+            finally:
+                self._lock.release()
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            _close_quietly(self._connection)
+            self._connection = None
+
+
+class WeatherStore(OneConnection):
     """The MySQL store. Thread-safe: one connection, used by one caller at a time, reopened when it breaks."""
 
     def __init__(self, settings: MySQLSettings, *, connect_timeout: float = 5.0) -> None:
         check_database_name(settings.database)  # it is quoted into SQL as an identifier
+        super().__init__()
         self._settings = settings
         self._connect_timeout = connect_timeout
-        self._connection: Any = None
-        self._schema_ready = False
-        self._lock = threading.Lock()
         self.description = f"MySQL at {settings.host}:{settings.port}, database {settings.database}"
 
     # -- leader side -------------------------------------------------------------------------
@@ -148,8 +184,7 @@ class WeatherStore:
         """Record ``term`` as the newest leadership; refused if a newer one is recorded."""
         def register(cursor: Any) -> None:
             stored = self._locked_term(cursor)
-            if stored is not None and stored > term:
-                raise StaleTermError(term, stored)
+            check_may_register(stored, term)
             cursor.execute(
                 "INSERT INTO leader_term (id, term, leader_id, registered_at) VALUES (1, %s, %s, UTC_TIMESTAMP(6))"
                 " ON DUPLICATE KEY UPDATE term = GREATEST(term, VALUES(term)),"
@@ -169,10 +204,7 @@ class WeatherStore:
 
         def write(cursor: Any) -> int:
             stored = self._locked_term(cursor)
-            if stored != term:
-                raise StaleTermError(term, stored if stored is not None else 0)
-            if not still_leader():
-                raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
+            check_may_write(stored, term, still_leader)
             inserted = 0
             for row in rows:
                 # ON DUPLICATE KEY (not INSERT IGNORE, which would also hide real errors). The
@@ -227,14 +259,6 @@ class WeatherStore:
                         raise
             cursor.execute("ROLLBACK")  # nothing was written; be sure of it
         self._transaction(probe)
-
-    def close(self) -> None:
-        # An abandoned call may still hold the lock (and the connection): do not wait for it.
-        if self._lock.acquire(timeout=0.5):
-            try:
-                self._drop_connection()
-            finally:
-                self._lock.release()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -362,11 +386,6 @@ class WeatherStore:
         return StoreAccessError(
             f"{self._where()}: user {s.user!r} lacks the {privilege} privilege on database {s.database!r}{why}: "
             f"grant {NEEDED_PRIVILEGES} on `{s.database}`.* to MYSQL_USER")
-
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            _close_quietly(self._connection)
-            self._connection = None
 
     def _translate(self, exc: mysql.connector.Error) -> StoreUnavailableError:
         s = self._settings
