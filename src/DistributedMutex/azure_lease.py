@@ -265,6 +265,12 @@ class AzureBlobLeaseBackend:
             return None
         return record
 
+    def watch(self, wake: Callable[[], None]) -> None:
+        """The blob lease can only be polled: nothing ever wakes the loop early."""
+
+    def close(self) -> None:
+        self._container.close()
+
     def check_access(self) -> None:
         """Read (creating what is missing) and try a write that changes nothing, once at start.
 

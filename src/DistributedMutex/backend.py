@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
@@ -73,6 +74,10 @@ class Held:
 class ElectionBackend(Protocol):
     """A lock with a lease, a term and a readable holder.
 
+    The lease contract: ``sent_at + duration`` (on this process's monotonic clock) is a moment
+    before which no other instance can be granted leadership. The loop acts only until that
+    moment minus its safety margin.
+
     Errors are the ones in errors.py: ``LeaseLostError`` when the lease is definitely gone,
     ``StorageUnavailableError`` for anything that may heal, ``StorageRejectedError`` for good.
     """
@@ -103,6 +108,19 @@ class ElectionBackend(Protocol):
 
     def read_leader(self) -> LeaderRecord | None:
         """Who holds (or last held) the lease and in which term; None if nobody ever did."""
+        ...
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` (from any thread, cheaply) whenever who leads may have changed.
+
+        The loop then tries to acquire, or renews, at once instead of at its next interval: what
+        lets a backend that is told of changes (ZooKeeper watches, Raft messages) fail over in
+        well under a polling interval. A backend that can only poll (the blob lease) never calls it.
+        """
+        ...
+
+    def close(self) -> None:
+        """Let go of connections and threads. Does not release a held lease: release() does."""
         ...
 
 

@@ -22,7 +22,7 @@ from azure.core.exceptions import AzureError
 
 from .app import WeatherApp
 from .azure_lease import AzureBlobLeaseBackend
-from .backend import Identity
+from .backend import ElectionBackend, Identity
 from .config import OPEN_METEO, Settings, free_tier_warning, load_settings
 from .errors import (
     BackendError,
@@ -92,7 +92,37 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
 
 
-def build_backend(settings: Settings) -> AzureBlobLeaseBackend:
+def build_backend(settings: Settings) -> ElectionBackend:
+    """The backend ELECTION_BACKEND names; the ZooKeeper and Raft ones are imported only when chosen."""
+    if settings.zookeeper is not None:
+        from .zookeeper import ZooKeeperBackend
+
+        zk = settings.zookeeper
+        return ZooKeeperBackend(zk.hosts, zk.path, session_timeout=zk.session_timeout)
+    if settings.raft is not None:
+        from .raft import RaftBackend
+
+        raft = settings.raft
+        return RaftBackend(raft.peers, raft.node_id, raft.data_dir, election_timeout=raft.election_timeout)
+    return build_azure_backend(settings)
+
+
+def describe_backend(settings: Settings) -> str:
+    """Where the election happens, for the start-up line."""
+    timing = settings.timing()
+    if settings.zookeeper is not None:
+        zk = settings.zookeeper
+        return f"ZooKeeper {zk.hosts}, path {zk.path} (session timeout {zk.session_timeout:g} s)"
+    if settings.raft is not None:
+        raft = settings.raft
+        low, high = raft.election_timeout
+        return (f"Raft peer {raft.node_id} of {len(raft.peers)} ({', '.join(raft.peers)}), election timeout "
+                f"{low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
+    return (f"lease on {settings.container_name}/{settings.blob_name} (lease {timing.lease_duration:g} s, "
+            f"renew {timing.renew_interval:g} s, acquire {timing.acquire_interval:g} s)")
+
+
+def build_azure_backend(settings: Settings) -> AzureBlobLeaseBackend:
     options: dict[str, Any] = {"lease_duration": settings.lease_duration, "api_version": settings.api_version}
     try:
         if settings.container_sas_url:
@@ -136,9 +166,12 @@ def azure_ad_credential(settings: Settings) -> Any:
     return credential
 
 
-def check_storage(backend: AzureBlobLeaseBackend) -> None:
+def check_storage(backend: ElectionBackend) -> None:
     """Read and write the lease blob once at start: refused credentials or a missing permission
-    raise StorageRejectedError; anything else is left to the election loop, which retries."""
+    raise StorageRejectedError; anything else is left to the election loop, which retries.
+    (The other backends have nothing to check before they contend.)"""
+    if not isinstance(backend, AzureBlobLeaseBackend):
+        return
     try:
         backend.check_access()
     except StorageRejectedError:
@@ -176,8 +209,10 @@ def status(settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except BackendError as exc:
-        print(f"error: cannot read the lease: {exc}", file=sys.stderr)
+        print(f"error: cannot read who leads: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    finally:
+        backend.close()
     leading = record is not None and record.is_held
     print(json.dumps({
         "backend": backend.name,
@@ -208,7 +243,7 @@ def run_with_metrics(settings: Settings) -> int:
         return run_demo(settings)
     from .metrics import ElectionMetrics, MetricsServer  # prometheus_client only when asked for
 
-    metrics = ElectionMetrics(settings.instance_id, AzureBlobLeaseBackend.name)
+    metrics = ElectionMetrics(settings.instance_id, settings.election_backend)
     server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
     log.info("metrics on http://%s/metrics, health on http://%s/healthz%s", server.address, server.address,
              " (all interfaces)" if server.all_interfaces else "")
@@ -237,10 +272,11 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
     mutex = DistributedMutex(app.lead, app.work, backend=backend, identity=Identity(settings.instance_id),
                              timing=timing, stall_timeout=settings.leader_stall_timeout, journal=journal,
                              observer=metrics)
-    log.info("instance %s starting: lease on %s/%s (lease %g s, renew %g s, acquire %g s);"
-             " settings from %s", settings.instance_id, settings.container_name, settings.blob_name,
-             timing.lease_duration, timing.renew_interval, timing.acquire_interval,
+    log.info("instance %s starting: %s; settings from %s", settings.instance_id, describe_backend(settings),
              ", ".join(settings.sources) or "defaults")
+    if settings.ignored:
+        log.warning("ignoring %s: %s only for another ELECTION_BACKEND than %s", ", ".join(settings.ignored),
+                    "it is" if len(settings.ignored) == 1 else "they are", settings.election_backend)
     log.info("weather from %s, readings stored in %s", client.name, store.description)
     warning = free_tier_warning(settings)
     if warning:
@@ -252,6 +288,7 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
         log.error("cannot go on: %s", exc)
         return EXIT_CONFIG
     finally:
+        backend.close()
         store.close()
         client.close()
         if journal is not None:

@@ -25,12 +25,25 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from .backend_settings import (
+    AZURE,
+    OWN_SETTINGS,
+    RAFT,
+    ZOOKEEPER,
+    RaftSettings,
+    ZooKeeperSettings,
+    parse_backend,
+    parse_znode_path,
+    parse_zookeeper_hosts,
+    raft_settings,
+)
 from .errors import ConfigurationError
 from .timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE, ElectionTiming
 
 T = TypeVar("T")
 
 DEFAULTS: dict[str, str | None] = {
+    "ELECTION_BACKEND": AZURE,  # azure | zookeeper | raft (backend_settings.py)
     "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
     "AZURE_STORAGE_API_VERSION": "2026-06-06",
     "AZURE_STORAGE_ALLOW_HTTP": "false",  # plain http to a non-local storage endpoint
@@ -63,6 +76,13 @@ DEFAULTS: dict[str, str | None] = {
     "LEADERSHIP_JOURNAL": None,  # a file to append leadership intervals to (JSON lines)
     "METRICS_PORT": None,  # serve /metrics and /healthz on this port; unset: no endpoint
     "METRICS_HOST": "127.0.0.1",  # all interfaces only when asked for (0.0.0.0 or ::)
+    "ZOOKEEPER_HOSTS": "127.0.0.1:2181",
+    "ZOOKEEPER_PATH": "/election",
+    "ZOOKEEPER_SESSION_TIMEOUT": "5",
+    "RAFT_PEERS": None,  # id=host:port,... the whole cluster; required with ELECTION_BACKEND=raft
+    "RAFT_ID": None,  # this instance's id in RAFT_PEERS; unset: INSTANCE_ID
+    "RAFT_DATA_DIR": "raft-data",  # <RAFT_DATA_DIR>/<RAFT_ID>.json keeps the term and vote
+    "RAFT_ELECTION_TIMEOUT": "1000-2000",  # milliseconds, min-max
 }
 SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "OPENWEATHER_API_KEY",
                    "MYSQL_PASSWORD")
@@ -141,6 +161,11 @@ class Settings:
     weather_provider: str = OPEN_METEO
     open_meteo_geocoding_url: str = DEFAULTS["OPEN_METEO_GEOCODING_URL"] or ""
     open_meteo_forecast_url: str = DEFAULTS["OPEN_METEO_FORECAST_URL"] or ""
+    election_backend: str = AZURE
+    zookeeper: ZooKeeperSettings | None = None  # with ELECTION_BACKEND=zookeeper
+    raft: RaftSettings | None = None  # with ELECTION_BACKEND=raft
+    # Settings given for another backend than the chosen one: ignored, and said so at start.
+    ignored: tuple[str, ...] = ()
 
     @property
     def storage_auth(self) -> str:
@@ -152,6 +177,10 @@ class Settings:
         return "AZURE_STORAGE_CONNECTION_STRING"
 
     def timing(self) -> ElectionTiming:
+        if self.zookeeper is not None:
+            return self.zookeeper.timing()
+        if self.raft is not None:
+            return self.raft.timing()
         return ElectionTiming(self.lease_duration, self.renew_interval, self.acquire_interval)
 
     def require_api_key(self) -> str:
@@ -208,6 +237,10 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
             f"sends the SAS over plain http to {insecure}, which is not this machine: use https, "
             "or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
     mysql, sqlite_path = _store_settings(get)
+    backend = get("ELECTION_BACKEND", parse_backend)
+    instance_id = get("INSTANCE_ID", _matching(
+        _INSTANCE_ID, "1-64 letters, digits or . _ : @ -, starting with a letter or digit"),
+        default=_default_instance_id())
     container_name = get("CONTAINER_NAME", _matching(
         _CONTAINER_NAME, "3-63 lowercase letters, digits and single hyphens, "
         "starting and ending with a letter or digit"))
@@ -227,9 +260,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         lease_duration=lease_duration,
         renew_interval=get("RENEW_INTERVAL", _seconds(0.1, 3600)),
         acquire_interval=get("ACQUIRE_INTERVAL", _seconds(0.1, 3600)),
-        instance_id=get("INSTANCE_ID", _matching(
-            _INSTANCE_ID, "1-64 letters, digits or . _ : @ -, starting with a letter or digit"),
-            default=_default_instance_id()),
+        instance_id=instance_id,
         openweather_api_key=api_key,
         openweather_url=get("OPENWEATHER_URL", _http_url),
         weather_cities=get("WEATHER_CITIES", _cities),
@@ -250,6 +281,13 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
                              default=OPENWEATHERMAP if api_key else OPEN_METEO),
         open_meteo_geocoding_url=get("OPEN_METEO_GEOCODING_URL", _http_url),
         open_meteo_forecast_url=get("OPEN_METEO_FORECAST_URL", _http_url),
+        election_backend=backend,
+        zookeeper=ZooKeeperSettings(
+            hosts=get("ZOOKEEPER_HOSTS", parse_zookeeper_hosts), path=get("ZOOKEEPER_PATH", parse_znode_path),
+            session_timeout=get("ZOOKEEPER_SESSION_TIMEOUT", _seconds(1, 600))) if backend == ZOOKEEPER else None,
+        raft=raft_settings(get, instance_id) if backend == RAFT else None,
+        ignored=tuple(name for other, names in OWN_SETTINGS.items() if other != backend
+                      for name in names if get.is_set(name)),
     )
     if get.is_set("METRICS_HOST") and settings.metrics_port is None:
         # Otherwise it would be ignored in silence, and the user would look for an endpoint that is not there.

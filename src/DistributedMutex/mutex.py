@@ -164,6 +164,8 @@ class DistributedMutex:
         # After giving up leadership for a failing or stalled task, let a healthy instance win.
         self._yield_for = 0.0
         self._stopping: asyncio.Event | None = None
+        # Set (from any thread, through the loop) when the backend says who leads may have changed.
+        self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_leader: tuple[str | None, int] | None = None
         self._outage = _OutageLog()
@@ -184,6 +186,8 @@ class DistributedMutex:
     async def run_async(self, *, handle_signals: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._backend.watch(self._on_wake)
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._loop.add_signal_handler(signum, self._on_signal, signum)
@@ -204,6 +208,15 @@ class DistributedMutex:
         """Ask the loop to stop; safe to call from any thread."""
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
+
+    def _on_wake(self) -> None:
+        """The backend's nudge (any thread): acquire or renew now rather than at the next interval."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop closed in between: nobody to wake
+                pass
 
     @property
     def identity(self) -> Identity:
@@ -227,6 +240,8 @@ class DistributedMutex:
         while not self._stopping.is_set():
             if not await self._drain_abandoned():
                 return None
+            assert self._wake is not None
+            self._wake.clear()  # a change from now on wakes the next wait below
             sent = self._clock()
             attempt = run_in_daemon_thread(self._backend.acquire, self._identity, sent, name="acquire")
             await _first_of([attempt, self._stopping.wait()])
@@ -251,7 +266,7 @@ class DistributedMutex:
             if worker is not None:
                 worker.report()
             await _first_of([asyncio.sleep(self._jittered(self._timing.acquire_interval)),
-                             self._stopping.wait()])
+                             self._stopping.wait(), self._wake.wait()])
         return None
 
     async def _give_back_if_acquired(self, attempt: asyncio.Future[Lease | Held]) -> None:
@@ -281,7 +296,7 @@ class DistributedMutex:
     # -- leading -----------------------------------------------------------------------------
 
     async def _lead(self, lease: Lease) -> None:
-        if self._clock() >= lease.sent_at + self._timing.acting_window:
+        if self._clock() >= self._acting_until(lease):
             # The acquire itself took so long that the lease may be nearly over: do not act on it.
             log.warning("acquired the lease too late to act on it safely (term %d); giving it back", lease.term)
             await self._release(lease)
@@ -301,7 +316,7 @@ class DistributedMutex:
             self._journal.started(self._identity.instance_id, lease.term)
         self._lease = lease
         run = self._start(self._leader_task, Role.LEADER, term=lease.term,
-                          acting_until=lease.sent_at + self._timing.acting_window)
+                          acting_until=self._acting_until(lease))
         lease, reason, lost = await self._hold(lease, run)
         assert reason is not None  # no ``until``: only a reason to step down ends it
         self._lease = None
@@ -316,7 +331,7 @@ class DistributedMutex:
         self.role, self.term = Role.WORKER, None
         self._observer.lost_leadership(term, _step_down_cause(reason, lost))
         if finished:
-            self._journal_stop(term, lease.sent_at + self._timing.acting_window, reason)
+            self._journal_stop(term, self._acting_until(lease), reason)
         if not lost and finished:
             await self._release(lease)
         elif not lost:
@@ -367,21 +382,27 @@ class DistributedMutex:
         last_error = "no answer"
         watched: list[Awaitable[Any]] = [run.task] if run is not None else []
         while True:
-            deadline = lease.sent_at + timing.acting_window
+            deadline = self._acting_until(lease)
             stalled_at = self._stall_deadline(run) if watched else math.inf
             now = self._clock()
             if now >= deadline:
-                return lease, (f"no renewal within {timing.acting_window:g} s of the last one"
+                return lease, (f"no renewal within {deadline - lease.sent_at:g} s of the last one"
                                f" (last error: {last_error})"), False
             if now >= stalled_at:
                 return lease, (f"leader work made no progress for {self._stall_timeout:g} s;"
                                " giving the lease up for a healthy instance"), False
             if now >= until:
                 return lease, None, False
-            await _first_of([*watched, self._stopping.wait()],
+            assert self._wake is not None
+            await _first_of([*watched, self._stopping.wait(), self._wake.wait()],
                             timeout=min(next_renewal, deadline, stalled_at, until) - now)
             if self._stopping.is_set():
                 return lease, "shutting down", False
+            if self._wake.is_set():
+                # The backend says leadership may have changed (a lost session, a higher term):
+                # find out now with a renewal rather than act on until the next one.
+                self._wake.clear()
+                next_renewal = min(next_renewal, self._clock())
             if run is not None and run.task in watched and run.task.done():
                 watched = []
                 if run.failure() is not None:
@@ -417,7 +438,7 @@ class DistributedMutex:
                 self._observer.renewed(lease.term, self._clock() - lease.sent_at)
                 next_renewal = sent + timing.renew_interval
                 if run is not None:
-                    run.ctx.acting_until = lease.sent_at + timing.acting_window
+                    run.ctx.acting_until = self._acting_until(lease)
 
     async def _advance_term(self, ctx: RoleContext, at_least: int) -> int:
         """Give this leadership a term of at least ``at_least``, written under the lease.
@@ -430,7 +451,7 @@ class DistributedMutex:
         lease = self._lease
         if lease is None or ctx.ended.is_set():
             raise LeaseLostError("not the leader any more")
-        remaining = lease.sent_at + self._timing.acting_window - self._clock()
+        remaining = self._acting_until(lease) - self._clock()
         if remaining <= 0:
             raise LeaseLostError("past the local deadline")
         attempt = run_in_daemon_thread(self._backend.advance_term, lease, self._identity, at_least)
@@ -446,6 +467,11 @@ class DistributedMutex:
         self._observer.term_advanced(advanced.term)
         log.info("term advanced from %s to %d: the store had seen a newer term", old, advanced.term)
         return advanced.term
+
+    def _acting_until(self, lease: Lease) -> float:
+        """The local deadline of a lease: the leader stops acting here, a safety margin before
+        the earliest moment another instance could be granted leadership."""
+        return lease.sent_at + min(lease.duration, self._timing.lease_duration) - self._timing.safety_margin
 
     def _stall_deadline(self, run: _RoleRun | None) -> float:
         if run is None or self._stall_timeout is None:

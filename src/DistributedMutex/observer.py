@@ -154,6 +154,12 @@ class ObservedBackend:
     def read_leader(self) -> LeaderRecord | None:
         return self._backend.read_leader()
 
+    def watch(self, wake: Callable[[], None]) -> None:
+        self._backend.watch(wake)
+
+    def close(self) -> None:
+        self._backend.close()
+
     def _timed(self, operation: str, call: Callable[..., T], *args: Any) -> T:
         started = time.monotonic()
         try:
