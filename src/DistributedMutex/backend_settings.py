@@ -129,7 +129,7 @@ def raft_settings(get: Callable[..., object], instance_id: str) -> RaftSettings:
     peers: dict[str, tuple[str, int]] | None = get("RAFT_PEERS", parse_raft_peers)  # type: ignore[assignment]
     if peers is None:
         raise ConfigurationError("RAFT_PEERS", "is required with ELECTION_BACKEND=raft: the whole cluster as "
-                                               "id=host:port,... (the same on every instance)")
+                                               "id=host:port,... (every instance lists the same ids)")
     node_id = get("RAFT_ID", _peer_id, default=None) or instance_id
     if node_id not in peers:
         raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS "

@@ -43,6 +43,7 @@ SAS = "AZURE_STORAGE_CONTAINER_SAS_URL"
 ACCOUNT_URL = "AZURE_STORAGE_ACCOUNT_URL"
 KEYED = f"AccountName=acct;AccountKey={SECRET_ACCOUNT_KEY}"
 
+RAFT_PEERS = "a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003"
 CONFIG_CASES: dict[str, Case] = {
     # storage: connection string
     "cs-empty": Case({CS: ""}),
@@ -95,6 +96,23 @@ CONFIG_CASES: dict[str, Case] = {
     "acquire-not-a-number": Case({"ACQUIRE_INTERVAL": "abc"}),
     "acquire-longer-than-lease": Case({"ACQUIRE_INTERVAL": "20"}),
     "instance-id-invalid": Case({"INSTANCE_ID": "has space"}),
+    # the other election backends
+    "backend-unknown": Case({"ELECTION_BACKEND": "etcd"}),
+    "zk-hosts-chroot": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": "zk1:2181,zk2:2181/apps"}),
+    "zk-hosts-bad-port": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": "zk1:21810000"}),
+    "zk-path-relative": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_PATH": "election"}),
+    "zk-path-reserved": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_PATH": "/zookeeper/election"}),
+    "zk-session-timeout-too-short": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_SESSION_TIMEOUT": "0.5"}),
+    "raft-peers-missing": Case({"ELECTION_BACKEND": "raft"}),
+    "raft-peers-not-id-host-port": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": "127.0.0.1:7001,127.0.0.1:7002"}),
+    "raft-peers-duplicate-id": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": "a=127.0.0.1:7001,a=127.0.0.1:7002"}),
+    "raft-peers-no-port": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": "a=127.0.0.1,b=127.0.0.1:7002"}),
+    "raft-peers-same-address": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": "a=127.0.0.1:7001,b=127.0.0.1:7001"}),
+    "raft-id-not-a-peer": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": RAFT_PEERS, "RAFT_ID": "d"}),
+    "raft-election-timeout-not-a-range": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": RAFT_PEERS, "RAFT_ID": "a",
+                                               "RAFT_ELECTION_TIMEOUT": "1500"}),
+    "raft-election-timeout-reversed": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": RAFT_PEERS, "RAFT_ID": "a", "RAFT_ELECTION_TIMEOUT": "2000-1000"}),
+    "raft-data-dir-is-a-file": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": RAFT_PEERS, "RAFT_ID": "a", "RAFT_DATA_DIR": "/etc/hostname"}),
     # the weather API
     "api-key-missing": Case({"OPENWEATHER_API_KEY": None, "WEATHER_PROVIDER": "openweathermap"}),  # type: ignore[dict-item]
     "weather-provider-unknown": Case({"WEATHER_PROVIDER": "accuweather"}),
