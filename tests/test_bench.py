@@ -1,6 +1,7 @@
-"""The benchmark (bench/, `make bench`) in its smallest configuration: ours only, one crash and one
-graceful trial, 3 contenders without kills. Checks the shape of results.json and that the numbers
-are physically plausible, not that the targets are met (that is the full run's job)."""
+"""The benchmark (bench/, `make bench`) in its smallest configuration: the 'ours' design and the three
+election backends (azure, zookeeper, raft), one crash and one graceful trial each, 3 contenders without
+kills. Checks the shape of results.json and of the printed table, and that the numbers are physically
+plausible, not that the targets are met (that is the full run's job)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,35 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.services import MySQLServer
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("azure", "zookeeper", "raft")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, mysql_server: MySQLServer) -> tuple[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", "tests", ".")))
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--designs", "ours", "--backends", ",".join(BACKENDS), "--trials", "1",
+         "--contenders", "3", "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1",
+         "--no-plot", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    return run.stdout, json.loads((out / "results.json").read_text())
 
 
 @pytest.mark.slow
-def test_tiny_benchmark_writes_plausible_json(tmp_path: Path, mysql_server: MySQLServer) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", "tests", ".")))
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "--designs", "ours", "--trials", "1", "--contenders", "3",
-         "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1", "--no-plot", "--out", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "Failover: seconds from the signal" in run.stdout
-    assert "Targets (defaults 15/5/2)" in run.stdout
+def test_tiny_benchmark_writes_plausible_json(tiny_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, results = tiny_run
+    assert "Failover: seconds from the signal" in stdout
+    assert "Targets (defaults 15/5/2)" in stdout
 
-    results = json.loads((tmp_path / "results.json").read_text())
     ours = results["designs"]["ours"]
     assert ours["emulated"] is False and ours["timing"] == "15/5/2"
     crash, graceful = ours["crash"], ours["graceful"]
@@ -54,3 +64,57 @@ def test_tiny_benchmark_writes_plausible_json(tmp_path: Path, mysql_server: MySQ
     assert len(results["targets"]) == 4
     assert results["steady_cost"]["leader_per_min"] is not None
     assert results["runtime_s"] > 0
+
+
+# Plausible failover seconds per backend and signal, with its defaults: (lowest, highest).
+PLAUSIBLE = {
+    # Lease 15 s renewed every 5 s: it runs out 10-15 s after the kill, then a poll (<= 2.2 s).
+    ("azure", "crash"): (9, 20), ("azure", "graceful"): (0, 5),
+    # Session 5 s, expired by the server up to a 2 s tick late; renewed (heard from) every second.
+    ("zookeeper", "crash"): (2, 12), ("zookeeper", "graceful"): (0, 3),
+    # Followers wait an election timeout (1-2 s) from the last heartbeat; a stopping leader hands over.
+    ("raft", "crash"): (0.3, 8), ("raft", "graceful"): (0, 3),
+}
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_has_a_column_per_backend(tiny_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, results = tiny_run
+    assert not results["errors"], results["errors"]
+    # The printed table: one column per backend, with the failover and the cost at rest.
+    table = stdout[stdout.index("Failover by election backend"):]
+    header = table.splitlines()[2].split()
+    assert header == list(BACKENDS), table[:500]
+    for row in ("SIGKILL median s", "SIGTERM median s", "at rest: per second, all 3", "at rest: leader CPU %"):
+        assert row in table, row
+
+    columns = results["backends"]
+    assert list(columns) == list(BACKENDS)
+    assert "'ours' design" in columns["azure"]["source"]  # the same product and settings: not run twice
+    for backend, column in columns.items():
+        for mode in ("crash", "graceful"):
+            lowest, highest = PLAUSIBLE[backend, mode]
+            assert column[mode]["n"] == 1, (backend, mode, column[mode])
+            assert lowest < column[mode]["median"] <= highest, (backend, mode, column[mode])
+            (trial,) = column[mode]["trials"]
+            assert trial["new_leader"] != trial["victim"] and trial["new_term"] > trial["victim_term"], trial
+        rest = column["rest"]
+        assert rest["window_s"] >= 5 and not rest["leader_changed"], (backend, rest)
+        assert 0 <= rest["leader_cpu_pct"] < 50 and 0 <= rest["worker_cpu_pct"] < 50, (backend, rest)
+
+    azure, zookeeper, raft = (columns[b]["rest"] for b in BACKENDS)
+    assert azure["counted"] == "storage requests" and 0.3 <= azure["per_s"] <= 5, azure
+    # The server hears every session's pings and the leader's renewals, and answers each.
+    assert zookeeper["counted"] == "packets at the server", zookeeper
+    assert zookeeper["received_per_s"] > 0 and zookeeper["sent_per_s"] > 0 and zookeeper["per_s"] < 200, zookeeper
+    assert zookeeper["alive_connections"] >= 3 and zookeeper["ephemerals"] == 3, zookeeper
+    assert zookeeper["server_cpu_pct"] is not None and 0 <= zookeeper["server_cpu_pct"] < 100, zookeeper
+    # The leader's heartbeats to both followers, and their replies, crossed the per-link proxies.
+    assert raft["counted"] == "peer messages" and 0 < raft["per_s"] < 1000, raft
+    assert raft["by_type_per_s"].get("heartbeat", 0) > 0 and raft["by_type_per_s"].get("heartbeat_reply", 0) > 0, raft
+    assert "not JSON" not in raft["by_type_per_s"], raft
+    assert len(raft["per_link_per_s"]) == 6, raft
+
+    targets = results["backend_targets"]
+    assert [t["backend"] for t in targets] == [b for b in BACKENDS for _ in range(2)]
+    assert {t["verdict"] for t in targets} <= {"PASS", "MISS"}

@@ -1,0 +1,95 @@
+"""Counting what crosses the wire, from outside the instances, for the benchmark's cost at rest.
+
+``LineCounter`` is a TcpProxy watch (see support.tcpproxy) for protocols of one JSON object per
+line, such as the Raft peers' messages: it records every complete line that crossed the proxy, with
+the time it was read and, when the line is a JSON object, its ``type``, ``src``, ``dst``, ``ok``.
+
+``four_letter_word`` asks a ZooKeeper server one of its four-letter words (``mntr``, ``ruok``) and
+returns the answer; ``mntr`` parses ``mntr``'s tab-separated lines (the server must list the word in
+``4lw.commands.whitelist``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WireLine:
+    at: float  # time.monotonic() when the proxy read the chunk that ended the line
+    to_server: bool  # from the connecting side to the listening side
+    kind: str | None  # the JSON object's "type", None if the line was not a JSON object
+    src: str | None = None
+    dst: str | None = None
+    ok: bool | None = None
+
+
+class LineCounter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.lines: list[WireLine] = []
+        self._partial: dict[tuple[int, bool], bytes] = defaultdict(bytes)
+
+    def seen(self, connection: int, to_server: bool, data: bytes, at: float) -> None:
+        with self._lock:
+            *complete, rest = (self._partial[connection, to_server] + data).split(b"\n")
+            self._partial[connection, to_server] = rest[-65536:]
+            for raw in complete:
+                if raw.strip():
+                    self.lines.append(_parse(raw, to_server, at))
+
+    def between(self, start: float, end: float, *, to_server: bool | None = None) -> list[WireLine]:
+        with self._lock:
+            return [line for line in self.lines if start <= line.at <= end
+                    and (to_server is None or line.to_server == to_server)]
+
+    def since(self, start: float) -> list[WireLine]:
+        with self._lock:
+            return [line for line in self.lines if line.at >= start]
+
+
+def _parse(raw: bytes, to_server: bool, at: float) -> WireLine:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return WireLine(at, to_server, None)
+    if not isinstance(record, dict):
+        return WireLine(at, to_server, None)
+
+    def text(name: str) -> str | None:
+        value = record.get(name)
+        return value if isinstance(value, str) else None
+
+    ok = record.get("ok")
+    return WireLine(at, to_server, text("type"), text("src"), text("dst"), ok if isinstance(ok, bool) else None)
+
+
+def four_letter_word(port: int, word: str, host: str = "127.0.0.1", timeout: float = 5.0) -> str:
+    """The server's whole answer to ``word``; it closes the connection when it has answered."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(word.encode())
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    answer = b"".join(chunks).decode(errors="replace")
+    if "is not executed because it is not in the whitelist" in answer:
+        raise RuntimeError(f"the ZooKeeper server on port {port} refuses {word!r}: add it to "
+                           f"4lw.commands.whitelist in its configuration")
+    return answer
+
+
+def mntr(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> dict[str, str]:
+    """``mntr``: {"zk_packets_received": "123", ...}."""
+    answer = four_letter_word(port, "mntr", host, timeout)
+    values = dict(line.split("\t", 1) for line in answer.splitlines() if "\t" in line)
+    if "zk_packets_received" not in values:
+        raise RuntimeError(f"the ZooKeeper server on port {port} answered mntr without zk_packets_received: "
+                           f"{answer[:200]!r}")
+    return values
