@@ -582,10 +582,26 @@ class ZooKeeperGroup(Group):
         from support.services import ZooKeeperServer
 
         self.server = ZooKeeperServer(tick=self.bench.args.zk_tick).start()
-        # What mntr costs itself: two readings with no client connected; the difference is what
-        # one reading adds to a window's counters (the request it reads, the answer of the one before).
-        first, second = mntr(self.server.port), mntr(self.server.port)
-        self.mntr_cost = {key: int(second[key]) - int(first[key]) for key in ("zk_packets_received", "zk_packets_sent")}
+        try:
+            # ruok answers before the server serves ("not currently serving requests"): wait for mntr.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    first = mntr(self.server.port)
+                    break
+                except (OSError, RuntimeError) as exc:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"ZooKeeper on port {self.server.port} did not serve mntr within 30 s: "
+                                           f"{exc}") from None
+                    time.sleep(0.1)
+            # What mntr costs itself: two readings with no client connected; the difference is what
+            # one reading adds to a window's counters (the request it reads, the answer of the one before).
+            second = mntr(self.server.port)
+            self.mntr_cost = {key: int(second[key]) - int(first[key])
+                              for key in ("zk_packets_received", "zk_packets_sent")}
+        except BaseException:
+            self.server.stop()
+            raise
 
     def backend_env(self, slot: Slot) -> dict[str, str]:
         return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": self.server.hosts}
