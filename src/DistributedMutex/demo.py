@@ -2,7 +2,9 @@
 
 It starts Azurite (the project's pinned npm package; Docker when there is no Node.js), then N
 instances of ``src/DistributedMutex/test.py`` sharing one lease blob, each line of their logs under
-a coloured prefix. Now and then it stops the leader, alternating a kill (SIGKILL: the lease must
+a coloured prefix. With ELECTION_BACKEND=zookeeper it starts a ZooKeeper server instead (the Debian
+package's jar); with ELECTION_BACKEND=raft it needs nothing: the instances are the Raft cluster.
+Now and then it stops the leader, alternating a kill (SIGKILL: the lease must
 run out) and a graceful stop (SIGTERM: the lease is released), and starts a fresh instance in its
 place, so failover happens in front of you. Keys: k kills the leader, s stops it gracefully, a adds
 an instance, q quits. Ctrl-C ends everything; nothing is left running.
@@ -12,7 +14,8 @@ lease's time left from the blob (every renewal stamps its Last-Modified), the la
 leader's log. ``DEMO_SECONDS=N`` ends the demo after N seconds with a summary and exit code 0.
 
 Settings the demo reads (on top of the instances' own, which pass through): DEMO_SECONDS (0: until
-you quit), DEMO_INSTANCES (3), DEMO_FAILOVER_EVERY (seconds between automatic failovers, 30; 0: none).
+you quit), DEMO_INSTANCES (3), DEMO_FAILOVER_EVERY (seconds between automatic failovers, 30; 0: none),
+ELECTION_BACKEND (azure, zookeeper or raft).
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 COLOURS = ("\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m")
 RESET, BOLD, DIM = "\033[0m", "\033[1m", "\033[2m"
 PANEL_LOG_LINES = 14
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")  # Debian's package `zookeeper`
+BACKENDS = ("azure", "zookeeper", "raft")
+# What a kill and a graceful stop mean for each backend, as the demo says it.
+KILL_MEANS = {"azure": "its lease must run out", "zookeeper": "its session must expire",
+              "raft": "the others must miss its heartbeats"}
+STOP_MEANS = {"azure": "it releases its lease", "zookeeper": "it deletes its znode",
+              "raft": "it hands leadership over"}
 
 
 class DemoError(Exception):
@@ -82,7 +92,9 @@ class Node:
 
 
 class Demo:
-    def __init__(self, *, seconds: float, instances: int, failover_every: float, out: TextIO) -> None:
+    def __init__(self, *, seconds: float, instances: int, failover_every: float, out: TextIO,
+                 backend: str = "azure") -> None:
+        self.backend = backend
         self.seconds = seconds
         self.instances = instances
         self.failover_every = failover_every
@@ -97,6 +109,10 @@ class Demo:
         self.lock = threading.RLock()
         self.azurite: subprocess.Popen[bytes] | None = None
         self.azurite_port = 0
+        self.zookeeper: subprocess.Popen[bytes] | None = None
+        self.zookeeper_port = 0
+        # Raft: the cluster is fixed (RAFT_PEERS); a stopped member comes back under its own name.
+        self.raft_peers = {f"node-{i}": _free_port() for i in range(1, instances + 1)} if backend == "raft" else {}
         self.next_number = 1
         self.next_kind = "graceful stop"  # the first one is quick to watch; then they alternate
         self.stopping = threading.Event()
@@ -107,10 +123,10 @@ class Demo:
 
     def run(self) -> int:
         started = time.monotonic()
-        self.start_azurite()
+        where = self.start_services()
         for _ in range(self.instances):
             self.add_node()
-        self.say(f"{BOLD}demo{RESET}: {self.instances} instances on lease blob {self.container}/weather-leader;"
+        self.say(f"{BOLD}demo{RESET}: {self.instances} instances, {where};"
                  " keys: k kill the leader, s stop it gracefully, a add an instance, q quit")
         next_failover = started + self.failover_every if self.failover_every else float("inf")
         with _keys(self.live) as keys:
@@ -127,13 +143,16 @@ class Demo:
                     self.disrupt(self.next_kind)
                     self.next_kind = "kill" if self.next_kind == "graceful stop" else "graceful stop"
                 while not self.replacements.empty():
-                    self.replacements.get_nowait()
-                    self.add_node()
+                    stopped = self.replacements.get_nowait()
+                    self.add_node(stopped if self.raft_peers else None)
                 key = keys.read(timeout=0.25)
                 if key == "q":
                     break
                 if key in ("k", "s"):
                     self.disrupt("kill" if key == "k" else "graceful stop")
+                elif key == "a" and self.raft_peers:
+                    self.say(f"{BOLD}demo{RESET}: a Raft cluster is the members RAFT_PEERS lists; "
+                             "not adding an instance")
                 elif key == "a":
                     self.add_node()
                 self.draw(now - started)
@@ -162,14 +181,61 @@ class Demo:
             if node.alive:
                 node.process.kill()
                 node.process.wait()
-        if self.azurite is not None and self.azurite.poll() is None:
-            self.azurite.terminate()
-            try:
-                self.azurite.wait(10)
-            except subprocess.TimeoutExpired:
-                self.azurite.kill()
-                self.azurite.wait()
+        for service in (self.azurite, self.zookeeper):
+            if service is not None and service.poll() is None:
+                service.terminate()
+                try:
+                    service.wait(10)
+                except subprocess.TimeoutExpired:
+                    service.kill()
+                    service.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- the election's service ---------------------------------------------------------------
+
+    def start_services(self) -> str:
+        """Start what the backend needs; returns where the election happens, for the first line."""
+        if self.backend == "zookeeper":
+            self.start_zookeeper()
+            return f"ZooKeeper on 127.0.0.1:{self.zookeeper_port}, znodes under /election"
+        if self.backend == "raft":
+            return f"a Raft cluster of {', '.join(self.raft_peers)}"
+        self.start_azurite()
+        return f"lease blob {self.container}/weather-leader"
+
+    def start_zookeeper(self) -> None:
+        if not ZOOKEEPER_JAR.exists() or not shutil.which("java"):
+            raise DemoError("ZooKeeper is not installed: apt-get install zookeeper (it brings Java)")
+        self.zookeeper_port = _free_port()
+        data = self.workdir / "zookeeper"
+        data.mkdir()
+        config = self.workdir / "zoo.cfg"
+        config.write_text(f"tickTime=1000\ndataDir={data}\nclientPort={self.zookeeper_port}\n"
+                          "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")
+        command = ["java", "-Xmx256m", "-cp", f"{ZOOKEEPER_JAR}:/usr/share/java/*",
+                   "org.apache.zookeeper.server.ZooKeeperServerMain", str(config)]
+        with (self.workdir / "zookeeper.log").open("wb") as log_file:
+            self.zookeeper = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                              preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.zookeeper.poll() is not None:
+                raise DemoError(f"ZooKeeper exited at start (code {self.zookeeper.returncode}); "
+                                f"see {self.workdir / 'zookeeper.log'}")
+            if _four_letter_word(self.zookeeper_port, b"ruok") == b"imok":
+                return
+            time.sleep(0.2)
+        raise DemoError(f"ZooKeeper did not answer on port {self.zookeeper_port} within 30 s")
+
+    def backend_env(self, name: str) -> dict[str, str]:
+        if self.backend == "zookeeper":
+            return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": f"127.0.0.1:{self.zookeeper_port}",
+                    "ZOOKEEPER_PATH": "/election"}
+        if self.backend == "raft":
+            return {"ELECTION_BACKEND": "raft", "RAFT_ID": name, "RAFT_DATA_DIR": str(self.workdir / "raft"),
+                    "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in self.raft_peers.items())}
+        return {"ELECTION_BACKEND": "azure", "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
+                "CONTAINER_NAME": self.container}
 
     # -- Azurite -----------------------------------------------------------------------------
 
@@ -210,16 +276,18 @@ class Demo:
 
     # -- instances ---------------------------------------------------------------------------
 
-    def add_node(self) -> Node | None:
+    def add_node(self, name: str | None = None) -> Node | None:
+        """A new instance; ``name``: a Raft member coming back under its own name (and colour)."""
         with self.lock:
             if self.stopping.is_set():
                 return None
-            name = f"node-{self.next_number}"
-            colour = COLOURS[(self.next_number - 1) % len(COLOURS)]
-            self.next_number += 1
-        env = {**os.environ,
-               "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
-               "CONTAINER_NAME": self.container,
+            number = int(name.rsplit("-", 1)[1]) if name else self.next_number
+            if name is None:
+                name = f"node-{self.next_number}"
+                self.next_number += 1
+            colour = COLOURS[(number - 1) % len(COLOURS)]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ZOOKEEPER_", "RAFT_"))},
+               **self.backend_env(name),
                "INSTANCE_ID": name,
                "LEADERSHIP_JOURNAL": str(self.journal),
                "PYTHONUNBUFFERED": "1"}
@@ -260,8 +328,8 @@ class Demo:
         at = time.monotonic()
         leader.process.send_signal(signal.SIGKILL if kind == "kill" else signal.SIGTERM)
         self.disruptions.append(Disruption(kind, leader.name, at))
-        self.say(f"{BOLD}demo{RESET}: {kind} of the leader {leader.name}"
-                 + (" (its lease must run out)" if kind == "kill" else " (it releases its lease)"))
+        means = KILL_MEANS if kind == "kill" else STOP_MEANS
+        self.say(f"{BOLD}demo{RESET}: {kind} of the leader {leader.name} ({means[self.backend]})")
         threading.Thread(target=self._replace, args=(leader,), daemon=True).start()
 
     def _replace(self, node: Node) -> None:
@@ -310,7 +378,10 @@ class Demo:
                          f"{first['instance']} leads (term {first['term']}) after {disruption.took:.1f} s")
 
     def lease_left(self) -> float | None:
-        """Seconds until the lease could run out: Last-Modified (stamped by every renewal) + lease."""
+        """Seconds until the lease could run out: Last-Modified (stamped by every renewal) + lease.
+        Only the blob lease has a time left to show."""
+        if self.backend != "azure":
+            return None
         try:
             from azure.storage.blob import BlobClient
 
@@ -434,6 +505,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _four_letter_word(port: int, word: bytes) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.sendall(word)
+            return connection.recv(64)
+    except OSError:
+        return b""
+
+
+def _backend() -> str:
+    backend = os.environ.get("ELECTION_BACKEND", "").strip().lower() or "azure"
+    if backend not in BACKENDS:
+        raise DemoError(f"ELECTION_BACKEND: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
 def _setting(name: str, default: str, low: float, high: float) -> float:
     text = os.environ.get(name, "").strip() or default
     try:
@@ -450,7 +537,7 @@ def main() -> int:
         demo = Demo(seconds=_setting("DEMO_SECONDS", "0", 0, 86400),
                     instances=int(_setting("DEMO_INSTANCES", "3", 2, 20)),
                     failover_every=_setting("DEMO_FAILOVER_EVERY", "30", 0, 3600),
-                    out=sys.stdout)
+                    out=sys.stdout, backend=_backend())
     except DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
