@@ -30,8 +30,8 @@ from .timing import ElectionTiming
 __all__ = [
     "AzureBlobLeaseBackend", "BackendError", "ConfigurationError", "DistributedMutex",
     "ElectionBackend", "ElectionTiming", "Held", "Identity", "LeaderElectionError", "LeaderRecord",
-    "Lease", "LeaseLostError", "Role", "RoleContext", "StaleTermError", "StorageRejectedError",
-    "StorageUnavailableError", "StoreError", "StoreUnavailableError", "ZooKeeperBackend", "RaftBackend",
+    "Lease", "LeaseLostError", "RaftBackend", "Role", "RoleContext", "StaleTermError", "StorageRejectedError",
+    "StorageUnavailableError", "StoreError", "StoreUnavailableError", "ZooKeeperBackend",
 ]
 
 
