@@ -1,5 +1,5 @@
-"""Fixtures: real Azurite, real MySQL (MariaDB here), and local stand-ins for OpenWeatherMap and
-Open-Meteo."""
+"""Fixtures: real Azurite, real MySQL (MariaDB here), a real ZooKeeper, and local stand-ins for
+OpenWeatherMap and Open-Meteo."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from DistributedMutex.azure_lease import DEFAULT_API_VERSION
 from support.fake_open_meteo import FakeOpenMeteo
 from support.fake_openweather import FakeOpenWeather
 from support.processes import Instance
-from support.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer
+from support.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer, ZooKeeperServer
 
 _databases = itertools.count(1)
 
@@ -27,6 +27,16 @@ _databases = itertools.count(1)
 def azurite() -> Iterator[Azurite]:
     try:
         server = Azurite().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper_server() -> Iterator[ZooKeeperServer]:
+    try:
+        server = ZooKeeperServer().start()
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield server

@@ -206,8 +206,11 @@ class DistributedMutex:
 
     def stop(self) -> None:
         """Ask the loop to stop; safe to call from any thread."""
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # the loop closed in between: it has stopped already
+                pass
 
     def _on_wake(self) -> None:
         """The backend's nudge (any thread): acquire or renew now rather than at the next interval."""

@@ -24,16 +24,17 @@ class Line:
 
 
 class Instance:
-    """``python src/DistributedMutex/test.py`` with the given settings, run from ``cwd``."""
+    """``python src/DistributedMutex/test.py`` (or ``script``) with the given settings, run from ``cwd``."""
 
-    def __init__(self, name: str, env: dict[str, str], cwd: Path, args: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, env: dict[str, str], cwd: Path, args: tuple[str, ...] = (),
+                 script: Path = SCRIPT) -> None:
         self.name = name
         self.lines: list[Line] = []
         self._changed = threading.Condition()
         full_env = self.clean_environment()
         full_env.update(env, PYTHONUNBUFFERED="1", INSTANCE_ID=name)
         self.process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), *args], env=full_env, cwd=cwd,
+            [sys.executable, str(script), *args], env=full_env, cwd=cwd,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
         self.started = time.monotonic()

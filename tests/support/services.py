@@ -1,5 +1,6 @@
-"""Real services for the tests: Azurite started from the project's pinned npm package, and the
-MySQL-compatible server given by MYSQL_* (default: the local one at 127.0.0.1:3306, root)."""
+"""Real services for the tests: Azurite started from the project's pinned npm package, the
+MySQL-compatible server given by MYSQL_* (default: the local one at 127.0.0.1:3306, root), and a
+ZooKeeper server from the Debian package."""
 
 from __future__ import annotations
 
@@ -107,6 +108,105 @@ class Azurite:
                 self.process.wait()
         if self.docker:
             subprocess.run(["docker", "rm", "--force", self.container], capture_output=True, check=False)
+
+
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
+# The four-letter words the tests use: readiness (ruok) and who watches what (wchc, wchp).
+ZOOKEEPER_WORDS = ("ruok", "srvr", "mntr", "cons", "wchc", "wchp")
+
+
+class ZooKeeperServer:
+    """A standalone ZooKeeper on a free port with its data in a temporary directory.
+
+    ``tick`` (seconds) sets what the server grants: session timeouts from 2 to 20 ticks, and how
+    late it may expire a session (up to a tick after its timeout). Half a second keeps crash tests
+    short and lets sessions of 1 to 10 s through unchanged.
+    """
+
+    def __init__(self, tick: float = 0.5) -> None:
+        java = shutil.which("java")
+        if java is None or not ZOOKEEPER_JAR.exists():
+            raise RuntimeError(f"ZooKeeper is not installed ({'java' if java is None else ZOOKEEPER_JAR} missing): "
+                               "apt-get install zookeeper (`.ci/run` does it)")
+        self.java = java
+        self.tick = tick
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="zookeeper-"))
+        self.log = self.directory / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def hosts(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ZooKeeperServer:
+        (self.directory / "data").mkdir(exist_ok=True)
+        config = self.directory / "zoo.cfg"
+        config.write_text("\n".join([
+            f"tickTime={round(self.tick * 1000)}", f"dataDir={self.directory / 'data'}",
+            f"clientPort={self.port}", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
+            f"4lw.commands.whitelist={','.join(ZOOKEEPER_WORDS)}", "",
+        ]))
+        with self.log.open("ab") as log:
+            # The jar's manifest lists its own classpath (Debian's package); no log4j config: quiet.
+            self.process = subprocess.Popen(
+                [self.java, "-Xmx256m", "-cp", str(ZOOKEEPER_JAR), "org.apache.zookeeper.server.ZooKeeperServerMain",
+                 str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ZooKeeper exited at start (code {self.process.returncode}); see {self.log}")
+            try:
+                if self.command("ruok", timeout=1) == "imok":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"ZooKeeper did not answer ruok on port {self.port} within {timeout:g} s; see {self.log}")
+
+    def command(self, word: str, timeout: float = 5.0) -> str:
+        """A four-letter word's answer (ZOOKEEPER_WORDS are enabled)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as connection:
+            connection.sendall(word.encode("ascii"))
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def watches_by_session(self) -> dict[int, set[str]]:
+        """``wchc``: every session's watched paths."""
+        watches: dict[int, set[str]] = {}
+        session: int | None = None
+        for line in self.command("wchc").splitlines():
+            if line.startswith("0x"):
+                session = int(line.strip(), 16)
+                watches[session] = set()
+            elif line.strip() and session is not None:
+                watches[session].add(line.strip())
+        return watches
+
+    def watchers_by_path(self) -> dict[str, set[int]]:
+        """``wchp``: every watched path's sessions."""
+        watchers: dict[str, set[int]] = {}
+        path: str | None = None
+        for line in self.command("wchp").splitlines():
+            if line.startswith("/"):
+                path = line.strip()
+                watchers[path] = set()
+            elif line.strip().startswith("0x") and path is not None:
+                watchers[path].add(int(line.strip(), 16))
+        return watchers
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,507 @@
+"""The ZooKeeper election backend against a real ZooKeeper server (tests/support/services.py).
+
+What each test proves:
+
+    the line              the lowest znode leads; every other contender watches exactly the znode
+                          just below its own (the server's wchc/wchp say so); a deletion wakes
+                          only the contender behind it
+    read_leader           works from a process that does not contend, and makes no znode
+    advance_term          raises the term under the leader's znode; the next leader's is higher
+    session timeout       the one the server granted is the lease, and a lower one is logged
+    errors                unreachable: one line naming ZOOKEEPER_HOSTS, within the call timeout,
+                          and the loop is woken when the server comes; refused by an ACL: rejected
+    handover (processes)  SIGTERM of the leader: the next leads within 1 s; SIGKILL: within the
+                          session timeout + 2 s
+    cut off (in process)  connection reset: leader work ends within 1 s of SUSPENDED, before the
+                          next leader; blackholed until the session expired: no two leaders at
+                          once, and after LOST the instance rejoins with a new, higher term
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.security import make_digest_acl
+
+from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
+from DistributedMutex.backend_settings import ZooKeeperSettings
+from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.mutex import DistributedMutex, RoleContext
+from DistributedMutex.zookeeper import ZooKeeperBackend
+from support.processes import Instance, wait_until
+from support.services import ZooKeeperServer
+from support.tcpproxy import TcpProxy
+
+log = logging.getLogger(__name__)
+
+SESSION = 4.0  # seconds; the test server's tick is 0.5 s, so it grants 1 to 10 s as asked
+CONTENDER = Path(__file__).resolve().parent / "support" / "zk_contender.py"
+
+
+@pytest.fixture
+def election(zookeeper_server: ZooKeeperServer) -> str:
+    """A fresh election path per test: tests share the server, never a line of contenders."""
+    return f"/zk-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make(zookeeper_server: ZooKeeperServer, election: str) -> Iterator[Callable[..., ZooKeeperBackend]]:
+    """Backends on the test's path (or ``hosts``/``path`` given); all closed after the test."""
+    made: list[ZooKeeperBackend] = []
+
+    def build(hosts: str | None = None, path: str | None = None, **options: float) -> ZooKeeperBackend:
+        options.setdefault("session_timeout", SESSION)
+        backend = ZooKeeperBackend(hosts or zookeeper_server.hosts, path or election, **options)
+        made.append(backend)
+        return backend
+
+    yield build
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def inspector(zookeeper_server: ZooKeeperServer) -> Iterator[KazooClient]:
+    """A plain kazoo client of the test's own, to look at the znodes as they are."""
+    client = KazooClient(zookeeper_server.hosts)
+    client.start(timeout=10)
+    yield client
+    client.stop()
+    client.close()
+
+
+class Wakes:
+    """A backend's wake() calls, counted, with an event to wait on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        self.event.set()
+
+    def wait(self, timeout: float, what: str) -> None:
+        assert self.event.wait(timeout), f"{what}: not woken within {timeout:g} s"
+
+
+def watching(backend: ZooKeeperBackend) -> Wakes:
+    wakes = Wakes()
+    backend.watch(wakes)
+    return wakes
+
+
+def line_of(inspector: KazooClient, path: str) -> list[tuple[str, str]]:
+    """(znode path, instance_id) of every contender, lowest first."""
+    names = sorted(inspector.get_children(path), key=lambda name: int(name[-10:]))
+    return [(f"{path}/{name}", json.loads(inspector.get(f"{path}/{name}")[0])["instance_id"]) for name in names]
+
+
+# -- the settings ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("options", "setting"), [
+    ({"hosts": "zk1:21810000"}, "ZOOKEEPER_HOSTS"),
+    ({"hosts": ""}, "ZOOKEEPER_HOSTS"),
+    ({"path": "election"}, "ZOOKEEPER_PATH"),
+    ({"path": "/zookeeper/election"}, "ZOOKEEPER_PATH"),
+    ({"session_timeout": 0.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
+])
+def test_bad_settings_are_one_line_naming_the_setting(options: dict, setting: str) -> None:
+    arguments = {"hosts": "127.0.0.1:2181", "path": "/election", "session_timeout": 5.0, **options}
+    with pytest.raises(ConfigurationError) as raised:
+        ZooKeeperBackend(arguments.pop("hosts"), arguments.pop("path"), **arguments)
+    assert raised.value.setting == setting
+    assert str(raised.value).startswith(f"{setting}: ") and "\n" not in str(raised.value)
+
+
+# -- the line of contenders --------------------------------------------------------------------
+
+def test_the_lowest_leads_and_each_contender_watches_only_the_znode_below(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer, inspector: KazooClient,
+        election: str) -> None:
+    names = ("a", "b", "c", "d")
+    backends = {name: make() for name in names}
+    wakes = {name: watching(backend) for name, backend in backends.items()}
+    answers = {name: backends[name].acquire(Identity(name), time.monotonic()) for name in names}
+
+    lease = answers["a"]
+    assert isinstance(lease, Lease) and lease.duration == SESSION
+    for name in ("b", "c", "d"):
+        held = answers[name]
+        assert isinstance(held, Held) and held.leader is not None
+        assert (held.leader.leader_id, held.leader.term, held.leader.lease_state) == ("a", lease.term, "leased")
+    line = line_of(inspector, election)
+    assert [who for _, who in line] == list(names)
+    znode = dict((who, path) for path, who in line)
+    assert znode["a"].endswith(lease.token)
+
+    # The server's own word: each waiting contender's session watches exactly one path, the znode
+    # just below its own; the leader's watches nothing; and each znode has at most one watcher.
+    by_session = zookeeper_server.watches_by_session()
+    session = {name: backend.session_id for name, backend in backends.items()}
+    assert {name: by_session.get(session[name], set()) for name in names} == {
+        "a": set(), "b": {znode["a"]}, "c": {znode["b"]}, "d": {znode["c"]}}
+    assert zookeeper_server.watchers_by_path() == {
+        znode["a"]: {session["b"]}, znode["b"]: {session["c"]}, znode["c"]: {session["d"]}}
+
+    # The leader leaves: only the contender behind it is woken, and it leads with a higher term.
+    backends["a"].release(lease)
+    wakes["b"].wait(1.0, "b, behind the released leader")
+    successor = backends["b"].acquire(Identity("b"), time.monotonic())
+    assert isinstance(successor, Lease) and successor.term > lease.term
+    assert (wakes["c"].count, wakes["d"].count) == (0, 0), "a contender not behind the leader was woken"
+
+    # One in the middle leaves: the one behind it is woken and watches the next lower one.
+    held = backends["c"].acquire(Identity("c"), time.monotonic())
+    assert isinstance(held, Held)
+    backends["c"].close()
+    wakes["d"].wait(1.0, "d, behind c")
+    assert isinstance(backends["d"].acquire(Identity("d"), time.monotonic()), Held)
+    assert zookeeper_server.watches_by_session().get(session["d"]) == {znode["b"]}
+    assert zookeeper_server.watchers_by_path() == {znode["b"]: {session["d"]}}
+
+
+def test_read_leader_from_a_process_that_does_not_contend(
+        make: Callable[..., ZooKeeperBackend], inspector: KazooClient, election: str) -> None:
+    reader = make()
+    assert isinstance(reader, ElectionBackend)
+    assert reader.read_leader() is None  # nobody ever contended here
+
+    leader = make()
+    lease = leader.acquire(Identity("leader-1"), time.monotonic())
+    assert isinstance(lease, Lease)
+    record = reader.read_leader()
+    assert record is not None and record.is_held
+    assert (record.leader_id, record.term, record.pid) == ("leader-1", lease.term, Identity("x").pid)
+    assert record.acquired_at is not None
+    assert len(inspector.get_children(election)) == 1, "read_leader made a znode"
+
+    leader.release(lease)
+    record = reader.read_leader()
+    assert record is not None and not record.is_held and record.lease_state == "available"
+    assert record.leader_id is None
+
+
+def test_advance_term_raises_it_and_the_next_leader_is_higher_still(
+        make: Callable[..., ZooKeeperBackend], election: str, inspector: KazooClient) -> None:
+    first, second, reader = make(), make(), make()
+    lease = first.acquire(Identity("first"), time.monotonic())
+    assert isinstance(lease, Lease)
+    assert isinstance(second.acquire(Identity("second"), time.monotonic()), Held)
+
+    assert first.advance_term(lease, Identity("first"), lease.term - 1 if lease.term > 1 else 1).term == lease.term
+    advanced = first.advance_term(lease, Identity("first"), lease.term + 100)
+    assert advanced.term == lease.term + 100
+    assert int(inspector.get(f"{election}-term")[0]) > 0  # the base, persistent beside the path
+    record = reader.read_leader()
+    assert record is not None and record.term == advanced.term
+    assert first.renew(advanced, time.monotonic()).token == lease.token
+
+    first.release(advanced)
+    with pytest.raises(LeaseLostError):
+        first.advance_term(advanced, Identity("first"), advanced.term + 5)  # its znode is gone
+    successor = second.acquire(Identity("second"), time.monotonic())
+    assert isinstance(successor, Lease) and successor.term > advanced.term
+
+
+def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    most = 20 * zookeeper_server.tick  # what the server grants at most
+    backend = make(session_timeout=most * 3)
+    lease = backend.acquire(Identity("greedy"), time.monotonic())
+    assert isinstance(lease, Lease)
+    assert lease.duration == most == backend.session_timeout
+    assert backend.renew(lease, time.monotonic()).duration == most
+    warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
+    assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {most * 3:g} s asked for "
+                        f"(ZOOKEEPER_SESSION_TIMEOUT; the server allows 2 to 20 ticks): leases last {most:g} s"]
+
+
+def test_a_leader_whose_session_survived_a_suspension_leads_again_with_a_new_term(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer, proxy: TcpProxy) -> None:
+    leader, other = make(hosts=f"127.0.0.1:{proxy.port}"), make()
+    wakes = watching(leader)
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    assert isinstance(other.acquire(Identity("other"), time.monotonic()), Held)
+
+    proxy.down()  # reset: SUSPENDED at once
+    wakes.wait(1.0, "the suspension")
+    with pytest.raises(LeaseLostError, match="suspended"):
+        leader.renew(lease, time.monotonic())
+    wakes.event.clear()
+    proxy.up()  # back well within the session timeout: the same session, the same znode
+    wakes.wait(3.0, "the reconnection")
+    again = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(again, Lease) and again.token == lease.token
+    assert again.term > lease.term, "a second leadership with the same term"
+    seen = other.acquire(Identity("other"), time.monotonic())
+    assert isinstance(seen, Held) and seen.leader is not None and seen.leader.term == again.term
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+def test_an_unreachable_server_is_one_line_then_the_loop_is_woken_when_it_answers(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer) -> None:
+    proxy = TcpProxy(zookeeper_server.port).start()
+    proxy.down()  # nothing listens: connections refused
+    try:
+        backend = make(hosts=f"127.0.0.1:{proxy.port}", call_timeout=0.5)
+        wakes = watching(backend)
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailableError) as raised:
+            backend.acquire(Identity("early"), time.monotonic())
+        assert time.monotonic() - started < 1.5
+        message = str(raised.value)
+        assert "ZOOKEEPER_HOSTS" in message and f"127.0.0.1:{proxy.port}" in message and "\n" not in message
+        with pytest.raises(StorageUnavailableError):  # still trying in the background: fails at once
+            backend.read_leader()
+
+        proxy.up()
+        wakes.wait(5.0, "the first connection")  # kazoo retries at most a second apart
+        assert isinstance(backend.acquire(Identity("early"), time.monotonic()), Lease)
+    finally:
+        proxy.close()
+
+
+def test_a_path_the_acl_refuses_is_rejected_for_good(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer) -> None:
+    owner = KazooClient(zookeeper_server.hosts, auth_data=[("digest", "owner:owner-secret")])
+    owner.start(timeout=10)
+    locked = f"/locked-{uuid.uuid4().hex[:8]}"
+    try:
+        owner.create(locked, acl=[make_digest_acl("owner", "owner-secret", all=True)])
+        with pytest.raises(StorageRejectedError) as raised:
+            make(path=f"{locked}/election").acquire(Identity("outsider"), time.monotonic())
+        assert "ZOOKEEPER_PATH" in str(raised.value) and "NoAuth" in str(raised.value)
+        assert "owner-secret" not in str(raised.value) and "\n" not in str(raised.value)
+    finally:
+        owner.delete(locked, recursive=True)
+        owner.stop()
+        owner.close()
+
+
+# -- handovers between real processes -------------------------------------------------------------
+
+@dataclass
+class Handovers:
+    terms: dict[str, int] = field(default_factory=dict)  # "a", "b", "c": the first, second, third leader's term
+    graceful: float = 0.0  # SIGTERM of the leader -> the next one acts (s)
+    crash: float = 0.0  # SIGKILL of the leader -> the next one acts (s)
+    graceful_exit: int | None = None
+    stopped_acting: float = 0.0  # when the SIGTERMed leader's work ended
+    graceful_started: float = 0.0  # when the next one's began
+
+
+def acting(instance: Instance, event: str, timeout: float, after: float = 0.0) -> tuple[int, float]:
+    """(term, CLOCK_MONOTONIC) of the child's first ``lead``/``stop`` line at or after ``after``."""
+    line = instance.wait_for(rf"^{event} \d+ ", timeout, after=after)
+    _, term, at = line.text.split()
+    return int(term), float(at)
+
+
+@pytest.fixture(scope="module")
+def handovers(zookeeper_server: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handovers]:
+    """Three contender processes: SIGTERM the first leader, then SIGKILL the second."""
+    path = f"/zk-handover-{uuid.uuid4().hex[:12]}"
+    cwd = tmp_path_factory.mktemp("zk-handover")
+    seen = Handovers()
+    running: list[Instance] = []
+
+    def start(name: str) -> Instance:
+        instance = Instance(name, {}, cwd, args=(zookeeper_server.hosts, path, f"{SESSION:g}"), script=CONTENDER)
+        running.append(instance)
+        return instance
+
+    try:
+        a = start("a")
+        seen.terms["a"], _ = acting(a, "lead", 20)
+        b, c = start("b"), start("c")
+        # Whichever joined first (the lower sequence number) is next in line.
+        b, c = sorted((b, c), key=lambda i: i.wait_for(r"joined the election .*-n_(\d+)$", 20).text[-10:])
+        sent = a.signal(signal.SIGTERM)
+        seen.terms["b"], seen.graceful_started = acting(b, "lead", 10)  # "b": the second leader
+        seen.graceful = seen.graceful_started - sent
+        _, seen.stopped_acting = acting(a, "stop", 5)
+        seen.graceful_exit = a.wait(10)
+
+        sent = b.signal(signal.SIGKILL)
+        seen.terms["c"], started = acting(c, "lead", SESSION + 10)  # "c": the third
+        seen.crash = started - sent
+        log.info("ZooKeeper handover: graceful %.3f s, crash %.3f s (session timeout %g s)",
+                 seen.graceful, seen.crash, SESSION)
+        yield seen
+    finally:
+        for instance in running:
+            instance.stop()
+
+
+def test_graceful_stop_hands_over_within_a_second(handovers: Handovers) -> None:
+    assert handovers.graceful_exit == 0
+    assert handovers.stopped_acting <= handovers.graceful_started, "two leaders acted at once"
+    assert handovers.graceful <= 1.0, f"graceful handover took {handovers.graceful:.3f} s"
+    assert handovers.terms["a"] < handovers.terms["b"]
+
+
+def test_a_killed_leader_is_replaced_within_the_session_timeout_and_2_s(handovers: Handovers) -> None:
+    assert handovers.crash <= SESSION + 2, f"crash handover took {handovers.crash:.3f} s"
+    assert handovers.terms["b"] < handovers.terms["c"]
+
+
+# -- a leader cut off from ZooKeeper (DistributedMutex in this process) ---------------------------
+
+@dataclass
+class Leadership:
+    term: int
+    started: float
+    ended: float | None = None
+
+
+class Member:
+    """DistributedMutex on its own ZooKeeperBackend, in a thread of this process."""
+
+    def __init__(self, name: str, hosts: str, path: str) -> None:
+        self.name = name
+        self.backend = ZooKeeperBackend(hosts, path, session_timeout=SESSION)
+        self.leaderships: list[Leadership] = []
+        self.changed = threading.Condition()
+        self.mutex = DistributedMutex(self._lead, backend=self.backend, identity=Identity(name),
+                                      timing=ZooKeeperSettings(hosts, path, SESSION).timing())
+        self.thread = threading.Thread(target=asyncio.run, args=(self.mutex.run_async(),), name=name, daemon=True)
+        self.thread.start()
+
+    async def _lead(self, ctx: RoleContext) -> None:
+        assert ctx.term is not None
+        leadership = Leadership(ctx.term, time.monotonic())
+        with self.changed:
+            self.leaderships.append(leadership)
+            self.changed.notify_all()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            with self.changed:
+                leadership.ended = time.monotonic()
+                self.changed.notify_all()
+
+    def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout), f"{self.name}: {what} within {timeout:g} s"
+
+    def leads(self, count: int = 1) -> Callable[[], bool]:
+        return lambda: len(self.leaderships) >= count and self.leaderships[count - 1].ended is None
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.mutex.stop()
+            self.thread.join(10)
+        self.backend.close()
+
+
+class LogTimes(logging.Handler):
+    """When (CLOCK_MONOTONIC) each log line of the package was written."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((time.monotonic(), record.getMessage()))
+
+    def first(self, pattern: str) -> tuple[float, str] | None:
+        return next(((at, text) for at, text in self.lines if re.search(pattern, text)), None)
+
+
+@pytest.fixture
+def log_times() -> Iterator[LogTimes]:
+    handler = LogTimes()
+    package = logging.getLogger("DistributedMutex")
+    level = package.level
+    package.setLevel(logging.INFO)
+    package.addHandler(handler)
+    yield handler
+    package.removeHandler(handler)
+    package.setLevel(level)
+
+
+@pytest.fixture
+def proxy(zookeeper_server: ZooKeeperServer) -> Iterator[TcpProxy]:
+    """Between one member and the server. Requested before ``members``: closed after they stop,
+    so that the cut-off member can still close its session at the end."""
+    proxy = TcpProxy(zookeeper_server.port).start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def members(zookeeper_server: ZooKeeperServer, election: str) -> Iterator[Callable[[str, str], Member]]:
+    started: list[Member] = []
+
+    def start(name: str, hosts: str) -> Member:
+        member = Member(name, hosts, election)
+        started.append(member)
+        return member
+
+    yield start
+    for member in started:
+        member.stop()
+
+
+def test_suspension_stops_leader_work_at_once(
+        zookeeper_server: ZooKeeperServer, proxy: TcpProxy, members: Callable[[str, str], Member],
+        log_times: LogTimes) -> None:
+    cut_off = members("cut-off", f"127.0.0.1:{proxy.port}")
+    cut_off.wait(cut_off.leads(), 10, "leads")
+    other = members("other", zookeeper_server.hosts)
+    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.leader_id == "cut-off", 10,
+               "the other member never saw the first one lead")
+
+    proxy.down()  # the connection is reset: kazoo suspends at once, the session lives on
+    other.wait(other.leads(), SESSION + 3, "leads after the cut-off one's session expired")
+    suspended = log_times.first("ZooKeeper connection suspended")
+    assert suspended is not None
+    first = cut_off.leaderships[0]
+    assert first.ended is not None
+    assert first.ended - suspended[0] <= 1.0, f"leader work ended {first.ended - suspended[0]:.2f} s after SUSPENDED"
+    # Well before anyone else could lead: the session outlives the cut by about its timeout.
+    assert other.leaderships[0].started - first.ended >= 2.0, "the cut-off leader stopped only just in time"
+    step_down = log_times.first("lost leadership: ")
+    assert step_down is not None and "suspended" in step_down[1], step_down
+
+
+def test_a_lost_session_rejoins_with_a_new_higher_term(
+        zookeeper_server: ZooKeeperServer, proxy: TcpProxy, members: Callable[[str, str], Member],
+        log_times: LogTimes, inspector: KazooClient, election: str) -> None:
+    cut_off = members("cut-off", f"127.0.0.1:{proxy.port}")
+    cut_off.wait(cut_off.leads(), 10, "leads")
+    other = members("other", zookeeper_server.hosts)
+    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.leader_id == "cut-off", 10,
+               "the other member never saw the first one lead")
+
+    proxy.blackhole()  # bytes vanish: no answer, no reset; the server expires the session
+    other.wait(other.leads(), SESSION + 3, "leads after the cut-off one's session expired")
+    first, successor = cut_off.leaderships[0], other.leaderships[0]
+    assert first.ended is not None and first.ended < successor.started, "two leaders acted at once"
+
+    proxy.heal()
+    wait_until(lambda: log_times.first("ZooKeeper session lost"), SESSION + 3, "no LOST after healing")
+    # It joined again, behind the new leader: a new znode, so a higher sequence number.
+    wait_until(lambda: [who for _, who in line_of(inspector, election)] == ["other", "cut-off"], 10,
+               "the cut-off member did not join again behind the new leader")
+
+    other.stop()
+    cut_off.wait(cut_off.leads(2), 5, "leads again")
+    assert first.term < successor.term < cut_off.leaderships[1].term
