@@ -413,7 +413,9 @@ class Group:
 
     # -- one failover trial -------------------------------------------------------------------
 
-    def trial(self, mode: str, number: int, rng: random.Random) -> dict[str, Any]:
+    def trial(self, mode: str, number: int, rng: random.Random, restart: bool = True) -> dict[str, Any]:
+        """Kill (or stop) the leader, time the next one's first act; then start the victim again
+        under its own name (a Raft member with its RAFT_ID and RAFT_DATA_DIR) unless it was the last."""
         d = self.design
         budget = d.lease + 2 * d.max_poll + 30
         leader, start = self.wait_steady(budget + 60)
@@ -469,7 +471,8 @@ class Group:
         after = f" (killed {sent - last:.2f} s after its last {self.renewal_evidence})" if last is not None else ""
         self.bench.say(f"  {self.name} trial {number}: {leader.name} {mode} -> {new['instance']} leads "
                        f"after {result['failover_s']:.3f} s{after}")
-        self.start(leader)
+        if restart:
+            self.start(leader)
         return result
 
     renewal_evidence = "lease grant"
@@ -771,7 +774,7 @@ class Bench:
                          + f"; over {s['window_s']} s")
             rng = random.Random(f"{self.args.seed}-{group.name}")
             for number in range(1, self.args.trials + 1):
-                group.trial(mode, number, rng)
+                group.trial(mode, number, rng, restart=number < self.args.trials)
         except Exception as exc:  # noqa: BLE001 - reported in the results
             errors.append(f"{group.name}: {exc}")
             self.say(f"  {group.name} FAILED: {exc}")
@@ -824,19 +827,31 @@ class Bench:
         reused = {mode: self.design_groups.get(("ours", mode)) for mode in ("crash", "graceful")}
         reuse_azure = all(reused.values())
         pairs: dict[tuple[str, str], Group] = {}
+        lock = threading.Lock()
+
+        def make(backend: str, mode: str) -> None:
+            try:
+                group = GROUPS[backend](self, f"{backend}-{mode}", BACKEND_DESIGNS[backend], 3)
+            except Exception as exc:  # noqa: BLE001 - reported; the other backends still run
+                errors.append(f"{backend}-{mode}: could not set up: {exc}")
+                self.say(f"  {backend}-{mode} FAILED to set up: {exc}")
+                return
+            with lock:
+                self.groups.append(group)
+                pairs[backend, mode] = group
+
+        # Set up side by side too: a ZooKeeper group starts a JVM first.
+        makers = []
         for backend in self.args.backends:
             if backend == "azure" and reuse_azure:
                 pairs.update({(backend, mode): group for mode, group in reused.items() if group is not None})
                 continue
-            for mode in ("crash", "graceful"):
-                try:
-                    group = GROUPS[backend](self, f"{backend}-{mode}", BACKEND_DESIGNS[backend], 3)
-                except Exception as exc:  # noqa: BLE001 - reported; the other backends still run
-                    errors.append(f"{backend}-{mode}: could not set up: {exc}")
-                    self.say(f"  {backend}-{mode} FAILED to set up: {exc}")
-                    continue
-                self.groups.append(group)
-                pairs[backend, mode] = group
+            makers += [threading.Thread(target=make, args=(backend, mode), daemon=True)
+                       for mode in ("crash", "graceful")]
+        for thread in makers:
+            thread.start()
+        for thread in makers:
+            thread.join()
         fresh = [(group, mode) for (backend, mode), group in pairs.items() if not (backend == "azure" and reuse_azure)]
         if "azure" in self.args.backends and reuse_azure:
             self.say("  azure: the 'ours' design's groups above (the same product, the same settings)")
@@ -925,7 +940,8 @@ class Bench:
         trials = []
         for number in range(1, self.args.contention_trials + 1):
             # The same kill phases for every contender count (common random numbers).
-            trials.append(group.trial("crash", number, random.Random(f"{self.args.seed}-contention-{number}")))
+            trials.append(group.trial("crash", number, random.Random(f"{self.args.seed}-contention-{number}"),
+                                      restart=number < self.args.contention_trials))
         result["crash"] = summary([t["failover_s"] for t in trials])
         result["crash"]["trials"] = trials
         result["load"] = meter.read()
