@@ -837,7 +837,6 @@ class Bench:
                 self.say(f"  {backend}-{mode} FAILED to set up: {exc}")
                 return
             with lock:
-                self.groups.append(group)
                 pairs[backend, mode] = group
 
         # Set up side by side too: a ZooKeeper group starts a JVM first.
@@ -852,6 +851,8 @@ class Bench:
             thread.start()
         for thread in makers:
             thread.join()
+        self.groups += [pairs[b, m] for b in self.args.backends for m in ("crash", "graceful")
+                        if (b, m) in pairs and not (b == "azure" and reuse_azure)]
         fresh = [(group, mode) for (backend, mode), group in pairs.items() if not (backend == "azure" and reuse_azure)]
         if "azure" in self.args.backends and reuse_azure:
             self.say("  azure: the 'ours' design's groups above (the same product, the same settings)")
