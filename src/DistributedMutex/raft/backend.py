@@ -20,6 +20,7 @@ meanwhile, so the lease it holds stays good until the new term's lease replaces 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -151,7 +152,7 @@ class RaftBackend:
         host, port = self._peers[self._node_id]
         if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
             return (f"cannot listen on {host}:{port}, the address of RAFT_ID={self._node_id} in RAFT_PEERS: "
-                    f"{exc.strerror}")
+                    f"{os.strerror(exc.errno)}")
         return f"cannot use RAFT_DATA_DIR={self._data_dir} for Raft peer {self._node_id}: {exc}"
 
     def _running(self) -> RaftNode:

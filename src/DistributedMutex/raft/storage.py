@@ -39,7 +39,8 @@ class StateFile:
         data = json.dumps({"term": state.term, "voted_for": state.voted_for}).encode()
         fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, data)
+            while data:
+                data = data[os.write(fd, data):]
             os.fsync(fd)
         finally:
             os.close(fd)

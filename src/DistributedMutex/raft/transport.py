@@ -96,23 +96,26 @@ class PeerLink:
                 self._idle.notify_all()
 
     def _write(self, data: bytes) -> None:
-        sock = self._connected()
-        if sock is None:
-            self.dropped += 1
-            return
-        try:
-            sock.sendall(data)
-        except OSError as exc:
-            log.debug("raft: lost the connection to %s (%s)", self.peer_id, exc)
-            self._disconnect()
-            self.dropped += 1
+        # A connection found dead gets one fresh one at once: a restarted peer or a healed
+        # network should not cost the next message. A peer we cannot connect to costs nothing
+        # but a drop until the retry interval has passed.
+        for _ in range(2):
+            sock = self._connected()
+            if sock is None:
+                break
+            try:
+                sock.sendall(data)
+                return
+            except OSError as exc:
+                log.debug("raft: lost the connection to %s (%s)", self.peer_id, exc)
+                self._drop_connection()
+        self.dropped += 1
 
     def _connected(self) -> socket.socket | None:
         sock = self._sock
         if sock is not None and _peer_closed(sock):
             # The peer never writes on this connection: readable means it closed or restarted.
-            # Reconnect now rather than lose this message into a dead socket.
-            self._disconnect()
+            self._drop_connection()
             sock = None
         if sock is not None:
             return sock
@@ -128,11 +131,10 @@ class PeerLink:
         self._sock = sock
         return sock
 
-    def _disconnect(self) -> None:
+    def _drop_connection(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             _close(sock)
-        self._retry_at = time.monotonic() + self._retry_interval
 
 
 class Listener:
