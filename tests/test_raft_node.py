@@ -79,12 +79,20 @@ def test_renewing_moves_the_lease_on_and_fails_once_leadership_is_gone(trio: dic
         trio[leader].renew(renewed, time.monotonic())
 
 
-def test_release_hands_leadership_over_at_once(trio: dict[str, RaftBackend]) -> None:
-    leader, lease = lease_holder(trio)
-    released = time.monotonic()
-    trio[leader].release(lease)
-    others = {name: backend for name, backend in trio.items() if name != leader}
-    _, new = lease_holder(others, timeout=TIMEOUT[0])  # not an election timeout: a hand-over
+def test_release_hands_leadership_over_at_once(tmp_path: Path) -> None:
+    """Well within lo: the others stick to the old leader until then, so no election could be
+    this fast; only a hand-over is."""
+    peers = addresses("a", "b", "c")
+    trio = {name: RaftBackend(peers, name, tmp_path, (1.0, 2.0)) for name in peers}
+    try:
+        leader, lease = lease_holder(trio)
+        released = time.monotonic()
+        trio[leader].release(lease)
+        others = {name: backend for name, backend in trio.items() if name != leader}
+        _, new = lease_holder(others, timeout=0.5)
+    finally:
+        for backend in trio.values():
+            backend.close()
     assert new.term == lease.term + 1
     assert new.sent_at >= released
 
