@@ -362,7 +362,9 @@ class Demo:
 
     def leader(self) -> Node | None:
         record = self.leader_record()
-        return next((n for n in self.snapshot() if record and n.name == record["instance"]), None)
+        # By pid, not name: a Raft member that came back under its own name left its dead process
+        # in the list, and signalling that one would leave the real leader running.
+        return next((n for n in self.snapshot() if record and n.process.pid == record["pid"]), None)
 
     def track(self) -> None:
         """Match each disruption with the first leadership another instance started after it."""
