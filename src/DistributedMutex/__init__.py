@@ -5,7 +5,11 @@
     mutex = DistributedMutex(lead, work, backend=AzureBlobLeaseBackend(conn, "c", "b"),
                              identity=Identity("me"))
     mutex.run()   # until SIGINT/SIGTERM
+
+ZooKeeperBackend and RaftBackend are imported on first use: kazoo only for those who use it.
 """
+
+from typing import Any
 
 from .azure_lease import AzureBlobLeaseBackend
 from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
@@ -26,6 +30,16 @@ from .timing import ElectionTiming
 __all__ = [
     "AzureBlobLeaseBackend", "BackendError", "ConfigurationError", "DistributedMutex",
     "ElectionBackend", "ElectionTiming", "Held", "Identity", "LeaderElectionError", "LeaderRecord",
-    "Lease", "LeaseLostError", "Role", "RoleContext", "StaleTermError", "StorageRejectedError",
-    "StorageUnavailableError", "StoreError", "StoreUnavailableError",
+    "Lease", "LeaseLostError", "RaftBackend", "Role", "RoleContext", "StaleTermError", "StorageRejectedError",
+    "StorageUnavailableError", "StoreError", "StoreUnavailableError", "ZooKeeperBackend",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ZooKeeperBackend":
+        from .zookeeper import ZooKeeperBackend
+        return ZooKeeperBackend
+    if name == "RaftBackend":
+        from .raft import RaftBackend
+        return RaftBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
