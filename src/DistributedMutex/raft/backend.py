@@ -97,15 +97,9 @@ class RaftBackend:
             raise LeaseLostError(f"no longer the Raft leader of term {term}")
         if at_least <= term:
             return self._lease(status, max(status.lease_sent_at, lease.sent_at))
-        low, high = self._election_timeout
         self._moving = term
         try:
-            if not node.recampaign(term, at_least, timeout=1.0):
-                raise LeaseLostError(f"no longer the Raft leader of term {term}")
-            done = node.wait_until(lambda s: s.role is not Role.CANDIDATE and s.term >= at_least, timeout=low + high)
-            if done.role is not Role.LEADER or done.term < at_least:
-                raise LeaseLostError(f"campaigning again for a term >= {at_least} failed "
-                                     f"(now {done.role.value} in term {done.term})")
+            done = self._recampaign(node, term, at_least)
             self._moved[term] = done.term
         finally:
             self._moving = None
@@ -117,7 +111,10 @@ class RaftBackend:
         if node is None:
             return
         term = self._current_term_of(lease.term)
-        target = node.transfer(term, timeout=1.0)
+        try:
+            target = node.transfer(term, timeout=1.0)
+        except TimeoutError as exc:
+            raise StorageUnavailableError(str(exc)) from None
         if target is not None:
             log.info("raft: handed leadership of term %d over to %s", term, target)
 
@@ -165,6 +162,21 @@ class RaftBackend:
         wake = self._wake
         if wake is not None:
             wake()
+
+    def _recampaign(self, node: RaftNode, term: int, at_least: int) -> NodeStatus:
+        """Campaign again from ``term`` for a term >= ``at_least``; the status once it leads there."""
+        low, high = self._election_timeout
+        try:
+            started = node.recampaign(term, at_least, timeout=1.0)
+        except TimeoutError as exc:
+            raise StorageUnavailableError(str(exc)) from None
+        if not started:
+            raise LeaseLostError(f"no longer the Raft leader of term {term}")
+        done = node.wait_until(lambda s: s.role is not Role.CANDIDATE and s.term >= at_least, timeout=low + high)
+        if done.role is not Role.LEADER or done.term < at_least:
+            raise LeaseLostError(f"campaigning again for a term >= {at_least} failed "
+                                 f"(now {done.role.value} in term {done.term})")
+        return done
 
     def _current_term_of(self, term: int) -> int:
         while term in self._moved:

@@ -143,7 +143,10 @@ class RaftNode:
         """Run ``fn(core, now)`` on the driver thread (the only one that touches the core)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._inbox.put((fn, future))
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
+            raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
 
     def wait_until(self, predicate: Callable[[NodeStatus], bool], timeout: float) -> NodeStatus:
         """The first published status for which ``predicate`` holds; the latest one on timeout."""
