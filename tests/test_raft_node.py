@@ -6,6 +6,7 @@ under a second of waiting), or a socket the test reads itself when it plays a pe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
+from DistributedMutex.backend_settings import RaftSettings
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.mutex import DistributedMutex, RoleContext
 from DistributedMutex.raft import RaftBackend
 from DistributedMutex.raft.core import HardState
 from DistributedMutex.raft.messages import Vote, VoteReply, decode, encode
@@ -206,3 +209,37 @@ def test_the_state_file_is_replaced_whole(tmp_path: Path) -> None:
     state.save(HardState(4, None))
     assert state.load() == HardState(4, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"], "no temporary file left behind"
+
+
+def test_the_election_loop_moves_a_leadership_to_a_higher_term_without_a_break(tmp_path: Path) -> None:
+    """DistributedMutex on three peers: the leader's task asks for a higher term (its store has
+    seen one) and keeps acting through the re-campaign, renewals included."""
+    peers = addresses("a", "b", "c")
+    backends = {name: RaftBackend(peers, name, tmp_path, TIMEOUT) for name in peers}
+    timing = RaftSettings(peers, "a", tmp_path, TIMEOUT).timing()
+    seen: list[tuple[str, int | None]] = []
+    mutexes: list[DistributedMutex] = []
+
+    async def lead(ctx: RoleContext) -> None:
+        seen.append((ctx.instance_id, ctx.term))
+        assert ctx.advance_term is not None and ctx.term is not None
+        seen.append((ctx.instance_id, await ctx.advance_term(ctx.term + 40)))
+        until = time.monotonic() + 10 * timing.renew_interval
+        while time.monotonic() < until:
+            assert ctx.is_active(), "stopped acting during or after the re-campaign"
+            await asyncio.sleep(timing.renew_interval / 4)
+        for mutex in mutexes:
+            mutex.stop()
+
+    async def run_all() -> None:
+        mutexes.extend(DistributedMutex(lead, backend=backend, identity=Identity(f"instance-{name}"), timing=timing)
+                       for name, backend in backends.items())
+        await asyncio.wait_for(asyncio.gather(*(m.run_async() for m in mutexes)), timeout=20)
+
+    try:
+        asyncio.run(run_all())
+    finally:
+        for backend in backends.values():
+            backend.close()
+    (leader, term), (again, advanced) = seen
+    assert again == leader and advanced is not None and term is not None and advanced >= term + 40
