@@ -51,7 +51,9 @@ log = logging.getLogger("raft_sim")
 LO, HI = 1.0, 2.0
 HEARTBEAT = default_heartbeat_interval((LO, HI))  # as the real peers
 CHAOS = 10.0  # seconds of faults
-LIVENESS_BOUND = 4 * HI + LO  # see first_lease in the summary: the worst seen is well below
+# Randomised timeouts make liveness probabilistic: each split vote costs another timeout. Seeds
+# 0-33999: median 0.63 s, p99 3.2 s, worst 8.3 s (four split votes in a row among three peers).
+LIVENESS_BOUND = LO + 6 * HI
 HOLD = 2 * HI  # the leadership must last this long after it first appears
 STABLE_MAX_DELAY = 0.05  # once stable, a message takes at most this long (Raft's own liveness assumption)
 REPLAY = "PYTHONPATH=src:tests python -m support.raft_sim --seed {seed} --verbose"
@@ -160,7 +162,7 @@ class Simulation:
 
     def fail(self, what: str) -> None:
         raise SimulationError(f"raft simulation seed {self.seed}: {what} at t={self.now:.4f}\n"
-                                f"  replay: {REPLAY.format(seed=self.seed)}")
+                              f"  replay: {REPLAY.format(seed=self.seed)}")
 
     def _push(self, at: float, kind: int, payload: object) -> None:
         self._seq += 1
