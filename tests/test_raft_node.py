@@ -189,6 +189,20 @@ def test_a_vote_is_on_disk_before_its_answer_leaves(tmp_path: Path) -> None:
     assert on_disk == {"term": 7, "voted_for": "b"}
 
 
+def test_anyone_may_ask_for_the_status_in_json(tmp_path: Path) -> None:
+    peers = addresses("a", "b")
+    backend = RaftBackend(peers, "a", tmp_path, TIMEOUT)
+    backend.acquire(ME, time.monotonic())
+    try:
+        with socket.create_connection(peers["a"], timeout=5) as client, client.makefile("rb") as answers:
+            client.sendall(b'{ "type" : "status" }\n')
+            status = json.loads(answers.readline())
+    finally:
+        backend.close()
+    assert status.pop("role") in ("follower", "pre-candidate")  # b never answers: a may be asking for votes
+    assert status == {"node": "a", "term": 0, "leader": None, "leader_info": None, "lease_state": "available"}
+
+
 def test_a_peer_that_sends_garbage_is_dropped_and_the_node_lives_on(tmp_path: Path) -> None:
     peers = addresses("a", "b")
     backend = RaftBackend(peers, "a", tmp_path, TIMEOUT)

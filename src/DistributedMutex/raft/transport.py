@@ -187,7 +187,7 @@ class Listener:
 
     def _handle(self, connection: socket.socket, line: bytes) -> bool:
         """Handle one line; False to drop the connection (it does not speak our protocol)."""
-        if line.strip() == STATUS_REQUEST.strip():
+        if b'"status"' in line and _is_status_request(line):  # rare: parse twice only then
             connection.sendall(json.dumps(self._status()).encode() + b"\n")
             return True
         try:
@@ -215,6 +215,14 @@ def query_status(address: tuple[str, int], timeout: float) -> dict[str, Any]:
     if not isinstance(status, dict):
         raise ValueError("the answer is not a JSON object")
     return status
+
+
+def _is_status_request(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("type") == "status"
 
 
 def _peer_closed(sock: socket.socket) -> bool:
