@@ -9,6 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from support.processes import ROOT
 
 
@@ -24,13 +26,21 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_env: dict[str, str]) -> None:
+# Per backend: how long the demo runs, and the longest a kill may take to fail over (None: the
+# blob lease's 15 s do not fit in the run; its kills are measured in test_demo_processes).
+DEMO_RUNS = {"azure": (20, None), "zookeeper": (18, 8.0), "raft": (16, 4.0)}
+
+
+@pytest.mark.parametrize("backend", list(DEMO_RUNS))
+def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_env: dict[str, str],
+                                                                           backend: str) -> None:
+    seconds, kill_bound = DEMO_RUNS[backend]
     marker = f"DM_DEMO_TEST_{uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "AZURE_", "DEMO_"))}
     env.update({k: v for k, v in demo_env.items() if k not in ("AZURE_STORAGE_CONNECTION_STRING", "CONTAINER_NAME")})
     env.update(DEMO_FAILOVER_EVERY="4", FETCH_INTERVAL="1", MARKER=marker)
-    result = subprocess.run(["make", "--no-print-directory", "demo", "DEMO_SECONDS=20"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    command = ["make", "--no-print-directory", "demo", f"DEMO_SECONDS={seconds}", f"ELECTION_BACKEND={backend}"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     # The first automatic stop is graceful: the lease is released and another instance takes it at once.
@@ -41,8 +51,14 @@ def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_
     assert re.search(r"^failover time after a graceful stop: median \d+\.\d s", output, re.MULTILINE), output[-2000:]
     assert re.search(r"\[node-\d\] .*stored \d+ readings", output), "no leader wrote anything"
     # Every stopped leader was replaced, and the replacements kept running.
-    assert re.search(r"^\d+ leader stops, \d+ failovers, 3 instances running at the end$", output, re.MULTILINE), \
-        output[-2000:]
+    running = re.search(r"^\d+ leader stops, \d+ failovers, (\d+) instances running at the end$", output, re.MULTILINE)
+    assert running, output[-2000:]
+    # The fast backends may end the run between a stop and its replacement: at most one missing.
+    assert int(running[1]) == 3 if kill_bound is None else int(running[1]) >= 2, running[0]
+    if kill_bound is not None:
+        kill = re.search(r"^failover after the kill of (node-\d): (node-\d) led after (\d+\.\d) s$", output, re.MULTILINE)
+        assert kill, output[-3000:]
+        assert float(kill[3]) <= kill_bound, kill[0]
     assert "Traceback" not in output
     assert processes_with(marker) == [], "the demo left processes behind"
 

@@ -62,8 +62,9 @@ class RaftSettings:
         """The leader's lease is the minimum election timeout from its newest heartbeat round a
         majority answered; renewing reads it from the local node, so it can be frequent."""
         lease = self.election_timeout[0]
+        # At least 0.1 s of margin: below that, a Python thread's scheduling delay is not negligible.
         return ElectionTiming(lease_duration=lease, renew_interval=lease / 5, acquire_interval=lease / 2,
-                              safety_margin=lease / 4)
+                              safety_margin=max(lease / 4, 0.1))
 
 
 def parse_backend(name: str, value: str) -> str:
@@ -119,8 +120,8 @@ def parse_election_timeout(name: str, value: str) -> tuple[float, float]:
     if not match:
         raise ConfigurationError(name, f"must be a range of milliseconds like 1000-2000, got {value.strip()!r}")
     low, high = int(match[1]), int(match[2])
-    if not 50 <= low < high <= 600_000:
-        raise ConfigurationError(name, f"must be min-max with 50 <= min < max <= 600000 ms (a range, so that "
+    if not 200 <= low < high <= 600_000:
+        raise ConfigurationError(name, f"must be min-max with 200 <= min < max <= 600000 ms (a range, so that "
                                        f"candidates rarely split the vote), got {low}-{high}")
     return low / 1000, high / 1000
 

@@ -73,6 +73,7 @@ class DemoError(Exception):
 class Disruption:
     kind: str  # "kill" or "graceful stop"
     victim: str
+    victim_pid: int  # a Raft member comes back under its own name: the process tells them apart
     at: float  # time.monotonic()
     successor: str | None = None
     took: float | None = None
@@ -327,7 +328,7 @@ class Demo:
             return
         at = time.monotonic()
         leader.process.send_signal(signal.SIGKILL if kind == "kill" else signal.SIGTERM)
-        self.disruptions.append(Disruption(kind, leader.name, at))
+        self.disruptions.append(Disruption(kind, leader.name, leader.process.pid, at))
         means = KILL_MEANS if kind == "kill" else STOP_MEANS
         self.say(f"{BOLD}demo{RESET}: {kind} of the leader {leader.name} ({means[self.backend]})")
         threading.Thread(target=self._replace, args=(leader,), daemon=True).start()
@@ -350,19 +351,21 @@ class Demo:
         return records
 
     def leader_record(self) -> dict | None:
-        open_: dict[str, dict] = {}
+        open_: dict[int, dict] = {}  # by pid: a Raft member that came back shares its name
         for record in self.intervals():
             if record["event"] == "start":
-                open_[record["instance"]] = record
+                open_[record["pid"]] = record
             else:
-                open_.pop(record["instance"], None)
-        alive = {n.name for n in self.snapshot() if n.alive}
-        current = [r for name, r in open_.items() if name in alive]
+                open_.pop(record["pid"], None)
+        alive = {n.process.pid for n in self.snapshot() if n.alive}
+        current = [r for pid, r in open_.items() if pid in alive]
         return max(current, key=lambda r: r["mono"]) if current else None
 
     def leader(self) -> Node | None:
         record = self.leader_record()
-        return next((n for n in self.snapshot() if record and n.name == record["instance"]), None)
+        # By pid, not name: a Raft member that came back under its own name left its dead process
+        # in the list, and signalling that one would leave the real leader running.
+        return next((n for n in self.snapshot() if record and n.process.pid == record["pid"]), None)
 
     def track(self) -> None:
         """Match each disruption with the first leadership another instance started after it."""
@@ -370,7 +373,7 @@ class Demo:
         for disruption in self.disruptions:
             if disruption.took is not None:
                 continue
-            after = [r for r in starts if r["mono"] >= disruption.at and r["instance"] != disruption.victim]
+            after = [r for r in starts if r["mono"] >= disruption.at and r["pid"] != disruption.victim_pid]
             if after:
                 first = min(after, key=lambda r: r["mono"])
                 disruption.successor, disruption.took = first["instance"], first["mono"] - disruption.at

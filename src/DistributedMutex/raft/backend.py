@@ -1,0 +1,222 @@
+"""Raft as an election backend: the instances elect their leader among themselves, no service.
+
+    RaftBackend(peers={"a": ("10.0.0.1", 7001), ...}, node_id="a", data_dir=Path("raft-data"),
+                election_timeout=(1.0, 2.0))
+
+The peer (node.py) starts at the first ``acquire``, which brings the identity its heartbeats carry.
+Every call then reads the peer's latest snapshot: no network round trip, so renewing is cheap.
+
+The lease: a Raft leader holds one from the newest heartbeat round a majority acked, for the
+minimum election timeout ``lo`` (core.py says why nobody else can be elected before then). So
+``Lease(sent_at=that round's send time, duration=lo)``, on this process's time.monotonic(), as
+the ElectionBackend contract wants. The term is the fencing token.
+
+``release`` hands leadership over (TimeoutNow): the peer that answered last campaigns at once,
+so a graceful stop fails over in milliseconds. ``advance_term`` has the leader campaign again in
+a higher term; its followers vote for it (it is the leader they stick to) and nobody else can win
+meanwhile, so the lease it holds stays good until the new term's lease replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..backend import Held, Identity, LeaderRecord, Lease
+from ..errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
+from .core import Role
+from .messages import LeaderInfo
+from .node import NodeStatus, RaftNode
+from .transport import query_status
+
+log = logging.getLogger(__name__)
+STATUS_TIMEOUT = 1.0  # per peer, asked side by side, for read_leader() from outside the cluster
+
+
+class RaftBackend:
+    name = "raft"
+
+    def __init__(self, peers: dict[str, tuple[str, int]], node_id: str, data_dir: Path,
+                 election_timeout: tuple[float, float], *, heartbeat_interval: float | None = None) -> None:
+        if node_id not in peers:
+            raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS ({', '.join(peers)})")
+        self._peers = dict(peers)
+        self._node_id = node_id
+        self._data_dir = Path(data_dir)
+        self._election_timeout = election_timeout
+        self._heartbeat_interval = heartbeat_interval
+        self._node: RaftNode | None = None
+        self._lock = threading.Lock()
+        self._wake: Callable[[], None] | None = None
+        # advance_term moves a leadership to a new term: the old term's leases live on in it.
+        self._moved: dict[int, int] = {}
+        self._moving: int | None = None  # the term we are re-campaigning from
+
+    @property
+    def lease_duration(self) -> float:
+        return self._election_timeout[0]
+
+    # -- ElectionBackend ---------------------------------------------------------------------
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    def acquire(self, identity: Identity, now: float) -> Lease | Held:
+        status = self._started(identity).status
+        if status.leads_with_lease(now):
+            return self._lease(status, status.lease_sent_at)
+        if status.role is Role.LEADER:
+            # Elected, but no majority has acked a heartbeat yet: the wake-up follows within a round trip.
+            return Held(LeaderRecord(None, status.term, lease_state="available"))
+        return Held(_record(status, now))
+
+    def renew(self, lease: Lease, now: float) -> Lease:
+        node = self._running()
+        term = self._current_term_of(lease.term)
+        if self._moving == term:
+            return lease  # re-campaigning: the lease we had still holds (see advance_term)
+        status = node.status
+        if status.role is not Role.LEADER or status.term != term:
+            raise LeaseLostError(f"no longer the Raft leader of term {term} "
+                                 f"(now {status.role.value} in term {status.term})")
+        # Leading ever since: a lease we were given stays good to its end, even if no majority
+        # has acked a round of a term we moved to yet.
+        return self._lease(status, max(status.lease_sent_at, lease.sent_at))
+
+    def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
+        node = self._running()
+        term = self._current_term_of(lease.term)
+        status = node.status
+        if status.role is not Role.LEADER or status.term != term:
+            raise LeaseLostError(f"no longer the Raft leader of term {term}")
+        if at_least <= term:
+            return self._lease(status, max(status.lease_sent_at, lease.sent_at))
+        self._moving = term
+        try:
+            done = self._recampaign(node, term, at_least)
+            self._moved[term] = done.term
+        finally:
+            self._moving = None
+        log.info("raft: leadership moved from term %d to term %d", term, done.term)
+        return self._lease(done, max(done.lease_sent_at, lease.sent_at))
+
+    def release(self, lease: Lease) -> None:
+        node = self._node
+        if node is None:
+            return
+        term = self._current_term_of(lease.term)
+        try:
+            target = node.transfer(term, timeout=1.0)
+        except TimeoutError as exc:
+            raise StorageUnavailableError(str(exc)) from None
+        if target is not None:
+            log.info("raft: handed leadership of term %d over to %s", term, target)
+
+    def read_leader(self) -> LeaderRecord | None:
+        node = self._node
+        if node is not None:
+            return _record(node.status, time.monotonic())
+        return self._ask_peers()
+
+    def close(self) -> None:
+        with self._lock:
+            node, self._node = self._node, None
+        if node is not None:
+            node.stop()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _started(self, identity: Identity) -> RaftNode:
+        with self._lock:
+            if self._node is None:
+                node = RaftNode(self._node_id, self._peers, self._data_dir, self._election_timeout,
+                                info=LeaderInfo(identity.instance_id, identity.host, identity.pid),
+                                heartbeat_interval=self._heartbeat_interval, on_change=self._changed)
+                try:
+                    node.start()
+                except (OSError, ValueError) as exc:
+                    raise StorageRejectedError(self._start_failure(exc)) from None
+                self._node = node
+            return self._node
+
+    def _start_failure(self, exc: OSError | ValueError) -> str:
+        host, port = self._peers[self._node_id]
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            return (f"cannot listen on {host}:{port}, the address of RAFT_ID={self._node_id} in RAFT_PEERS: "
+                    f"{os.strerror(exc.errno)}")
+        return f"cannot use RAFT_DATA_DIR={self._data_dir} for Raft peer {self._node_id}: {exc}"
+
+    def _running(self) -> RaftNode:
+        node = self._node
+        if node is None:
+            raise LeaseLostError("the Raft peer is not running")
+        return node
+
+    def _changed(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            wake()
+
+    def _recampaign(self, node: RaftNode, term: int, at_least: int) -> NodeStatus:
+        """Campaign again from ``term`` for a term >= ``at_least``; the status once it leads there."""
+        low, high = self._election_timeout
+        try:
+            started = node.recampaign(term, at_least, timeout=1.0)
+        except TimeoutError as exc:
+            raise StorageUnavailableError(str(exc)) from None
+        if not started:
+            raise LeaseLostError(f"no longer the Raft leader of term {term}")
+        done = node.wait_until(lambda s: s.role is not Role.CANDIDATE and s.term >= at_least, timeout=low + high)
+        if done.role is not Role.LEADER or done.term < at_least:
+            raise LeaseLostError(f"campaigning again for a term >= {at_least} failed "
+                                 f"(now {done.role.value} in term {done.term})")
+        return done
+
+    def _current_term_of(self, term: int) -> int:
+        while term in self._moved:
+            term = self._moved[term]
+        return term
+
+    def _lease(self, status: NodeStatus, sent_at: float) -> Lease:
+        return Lease(term=status.term, token=f"{self._node_id}@{status.term}", sent_at=sent_at,
+                     duration=self.lease_duration)
+
+    def _ask_peers(self) -> LeaderRecord | None:
+        """Who leads, from the peers' own answers: the leader named in the highest term wins."""
+        with ThreadPoolExecutor(max_workers=len(self._peers)) as pool:
+            answers = list(pool.map(_ask, self._peers.values()))
+        statuses = [answer for answer in answers if isinstance(answer, dict)]
+        if not statuses:
+            tried = ", ".join(f"{peer}={host}:{port}" for peer, (host, port) in self._peers.items())
+            raise StorageUnavailableError(f"no Raft peer answered ({tried}): {answers[0]}")
+        leading = [s for s in statuses if s.get("lease_state") == "leased" and s.get("leader")]
+        best = max(leading or statuses, key=lambda s: s.get("term", 0))
+        return _record_from_json(best)
+
+
+def _ask(address: tuple[str, int]) -> dict[str, Any] | str:
+    try:
+        return query_status(address, STATUS_TIMEOUT)
+    except (OSError, ValueError) as exc:
+        return f"{address[0]}:{address[1]}: {exc}"
+
+
+def _record(status: NodeStatus, now: float) -> LeaderRecord:
+    info = status.leader_info
+    state = status.lease_state(now)
+    leader_id = None if status.leader is None else (info.instance_id if info else status.leader)
+    return LeaderRecord(leader_id, status.term, host=info.host if info else None, pid=info.pid if info else None,
+                        lease_state=state)
+
+
+def _record_from_json(status: dict[str, Any]) -> LeaderRecord:
+    info = status.get("leader_info") or {}
+    leader = status.get("leader")
+    return LeaderRecord(info.get("instance_id", leader) if leader else None, int(status.get("term", 0)),
+                        host=info.get("host"), pid=info.get("pid"), lease_state=status.get("lease_state"))

@@ -1,0 +1,287 @@
+"""A Raft peer as a running thing: the pure core driven by one thread on time.monotonic().
+
+    listener threads --(messages)--> inbox --> driver thread --> core.step / core.tick
+                                                      |-- persist the hard state (fsync) first
+                                                      |-- then hand messages to the peer links
+                                                      '-- publish a NodeStatus snapshot
+
+The core is only ever touched by the driver thread; everyone else reads the latest snapshot (an
+immutable object, swapped in whole) or submits a call to the driver through the inbox.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fcntl
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from .messages import LeaderInfo, encode
+from .storage import StateFile
+from .transport import Listener, PeerLink
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What a peer knows, as of the last thing its driver did."""
+
+    node_id: str
+    role: Role
+    term: int
+    leader: str | None  # the leader's Raft id
+    leader_info: LeaderInfo | None
+    lease_sent_at: float  # leaders: the newest heartbeat round a majority acked (else -inf)
+    lease_until: float  # leaders: until when nobody else can be elected (this clock; else -inf)
+
+    def leads_with_lease(self, now: float) -> bool:
+        return self.role is Role.LEADER and now < self.lease_until
+
+    def lease_state(self, now: float) -> str:
+        """"leased" while a leader is known to hold the lease, "available" otherwise."""
+        if self.role is Role.LEADER:
+            return "leased" if self.leads_with_lease(now) else "available"
+        return "leased" if self.leader is not None else "available"
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        info = self.leader_info
+        return {"node": self.node_id, "role": self.role.value, "term": self.term, "leader": self.leader,
+                "leader_info": None if info is None else {"instance_id": info.instance_id, "host": info.host,
+                                                          "pid": info.pid},
+                "lease_state": self.lease_state(now)}
+
+    def changed_from(self, other: NodeStatus, now: float) -> bool:
+        """Worth waking the election loop for: who leads, in which term, or our lease's validity."""
+        return ((self.role, self.term, self.leader) != (other.role, other.term, other.leader)
+                or self.leads_with_lease(now) != other.leads_with_lease(now))
+
+
+class RaftNode:
+    def __init__(self, node_id: str, peers: dict[str, tuple[str, int]], data_dir: Path,
+                 election_timeout: tuple[float, float], *, info: LeaderInfo,
+                 heartbeat_interval: float | None = None, on_change: Callable[[], None] | None = None) -> None:
+        self.node_id = node_id
+        self.address = peers[node_id]
+        self._peers = peers
+        self._data_dir = data_dir
+        self.election_timeout = election_timeout
+        self.heartbeat_interval = heartbeat_interval or default_heartbeat_interval(election_timeout)
+        self._info = info
+        self._on_change = on_change
+        self._state = StateFile(data_dir, node_id)
+        self._inbox: queue.Queue[object] = queue.Queue()
+        self._changed = threading.Condition()
+        self._core: RaftCore | None = None
+        self._status: NodeStatus | None = None
+        self._unsaved: HardState | None = None
+        self._links: dict[str, PeerLink] = {}
+        self._listener: Listener | None = None
+        self._lock_fd = -1
+        self._driver: threading.Thread | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the state, take this peer's address, start the threads. OSError if the address
+        is taken or the data directory cannot be used; ValueError if the state file is corrupt."""
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_state()
+        try:
+            persisted = self._state.load()
+            now = time.monotonic()
+            self._core = RaftCore(self.node_id, list(self._peers), election_timeout=self.election_timeout,
+                                  heartbeat_interval=self.heartbeat_interval, rng=random.Random(),
+                                  persisted=persisted, now=now, info=self._info)
+            self._status = self._snapshot(now)
+            self._listener = Listener(self.address, self._inbox.put, self._status_json)
+        except BaseException:
+            self._unlock_state()
+            raise
+        low = self.election_timeout[0]
+        self._links = {peer: PeerLink(peer, address, connect_timeout=min(1.0, low / 2), retry_interval=low / 10)
+                       for peer, address in self._peers.items() if peer != self.node_id}
+        self._driver = threading.Thread(target=self._drive, name=f"raft-{self.node_id}", daemon=True)
+        self._driver.start()
+        log.info("raft: peer %s listening on %s:%d (term %d%s)", self.node_id, *self.address, persisted.term,
+                 f", voted for {persisted.voted_for}" if persisted.voted_for else "")
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the driver, let queued messages go out (bounded), close every connection."""
+        if self._driver is None:
+            return
+        self._inbox.put(_STOP)
+        self._driver.join(timeout)
+        deadline = time.monotonic() + min(0.5, timeout)
+        for link in self._links.values():
+            link.flush(max(0.0, deadline - time.monotonic()))
+            link.close()
+        if self._listener is not None:
+            self._listener.close()
+        self._unlock_state()
+        self._driver = None
+
+    # -- what the backend asks ---------------------------------------------------------------
+
+    @property
+    def status(self) -> NodeStatus:
+        assert self._status is not None, "the node has not started"
+        return self._status
+
+    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
+        """Run ``fn(core, now)`` on the driver thread (the only one that touches the core)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._inbox.put((fn, future))
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
+            raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
+
+    def wait_until(self, predicate: Callable[[NodeStatus], bool], timeout: float) -> NodeStatus:
+        """The first published status for which ``predicate`` holds; the latest one on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.status):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            return self.status
+
+    def transfer(self, term: int, timeout: float) -> str | None:
+        """Hand leadership of ``term`` over; the peer told to campaign (None: nobody, or not
+        leading that term). Returns once the TimeoutNow was written (bounded by ``timeout``)."""
+        def hand_over(core: RaftCore, now: float) -> str | None:
+            if core.role is not Role.LEADER or core.term != term:
+                return None
+            out = core.transfer_leadership(now)
+            self._carry_out(out, now)
+            return out.messages[0].dst if out.messages else None
+
+        target = self.call(hand_over, timeout)
+        if target is not None:
+            self._links[target].flush(timeout)
+        return target
+
+    def recampaign(self, term: int, at_least: int, timeout: float) -> bool:
+        """Leader of ``term`` only: campaign again for a term >= ``at_least``. False if not leading."""
+        def again(core: RaftCore, now: float) -> bool:
+            if core.role is not Role.LEADER or core.term != term:
+                return False
+            self._carry_out(core.recampaign(at_least, now), now)
+            return True
+
+        return self.call(again, timeout)
+
+    # -- the driver thread -------------------------------------------------------------------
+
+    def _drive(self) -> None:
+        core = self._core
+        assert core is not None
+        while True:
+            wait = core.wake_at - time.monotonic()
+            try:
+                item = self._inbox.get(timeout=min(max(wait, 0.0), 1.0)) if wait > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            now = time.monotonic()
+            try:
+                self._handle(core, item, now)
+            except Exception:  # a bug must not silently kill the peer: say it, go on
+                log.exception("raft: peer %s failed to handle %r", self.node_id, item)
+
+    def _handle(self, core: RaftCore, item: object, now: float) -> None:
+        if isinstance(item, tuple):
+            self._run_call(core, now, *item)
+        elif item is not None:
+            self._carry_out(core.step(item, now), now)  # type: ignore[arg-type]
+        if now >= core.wake_at:
+            self._carry_out(core.tick(now), now)
+        self._publish(now)
+
+    def _run_call(self, core: RaftCore, now: float, fn: Callable[[RaftCore, float], Any],
+                  future: concurrent.futures.Future[Any]) -> None:
+        try:
+            future.set_result(fn(core, now))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            future.set_exception(exc)
+
+    def _carry_out(self, out: Outputs, now: float) -> None:
+        """Persist first; send only once the state the messages rest on is on disk."""
+        if out.hard_state is not None:
+            self._unsaved = out.hard_state
+        if self._unsaved is not None:
+            try:
+                self._state.save(self._unsaved)
+            except OSError as exc:
+                # Nothing may leave before the term and vote are on disk: stay silent (the others
+                # see a dead peer) and try again with the next output.
+                log.error("raft: cannot save the term and vote to %s: %s; not answering until it works",
+                          self._state.path, exc)
+                return
+            self._unsaved = None
+        for message in out.messages:
+            self._links[message.dst].send(encode(message))
+
+    def _publish(self, now: float) -> None:
+        status, previous = self._snapshot(now), self._status
+        if status == previous:
+            return
+        with self._changed:
+            self._status = status
+            self._changed.notify_all()
+        if previous is not None and status.changed_from(previous, now):
+            self._log_change(previous, status)
+            if self._on_change is not None:
+                self._on_change()
+
+    def _snapshot(self, now: float) -> NodeStatus:
+        core = self._core
+        assert core is not None
+        return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info,
+                          core.quorum_acked_sent_at, core.lease_until)
+
+    def _log_change(self, old: NodeStatus, new: NodeStatus) -> None:
+        if new.role is Role.LEADER and old.role is not Role.LEADER:
+            log.info("raft: elected leader of term %d", new.term)
+        elif old.role is Role.LEADER and new.role is not Role.LEADER:
+            log.info("raft: no longer leader (now %s in term %d)", new.role.value, new.term)
+        elif new.leader is not None and (new.leader, new.term) != (old.leader, old.term) and new.leader != self.node_id:
+            log.info("raft: following %s in term %d", new.leader, new.term)
+        elif new.role is not old.role:
+            log.debug("raft: %s in term %d", new.role.value, new.term)
+
+    def _status_json(self) -> dict[str, Any]:
+        return self.status.to_json(time.monotonic())
+
+    # -- one process per peer's state --------------------------------------------------------
+
+    def _lock_state(self) -> None:
+        """Two processes sharing one peer's state would each vote once per term: twice."""
+        path = self._data_dir / f"{self.node_id}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OSError(f"another process runs Raft peer {self.node_id} with the state in {self._data_dir}") from None
+        self._lock_fd = fd
+
+    def _unlock_state(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
