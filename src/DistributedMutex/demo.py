@@ -40,7 +40,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -215,18 +215,26 @@ class Demo:
                           "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")
         command = ["java", "-Xmx256m", "-cp", f"{ZOOKEEPER_JAR}:/usr/share/java/*",
                    "org.apache.zookeeper.server.ZooKeeperServerMain", str(config)]
-        with (self.workdir / "zookeeper.log").open("wb") as log_file:
-            self.zookeeper = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                              preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 30
+        self.zookeeper = self._launch("ZooKeeper", command, self.workdir, self.zookeeper_port,
+                                      lambda port: _four_letter_word(port, b"ruok") == b"imok", timeout=30)
+
+    def _launch(self, name: str, command: list[str], cwd: Path, port: int, ready: Callable[[int], bool],
+                timeout: float) -> subprocess.Popen[bytes]:
+        """Start a service and wait until it answers on ``port``; stopped again if it never does."""
+        log_path = self.workdir / f"{name.lower()}.log"
+        with log_path.open("wb") as log_file:  # the child keeps its own copy
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd,
+                                       preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.zookeeper.poll() is not None:
-                raise DemoError(f"ZooKeeper exited at start (code {self.zookeeper.returncode}); "
-                                f"see {self.workdir / 'zookeeper.log'}")
-            if _four_letter_word(self.zookeeper_port, b"ruok") == b"imok":
-                return
+            if process.poll() is not None:
+                raise DemoError(f"{name} exited at start (code {process.returncode}); see {log_path}")
+            if ready(port):
+                return process
             time.sleep(0.2)
-        raise DemoError(f"ZooKeeper did not answer on port {self.zookeeper_port} within 30 s")
+        process.kill()
+        process.wait()
+        raise DemoError(f"{name} did not answer on port {port} within {timeout:g} s")
 
     def backend_env(self, name: str) -> dict[str, str]:
         if self.backend == "zookeeper":
@@ -252,23 +260,7 @@ class Demo:
                        "azurite-blob", "--blobHost", "0.0.0.0", "--inMemoryPersistence", "--disableTelemetry"]
         else:
             raise DemoError("Azurite is not installed (run `npm ci`; `make demo` does it) and there is no Docker")
-        with (self.workdir / "azurite.log").open("wb") as log_file:  # the child keeps its own copy
-            self.azurite = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
-                                            preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.azurite.poll() is not None:
-                raise DemoError(f"Azurite exited at start (code {self.azurite.returncode}); "
-                                f"see {self.workdir / 'azurite.log'}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.azurite_port}/{DEV_ACCOUNT}?comp=list", timeout=1)
-            except urllib.error.HTTPError:
-                return  # it answered (403 without a signature): it is up
-            except OSError:
-                time.sleep(0.2)
-                continue
-            return
-        raise DemoError(f"Azurite did not answer on port {self.azurite_port} within 60 s")
+        self.azurite = self._launch("Azurite", command, ROOT, self.azurite_port, _answers_http, timeout=60)
 
     @property
     def connection_string(self) -> str:
@@ -506,6 +498,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _answers_http(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/{DEV_ACCOUNT}?comp=list", timeout=1)
+    except urllib.error.HTTPError:
+        return True  # it answered (403 without a signature): it is up
+    except OSError:
+        return False
+    return True
 
 
 def _four_letter_word(port: int, word: bytes) -> bytes:

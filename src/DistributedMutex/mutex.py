@@ -300,8 +300,13 @@ class DistributedMutex:
 
     async def _lead(self, lease: Lease) -> None:
         if self._clock() >= self._acting_until(lease):
-            # The acquire itself took so long that the lease may be nearly over: do not act on it.
-            log.warning("acquired the lease too late to act on it safely (term %d); giving it back", lease.term)
+            if self._acting_until(lease) <= lease.sent_at:
+                log.error("the lease lasts %g s, no more than the %g s safety margin: this timing cannot work with"
+                          " this backend (term %d); giving it back", lease.duration, self._timing.safety_margin,
+                          lease.term)
+            else:
+                # The acquire itself took so long that the lease may be nearly over: do not act on it.
+                log.warning("acquired the lease too late to act on it safely (term %d); giving it back", lease.term)
             await self._release(lease)
             return
         # The renewals of the quiet wait below carry the term of *this* lease (see _hold).
@@ -381,7 +386,7 @@ class DistributedMutex:
         (latest lease, reason, lease known lost)."""
         assert self._stopping is not None
         timing = self._timing
-        next_renewal = lease.sent_at + timing.renew_interval
+        next_renewal = lease.sent_at + self._renew_every(lease)
         last_error = "no answer"
         watched: list[Awaitable[Any]] = [run.task] if run is not None else []
         while True:
@@ -414,11 +419,19 @@ class DistributedMutex:
                 log.info("leader task returned; keeping the lease until stopped")
             if self._clock() < next_renewal or self._clock() >= deadline or self._clock() >= until:
                 continue
+            self._wake.clear()  # a change from now on cuts this renewal short (below)
             sent = self._clock()
             attempt = run_in_daemon_thread(self._backend.renew, lease, sent, name="renew")
-            await _first_of([attempt, self._stopping.wait()], timeout=deadline - sent)
+            await _first_of([attempt, self._stopping.wait(), self._wake.wait()], timeout=deadline - sent)
             if not attempt.done():
                 self._abandon(attempt)
+                if self._wake.is_set() and not self._stopping.is_set():
+                    # Woken while the renewal hangs (say, a ZooKeeper session just suspended): ask
+                    # again at once rather than wait for this call, which may take its whole timeout;
+                    # a backend that knows leadership may be gone answers the new one at once.
+                    self._wake.clear()
+                    next_renewal = self._clock()
+                    continue
                 if not self._stopping.is_set():
                     last_error = "renewal timed out"
                     self._observer.renewal_failed("timeout")
@@ -439,7 +452,7 @@ class DistributedMutex:
                 next_renewal = self._clock() + retry_in
             else:
                 self._observer.renewed(lease.term, self._clock() - lease.sent_at)
-                next_renewal = sent + timing.renew_interval
+                next_renewal = sent + self._renew_every(lease)
                 if run is not None:
                     run.ctx.acting_until = self._acting_until(lease)
 
@@ -475,6 +488,12 @@ class DistributedMutex:
         """The local deadline of a lease: the leader stops acting here, a safety margin before
         the earliest moment another instance could be granted leadership."""
         return lease.sent_at + min(lease.duration, self._timing.lease_duration) - self._timing.safety_margin
+
+    def _renew_every(self, lease: Lease) -> float:
+        """The renew interval, or less when the lease is shorter than the timing expects (a ZooKeeper
+        server granted a shorter session than asked for): two renewals must fit in the acting window,
+        so that a failed one is retried before the deadline."""
+        return max(0.0, min(self._timing.renew_interval, (self._acting_until(lease) - lease.sent_at) / 2))
 
     def _stall_deadline(self, run: _RoleRun | None) -> float:
         if run is None or self._stall_timeout is None:

@@ -446,8 +446,11 @@ class Chaos:
         self.fetches_checked = len(fetches)
 
         # 3. Rows: non-decreasing terms in insertion order; each written by a leader, while leading.
-        served = {(r.city, r.dt) for r in fetches if r.dt is not None}
-        for row_id, city, observed_at, leader_id, term, stored_at in self.rows():
+        # The rows first, then the server's log: the instances run on while we check, and a row read
+        # now was fetched (and logged: the server logs before it answers) before we read it.
+        rows = self.rows()
+        served = {(r.city, r.dt) for r in self.weather.log() if r.client and r.dt is not None}
+        for row_id, city, observed_at, leader_id, term, stored_at in rows:
             if row_id <= self.last_row_checked:
                 continue
             self.last_row_checked = row_id
