@@ -126,12 +126,15 @@ def parse_election_timeout(name: str, value: str) -> tuple[float, float]:
     return low / 1000, high / 1000
 
 
-def raft_settings(get: Callable[..., object], instance_id: str) -> RaftSettings:
+def raft_settings(get: Callable[..., object], instance_id: str, *, member: bool = True) -> RaftSettings:
+    """``member=False``: for --status, which only asks the peers: RAFT_ID may then be anyone's."""
     peers: dict[str, tuple[str, int]] | None = get("RAFT_PEERS", parse_raft_peers)  # type: ignore[assignment]
     if peers is None:
         raise ConfigurationError("RAFT_PEERS", "is required with ELECTION_BACKEND=raft: the whole cluster as "
                                                "id=host:port,... (every instance lists the same ids)")
     node_id = get("RAFT_ID", _peer_id, default=None) or instance_id
+    if node_id not in peers and not member:
+        node_id = next(iter(peers))  # never started: --status only reads the peers' answers
     if node_id not in peers:
         raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS "
                                             f"({', '.join(peers)}): set RAFT_ID to this instance's id")

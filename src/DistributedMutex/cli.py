@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(0 with a leader, 3 without)")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(member=not args.status)
         configure_logging(settings)
         return status(settings) if args.status else run_with_metrics(settings)
     except ConfigurationError as exc:

@@ -208,8 +208,11 @@ class Settings:
         return [v for v in values if len(v) >= 4]
 
 
-def load_settings(environ: Mapping[str, str] | None = None, directory: Path | None = None) -> Settings:
-    """Merge the sources and validate every setting; raises ConfigurationError on the first bad one."""
+def load_settings(environ: Mapping[str, str] | None = None, directory: Path | None = None, *,
+                  member: bool = True) -> Settings:
+    """Merge the sources and validate every setting; raises ConfigurationError on the first bad one.
+
+    ``member=False`` for --status: it takes part in no election, so it needs no RAFT_ID of its own."""
     environ = os.environ if environ is None else environ
     directory = Path.cwd() if directory is None else directory
     raw, sources = _merge_sources(environ, directory)
@@ -285,7 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         zookeeper=ZooKeeperSettings(
             hosts=get("ZOOKEEPER_HOSTS", parse_zookeeper_hosts), path=get("ZOOKEEPER_PATH", parse_znode_path),
             session_timeout=get("ZOOKEEPER_SESSION_TIMEOUT", _seconds(1, 600))) if backend == ZOOKEEPER else None,
-        raft=raft_settings(get, instance_id) if backend == RAFT else None,
+        raft=raft_settings(get, instance_id, member=member) if backend == RAFT else None,
         ignored=tuple(name for other, names in OWN_SETTINGS.items() if other != backend
                       for name in names if get.is_set(name)),
     )

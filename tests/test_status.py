@@ -1,0 +1,52 @@
+"""`--status` when nobody leads, on ZooKeeper and Raft: one JSON line and exit 3, or one error line
+and exit 1 when nothing answers. (With a leader: tests/test_conformance.py, for every backend.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from support.processes import SCRIPT, Instance
+from support.services import ZooKeeperServer, free_port
+
+
+def status(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), "--status"], cwd=cwd, capture_output=True, text=True,
+                          env={**Instance.clean_environment(), **env}, timeout=30)
+
+
+def test_zookeeper_without_contenders_says_nobody_leads(zookeeper_server: ZooKeeperServer, tmp_path: Path) -> None:
+    done = status({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": zookeeper_server.hosts,
+                   "ZOOKEEPER_PATH": f"/nobody-{uuid.uuid4().hex[:8]}"}, tmp_path)
+    assert done.returncode == 3, done.stderr
+    line = json.loads(done.stdout)
+    assert (line["backend"], line["leader_id"], line["leader_pid"], line["term"]) == ("zookeeper", None, None, 0)
+
+
+def test_raft_needs_no_raft_id_to_ask_and_says_when_no_peer_answers(tmp_path: Path) -> None:
+    peers = ",".join(f"{name}=127.0.0.1:{free_port()}" for name in "abc")
+    done = status({"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers}, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: cannot read who leads: no Raft peer answered"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_raft_without_a_majority_says_nobody_leads(tmp_path: Path) -> None:
+    """One peer of three runs: it answers, but it cannot be elected without a majority."""
+    peers = ",".join(f"{name}=127.0.0.1:{free_port()}" for name in "abc")
+    env = {"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers, "RAFT_DATA_DIR": str(tmp_path / "raft"),
+           "SQLITE_PATH": str(tmp_path / "weather.sqlite3"), "WEATHER_PROVIDER": "open-meteo",
+           "OPEN_METEO_GEOCODING_URL": "http://127.0.0.1:9/", "OPEN_METEO_FORECAST_URL": "http://127.0.0.1:9/"}
+    alone = Instance("a", {**env, "RAFT_ID": "a"}, tmp_path)
+    try:
+        alone.wait_for(r"raft: peer a listening", timeout=15)
+        done = status(env, tmp_path)
+    finally:
+        alone.stop()
+    assert done.returncode == 3, done.stdout + done.stderr
+    line = json.loads(done.stdout)
+    assert (line["backend"], line["leader_id"], line["leader_pid"]) == ("raft", None, None)
