@@ -8,6 +8,8 @@ What each test proves:
     read_leader           works from a process that does not contend, and makes no znode
     advance_term          raises the term under the leader's znode; the next leader's is higher
     session timeout       the one the server granted is the lease, and a lower one is logged
+    renew is a write      it commits a transaction (the server's zxid moves), which the ZooKeeper
+                          leader checks the session for; a renewal after our znode went fails
     errors                unreachable: one line naming ZOOKEEPER_HOSTS, within the call timeout,
                           and the loop is woken when the server comes; refused by an ACL: rejected
     handover (processes)  SIGTERM of the leader: the next leads within 1 s; SIGKILL: within the
@@ -15,6 +17,9 @@ What each test proves:
     cut off (in process)  connection reset: leader work ends within 1 s of SUSPENDED, before the
                           next leader; blackholed until the session expired: no two leaders at
                           once, and after LOST the instance rejoins with a new, higher term
+    ensemble              3 servers; the leader's follower cut from the ZooKeeper leader keeps
+                          serving reads while the leader expires the session: the cut-off
+                          leader stops before the next one leads (a read-only renewal would not)
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from DistributedMutex.zookeeper import ZooKeeperBackend
 from support.processes import Instance, wait_until
 from support.services import ZooKeeperServer
 from support.tcpproxy import TcpProxy
+from support.zk_ensemble import ZooKeeperEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +235,29 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
     warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
     assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {most * 3:g} s asked for "
                         f"(ZOOKEEPER_SESSION_TIMEOUT; the server allows 2 to 20 ticks): leases last {most:g} s"]
+
+
+def test_renew_is_a_write_the_server_commits_and_fails_once_our_znode_is_gone(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer, inspector: KazooClient,
+        election: str) -> None:
+    """A read would be answered by whichever server we are connected to, from its own copy; a
+    write goes to the ZooKeeper leader, which checks the session (the ensemble test below shows
+    why that matters). Every write is a transaction with a zxid of its own; reads and pings have none."""
+    backend = make()
+    lease = backend.acquire(Identity("writer"), time.monotonic())
+    assert isinstance(lease, Lease)
+    znode = f"{election}/{lease.token}"
+    stat = inspector.exists(znode)
+    before = zookeeper_server.zxid()
+    for _ in range(3):
+        lease = backend.renew(lease, time.monotonic())
+    assert zookeeper_server.zxid() - before >= 3, "renew did not write (a follower would answer it alone)"
+    after = inspector.exists(znode)
+    assert (after.version, after.mzxid) == (stat.version, stat.mzxid), "renew changed our znode"
+
+    inspector.delete(znode)  # as if the ZooKeeper leader had expired our session
+    with pytest.raises(LeaseLostError, match="is gone"):
+        backend.renew(lease, time.monotonic())
 
 
 def test_a_leader_whose_session_survived_a_suspension_leads_again_with_a_new_term(
@@ -505,3 +534,55 @@ def test_a_lost_session_rejoins_with_a_new_higher_term(
     other.stop()
     cut_off.wait(cut_off.leads(2), 5, "leads again")
     assert first.term < successor.term < cut_off.leaderships[1].term
+
+# -- an ensemble: a follower cut from the ZooKeeper leader -----------------------------------------
+
+@pytest.fixture
+def ensemble() -> Iterator[ZooKeeperEnsemble]:
+    """Three servers (tests/support/zk_ensemble.py); requested before ``members``: stopped after them."""
+    servers = ZooKeeperEnsemble()
+    try:
+        try:
+            servers.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield servers
+    finally:
+        servers.stop()
+
+
+def test_in_an_ensemble_a_leader_behind_a_cut_off_follower_stops_before_the_next_leads(
+        ensemble: ZooKeeperEnsemble, members: Callable[[str, str], Member], election: str) -> None:
+    """The cut-off leader's follower answers reads and pings from its stale copy for syncLimit x
+    tickTime (10 s, longer than the 4 s session) while the ZooKeeper leader expires the session and
+    the other contender leads. A renewal that only read (as renew did before) would have kept the
+    cut-off leader acting until its follower gave up: two leaders for about 6 s."""
+    leader = ensemble.leader()
+    cut, other_side = (myid for myid in sorted(ensemble.members) if myid != leader)
+    follower = ensemble.members[cut]
+    cut_off = members("cut-off", follower.hosts)
+    cut_off.wait(cut_off.leads(), 10, "leads")
+    other = members("other", ensemble.members[other_side].hosts)
+    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.leader_id == "cut-off", 10,
+               "the other member never saw the first one lead")
+    stale = KazooClient(follower.hosts)  # reads through the follower that will be cut off
+    stale.start(timeout=10)
+    try:
+        ours = next(name for name in stale.get_children(election) if json.loads(
+            stale.get(f"{election}/{name}")[0])["instance_id"] == "cut-off")
+
+        ensemble.link(cut, leader).blackhole()
+        started = time.monotonic()
+        other.wait(other.leads(), SESSION + 5, "leads after the ZooKeeper leader expired the cut-off one's session")
+        took = time.monotonic() - started
+        # The dangerous case indeed: the cut-off follower still serves, and still shows our znode.
+        assert follower.mode() == "follower"
+        assert stale.exists(f"{election}/{ours}") is not None, "the follower already knew the znode was gone"
+    finally:
+        # Not a wait for stop(): closing a session is a write too, which the cut-off follower cannot
+        # get committed until it gives up on the leader; the ensemble's teardown ends it sooner.
+        threading.Thread(target=stale.stop, name="stale-stop", daemon=True).start()
+    first, successor = cut_off.leaderships[0], other.leaderships[0]
+    assert first.ended is not None and first.ended < successor.started, "two leaders acted at once"
+    log.info("ensemble: the other member led %.2f s after the cut, %.2f s after the cut-off one stopped",
+             took, successor.started - first.ended)

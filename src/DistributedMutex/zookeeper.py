@@ -20,7 +20,11 @@ The lease: a request sent at ``now`` and answered proves the session was alive a
 ``now``, and the server keeps a session for its timeout after it last heard from it (rounded *up* to
 a tick). So nobody else can lead before ``now + session timeout``: that is the Lease's ``sent_at``
 and ``duration``, with the timeout the server granted (it clamps the one asked for to [2, 20] x its
-tickTime), not the one asked for.
+tickTime), not the one asked for. The request must be a write: in an ensemble only the ZooKeeper
+leader expires sessions, and a follower cut off from it answers reads (and pings) from its own copy
+until it gives up on the leader (syncLimit x tickTime, 10 s by default, longer than a session),
+while the leader may already have expired ours. A write (acquire's and renew's transactions) goes to
+the leader, which checks the session before a quorum commits it.
 
 Kazoo's connection states drive the loop through ``watch(wake)``: SUSPENDED wakes it so that a
 leader's renewal fails at once (the session may be expiring: stop acting now), LOST means our
@@ -53,6 +57,8 @@ from kazoo.exceptions import (
     NodeExistsError,
     NoNodeError,
     RolledBackError,
+    SessionExpiredError,
+    SessionMovedError,
     UnimplementedError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
@@ -168,15 +174,28 @@ class ZooKeeperBackend:
             self._check_connected(LeaseLostError)
             if self._current_member() != lease.token:
                 raise LeaseLostError(f"our znode {lease.token} went with the ZooKeeper session")
+            # A write, never a read. In an ensemble a follower answers reads and pings from its own
+            # copy of the tree for up to syncLimit x tickTime after it lost touch with the ZooKeeper
+            # leader, and only that leader expires sessions: it may have expired ours, deleted our
+            # znode and let the next contender lead while our follower still shows them. A
+            # transaction goes to the leader, which checks that our session is live (and our znode
+            # still there) before a quorum commits it; the check itself changes nothing.
+            transaction = self._client.transaction()
+            transaction.check(self._child(lease.token), -1)
             try:
-                stat = self._wait(self._client.exists_async(self._child(lease.token)), "check our znode")
+                results = self._wait(transaction.commit_async(), "check our znode")
             except KazooException as exc:  # the connection or the session went mid-call
                 raise LeaseLostError(f"ZooKeeper connection broke while checking our znode: "
                                      f"{type(exc).__name__}") from None
-            session = self._client.client_id
-            if stat is None or session is None or stat.owner_session_id != session[0]:
+            outcome = results[0] if results else None
+            if isinstance(outcome, (NoNodeError, SessionExpiredError, SessionMovedError)):
                 self._forget(lease.token)
-                raise LeaseLostError(f"our znode {lease.token} is gone from {self._path}")
+                raise LeaseLostError(f"our znode {lease.token} is gone from {self._path} "
+                                     f"({type(outcome).__name__})")
+            if isinstance(outcome, BaseException):
+                raise self._translate(outcome, "check our znode")
+            if outcome is not True:  # only a check that passed proves the session: anything else is no lease
+                raise StorageUnavailableError(f"ZooKeeper gave an unexpected answer to our check: {results!r}")
             return Lease(term=lease.term, token=lease.token, sent_at=now, duration=self._duration())
 
     def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:

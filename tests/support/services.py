@@ -5,6 +5,7 @@ ZooKeeper server from the Debian package."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -116,7 +117,8 @@ class Azurite:
 
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
-# The four-letter words the tests use: readiness (ruok) and who watches what (wchc, wchp).
+# The four-letter words the tests use: readiness (ruok), the mode and last zxid (srvr), who watches
+# what (wchc, wchp).
 ZOOKEEPER_WORDS = ("ruok", "srvr", "mntr", "cons", "wchc", "wchp")
 
 
@@ -140,35 +142,67 @@ class ZooKeeperServer:
         self.log = self.directory / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    main_class = "org.apache.zookeeper.server.ZooKeeperServerMain"
+
     @property
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ZooKeeperServer:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def config_lines(self) -> list[str]:
+        """zoo.cfg; a member of an ensemble (tests/support/zk_ensemble.py) adds its quorum's lines."""
+        return [f"tickTime={round(self.tick * 1000)}", f"dataDir={self.directory / 'data'}",
+                f"clientPort={self.port}", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
+                f"4lw.commands.whitelist={','.join(ZOOKEEPER_WORDS)}"]
+
+    def launch(self) -> None:
+        """Start the process without waiting: an ensemble's members must all be starting before
+        any of them can serve."""
         (self.directory / "data").mkdir(exist_ok=True)
         config = self.directory / "zoo.cfg"
-        config.write_text("\n".join([
-            f"tickTime={round(self.tick * 1000)}", f"dataDir={self.directory / 'data'}",
-            f"clientPort={self.port}", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
-            f"4lw.commands.whitelist={','.join(ZOOKEEPER_WORDS)}", "",
-        ]))
+        config.write_text("\n".join([*self.config_lines(), ""]))
         with self.log.open("ab") as log:
             # The jar's manifest lists its own classpath (Debian's package); no log4j config: quiet.
             self.process = subprocess.Popen(
-                [self.java, "-Xmx256m", "-cp", str(ZOOKEEPER_JAR), "org.apache.zookeeper.server.ZooKeeperServerMain",
-                 str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [self.java, "-Xmx256m", "-cp", str(ZOOKEEPER_JAR), self.main_class, str(config)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def serving(self) -> bool:
+        try:
+            return self.command("ruok", timeout=1) == "imok"
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 30.0) -> ZooKeeperServer:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ZooKeeper exited at start (code {self.process.returncode}); see {self.log}")
-            try:
-                if self.command("ruok", timeout=1) == "imok":
-                    return self
-            except OSError:
-                pass
+            if self.serving():
+                return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"ZooKeeper did not answer ruok on port {self.port} within {timeout:g} s; see {self.log}")
+        raise RuntimeError(f"ZooKeeper did not serve on port {self.port} within {timeout:g} s; see {self.log}")
+
+    def mode(self) -> str | None:
+        """``srvr``'s Mode: standalone, leader or follower; None while it does not serve."""
+        try:
+            answer = self.command("srvr", timeout=1)
+        except OSError:
+            return None
+        match = re.search(r"^Mode: (\w+)$", answer, re.MULTILINE)
+        return match[1] if match else None
+
+    def zxid(self) -> int:
+        """``srvr``'s Zxid: the id of the last transaction (write) the server applied; reads and
+        pings leave it as it is."""
+        match = re.search(r"^Zxid: (0x[0-9a-f]+)$", self.command("srvr"), re.MULTILINE)
+        assert match is not None, "srvr without a Zxid line"
+        return int(match[1], 16)
 
     def command(self, word: str, timeout: float = 5.0) -> str:
         """A four-letter word's answer (ZOOKEEPER_WORDS are enabled)."""
