@@ -7,7 +7,9 @@ What each test proves:
                           only the contender behind it
     read_leader           works from a process that does not contend, and makes no znode
     advance_term          raises the term under the leader's znode; the next leader's is higher
-    session timeout       the one the server granted is the lease, and a lower one is logged
+    session timeout       the one the server granted is the lease, and a lower one is logged; one
+                          so much lower that the loop could not renew in time stops the program
+                          with one line (docs/bad-input.md); the setting is 2..40 s
     renew is a write      it commits a transaction (the server's zxid moves), which the ZooKeeper
                           leader checks the session for; a renewal after our znode went fails
     errors                unreachable: one line naming ZOOKEEPER_HOSTS, within the call timeout,
@@ -45,6 +47,8 @@ from DistributedMutex.backend_settings import ZooKeeperSettings
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
 from DistributedMutex.zookeeper import ZooKeeperBackend
+from support.bad_input import assert_stops_with
+from support.fake_openweather import FakeOpenWeather
 from support.processes import Instance, wait_until
 from support.services import ZooKeeperServer
 from support.tcpproxy import TcpProxy
@@ -123,6 +127,9 @@ def line_of(inspector: KazooClient, path: str) -> list[tuple[str, str]]:
     ({"path": "election"}, "ZOOKEEPER_PATH"),
     ({"path": "/zookeeper/election"}, "ZOOKEEPER_PATH"),
     ({"session_timeout": 0.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
+    ({"session_timeout": 1.9}, "ZOOKEEPER_SESSION_TIMEOUT"),
+    ({"session_timeout": 40.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
+    ({"session_timeout": float("nan")}, "ZOOKEEPER_SESSION_TIMEOUT"),
 ])
 def test_bad_settings_are_one_line_naming_the_setting(options: dict, setting: str) -> None:
     arguments = {"hosts": "127.0.0.1:2181", "path": "/election", "session_timeout": 5.0, **options}
@@ -130,6 +137,18 @@ def test_bad_settings_are_one_line_naming_the_setting(options: dict, setting: st
         ZooKeeperBackend(arguments.pop("hosts"), arguments.pop("path"), **arguments)
     assert raised.value.setting == setting
     assert str(raised.value).startswith(f"{setting}: ") and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("seconds", [1.5, 41.0, 100.0, 200.0])
+def test_a_session_timeout_outside_2_to_40_s_is_refused_by_the_settings_too(seconds: float) -> None:
+    # Above 40 s a server with the default tick grants 40 s, and the timing derived from the
+    # setting would renew too seldom for it (100 s asked: it steps down before its first renewal).
+    with pytest.raises(ConfigurationError) as raised:
+        ZooKeeperSettings("127.0.0.1:2181", "/election", seconds)
+    assert str(raised.value) == ("ZOOKEEPER_SESSION_TIMEOUT: must be from 2 to 40 seconds (ZooKeeper grants 2 to 20 "
+                                 f"of its ticks: 4 to 40 s at its default tickTime of 2 s), got {seconds:g}")
+    for allowed in (2.0, 40.0):
+        assert ZooKeeperSettings("127.0.0.1:2181", "/election", allowed).timing().lease_duration == allowed
 
 
 # -- the line of contenders --------------------------------------------------------------------
@@ -227,14 +246,49 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="DistributedMutex")
     most = 20 * zookeeper_server.tick  # what the server grants at most
-    backend = make(session_timeout=most * 3)
+    # 1.6 x: the timing derived from the asked timeout still renews twice within the granted lease
+    # (margin + 2 x renew interval = 0.6 x asked = 0.96 x granted).
+    asked = most * 1.6
+    backend = make(session_timeout=asked)
     lease = backend.acquire(Identity("greedy"), time.monotonic())
     assert isinstance(lease, Lease)
     assert lease.duration == most == backend.session_timeout
     assert backend.renew(lease, time.monotonic()).duration == most
     warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
-    assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {most * 3:g} s asked for "
+    assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {asked:g} s asked for "
                         f"(ZOOKEEPER_SESSION_TIMEOUT; the server allows 2 to 20 ticks): leases last {most:g} s"]
+
+
+def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_line(
+        make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer, inspector: KazooClient,
+        election: str) -> None:
+    most = 20 * zookeeper_server.tick
+    # 1.7 x: margin + 2 x renew interval of the asked timing = 1.02 x what is granted. The loop
+    # would act on a lease it cannot renew in time: refused for good, before joining the line.
+    backend = make(session_timeout=most * 1.7)
+    with pytest.raises(StorageRejectedError) as raised:
+        backend.acquire(Identity("greedy"), time.monotonic())
+    assert str(raised.value) == (
+        f"ZooKeeper at {zookeeper_server.hosts} granted a session timeout of {most:g} s, far less than the "
+        f"{most * 1.7:g} s asked for: a leader could not renew in time; set ZOOKEEPER_SESSION_TIMEOUT to at most "
+        f"{most:g}")
+    assert inspector.exists(election) is None or inspector.get_children(election) == [], "it joined the line"
+    # What the message advises works.
+    assert isinstance(make(session_timeout=most).acquire(Identity("advised"), time.monotonic()), Lease)
+
+
+def test_a_session_timeout_the_server_cuts_short_stops_the_program(
+        zookeeper_server: ZooKeeperServer, weather_server: FakeOpenWeather, election: str, tmp_path: Path) -> None:
+    most = 20 * zookeeper_server.tick
+    env = {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": zookeeper_server.hosts, "ZOOKEEPER_PATH": election,
+           "ZOOKEEPER_SESSION_TIMEOUT": f"{most * 3:g}", "OPENWEATHER_API_KEY": weather_server.api_key,
+           "OPENWEATHER_URL": weather_server.url, "SQLITE_PATH": str(tmp_path / "weather.sqlite3"), "LOG_LEVEL": "INFO"}
+    instance = Instance("cut-short", env, tmp_path)
+    try:
+        assert_stops_with(instance, "zk-session-timeout-not-granted", timeout=20, hosts=zookeeper_server.hosts,
+                          granted=f"{most:g}", asked=f"{most * 3:g}")
+    finally:
+        instance.stop()
 
 
 def test_renew_is_a_write_the_server_commits_and_fails_once_our_znode_is_gone(
@@ -534,6 +588,7 @@ def test_a_lost_session_rejoins_with_a_new_higher_term(
     other.stop()
     cut_off.wait(cut_off.leads(2), 5, "leads again")
     assert first.term < successor.term < cut_off.leaderships[1].term
+
 
 # -- an ensemble: a follower cut from the ZooKeeper leader -----------------------------------------
 

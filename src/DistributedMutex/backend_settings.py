@@ -35,6 +35,13 @@ OWN_SETTINGS = {
 _PEER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))$")
 _ZNODE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+# ZOOKEEPER_SESSION_TIMEOUT, seconds. A ZooKeeper server grants 2 to 20 of its ticks by default
+# (minSessionTimeout, maxSessionTimeout): 4 to 40 s at its default tickTime of 2 s. Above 40 s such
+# a server grants less than asked, and the timing derived from the asked timeout renews too seldom
+# for the granted one (from 100 s up a leader would step down before its first renewal). 2 s, not
+# 4, at the low end: a server with a shorter tick grants it, and a default one rounds it up to 4 s,
+# which only lengthens the lease.
+ZOOKEEPER_SESSION_TIMEOUT_RANGE = (2.0, 40.0)
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,33 @@ class ZooKeeperSettings:
     path: str
     session_timeout: float  # seconds
 
+    def __post_init__(self) -> None:
+        # Here too, not only in config.py: callers build these settings themselves (README).
+        parse_session_timeout("ZOOKEEPER_SESSION_TIMEOUT", self.session_timeout)
+
     def timing(self) -> ElectionTiming:
-        """The session is the lease: it outlives a request the server answered by its timeout."""
-        lease = self.session_timeout
-        margin = max(0.5, lease / 5)
-        return ElectionTiming(lease_duration=lease, renew_interval=(lease - margin) / 4,
-                              acquire_interval=min(1.0, lease), safety_margin=margin)
+        return zookeeper_timing(self.session_timeout)
+
+
+def zookeeper_timing(session_timeout: float) -> ElectionTiming:
+    """The session is the lease: it outlives a request the server answered by its timeout."""
+    margin = max(0.5, session_timeout / 5)
+    return ElectionTiming(lease_duration=session_timeout, renew_interval=(session_timeout - margin) / 4,
+                          acquire_interval=min(1.0, session_timeout), safety_margin=margin)
+
+
+def parse_session_timeout(name: str, value: str | float) -> float:
+    """ZOOKEEPER_SESSION_TIMEOUT: seconds within ZOOKEEPER_SESSION_TIMEOUT_RANGE."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(name, f"must be a number of seconds, got {value!r}") from None
+    shown = value.strip() if isinstance(value, str) else f"{seconds:g}"
+    low, high = ZOOKEEPER_SESSION_TIMEOUT_RANGE
+    if not low <= seconds <= high:  # also refuses nan
+        raise ConfigurationError(name, f"must be from {low:g} to {high:g} seconds (ZooKeeper grants 2 to 20 of its "
+                                       f"ticks: 4 to 40 s at its default tickTime of 2 s), got {shown}")
+    return seconds
 
 
 @dataclass(frozen=True)

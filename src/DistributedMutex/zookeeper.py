@@ -20,7 +20,8 @@ The lease: a request sent at ``now`` and answered proves the session was alive a
 ``now``, and the server keeps a session for its timeout after it last heard from it (rounded *up* to
 a tick). So nobody else can lead before ``now + session timeout``: that is the Lease's ``sent_at``
 and ``duration``, with the timeout the server granted (it clamps the one asked for to [2, 20] x its
-tickTime), not the one asked for. The request must be a write: in an ensemble only the ZooKeeper
+tickTime), not the one asked for; one so short that the loop's timing (derived from the asked one)
+could not renew in time is refused. The request must be a write: in an ensemble only the ZooKeeper
 leader expires sessions, and a follower cut off from it answers reads (and pings) from its own copy
 until it gives up on the leader (syncLimit x tickTime, 10 s by default, longer than a session),
 while the leader may already have expired ours. A write (acquire's and renew's transactions) goes to
@@ -67,10 +68,9 @@ from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 
 from .backend import Held, Identity, LeaderRecord, Lease, utc_now
-from .backend_settings import parse_znode_path, parse_zookeeper_hosts
+from .backend_settings import parse_session_timeout, parse_znode_path, parse_zookeeper_hosts, zookeeper_timing
 from .errors import (
     BackendError,
-    ConfigurationError,
     LeaseLostError,
     StorageRejectedError,
     StorageUnavailableError,
@@ -110,7 +110,7 @@ class ZooKeeperBackend:
         self._hosts = parse_zookeeper_hosts("ZOOKEEPER_HOSTS", hosts)
         self._path = parse_znode_path("ZOOKEEPER_PATH", path)
         self._term_path = self._path + "-term"
-        self._asked = check_session_timeout(session_timeout)
+        self._asked = parse_session_timeout("ZOOKEEPER_SESSION_TIMEOUT", session_timeout)
         self._call_timeout = call_timeout if call_timeout is not None else min(3.0, self._asked / 2)
         self._owner = uuid.uuid4().hex
         self._granted_ms: int | None = None  # the session timeout the server granted, once connected
@@ -148,6 +148,7 @@ class ZooKeeperBackend:
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         with self._serial("join the election"):
             client = self._ready()
+            self._check_granted()
             for _ in range(_ROUNDS):
                 line, base = self._read_line(client)
                 member = self._adopt(client, line)
@@ -512,6 +513,18 @@ class ZooKeeperBackend:
                                        "version other than the one in requirements.txt?)")
         return self._granted_ms / 1000
 
+    def _check_granted(self) -> None:
+        """Refuse a granted session timeout too short for the loop's timing, which comes from the
+        one asked for (ZooKeeperSettings.timing): the server clamps what it grants (by default to
+        at most 20 ticks, 40 s), and a leader must be able to renew twice within its acting window."""
+        granted = self._duration()
+        timing = zookeeper_timing(self._asked)
+        if granted <= timing.safety_margin + 2 * timing.renew_interval:
+            raise StorageRejectedError(
+                f"ZooKeeper at {self._hosts} granted a session timeout of {granted:g} s, far less than the "
+                f"{self._asked:g} s asked for: a leader could not renew in time; set ZOOKEEPER_SESSION_TIMEOUT "
+                f"to at most {granted:g}")
+
     def _current_member(self) -> str | None:
         member = self._member
         return member[1] if member is not None and member[0] == self._epoch else None
@@ -616,14 +629,3 @@ def _record(leader: _Contender, data: bytes, base: int) -> LeaderRecord:
 
 def _encode(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode("utf-8")
-
-
-def check_session_timeout(seconds: float) -> float:
-    """ZOOKEEPER_SESSION_TIMEOUT, with config.py's rule (the server then clamps it to 2..20 ticks)."""
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        raise ConfigurationError("ZOOKEEPER_SESSION_TIMEOUT", f"must be a number of seconds, got {seconds!r}") from None
-    if not 1 <= value <= 600:
-        raise ConfigurationError("ZOOKEEPER_SESSION_TIMEOUT", f"must be from 1 to 600 seconds, got {seconds!r}")
-    return value

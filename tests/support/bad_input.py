@@ -22,6 +22,7 @@ DOC = ROOT / "docs" / "bad-input.md"
 ROWS_TESTED_ELSEWHERE = {
     "account-url-token-refused": "tests/test_azure_ad.py",
     "account-url-storage-refuses-token": "tests/test_azure_ad.py",
+    "zk-session-timeout-not-granted": "tests/test_zookeeper_backend.py",
 }
 
 
@@ -102,7 +103,8 @@ CONFIG_CASES: dict[str, Case] = {
     "zk-hosts-bad-port": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": "zk1:21810000"}),
     "zk-path-relative": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_PATH": "election"}),
     "zk-path-reserved": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_PATH": "/zookeeper/election"}),
-    "zk-session-timeout-too-short": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_SESSION_TIMEOUT": "0.5"}),
+    "zk-session-timeout-too-short": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_SESSION_TIMEOUT": "1.5"}),
+    "zk-session-timeout-too-long": Case({"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_SESSION_TIMEOUT": "100"}),
     "raft-peers-missing": Case({"ELECTION_BACKEND": "raft"}),
     "raft-peers-not-id-host-port": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": "127.0.0.1:7001,127.0.0.1:7002"}),
     "raft-peers-duplicate-id": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": "a=127.0.0.1:7001,a=127.0.0.1:7002"}),
