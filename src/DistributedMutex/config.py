@@ -33,6 +33,7 @@ from .backend_settings import (
     RaftSettings,
     ZooKeeperSettings,
     parse_backend,
+    parse_session_timeout,
     parse_znode_path,
     parse_zookeeper_hosts,
     raft_settings,
@@ -287,7 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         election_backend=backend,
         zookeeper=ZooKeeperSettings(
             hosts=get("ZOOKEEPER_HOSTS", parse_zookeeper_hosts), path=get("ZOOKEEPER_PATH", parse_znode_path),
-            session_timeout=get("ZOOKEEPER_SESSION_TIMEOUT", _seconds(1, 600))) if backend == ZOOKEEPER else None,
+            session_timeout=get("ZOOKEEPER_SESSION_TIMEOUT", parse_session_timeout)) if backend == ZOOKEEPER else None,
         raft=raft_settings(get, instance_id, member=member) if backend == RAFT else None,
         ignored=tuple(name for other, names in OWN_SETTINGS.items() if other != backend
                       for name in names if get.is_set(name)),
