@@ -12,7 +12,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,8 +23,9 @@ from DistributedMutex.backend_settings import RaftSettings
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
 from DistributedMutex.raft import RaftBackend
-from DistributedMutex.raft.core import HardState
-from DistributedMutex.raft.messages import Vote, VoteReply, decode, encode
+from DistributedMutex.raft.core import HardState, Role
+from DistributedMutex.raft.messages import LeaderInfo, Vote, VoteReply, decode, encode
+from DistributedMutex.raft.node import NodeStatus, RaftNode
 from DistributedMutex.raft.storage import StateFile
 from DistributedMutex.raft.transport import query_status
 from support.processes import wait_until
@@ -30,6 +33,7 @@ from support.services import free_port
 
 TIMEOUT = (0.3, 0.6)
 ME = Identity("instance-a", "host-a", 4242)
+INFO = LeaderInfo("instance-a", "host-a", 4242)
 
 
 def addresses(*names: str) -> dict[str, tuple[str, int]]:
@@ -54,6 +58,32 @@ def lease_holder(backends: dict[str, RaftBackend], timeout: float = 5.0) -> tupl
                 return name, result
         return None
     return wait_until(holder, timeout, "no peer got a lease", interval=0.005)
+
+
+@contextmanager
+def stalled(node: RaftNode) -> Iterator[None]:
+    """Hold the peer's driver thread in a call until the block ends: what a slow fsync, swapping
+    or a long pause does to it. Everything sent to the peer meanwhile waits in its inbox."""
+    inside, go_on = threading.Event(), threading.Event()
+
+    def hold(core: Any, now: float) -> None:
+        inside.set()
+        go_on.wait(10)
+
+    holder = threading.Thread(target=node.call, args=(hold, 15), name="stall")
+    holder.start()
+    assert inside.wait(5), "the driver never took the stalling call"
+    try:
+        yield
+    finally:
+        go_on.set()
+        holder.join(5)
+
+
+def drained(node: RaftNode) -> NodeStatus:
+    """The status once the driver has dealt with everything queued so far (the inbox is FIFO)."""
+    node.call(lambda core, now: None, timeout=5)
+    return node.status
 
 
 def test_the_backend_is_an_election_backend(tmp_path: Path) -> None:
@@ -264,3 +294,39 @@ def test_the_election_loop_moves_a_leadership_to_a_higher_term_without_a_break(t
             backend.close()
     (leader, term), (again, advanced) = seen
     assert again == leader and advanced is not None and term is not None and advanced >= term + 40
+
+
+# -- calls to the driver: answered once the status shows them, never run once given up on --------
+
+
+def test_a_call_its_caller_gave_up_on_never_runs(tmp_path: Path) -> None:
+    """A hand-over or re-campaign run after its caller timed out would act behind its back."""
+    node = RaftNode("a", addresses("a", "b", "c"), tmp_path, TIMEOUT, info=INFO)
+    node.start()
+    ran: list[float] = []
+    try:
+        with stalled(node), pytest.raises(TimeoutError, match=r"did not get to it within 0\.05 s"):
+            node.call(lambda core, now: ran.append(now), timeout=0.05)
+        drained(node)
+    finally:
+        node.stop()
+    assert ran == []
+
+
+def test_a_call_is_answered_only_once_the_status_shows_what_it_did(tmp_path: Path) -> None:
+    """A caller reads the status as soon as it has its answer: after a hand-over it must not
+    still see itself leading with a lease (the backend would hand that lease out again)."""
+    node = RaftNode("solo", addresses("solo"), tmp_path, TIMEOUT, info=INFO)
+    node.start()
+    try:
+        leading = node.wait_until(lambda s: s.role is Role.LEADER, 5)
+        assert leading.role is Role.LEADER, "the only peer never led"
+        seen: list[Role] = []
+        with stalled(node):  # so that the callback below is in place before the answer
+            answer = node.submit(lambda core, now: core.transfer_leadership(now))
+            # Runs on the driver thread at the very moment the answer is given.
+            answer.add_done_callback(lambda _: seen.append(node.status.role))
+        answer.result(5)
+    finally:
+        node.stop()
+    assert seen == [Role.FOLLOWER]

@@ -6,13 +6,16 @@
                                                       '-- publish a NodeStatus snapshot
 
 The core is only ever touched by the driver thread; everyone else reads the latest snapshot (an
-immutable object, swapped in whole) or submits a call to the driver through the inbox.
+immutable object, swapped in whole) or submits a call to the driver through the inbox. A call's
+answer is handed back only once the snapshot shows what the call did, and a call its caller gave up
+on (timed out) is never run: a late hand-over or re-campaign would act behind the caller's back.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import functools
 import logging
 import os
 import queue
@@ -139,14 +142,30 @@ class RaftNode:
         assert self._status is not None, "the node has not started"
         return self._status
 
-    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
-        """Run ``fn(core, now)`` on the driver thread (the only one that touches the core)."""
+    def submit(self, fn: Callable[[RaftCore, float], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn(core, now)`` for the driver thread (the only one that touches the core).
+
+        The future is resolved after the status snapshot shows what ``fn`` did; cancel it while
+        it is still queued and ``fn`` never runs."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._inbox.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
+        """Run ``fn(core, now)`` on the driver thread and return its result. TimeoutError if the
+        driver did not get to it in time; it then never runs, unless it had just started."""
+        future = self.submit(fn)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
-            raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
+            if future.cancel():
+                raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
+        # The driver took it up just as we gave up: its outcome is on its way (or already there).
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the Raft peer {self.node_id} started it but did not finish within "
+                               f"{timeout:g} s; it may yet take effect") from None
 
     def wait_until(self, predicate: Callable[[NodeStatus], bool], timeout: float) -> NodeStatus:
         """The first published status for which ``predicate`` holds; the latest one on timeout."""
@@ -204,20 +223,32 @@ class RaftNode:
                 log.exception("raft: peer %s failed to handle %r", self.node_id, item)
 
     def _handle(self, core: RaftCore, item: object, now: float) -> None:
-        if isinstance(item, tuple):
-            self._run_call(core, now, *item)
-        elif item is not None:
-            self._carry_out(core.step(item, now), now)  # type: ignore[arg-type]
-        if now >= core.wake_at:
-            self._carry_out(core.tick(now), now)
-        self._publish(now)
+        answer: Callable[[], None] | None = None
+        try:
+            if isinstance(item, tuple):
+                answer = self._run_call(core, now, *item)
+            elif item is not None:
+                self._carry_out(core.step(item, now), now)  # type: ignore[arg-type]
+            if now >= core.wake_at:
+                self._carry_out(core.tick(now), now)
+            self._publish(now)
+        finally:
+            # Only now: a caller that reads the status as soon as it has its answer must see what
+            # its call did (a released leadership still showing as leading would be taken again).
+            if answer is not None:
+                answer()
 
     def _run_call(self, core: RaftCore, now: float, fn: Callable[[RaftCore, float], Any],
-                  future: concurrent.futures.Future[Any]) -> None:
+                  future: concurrent.futures.Future[Any]) -> Callable[[], None] | None:
+        """Run one call; returns what resolves its future, for once the status is published."""
+        if not future.set_running_or_notify_cancel():
+            return None  # its caller gave up on it: doing it now would act behind its back
         try:
-            future.set_result(fn(core, now))
+            result = fn(core, now)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
-            future.set_exception(exc)
+            # partial, not a lambda: ``exc`` is unbound once this except clause ends.
+            return functools.partial(future.set_exception, exc)
+        return functools.partial(future.set_result, result)
 
     def _carry_out(self, out: Outputs, now: float) -> None:
         """Persist first; send only once the state the messages rest on is on disk."""
