@@ -11,8 +11,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from support.processes import wait_until
 from support.services import free_port
 
 TIMEOUT = (0.3, 0.6)
+# For the tests that hold a leader's driver or its backend on purpose: a lease (lo) that outlasts
+# the hold many times over, so that only the behaviour under test can end the leadership.
+ROOMY = (0.6, 1.2)
 ME = Identity("instance-a", "host-a", 4242)
 INFO = LeaderInfo("instance-a", "host-a", 4242)
 
@@ -84,6 +87,14 @@ def drained(node: RaftNode) -> NodeStatus:
     """The status once the driver has dealt with everything queued so far (the inbox is FIFO)."""
     node.call(lambda core, now: None, timeout=5)
     return node.status
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> Any:
+    """What ``fn(*args)`` returned or raised."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        return exc
 
 
 def test_the_backend_is_an_election_backend(tmp_path: Path) -> None:
@@ -330,3 +341,88 @@ def test_a_call_is_answered_only_once_the_status_shows_what_it_did(tmp_path: Pat
     finally:
         node.stop()
     assert seen == [Role.FOLLOWER]
+
+
+# -- renew racing advance_term: one view of the terms and the status ----------------------------
+
+
+@contextmanager
+def first_status_read_held(monkeypatch: pytest.MonkeyPatch, thread: str) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Hold the thread named ``thread`` at its first read of a peer's status (the real one,
+    read once let go): the moment a renew has its terms but not yet the status."""
+    reading, go_on = threading.Event(), threading.Event()
+    status = RaftNode.status.fget
+    assert status is not None
+
+    def held(node: RaftNode) -> NodeStatus:
+        if threading.current_thread().name == thread and not reading.is_set():
+            reading.set()
+            go_on.wait(5)
+        return status(node)
+
+    monkeypatch.setattr(RaftNode, "status", property(held))
+    try:
+        yield reading, go_on
+    finally:
+        go_on.set()
+
+
+def test_a_renew_that_straddles_advance_term_keeps_the_lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """renew has read that the term was not moved, advance_term moves it, renew reads the
+    status: leading the new term, which is not the term renew was asked about."""
+    peers = addresses("a", "b", "c")
+    trio = {name: RaftBackend(peers, name, tmp_path, ROOMY) for name in peers}
+    try:
+        leader, lease = lease_holder(trio)
+        backend = trio[leader]
+        with first_status_read_held(monkeypatch, "renewer") as (reading, go_on):
+            renewed: list[Any] = []
+            renewer = threading.Thread(target=lambda: renewed.append(outcome(backend.renew, lease, time.monotonic())),
+                                       name="renewer")
+            renewer.start()
+            assert reading.wait(5), "renew never read the status"
+            advanced = backend.advance_term(lease, ME, lease.term + 5)
+            go_on.set()
+            renewer.join(5)
+    finally:
+        for backend in trio.values():
+            backend.close()
+    assert len(renewed) == 1 and isinstance(renewed[0], Lease), renewed
+    assert renewed[0].term == advanced.term
+
+
+def test_a_renew_that_reads_the_status_of_the_re_campaign_keeps_the_lease(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """renew has read that nothing is re-campaigning, advance_term starts, renew reads the
+    status: a candidate. The followers are held so that the campaign lasts while renew looks."""
+    peers = addresses("a", "b", "c")
+    trio = {name: RaftBackend(peers, name, tmp_path, ROOMY) for name in peers}
+    try:
+        leader, lease = lease_holder(trio)
+        backend = trio[leader]
+        node = backend._node
+        assert node is not None
+        advanced: list[Any] = []
+        with first_status_read_held(monkeypatch, "renewer") as (reading, go_on):
+            with ExitStack() as followers_held:
+                for name, other in trio.items():
+                    if name != leader:
+                        assert other._node is not None
+                        followers_held.enter_context(stalled(other._node))
+                renewed: list[Any] = []
+                renewer = threading.Thread(target=lambda: renewed.append(outcome(backend.renew, lease, time.monotonic())),
+                                           name="renewer")
+                renewer.start()
+                assert reading.wait(5), "renew never read the status"
+                advancer = threading.Thread(target=lambda: advanced.append(outcome(
+                    backend.advance_term, lease, ME, lease.term + 5)), name="advancer")
+                advancer.start()
+                assert node.wait_until(lambda s: s.role is Role.CANDIDATE, 5).role is Role.CANDIDATE
+                go_on.set()
+                renewer.join(5)
+                assert renewed == [lease]  # the lease it had still holds while it campaigns
+            advancer.join(5)  # the followers answer now
+    finally:
+        for backend in trio.values():
+            backend.close()
+    assert len(advanced) == 1 and isinstance(advanced[0], Lease) and advanced[0].term >= lease.term + 5, advanced

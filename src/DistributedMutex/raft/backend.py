@@ -23,8 +23,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ from .transport import query_status
 
 log = logging.getLogger(__name__)
 STATUS_TIMEOUT = 1.0  # per peer, asked side by side, for read_leader() from outside the cluster
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What this backend did to its leaderships, replaced whole on every change (see _view)."""
+
+    # advance_term moves a leadership to a new term: the old term's leases live on in it.
+    moved: Mapping[int, int] = field(default_factory=dict)  # never changed in place
+    moving: int | None = None  # the term we are re-campaigning from
+
+    def current(self, term: int) -> int:
+        while term in self.moved:
+            term = self.moved[term]
+        return term
 
 
 class RaftBackend:
@@ -54,9 +69,8 @@ class RaftBackend:
         self._node: RaftNode | None = None
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None
-        # advance_term moves a leadership to a new term: the old term's leases live on in it.
-        self._moved: dict[int, int] = {}
-        self._moving: int | None = None  # the term we are re-campaigning from
+        self._terms = _Terms()
+        self._terms_lock = threading.Lock()  # for writers; readers take one consistent _view
 
     @property
     def lease_duration(self) -> float:
@@ -77,11 +91,10 @@ class RaftBackend:
         return Held(_record(status, now))
 
     def renew(self, lease: Lease, now: float) -> Lease:
-        node = self._running()
-        term = self._current_term_of(lease.term)
-        if self._moving == term:
+        terms, status = self._view(self._running())
+        term = terms.current(lease.term)
+        if terms.moving == term:
             return lease  # re-campaigning: the lease we had still holds (see advance_term)
-        status = node.status
         if status.role is not Role.LEADER or status.term != term:
             raise LeaseLostError(f"no longer the Raft leader of term {term} "
                                  f"(now {status.role.value} in term {status.term})")
@@ -91,18 +104,29 @@ class RaftBackend:
 
     def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
         node = self._running()
-        term = self._current_term_of(lease.term)
-        status = node.status
-        if status.role is not Role.LEADER or status.term != term:
-            raise LeaseLostError(f"no longer the Raft leader of term {term}")
-        if at_least <= term:
-            return self._lease(status, max(status.lease_sent_at, lease.sent_at))
-        self._moving = term
+        with self._terms_lock:  # no other writer: these are one moment's terms and status
+            terms, status = self._terms, node.status
+            term = terms.current(lease.term)
+            if status.role is not Role.LEADER or status.term != term:
+                raise LeaseLostError(f"no longer the Raft leader of term {term}")
+            if at_least <= term:
+                return self._lease(status, max(status.lease_sent_at, lease.sent_at))
+            if terms.moving is not None:
+                # An earlier advance_term (given up on by its caller) still campaigns.
+                raise StorageUnavailableError(f"already campaigning again from term {terms.moving}")
+            # Before the peer campaigns: a renew that sees it campaigning must also see this.
+            self._terms = replace(terms, moving=term)
+        moved_to: int | None = None
         try:
             done = self._recampaign(node, term, at_least)
-            self._moved[term] = done.term
+            moved_to = done.term
         finally:
-            self._moving = None
+            with self._terms_lock:
+                # Both at once, once the peer leads the new term: a renew sees the move or the
+                # re-campaign, never neither.
+                terms = self._terms
+                moved = terms.moved if moved_to is None else {**terms.moved, term: moved_to}
+                self._terms = replace(terms, moved=moved, moving=None)
         log.info("raft: leadership moved from term %d to term %d", term, done.term)
         return self._lease(done, max(done.lease_sent_at, lease.sent_at))
 
@@ -110,7 +134,7 @@ class RaftBackend:
         node = self._node
         if node is None:
             return
-        term = self._current_term_of(lease.term)
+        term = self._terms.current(lease.term)
         try:
             target = node.transfer(term, timeout=1.0)
         except TimeoutError as exc:
@@ -158,6 +182,19 @@ class RaftBackend:
             raise LeaseLostError("the Raft peer is not running")
         return node
 
+    def _view(self, node: RaftNode) -> tuple[_Terms, NodeStatus]:
+        """The terms and the peer's status as of one moment.
+
+        advance_term records that it re-campaigns before the peer does, and that it moved once
+        the peer leads the new term: read apart, a renew could see neither (the status of the
+        campaign with no re-campaign recorded, or the new term with no move recorded) and call a
+        good lease lost. Read again if the terms changed meanwhile (they seldom do)."""
+        while True:
+            terms = self._terms
+            status = node.status
+            if self._terms is terms:
+                return terms, status
+
     def _changed(self) -> None:
         wake = self._wake
         if wake is not None:
@@ -177,11 +214,6 @@ class RaftBackend:
             raise LeaseLostError(f"campaigning again for a term >= {at_least} failed "
                                  f"(now {done.role.value} in term {done.term})")
         return done
-
-    def _current_term_of(self, term: int) -> int:
-        while term in self._moved:
-            term = self._moved[term]
-        return term
 
     def _lease(self, status: NodeStatus, sent_at: float) -> Lease:
         return Lease(term=status.term, token=f"{self._node_id}@{status.term}", sent_at=sent_at,
