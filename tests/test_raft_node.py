@@ -35,6 +35,7 @@ TIMEOUT = (0.3, 0.6)
 # For the tests that hold a leader's driver or its backend on purpose: a lease (lo) that outlasts
 # the hold many times over, so that only the behaviour under test can end the leadership.
 ROOMY = (0.6, 1.2)
+STALL = 0.1  # the backend's call_timeout in those tests: how long it waits for a held driver
 ME = Identity("instance-a", "host-a", 4242)
 INFO = LeaderInfo("instance-a", "host-a", 4242)
 
@@ -426,3 +427,56 @@ def test_a_renew_that_reads_the_status_of_the_re_campaign_keeps_the_lease(tmp_pa
         for backend in trio.values():
             backend.close()
     assert len(advanced) == 1 and isinstance(advanced[0], Lease) and advanced[0].term >= lease.term + 5, advanced
+
+
+# -- a release or advance_term that timed out ------------------------------------------------------
+
+
+def test_a_release_that_timed_out_never_lets_that_term_be_taken_again(tmp_path: Path) -> None:
+    """The hand-over's votes bypass stickiness: once release() was asked for a term, a Lease of
+    it from the snapshot still showing us leading would overlap the next leader's."""
+    peers = addresses("a", "b", "c")
+    trio = {name: RaftBackend(peers, name, tmp_path, ROOMY) for name in peers}
+    try:
+        leader, lease = lease_holder(trio)
+        backend = trio[leader]
+        backend.call_timeout = STALL
+        node = backend._node
+        assert node is not None
+        with stalled(node):
+            with pytest.raises(StorageUnavailableError, match="did not get to it"):
+                backend.release(lease)
+            now = time.monotonic()
+            assert node.status.leads_with_lease(now) and node.status.term == lease.term, "the test needs a stale snapshot"
+            assert isinstance(backend.acquire(ME, now), Held)
+            with pytest.raises(LeaseLostError, match="released"):
+                backend.renew(lease, now)
+        # The dropped hand-over did not run late: still leading, and still no Lease of that term.
+        assert (drained(node).role, node.status.term) == (Role.LEADER, lease.term)
+        assert isinstance(backend.acquire(ME, time.monotonic()), Held)
+        # ... and that acquire handed over for real, so the cluster does not stay without a lease
+        # (within lo of its last heartbeat the others stick to it: only a hand-over is this fast).
+        _, new = lease_holder({name: b for name, b in trio.items() if name != leader}, timeout=ROOMY[0] / 2)
+        assert new.term > lease.term
+    finally:
+        for backend in trio.values():
+            backend.close()
+
+
+def test_an_advance_term_that_timed_out_does_not_campaign_later(tmp_path: Path) -> None:
+    """Its caller took the failure to mean nothing changed: the lease it holds renews as before."""
+    peers = addresses("a", "b", "c")
+    trio = {name: RaftBackend(peers, name, tmp_path, ROOMY) for name in peers}
+    try:
+        leader, lease = lease_holder(trio)
+        backend = trio[leader]
+        backend.call_timeout = STALL
+        node = backend._node
+        assert node is not None
+        with stalled(node), pytest.raises(StorageUnavailableError, match="did not get to it"):
+            backend.advance_term(lease, ME, lease.term + 5)
+        assert (drained(node).role, node.status.term) == (Role.LEADER, lease.term)
+        assert backend.renew(lease, time.monotonic()).term == lease.term
+    finally:
+        for backend in trio.values():
+            backend.close()

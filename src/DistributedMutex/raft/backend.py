@@ -12,9 +12,13 @@ minimum election timeout ``lo`` (core.py says why nobody else can be elected bef
 the ElectionBackend contract wants. The term is the fencing token.
 
 ``release`` hands leadership over (TimeoutNow): the peer that answered last campaigns at once,
-so a graceful stop fails over in milliseconds. ``advance_term`` has the leader campaign again in
-a higher term; its followers vote for it (it is the leader they stick to) and nobody else can win
-meanwhile, so the lease it holds stays good until the new term's lease replaces it.
+so a graceful stop fails over in milliseconds. Its votes bypass stickiness, so the hand-over ends
+every lease of the term it leaves: once ``release`` is called for a term, no Lease of that term or
+an older one is handed out again, whatever the peer's snapshot still says and even if the release
+timed out (a peer never leads one term twice, so this costs nothing). ``advance_term`` has the
+leader campaign again in a higher term; its followers vote for it (it is the leader they stick to)
+and nobody else can win meanwhile, so the lease it holds stays good until the new term's lease
+replaces it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class _Terms:
     # advance_term moves a leadership to a new term: the old term's leases live on in it.
     moved: Mapping[int, int] = field(default_factory=dict)  # never changed in place
     moving: int | None = None  # the term we are re-campaigning from
+    released: int = 0  # the highest term given up: never a Lease of it (or older) again
 
     def current(self, term: int) -> int:
         while term in self.moved:
@@ -56,6 +61,9 @@ class _Terms:
 
 class RaftBackend:
     name = "raft"
+    # How long release and advance_term wait for the peer's driver thread; a call not taken up
+    # by then is dropped, never run later.
+    call_timeout = 1.0
 
     def __init__(self, peers: dict[str, tuple[str, int]], node_id: str, data_dir: Path,
                  election_timeout: tuple[float, float], *, heartbeat_interval: float | None = None) -> None:
@@ -82,7 +90,13 @@ class RaftBackend:
         self._wake = wake
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
-        status = self._started(identity).status
+        node = self._started(identity)
+        terms, status = self._view(node)
+        if status.role is Role.LEADER and status.term <= terms.released:
+            # Given up, but the hand-over has not happened (the release timed out and was dropped):
+            # do it now, or this peer would lead on with a lease nobody may use.
+            self._hand_over(node, status.term, raise_on_timeout=False)
+            return Held(LeaderRecord(None, status.term, lease_state="available"))
         if status.leads_with_lease(now):
             return self._lease(status, status.lease_sent_at)
         if status.role is Role.LEADER:
@@ -93,6 +107,8 @@ class RaftBackend:
     def renew(self, lease: Lease, now: float) -> Lease:
         terms, status = self._view(self._running())
         term = terms.current(lease.term)
+        if term <= terms.released:
+            raise LeaseLostError(f"no longer the Raft leader of term {term} (released it)")
         if terms.moving == term:
             return lease  # re-campaigning: the lease we had still holds (see advance_term)
         if status.role is not Role.LEADER or status.term != term:
@@ -107,7 +123,7 @@ class RaftBackend:
         with self._terms_lock:  # no other writer: these are one moment's terms and status
             terms, status = self._terms, node.status
             term = terms.current(lease.term)
-            if status.role is not Role.LEADER or status.term != term:
+            if term <= terms.released or status.role is not Role.LEADER or status.term != term:
                 raise LeaseLostError(f"no longer the Raft leader of term {term}")
             if at_least <= term:
                 return self._lease(status, max(status.lease_sent_at, lease.sent_at))
@@ -134,13 +150,13 @@ class RaftBackend:
         node = self._node
         if node is None:
             return
-        term = self._terms.current(lease.term)
-        try:
-            target = node.transfer(term, timeout=1.0)
-        except TimeoutError as exc:
-            raise StorageUnavailableError(str(exc)) from None
-        if target is not None:
-            log.info("raft: handed leadership of term %d over to %s", term, target)
+        with self._terms_lock:
+            terms = self._terms
+            term = terms.current(lease.term)
+            # Before the hand-over is asked for: whenever it happens, no Lease of this term is
+            # handed out from then on, even from a snapshot taken before it.
+            self._terms = replace(terms, released=max(terms.released, term))
+        self._hand_over(node, term, raise_on_timeout=True)
 
     def read_leader(self) -> LeaderRecord | None:
         node = self._node
@@ -195,6 +211,17 @@ class RaftBackend:
             if self._terms is terms:
                 return terms, status
 
+    def _hand_over(self, node: RaftNode, term: int, *, raise_on_timeout: bool) -> None:
+        try:
+            target = node.transfer(term, timeout=self.call_timeout)
+        except TimeoutError as exc:
+            if raise_on_timeout:
+                raise StorageUnavailableError(str(exc)) from None
+            log.warning("raft: handing leadership of term %d over failed again: %s", term, exc)
+            return
+        if target is not None:
+            log.info("raft: handed leadership of term %d over to %s", term, target)
+
     def _changed(self) -> None:
         wake = self._wake
         if wake is not None:
@@ -204,7 +231,7 @@ class RaftBackend:
         """Campaign again from ``term`` for a term >= ``at_least``; the status once it leads there."""
         low, high = self._election_timeout
         try:
-            started = node.recampaign(term, at_least, timeout=1.0)
+            started = node.recampaign(term, at_least, timeout=self.call_timeout)
         except TimeoutError as exc:
             raise StorageUnavailableError(str(exc)) from None
         if not started:
@@ -216,6 +243,8 @@ class RaftBackend:
         return done
 
     def _lease(self, status: NodeStatus, sent_at: float) -> Lease:
+        if status.term <= self._terms.released:  # the last word on it: see release()
+            raise LeaseLostError(f"gave the Raft leadership of term {status.term} up")
         return Lease(term=status.term, token=f"{self._node_id}@{status.term}", sent_at=sent_at,
                      duration=self.lease_duration)
 
