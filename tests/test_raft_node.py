@@ -480,3 +480,30 @@ def test_an_advance_term_that_timed_out_does_not_campaign_later(tmp_path: Path) 
     finally:
         for backend in trio.values():
             backend.close()
+
+
+# -- stopping --------------------------------------------------------------------------------------
+
+
+def test_stop_lets_the_state_go_only_once_the_driver_is_gone_and_saves_nothing_after(tmp_path: Path) -> None:
+    """A driver stuck past stop()'s timeout keeps the lock (or a second process could vote with
+    the same state), and what it still had queued is never saved."""
+    peers = addresses("a", "b", "c")
+    node = RaftNode("a", peers, tmp_path, TIMEOUT, info=INFO)
+    node.start()
+    driver = node._driver
+    assert driver is not None
+    with stalled(node):
+        # What the listener does with a vote request from b (a transfer vote: a just started,
+        # and would refuse any other for lo); it waits in the inbox behind the stall.
+        node._inbox.put(Vote("b", "a", 6, transfer=True))
+        node.stop(timeout=0.1)
+        assert driver.is_alive()
+        with pytest.raises(OSError, match="another process runs Raft peer a"):
+            RaftNode("a", peers, tmp_path, TIMEOUT, info=INFO).start()
+    driver.join(5)
+    assert not driver.is_alive(), "the driver never exited"
+    assert StateFile(tmp_path, "a").load() == HardState(), "a vote was saved after stop()"
+    again = RaftNode("a", peers, tmp_path, TIMEOUT, info=INFO)
+    again.start()  # the lock went with the driver
+    again.stop()

@@ -93,6 +93,8 @@ class RaftNode:
         self._listener: Listener | None = None
         self._lock_fd = -1
         self._driver: threading.Thread | None = None
+        # Set by stop(): from then on the driver persists and sends nothing, and exits.
+        self._stopping = threading.Event()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -121,18 +123,27 @@ class RaftNode:
                  f", voted for {persisted.voted_for}" if persisted.voted_for else "")
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the driver, let queued messages go out (bounded), close every connection."""
-        if self._driver is None:
+        """Stop the driver, let queued messages go out (bounded), close every connection.
+
+        Nothing is saved once this is called. The lock on the peer's state is let go by the driver
+        itself as it exits: a driver stuck past ``timeout`` (a hung disk) keeps it, so no other
+        process can run this peer until it is really gone, even if the stuck save then completes.
+        """
+        driver = self._driver
+        if driver is None:
             return
-        self._inbox.put(_STOP)
-        self._driver.join(timeout)
+        self._stopping.set()
+        self._inbox.put(_STOP)  # wakes the driver if it waits for something to do
+        driver.join(timeout)
         deadline = time.monotonic() + min(0.5, timeout)
         for link in self._links.values():
             link.flush(max(0.0, deadline - time.monotonic()))
             link.close()
         if self._listener is not None:
             self._listener.close()
-        self._unlock_state()
+        if driver.is_alive():
+            log.error("raft: peer %s did not stop within %g s (its driver is stuck, maybe on the disk); "
+                      "keeping the lock on its state in %s until it exits", self.node_id, timeout, self._data_dir)
         self._driver = None
 
     # -- what the backend asks ---------------------------------------------------------------
@@ -157,6 +168,8 @@ class RaftNode:
         future = self.submit(fn)
         try:
             return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            raise TimeoutError(f"the Raft peer {self.node_id} stopped before it got to it") from None
         except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
             if future.cancel():
                 raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
@@ -214,13 +227,26 @@ class RaftNode:
                 item = self._inbox.get(timeout=min(max(wait, 0.0), 1.0)) if wait > 0 else self._inbox.get_nowait()
             except queue.Empty:
                 item = None
-            if item is _STOP:
+            if item is _STOP or self._stopping.is_set():
+                # What is still queued is dropped: a vote handled now would be saved after stop().
+                self._drop_queued_calls()
+                self._unlock_state()
                 return
             now = time.monotonic()
             try:
                 self._handle(core, item, now)
             except Exception:  # a bug must not silently kill the peer: say it, go on
                 log.exception("raft: peer %s failed to handle %r", self.node_id, item)
+
+    def _drop_queued_calls(self) -> None:
+        """Stopping: tell the callers still waiting that their calls will not run."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, tuple):
+                item[1].cancel()
 
     def _handle(self, core: RaftCore, item: object, now: float) -> None:
         answer: Callable[[], None] | None = None
@@ -252,6 +278,8 @@ class RaftNode:
 
     def _carry_out(self, out: Outputs, now: float) -> None:
         """Persist first; send only once the state the messages rest on is on disk."""
+        if self._stopping.is_set():
+            return  # stop() was called: whatever it waits for, nothing more may reach the disk
         if out.hard_state is not None:
             self._unsaved = out.hard_state
         if self._unsaved is not None:
