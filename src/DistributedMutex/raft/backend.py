@@ -12,9 +12,13 @@ minimum election timeout ``lo`` (core.py says why nobody else can be elected bef
 the ElectionBackend contract wants. The term is the fencing token.
 
 ``release`` hands leadership over (TimeoutNow): the peer that answered last campaigns at once,
-so a graceful stop fails over in milliseconds. ``advance_term`` has the leader campaign again in
-a higher term; its followers vote for it (it is the leader they stick to) and nobody else can win
-meanwhile, so the lease it holds stays good until the new term's lease replaces it.
+so a graceful stop fails over in milliseconds. Its votes bypass stickiness, so the hand-over ends
+every lease of the term it leaves: once ``release`` is called for a term, no Lease of that term or
+an older one is handed out again, whatever the peer's snapshot still says and even if the release
+timed out (a peer never leads one term twice, so this costs nothing). ``advance_term`` has the
+leader campaign again in a higher term; its followers vote for it (it is the leader they stick to)
+and nobody else can win meanwhile, so the lease it holds stays good until the new term's lease
+replaces it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +44,26 @@ log = logging.getLogger(__name__)
 STATUS_TIMEOUT = 1.0  # per peer, asked side by side, for read_leader() from outside the cluster
 
 
+@dataclass(frozen=True)
+class _Terms:
+    """What this backend did to its leaderships, replaced whole on every change (see _view)."""
+
+    # advance_term moves a leadership to a new term: the old term's leases live on in it.
+    moved: Mapping[int, int] = field(default_factory=dict)  # never changed in place
+    moving: int | None = None  # the term we are re-campaigning from
+    released: int = 0  # the highest term given up: never a Lease of it (or older) again
+
+    def current(self, term: int) -> int:
+        while term in self.moved:
+            term = self.moved[term]
+        return term
+
+
 class RaftBackend:
     name = "raft"
+    # How long release and advance_term wait for the peer's driver thread; a call not taken up
+    # by then is dropped, never run later.
+    call_timeout = 1.0
 
     def __init__(self, peers: dict[str, tuple[str, int]], node_id: str, data_dir: Path,
                  election_timeout: tuple[float, float], *, heartbeat_interval: float | None = None) -> None:
@@ -54,9 +77,8 @@ class RaftBackend:
         self._node: RaftNode | None = None
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None
-        # advance_term moves a leadership to a new term: the old term's leases live on in it.
-        self._moved: dict[int, int] = {}
-        self._moving: int | None = None  # the term we are re-campaigning from
+        self._terms = _Terms()
+        self._terms_lock = threading.Lock()  # for writers; readers take one consistent _view
 
     @property
     def lease_duration(self) -> float:
@@ -68,7 +90,13 @@ class RaftBackend:
         self._wake = wake
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
-        status = self._started(identity).status
+        node = self._started(identity)
+        terms, status = self._view(node)
+        if status.role is Role.LEADER and status.term <= terms.released:
+            # Given up, but the hand-over has not happened (the release timed out and was dropped):
+            # do it now, or this peer would lead on with a lease nobody may use.
+            self._hand_over(node, status.term, raise_on_timeout=False)
+            return Held(LeaderRecord(None, status.term, lease_state="available"))
         if status.leads_with_lease(now):
             return self._lease(status, status.lease_sent_at)
         if status.role is Role.LEADER:
@@ -77,11 +105,12 @@ class RaftBackend:
         return Held(_record(status, now))
 
     def renew(self, lease: Lease, now: float) -> Lease:
-        node = self._running()
-        term = self._current_term_of(lease.term)
-        if self._moving == term:
+        terms, status = self._view(self._running())
+        term = terms.current(lease.term)
+        if term <= terms.released:
+            raise LeaseLostError(f"no longer the Raft leader of term {term} (released it)")
+        if terms.moving == term:
             return lease  # re-campaigning: the lease we had still holds (see advance_term)
-        status = node.status
         if status.role is not Role.LEADER or status.term != term:
             raise LeaseLostError(f"no longer the Raft leader of term {term} "
                                  f"(now {status.role.value} in term {status.term})")
@@ -91,18 +120,29 @@ class RaftBackend:
 
     def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
         node = self._running()
-        term = self._current_term_of(lease.term)
-        status = node.status
-        if status.role is not Role.LEADER or status.term != term:
-            raise LeaseLostError(f"no longer the Raft leader of term {term}")
-        if at_least <= term:
-            return self._lease(status, max(status.lease_sent_at, lease.sent_at))
-        self._moving = term
+        with self._terms_lock:  # no other writer: these are one moment's terms and status
+            terms, status = self._terms, node.status
+            term = terms.current(lease.term)
+            if term <= terms.released or status.role is not Role.LEADER or status.term != term:
+                raise LeaseLostError(f"no longer the Raft leader of term {term}")
+            if at_least <= term:
+                return self._lease(status, max(status.lease_sent_at, lease.sent_at))
+            if terms.moving is not None:
+                # An earlier advance_term (given up on by its caller) still campaigns.
+                raise StorageUnavailableError(f"already campaigning again from term {terms.moving}")
+            # Before the peer campaigns: a renew that sees it campaigning must also see this.
+            self._terms = replace(terms, moving=term)
+        moved_to: int | None = None
         try:
             done = self._recampaign(node, term, at_least)
-            self._moved[term] = done.term
+            moved_to = done.term
         finally:
-            self._moving = None
+            with self._terms_lock:
+                # Both at once, once the peer leads the new term: a renew sees the move or the
+                # re-campaign, never neither.
+                terms = self._terms
+                moved = terms.moved if moved_to is None else {**terms.moved, term: moved_to}
+                self._terms = replace(terms, moved=moved, moving=None)
         log.info("raft: leadership moved from term %d to term %d", term, done.term)
         return self._lease(done, max(done.lease_sent_at, lease.sent_at))
 
@@ -110,13 +150,13 @@ class RaftBackend:
         node = self._node
         if node is None:
             return
-        term = self._current_term_of(lease.term)
-        try:
-            target = node.transfer(term, timeout=1.0)
-        except TimeoutError as exc:
-            raise StorageUnavailableError(str(exc)) from None
-        if target is not None:
-            log.info("raft: handed leadership of term %d over to %s", term, target)
+        with self._terms_lock:
+            terms = self._terms
+            term = terms.current(lease.term)
+            # Before the hand-over is asked for: whenever it happens, no Lease of this term is
+            # handed out from then on, even from a snapshot taken before it.
+            self._terms = replace(terms, released=max(terms.released, term))
+        self._hand_over(node, term, raise_on_timeout=True)
 
     def read_leader(self) -> LeaderRecord | None:
         node = self._node
@@ -158,6 +198,30 @@ class RaftBackend:
             raise LeaseLostError("the Raft peer is not running")
         return node
 
+    def _view(self, node: RaftNode) -> tuple[_Terms, NodeStatus]:
+        """The terms and the peer's status as of one moment.
+
+        advance_term records that it re-campaigns before the peer does, and that it moved once
+        the peer leads the new term: read apart, a renew could see neither (the status of the
+        campaign with no re-campaign recorded, or the new term with no move recorded) and call a
+        good lease lost. Read again if the terms changed meanwhile (they seldom do)."""
+        while True:
+            terms = self._terms
+            status = node.status
+            if self._terms is terms:
+                return terms, status
+
+    def _hand_over(self, node: RaftNode, term: int, *, raise_on_timeout: bool) -> None:
+        try:
+            target = node.transfer(term, timeout=self.call_timeout)
+        except TimeoutError as exc:
+            if raise_on_timeout:
+                raise StorageUnavailableError(str(exc)) from None
+            log.warning("raft: handing leadership of term %d over failed again: %s", term, exc)
+            return
+        if target is not None:
+            log.info("raft: handed leadership of term %d over to %s", term, target)
+
     def _changed(self) -> None:
         wake = self._wake
         if wake is not None:
@@ -167,7 +231,7 @@ class RaftBackend:
         """Campaign again from ``term`` for a term >= ``at_least``; the status once it leads there."""
         low, high = self._election_timeout
         try:
-            started = node.recampaign(term, at_least, timeout=1.0)
+            started = node.recampaign(term, at_least, timeout=self.call_timeout)
         except TimeoutError as exc:
             raise StorageUnavailableError(str(exc)) from None
         if not started:
@@ -178,12 +242,9 @@ class RaftBackend:
                                  f"(now {done.role.value} in term {done.term})")
         return done
 
-    def _current_term_of(self, term: int) -> int:
-        while term in self._moved:
-            term = self._moved[term]
-        return term
-
     def _lease(self, status: NodeStatus, sent_at: float) -> Lease:
+        if status.term <= self._terms.released:  # the last word on it: see release()
+            raise LeaseLostError(f"gave the Raft leadership of term {status.term} up")
         return Lease(term=status.term, token=f"{self._node_id}@{status.term}", sent_at=sent_at,
                      duration=self.lease_duration)
 

@@ -6,13 +6,16 @@
                                                       '-- publish a NodeStatus snapshot
 
 The core is only ever touched by the driver thread; everyone else reads the latest snapshot (an
-immutable object, swapped in whole) or submits a call to the driver through the inbox.
+immutable object, swapped in whole) or submits a call to the driver through the inbox. A call's
+answer is handed back only once the snapshot shows what the call did, and a call its caller gave up
+on (timed out) is never run: a late hand-over or re-campaign would act behind the caller's back.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import functools
 import logging
 import os
 import queue
@@ -90,6 +93,8 @@ class RaftNode:
         self._listener: Listener | None = None
         self._lock_fd = -1
         self._driver: threading.Thread | None = None
+        # Set by stop(): from then on the driver persists and sends nothing, and exits.
+        self._stopping = threading.Event()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -118,18 +123,27 @@ class RaftNode:
                  f", voted for {persisted.voted_for}" if persisted.voted_for else "")
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the driver, let queued messages go out (bounded), close every connection."""
-        if self._driver is None:
+        """Stop the driver, let queued messages go out (bounded), close every connection.
+
+        Nothing is saved once this is called. The lock on the peer's state is let go by the driver
+        itself as it exits: a driver stuck past ``timeout`` (a hung disk) keeps it, so no other
+        process can run this peer until it is really gone, even if the stuck save then completes.
+        """
+        driver = self._driver
+        if driver is None:
             return
-        self._inbox.put(_STOP)
-        self._driver.join(timeout)
+        self._stopping.set()
+        self._inbox.put(_STOP)  # wakes the driver if it waits for something to do
+        driver.join(timeout)
         deadline = time.monotonic() + min(0.5, timeout)
         for link in self._links.values():
             link.flush(max(0.0, deadline - time.monotonic()))
             link.close()
         if self._listener is not None:
             self._listener.close()
-        self._unlock_state()
+        if driver.is_alive():
+            log.error("raft: peer %s did not stop within %g s (its driver is stuck, maybe on the disk); "
+                      "keeping the lock on its state in %s until it exits", self.node_id, timeout, self._data_dir)
         self._driver = None
 
     # -- what the backend asks ---------------------------------------------------------------
@@ -139,14 +153,32 @@ class RaftNode:
         assert self._status is not None, "the node has not started"
         return self._status
 
-    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
-        """Run ``fn(core, now)`` on the driver thread (the only one that touches the core)."""
+    def submit(self, fn: Callable[[RaftCore, float], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn(core, now)`` for the driver thread (the only one that touches the core).
+
+        The future is resolved after the status snapshot shows what ``fn`` did; cancel it while
+        it is still queued and ``fn`` never runs."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._inbox.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
+        """Run ``fn(core, now)`` on the driver thread and return its result. TimeoutError if the
+        driver did not get to it in time; it then never runs, unless it had just started."""
+        future = self.submit(fn)
         try:
             return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            raise TimeoutError(f"the Raft peer {self.node_id} stopped before it got to it") from None
         except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
-            raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
+            if future.cancel():
+                raise TimeoutError(f"the Raft peer {self.node_id} did not get to it within {timeout:g} s") from None
+        # The driver took it up just as we gave up: its outcome is on its way (or already there).
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the Raft peer {self.node_id} started it but did not finish within "
+                               f"{timeout:g} s; it may yet take effect") from None
 
     def wait_until(self, predicate: Callable[[NodeStatus], bool], timeout: float) -> NodeStatus:
         """The first published status for which ``predicate`` holds; the latest one on timeout."""
@@ -195,7 +227,10 @@ class RaftNode:
                 item = self._inbox.get(timeout=min(max(wait, 0.0), 1.0)) if wait > 0 else self._inbox.get_nowait()
             except queue.Empty:
                 item = None
-            if item is _STOP:
+            if item is _STOP or self._stopping.is_set():
+                # What is still queued is dropped: a vote handled now would be saved after stop().
+                self._drop_queued_calls()
+                self._unlock_state()
                 return
             now = time.monotonic()
             try:
@@ -203,24 +238,48 @@ class RaftNode:
             except Exception:  # a bug must not silently kill the peer: say it, go on
                 log.exception("raft: peer %s failed to handle %r", self.node_id, item)
 
+    def _drop_queued_calls(self) -> None:
+        """Stopping: tell the callers still waiting that their calls will not run."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, tuple):
+                item[1].cancel()
+
     def _handle(self, core: RaftCore, item: object, now: float) -> None:
-        if isinstance(item, tuple):
-            self._run_call(core, now, *item)
-        elif item is not None:
-            self._carry_out(core.step(item, now), now)  # type: ignore[arg-type]
-        if now >= core.wake_at:
-            self._carry_out(core.tick(now), now)
-        self._publish(now)
+        answer: Callable[[], None] | None = None
+        try:
+            if isinstance(item, tuple):
+                answer = self._run_call(core, now, *item)
+            elif item is not None:
+                self._carry_out(core.step(item, now), now)  # type: ignore[arg-type]
+            if now >= core.wake_at:
+                self._carry_out(core.tick(now), now)
+            self._publish(now)
+        finally:
+            # Only now: a caller that reads the status as soon as it has its answer must see what
+            # its call did (a released leadership still showing as leading would be taken again).
+            if answer is not None:
+                answer()
 
     def _run_call(self, core: RaftCore, now: float, fn: Callable[[RaftCore, float], Any],
-                  future: concurrent.futures.Future[Any]) -> None:
+                  future: concurrent.futures.Future[Any]) -> Callable[[], None] | None:
+        """Run one call; returns what resolves its future, for once the status is published."""
+        if not future.set_running_or_notify_cancel():
+            return None  # its caller gave up on it: doing it now would act behind its back
         try:
-            future.set_result(fn(core, now))
+            result = fn(core, now)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
-            future.set_exception(exc)
+            # partial, not a lambda: ``exc`` is unbound once this except clause ends.
+            return functools.partial(future.set_exception, exc)
+        return functools.partial(future.set_result, result)
 
     def _carry_out(self, out: Outputs, now: float) -> None:
         """Persist first; send only once the state the messages rest on is on disk."""
+        if self._stopping.is_set():
+            return  # stop() was called: whatever it waits for, nothing more may reach the disk
         if out.hard_state is not None:
             self._unsaved = out.hard_state
         if self._unsaved is not None:
