@@ -109,7 +109,6 @@ def build_backend(settings: Settings) -> ElectionBackend:
 
 def describe_backend(settings: Settings) -> str:
     """Where the election happens, for the start-up line."""
-    timing = settings.timing()
     if settings.zookeeper is not None:
         zk = settings.zookeeper
         return f"ZooKeeper {zk.hosts}, path {zk.path} (session timeout {zk.session_timeout:g} s)"
@@ -118,6 +117,7 @@ def describe_backend(settings: Settings) -> str:
         low, high = raft.election_timeout
         return (f"Raft peer {raft.node_id} of {len(raft.peers)} ({', '.join(raft.peers)}), election timeout "
                 f"{low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
+    timing = settings.timing()
     return (f"lease on {settings.container_name}/{settings.blob_name} (lease {timing.lease_duration:g} s, "
             f"renew {timing.renew_interval:g} s, acquire {timing.acquire_interval:g} s)")
 

@@ -206,19 +206,19 @@ class DistributedMutex:
 
     def stop(self) -> None:
         """Ask the loop to stop; safe to call from any thread."""
-        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._stopping.set)
-            except RuntimeError:  # the loop closed in between: it has stopped already
-                pass
+        self._set_in_loop(self._stopping)
 
     def _on_wake(self) -> None:
         """The backend's nudge (any thread): acquire or renew now rather than at the next interval."""
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
+        self._set_in_loop(self._wake)
+
+    def _set_in_loop(self, event: asyncio.Event | None) -> None:
+        """Set one of the loop's events from any thread; nothing once the loop has ended."""
+        loop = self._loop
+        if loop is not None and event is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:  # the loop closed in between: nobody to wake
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop closed in between: it has stopped already
                 pass
 
     @property
