@@ -116,8 +116,12 @@ def _zookeeper_design() -> Design:
                   note="ELECTION_BACKEND=zookeeper with its defaults; a standalone server of its own per group")
 
 
+# Raft's default election timeout (min, max), seconds.
+RAFT_TIMEOUT = parse_election_timeout("RAFT_ELECTION_TIMEOUT", DEFAULTS["RAFT_ELECTION_TIMEOUT"] or "1000-2000")
+
+
 def _raft_design() -> Design:
-    low, high = parse_election_timeout("RAFT_ELECTION_TIMEOUT", DEFAULTS["RAFT_ELECTION_TIMEOUT"] or "1000-2000")
+    low, high = RAFT_TIMEOUT
     t = RaftSettings({"a": ("127.0.0.1", 1)}, "a", Path("."), (low, high)).timing()
     return Design("raft", "Raft (the product)", t.lease_duration, t.renew_interval, t.acquire_interval,
                   t.safety_margin, emulated=False, shown_as=f"election {low * 1000:g}-{high * 1000:g} ms",
@@ -409,8 +413,6 @@ class Group:
         assert slot.watch is not None
         return [g for g in slot.watch.lease_grants() if g >= slot.life.started]
 
-    grants = renewal_marks
-
     # -- one failover trial -------------------------------------------------------------------
 
     def trial(self, mode: str, number: int, rng: random.Random, restart: bool = True) -> dict[str, Any]:
@@ -590,7 +592,7 @@ class ZooKeeperGroup(Group):
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    first = mntr(self.server.port)
+                    first = mntr(self.server)
                     break
                 except (OSError, RuntimeError) as exc:
                     if time.monotonic() > deadline:
@@ -599,7 +601,7 @@ class ZooKeeperGroup(Group):
                     time.sleep(0.1)
             # What mntr costs itself: two readings with no client connected; the difference is what
             # one reading adds to a window's counters (the request it reads, the answer of the one before).
-            second = mntr(self.server.port)
+            second = mntr(self.server)
             self.mntr_cost = {key: int(second[key]) - int(first[key])
                               for key in ("zk_packets_received", "zk_packets_sent")}
         except BaseException:
@@ -614,13 +616,13 @@ class ZooKeeperGroup(Group):
         instance (a killed leader's znode is gone once its successor leads)."""
         if not all(slot.alive for slot in self.slots):
             return False
-        return int(mntr(self.server.port)["zk_ephemerals_count"]) == len(self.slots)
+        return int(mntr(self.server)["zk_ephemerals_count"]) == len(self.slots)
 
     def renewal_marks(self, slot: Slot) -> list[float]:
         return []
 
     def cost_snapshot(self) -> dict[str, str]:
-        return mntr(self.server.port)
+        return mntr(self.server)
 
     def cost(self, leader: Slot, w0: float, w1: float, before: Any, after: Any) -> dict[str, Any]:
         window = w1 - w0
@@ -649,6 +651,8 @@ class RaftGroup(Group):
     A->B (A's RAFT_PEERS gives B the proxy's address; A's own entry is where A listens), so every
     message crosses exactly one proxy, where a LineCounter sees it. A killed member is restarted with
     the same RAFT_ID, RAFT_DATA_DIR and port."""
+
+    poll_interval = 0.1  # ready() copies the links' message log: not 50 times a second
 
     backend = "raft"
     anchored_kills = False
@@ -741,7 +745,11 @@ class Bench:
     def __enter__(self) -> Bench:
         self.mysql.check()
         self.azurite = Azurite().start()
-        self.weather = FakeOpenWeather().start()
+        try:
+            self.weather = FakeOpenWeather().start()
+        except BaseException:
+            self.azurite.stop()  # __exit__ never runs when __enter__ fails
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1070,7 +1078,7 @@ def backend_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"session {session:g} s + one {tick:g} s tick, by which the server expires it, + 1 s")
         add("zookeeper", "graceful", "max", 1.0, "the deleted znode's watch fires: within a second")
     if "raft" in columns:
-        _, high = parse_election_timeout("RAFT_ELECTION_TIMEOUT", DEFAULTS["RAFT_ELECTION_TIMEOUT"] or "1000-2000")
+        _, high = RAFT_TIMEOUT
         add("raft", "crash", "max", 2 * high, "2 x the maximum election timeout")
         add("raft", "graceful", "max", 1.0, "the leader hands over (TimeoutNow): within a second")
     return out
@@ -1303,6 +1311,18 @@ def main(argv: list[str] | None = None) -> int:
         return reprint(Path(args.report), not args.no_plot)
     # SIGTERM like Ctrl-C: leave through Bench.__exit__, which stops every instance and drops the databases.
     signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        return run(args)
+    except RuntimeError as exc:  # a service the bench needs is missing or did not start: the message says which
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; every instance it started is stopped", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole benchmark: phases, results.json, the report and the picture."""
     wall_start = time.monotonic()
     with Bench(args) as bench:
         bench.say(f"benchmark: designs {','.join(args.designs) or 'none'} and backends "

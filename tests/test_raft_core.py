@@ -326,7 +326,7 @@ def test_messages_survive_the_wire(message: Message) -> None:
 
 
 @pytest.mark.parametrize("line", [
-    b"[]", b'{"type": "vote"}', b'{"type": "nope", "src": "a"}',
+    b"[]", b'{"type": "vote"}', b'{"type": "nope", "src": "a"}', b'{"type": []}', b'{"type": {}}',
     b'{"type": "vote", "src": "a", "dst": "b", "term": true}',
     b'{"type": "vote", "src": "a", "dst": "b", "term": -1}',
     b'{"type": "heartbeat", "src": "a", "dst": "b", "term": 1, "sent_at": "soon"}',

@@ -111,6 +111,7 @@ class ZooKeeperBackend:
         self._path = parse_znode_path("ZOOKEEPER_PATH", path)
         self._term_path = self._path + "-term"
         self._asked = parse_session_timeout("ZOOKEEPER_SESSION_TIMEOUT", session_timeout)
+        self._timing = zookeeper_timing(self._asked)  # the loop's, from the timeout asked for
         self._call_timeout = call_timeout if call_timeout is not None else min(3.0, self._asked / 2)
         self._owner = uuid.uuid4().hex
         self._granted_ms: int | None = None  # the session timeout the server granted, once connected
@@ -518,7 +519,7 @@ class ZooKeeperBackend:
         one asked for (ZooKeeperSettings.timing): the server clamps what it grants (by default to
         at most 20 ticks, 40 s), and a leader must be able to renew twice within its acting window."""
         granted = self._duration()
-        timing = zookeeper_timing(self._asked)
+        timing = self._timing
         if granted <= timing.safety_margin + 2 * timing.renew_interval:
             raise StorageRejectedError(
                 f"ZooKeeper at {self._hosts} granted a session timeout of {granted:g} s, far less than the "

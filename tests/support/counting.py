@@ -4,18 +4,18 @@
 line, such as the Raft peers' messages: it records every complete line that crossed the proxy, with
 the time it was read and, when the line is a JSON object, its ``type``, ``src``, ``dst``, ``ok``.
 
-``four_letter_word`` asks a ZooKeeper server one of its four-letter words (``mntr``, ``ruok``) and
-returns the answer; ``mntr`` parses ``mntr``'s tab-separated lines (the server must list the word in
-``4lw.commands.whitelist``).
+``mntr`` asks a ZooKeeper test server (support.services.ZooKeeperServer) for its counters and
+parses the tab-separated lines.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+
+from support.services import ZooKeeperServer
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,9 @@ class LineCounter:
                 if raw.strip():
                     self.lines.append(_parse(raw, to_server, at))
 
-    def between(self, start: float, end: float, *, to_server: bool | None = None) -> list[WireLine]:
+    def between(self, start: float, end: float) -> list[WireLine]:
         with self._lock:
-            return [line for line in self.lines if start <= line.at <= end
-                    and (to_server is None or line.to_server == to_server)]
+            return [line for line in self.lines if start <= line.at <= end]
 
     def since(self, start: float) -> list[WireLine]:
         with self._lock:
@@ -68,28 +67,11 @@ def _parse(raw: bytes, to_server: bool, at: float) -> WireLine:
     return WireLine(at, to_server, text("type"), text("src"), text("dst"), ok if isinstance(ok, bool) else None)
 
 
-def four_letter_word(port: int, word: str, host: str = "127.0.0.1", timeout: float = 5.0) -> str:
-    """The server's whole answer to ``word``; it closes the connection when it has answered."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(word.encode())
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    answer = b"".join(chunks).decode(errors="replace")
-    if "is not executed because it is not in the whitelist" in answer:
-        raise RuntimeError(f"the ZooKeeper server on port {port} refuses {word!r}: add it to "
-                           f"4lw.commands.whitelist in its configuration")
-    return answer
-
-
-def mntr(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> dict[str, str]:
-    """``mntr``: {"zk_packets_received": "123", ...}."""
-    answer = four_letter_word(port, "mntr", host, timeout)
+def mntr(server: ZooKeeperServer) -> dict[str, str]:
+    """``mntr``: {"zk_packets_received": "123", ...} (the fixture's servers enable the word)."""
+    answer = server.command("mntr")
     values = dict(line.split("\t", 1) for line in answer.splitlines() if "\t" in line)
     if "zk_packets_received" not in values:
-        raise RuntimeError(f"the ZooKeeper server on port {port} answered mntr without zk_packets_received: "
+        raise RuntimeError(f"the ZooKeeper server on port {server.port} answered mntr without zk_packets_received: "
                            f"{answer[:200]!r}")
     return values

@@ -28,13 +28,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from DistributedMutex.backend import Held, Identity, Lease
 from DistributedMutex.errors import BackendError
 from DistributedMutex.zookeeper import ZooKeeperBackend
 
+from .processes import wait_until
 from .services import ZooKeeperServer, free_port
 from .tcpproxy import TcpProxy
 
@@ -124,16 +125,6 @@ def read_only_renewal(backend: ZooKeeperBackend, lease: Lease) -> bool:
     return stat is not None and session is not None and stat.owner_session_id == session[0]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> float:
-    """When ``predicate`` first held (CLOCK_MONOTONIC), polling for at most ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
-
-
 def demonstrate(zk: ZooKeeperEnsemble) -> dict[str, object]:
     """The scenario above; returns what happened, with times relative to the cut (s)."""
     leader = zk.leader()
@@ -170,8 +161,8 @@ def demonstrate(zk: ZooKeeperEnsemble) -> dict[str, object]:
         except BackendError as exc:
             seen["renew"] = f"{type(exc).__name__}: {exc}"
         seen["renew_took"] = round(time.monotonic() - started, 3)
-        fell = wait_for(lambda: zk.members[f].mode() != "follower", SYNC_LIMIT * TICK + 5,
-                        "the cut-off follower noticing")
+        fell = wait_until(lambda: zk.members[f].mode() != "follower" and time.monotonic(), SYNC_LIMIT * TICK + 5,
+                          "the cut-off follower noticing")
         seen["follower_stops_serving_after"] = round(fell - cut, 3)
         return seen
     finally:

@@ -137,7 +137,7 @@ class RaftCore:
         return self.quorum_acked_sent_at + self.lo
 
     def lease_valid(self, now: float) -> bool:
-        return self.role is Role.LEADER and now < self._quorum_sent_at + self.lo
+        return now < self.lease_until
 
     @property
     def wake_at(self) -> float:

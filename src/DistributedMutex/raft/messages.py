@@ -113,7 +113,8 @@ def decode(line: bytes | str) -> Message:
     record = json.loads(line)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
-    cls = _KINDS.get(record.pop("type", None))  # type: ignore[arg-type]
+    kind = record.pop("type", None)
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError("unknown message type")
     fields: dict[str, Any] = {}

@@ -109,7 +109,7 @@ class RaftNode:
             self._core = RaftCore(self.node_id, list(self._peers), election_timeout=self.election_timeout,
                                   heartbeat_interval=self.heartbeat_interval, rng=random.Random(),
                                   persisted=persisted, now=now, info=self._info)
-            self._status = self._snapshot(now)
+            self._status = self._snapshot()
             self._listener = Listener(self.address, self._inbox.put, self._status_json)
         except BaseException:
             self._unlock_state()
@@ -198,7 +198,7 @@ class RaftNode:
             if core.role is not Role.LEADER or core.term != term:
                 return None
             out = core.transfer_leadership(now)
-            self._carry_out(out, now)
+            self._carry_out(out)
             return out.messages[0].dst if out.messages else None
 
         target = self.call(hand_over, timeout)
@@ -211,7 +211,7 @@ class RaftNode:
         def again(core: RaftCore, now: float) -> bool:
             if core.role is not Role.LEADER or core.term != term:
                 return False
-            self._carry_out(core.recampaign(at_least, now), now)
+            self._carry_out(core.recampaign(at_least, now))
             return True
 
         return self.call(again, timeout)
@@ -254,9 +254,9 @@ class RaftNode:
             if isinstance(item, tuple):
                 answer = self._run_call(core, now, *item)
             elif item is not None:
-                self._carry_out(core.step(item, now), now)  # type: ignore[arg-type]
+                self._carry_out(core.step(item, now))  # type: ignore[arg-type]
             if now >= core.wake_at:
-                self._carry_out(core.tick(now), now)
+                self._carry_out(core.tick(now))
             self._publish(now)
         finally:
             # Only now: a caller that reads the status as soon as it has its answer must see what
@@ -276,7 +276,7 @@ class RaftNode:
             return functools.partial(future.set_exception, exc)
         return functools.partial(future.set_result, result)
 
-    def _carry_out(self, out: Outputs, now: float) -> None:
+    def _carry_out(self, out: Outputs) -> None:
         """Persist first; send only once the state the messages rest on is on disk."""
         if self._stopping.is_set():
             return  # stop() was called: whatever it waits for, nothing more may reach the disk
@@ -296,7 +296,7 @@ class RaftNode:
             self._links[message.dst].send(encode(message))
 
     def _publish(self, now: float) -> None:
-        status, previous = self._snapshot(now), self._status
+        status, previous = self._snapshot(), self._status
         if status == previous:
             return
         with self._changed:
@@ -307,7 +307,7 @@ class RaftNode:
             if self._on_change is not None:
                 self._on_change()
 
-    def _snapshot(self, now: float) -> NodeStatus:
+    def _snapshot(self) -> NodeStatus:
         core = self._core
         assert core is not None
         return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info,

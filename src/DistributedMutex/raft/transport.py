@@ -45,7 +45,6 @@ class PeerLink:
         self._retry_at = 0.0
         self._idle = threading.Condition()
         self._pending = 0  # queued or being written
-        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=f"raft-link-{peer_id}", daemon=True)
         self._thread.start()
 
@@ -56,7 +55,6 @@ class PeerLink:
         try:
             self._queue.put_nowait(data)
         except queue.Full:
-            self.dropped += 1
             self._done()
 
     def flush(self, timeout: float) -> bool:
@@ -109,7 +107,6 @@ class PeerLink:
             except OSError as exc:
                 log.debug("raft: lost the connection to %s (%s)", self.peer_id, exc)
                 self._drop_connection()
-        self.dropped += 1
 
     def _connected(self) -> socket.socket | None:
         sock = self._sock
