@@ -22,7 +22,7 @@ test: deps
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: deps
-	DEMO_SECONDS=$(DEMO_SECONDS) PYTHONPATH=src $(PY) -m DistributedMutex.demo
+	DEMO_SECONDS=$(DEMO_SECONDS) PYTHONPATH=src $(PY) -m distributed_mutex_demo.demo
 
 lint: deps
 	$(VENV)/bin/ruff check src tests bench

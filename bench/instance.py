@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def emulate(spec: dict[str, Any]) -> None:
-    from DistributedMutex import config, mutex
-    from DistributedMutex.azure_lease import AzureBlobLeaseBackend
+    from distributed_mutex_demo import config, mutex
+    from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
     from DistributedMutex.timing import ElectionTiming
 
     class EmulatedTiming(ElectionTiming):
@@ -53,7 +53,7 @@ def main() -> int:
     spec = os.environ.get("BENCH_EMULATE")
     if spec:
         emulate(json.loads(spec))
-    from DistributedMutex import cli
+    from distributed_mutex_demo import cli
 
     return cli.main([])
 

@@ -45,8 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from DistributedMutex.backend_settings import RaftSettings, ZooKeeperSettings, parse_election_timeout
-from DistributedMutex.config import DEFAULTS
+from distributed_mutex_demo.backend_settings import RaftSettings, ZooKeeperSettings, parse_election_timeout
+from distributed_mutex_demo.config import DEFAULTS
 from DistributedMutex.journal import read_journal
 from support.counting import LineCounter, mntr
 from support.fake_openweather import FakeOpenWeather
@@ -141,7 +141,7 @@ def backend_unavailable(backend: str) -> str | None:
             return True
 
     if backend == "zookeeper":
-        if missing("DistributedMutex.zookeeper"):
+        if missing("DistributedMutex.backends.zookeeper.backend"):
             return "src/DistributedMutex/zookeeper.py is not in this checkout (merge the zookeeper branch)"
         if missing("kazoo"):
             return "the kazoo package is not installed (make deps installs requirements.txt)"
@@ -152,12 +152,12 @@ def backend_unavailable(backend: str) -> str | None:
         if not (Path("/usr/share/java/zookeeper.jar").exists() and shutil.which("java")):
             return "ZooKeeper is not installed (/usr/share/java/zookeeper.jar and java: apt-get install zookeeper)"
     if backend == "raft":
-        if missing("DistributedMutex.raft"):
+        if missing("DistributedMutex.backends.raft"):
             return "src/DistributedMutex/raft/ is not in this checkout (merge the raft branch)"
-        import DistributedMutex.raft
+        import DistributedMutex.backends.raft
 
-        if not hasattr(DistributedMutex.raft, "RaftBackend"):
-            return "DistributedMutex.raft has no RaftBackend yet"
+        if not hasattr(DistributedMutex.backends.raft, "RaftBackend"):
+            return "DistributedMutex.backends.raft has no RaftBackend yet"
     return None
 
 

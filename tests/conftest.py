@@ -14,7 +14,7 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, generate_container_sas
 
-from DistributedMutex.azure_lease import DEFAULT_API_VERSION
+from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
 from support.fake_open_meteo import FakeOpenMeteo
 from support.fake_openweather import FakeOpenWeather
 from support.processes import Instance

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from DistributedMutex.azure_lease import AzureBlobLeaseBackend
+from distributed_mutex_demo.config import MySQLSettings, load_settings
+from distributed_mutex_demo.stores.mysql import WeatherStore
+from distributed_mutex_demo.weather import Reading
 from DistributedMutex.backend import Held, Identity, Lease
-from DistributedMutex.config import MySQLSettings, load_settings
+from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
 from DistributedMutex.errors import ConfigurationError, StorageRejectedError
-from DistributedMutex.store import WeatherStore
-from DistributedMutex.weather import Reading
 from support.processes import ROOT
 
 # -- container SAS ---------------------------------------------------------------------------------
@@ -38,7 +38,7 @@ def full_round(backend: AzureBlobLeaseBackend) -> None:
     assert backend.advance_term(lease, Identity("sas-user"), at_least=5).term == 5
     backend.release(lease)
     record = backend.read_leader()
-    assert record is not None and record.leader_id == "sas-user" and record.term == 5 and not record.is_held
+    assert record is not None and record.instance_id == "sas-user" and record.term == 5 and not record.is_held
 
 
 # Measured on Azurite 3.37 (and as Azure documents it): read for the blob's properties, write for
@@ -140,7 +140,7 @@ def test_a_hostile_database_name_never_reaches_the_server(mysql_server) -> None:
 
 def test_every_statement_of_the_store_takes_its_values_as_parameters() -> None:
     """Static: the only text put into SQL is the validated database name and the fixed table names."""
-    tree = ast.parse((ROOT / "src" / "DistributedMutex" / "store.py").read_text())
+    tree = ast.parse((ROOT / "src" / "distributed_mutex_demo" / "stores" / "mysql.py").read_text())
     allowed_fstring_parts = {"database", "s.database"}
     checked = 0
     for node in ast.walk(tree):
@@ -157,7 +157,7 @@ def test_every_statement_of_the_store_takes_its_values_as_parameters() -> None:
         # SCHEMA statements and the privilege probes (constants, formatted with constant table names).
         assert ast.unparse(sql) in ("statement", "statement.format(table=table)"), f"line {node.lineno}"
     assert checked >= 10
-    assert re.search(r"check_database_name\(settings\.database\)", (ROOT / "src" / "DistributedMutex" / "store.py").read_text())
+    assert re.search(r"check_database_name\(settings\.database\)", (ROOT / "src" / "distributed_mutex_demo" / "stores" / "mysql.py").read_text())
 
 
 INIT_SCRIPT = ROOT / "docker" / "mysql-init" / "10-least-privileged-user.sh"

@@ -10,14 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from DistributedMutex.azure_lease import DEFAULT_API_VERSION, AzureBlobLeaseBackend
 from DistributedMutex.backend import Held, Identity, Lease
-from DistributedMutex.errors import (
-    ConfigurationError,
-    LeaseLostError,
-    StorageRejectedError,
-    StorageUnavailableError,
-)
+from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION, AzureBlobLeaseBackend
+from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from support.services import connection_string, free_port
 
 WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
@@ -41,14 +36,14 @@ def test_acquire_records_term_and_identity_under_the_lease(azurite, container_na
         "term": "1", "leader_id": "alpha", "leader_host": "host-a", "leader_pid": "11"}
     assert meta["acquired_at"].endswith("+00:00")
     record = a.read_leader()
-    assert (record.leader_id, record.term, record.pid, record.is_held) == ("alpha", 1, 11, True)
+    assert (record.instance_id, record.term, record.pid, record.is_held) == ("alpha", 1, 11, True)
 
 
 def test_a_second_contender_sees_the_holder_then_takes_over_with_a_higher_term(azurite, container_name) -> None:
     a, b = backend(azurite.connection_string, container_name), backend(azurite.connection_string, container_name)
     lease_a = a.acquire(Identity("alpha"), now=0.0)
     held = b.acquire(Identity("beta"), now=0.0)
-    assert isinstance(held, Held) and held.leader.leader_id == "alpha" and held.leader.term == 1
+    assert isinstance(held, Held) and held.leader.instance_id == "alpha" and held.leader.term == 1
     a.renew(lease_a, now=1.0)
     a.release(lease_a)
     lease_b = b.acquire(Identity("beta"), now=2.0)

@@ -20,14 +20,14 @@ from urllib.parse import quote
 import pytest
 from azure.storage.blob import AccessPolicy, BlobServiceClient
 
-from DistributedMutex.app import WeatherApp
-from DistributedMutex.azure_lease import DEFAULT_API_VERSION
-from DistributedMutex.config import DEFAULTS, MySQLSettings, load_settings
+from distributed_mutex_demo.app import WeatherApp
+from distributed_mutex_demo.config import DEFAULTS, MySQLSettings, load_settings
+from distributed_mutex_demo.open_meteo import OpenMeteoClient
+from distributed_mutex_demo.stores.mysql import WeatherStore
+from distributed_mutex_demo.stores.sqlite import SQLiteStore
+from distributed_mutex_demo.weather import OpenWeatherClient
+from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
 from DistributedMutex.errors import ConfigurationError
-from DistributedMutex.open_meteo import OpenMeteoClient
-from DistributedMutex.sqlite_store import SQLiteStore
-from DistributedMutex.store import WeatherStore
-from DistributedMutex.weather import OpenWeatherClient
 from support.bad_input import (
     CONFIG_CASES,
     ROWS,
@@ -295,7 +295,7 @@ def lead_through_bad_answers(app: WeatherApp, store, row_id: str, caplog, *, ret
     """Run the leader until it has logged the row's documented line (twice where it retries the
     whole round) and otherwise stored both cities; no traceback and no secret in the log."""
     pattern = ROWS[row_id].pattern(city="Atlantis")
-    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    caplog.set_level(logging.INFO, logger="distributed_mutex_demo")
 
     def logged() -> int:
         return sum(bool(pattern.fullmatch(r.getMessage())) for r in caplog.records)

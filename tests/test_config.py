@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from DistributedMutex.config import DEFAULTS, load_settings
+from distributed_mutex_demo.config import DEFAULTS, load_settings
 from DistributedMutex.errors import ConfigurationError
 from support.processes import SCRIPT
 
@@ -104,7 +104,7 @@ def test_mysql_host_and_sqlite_path_together_is_an_error(tmp_path: Path) -> None
 
 
 def test_open_meteo_stays_under_its_free_daily_calls(tmp_path: Path) -> None:
-    from DistributedMutex.config import free_tier_warning
+    from distributed_mutex_demo.config import free_tier_warning
     assert free_tier_warning(load_settings({}, tmp_path)) is None  # 5 cities a minute: 7200 a day
     busy = load_settings({"FETCH_INTERVAL": "30"}, tmp_path)  # 14400 a day
     assert free_tier_warning(busy) == ("5 cities every 30 s is 14400 calls/day, over Open-Meteo's free "

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
+from distributed_mutex_demo.stores.sqlite import SQLiteStore
+from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
 from DistributedMutex.journal import read_journal
-from DistributedMutex.sqlite_store import SQLiteStore
-from DistributedMutex.weather import Reading
 from support.clusters import MEMBERS, AzureCluster, BackendCluster, RaftCluster, ZooKeeperCluster
 from support.fake_openweather import FakeOpenWeather
 from support.processes import SCRIPT, Instance, wait_until

@@ -129,9 +129,9 @@ def test_a_reset_lease_record_with_a_kept_database_advances_the_term(spawn, demo
                                                                       azurite, container_name):
     from azure.storage.blob import BlobServiceClient
 
-    from DistributedMutex.azure_lease import DEFAULT_API_VERSION
-    from DistributedMutex.config import MySQLSettings
-    from DistributedMutex.store import WeatherStore
+    from distributed_mutex_demo.config import MySQLSettings
+    from distributed_mutex_demo.stores.mysql import WeatherStore
+    from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
     old = WeatherStore(MySQLSettings(mysql_server.host, mysql_server.port, mysql_server.user,
                                      mysql_server.password, database))
     old.register_term(5, "from-an-old-blob")  # the database outlived its lease blob

@@ -74,7 +74,7 @@ def test_the_live_panel_takes_keys(demo_env: dict[str, str]) -> None:
     env.update({k: v for k, v in demo_env.items() if k not in ("AZURE_STORAGE_CONNECTION_STRING", "CONTAINER_NAME")})
     env.update(DEMO_FAILOVER_EVERY="0", PYTHONPATH=str(ROOT / "src"), TERM="xterm")
     controller, terminal = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "DistributedMutex.demo"], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "distributed_mutex_demo.demo"], cwd=ROOT, env=env,
                                stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
     os.close(terminal)
     seen = b""
@@ -115,7 +115,7 @@ def test_ctrl_c_ends_the_demo_cleanly(demo_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "AZURE_", "DEMO_"))}
     env.update({k: v for k, v in demo_env.items() if k not in ("AZURE_STORAGE_CONNECTION_STRING", "CONTAINER_NAME")})
     env.update(DEMO_FAILOVER_EVERY="0", PYTHONPATH=str(ROOT / "src"), MARKER=marker)
-    process = subprocess.Popen([sys.executable, "-m", "DistributedMutex.demo"], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "distributed_mutex_demo.demo"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     lines: list[str] = []

@@ -16,8 +16,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from distributed_mutex_demo.metrics_server import MetricsServer
 from DistributedMutex import AzureBlobLeaseBackend, DistributedMutex, Identity, RoleContext
-from DistributedMutex.metrics import LOOP_STALL_LIMIT, ElectionMetrics, MetricsServer
+from DistributedMutex.metrics import LOOP_STALL_LIMIT, ElectionMetrics
 from DistributedMutex.observer import ElectionObserver
 from DistributedMutex.threads import blocking
 from support.processes import Instance, wait_until

@@ -12,7 +12,7 @@ import pytest
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
 from DistributedMutex import AzureBlobLeaseBackend, DistributedMutex, ElectionTiming, Identity, RoleContext
-from DistributedMutex.azure_lease import DEFAULT_API_VERSION
+from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
 from support.services import connection_string
 from support.tcpproxy import TcpProxy
 
@@ -124,7 +124,7 @@ def test_cut_off_leader_stops_acting_before_anyone_else_can_lead(azurite, contai
     proxy.heal()
     assert running[0].thread.is_alive()
     deadline = time.monotonic() + 10
-    while running[0].mutex.leader is None or running[0].mutex.leader.leader_id != "direct":
+    while running[0].mutex.leader is None or running[0].mutex.leader.instance_id != "direct":
         assert time.monotonic() < deadline, "the healed instance never saw the new leader"
         time.sleep(0.05)
     proxy.close()

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from DistributedMutex.errors import (
+from distributed_mutex_demo.errors import (
     CityNotFoundError,
     WeatherBackoffError,
     WeatherError,
     WeatherResponseError,
     WeatherUnavailableError,
 )
-from DistributedMutex.open_meteo import WMO_DESCRIPTIONS, OpenMeteoClient, parse_current, parse_place
+from distributed_mutex_demo.open_meteo import WMO_DESCRIPTIONS, OpenMeteoClient, parse_current, parse_place
 from support.fake_open_meteo import WEATHER_CODES, FakeOpenMeteo
 from support.services import free_port
 

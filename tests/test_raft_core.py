@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from DistributedMutex.raft.core import HardState, Outputs, RaftCore, Role
-from DistributedMutex.raft.messages import (
+from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role
+from DistributedMutex.backends.raft.messages import (
     Heartbeat,
     HeartbeatReply,
     LeaderInfo,

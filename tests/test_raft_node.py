@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
+from distributed_mutex_demo.backend_settings import RaftSettings
 from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
-from DistributedMutex.backend_settings import RaftSettings
+from DistributedMutex.backends.raft import RaftBackend
+from DistributedMutex.backends.raft.core import HardState, Role
+from DistributedMutex.backends.raft.messages import LeaderInfo, Vote, VoteReply, decode, encode
+from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
+from DistributedMutex.backends.raft.storage import StateFile
+from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
-from DistributedMutex.raft import RaftBackend
-from DistributedMutex.raft.core import HardState, Role
-from DistributedMutex.raft.messages import LeaderInfo, Vote, VoteReply, decode, encode
-from DistributedMutex.raft.node import NodeStatus, RaftNode
-from DistributedMutex.raft.storage import StateFile
-from DistributedMutex.raft.transport import query_status
 from support.processes import wait_until
 from support.services import free_port
 
@@ -113,12 +113,12 @@ def test_one_peer_leads_the_others_name_it(trio: dict[str, RaftBackend]) -> None
             held = wait_until(lambda b=backend, n=name: _names_a_leader(b.acquire(Identity(f"instance-{n}"),
                                                                               time.monotonic())),
                               2, f"{name} never named a leader")
-            assert (held.leader.leader_id, held.leader.term, held.leader.lease_state) == (
+            assert (held.leader.instance_id, held.leader.term, held.leader.lease_state) == (
                 f"instance-{leader}", lease.term, "leased")
 
 
 def _names_a_leader(result: object) -> Held | None:
-    return result if isinstance(result, Held) and result.leader is not None and result.leader.leader_id else None
+    return result if isinstance(result, Held) and result.leader is not None and result.leader.instance_id else None
 
 
 def test_renewing_moves_the_lease_on_and_fails_once_leadership_is_gone(trio: dict[str, RaftBackend]) -> None:
@@ -177,7 +177,7 @@ def test_read_leader_from_outside_asks_the_peers(trio: dict[str, RaftBackend], t
     peers = {name: backend._peers[name] for name, backend in trio.items()}
     outsider = RaftBackend(peers, "a", tmp_path / "elsewhere", TIMEOUT)  # never acquires: never starts
     record = wait_until(lambda: (r := outsider.read_leader()).term == lease.term and r, 2, "nobody named the leader")
-    assert (record.leader_id, record.lease_state) == (f"instance-{leader}", "leased")
+    assert (record.instance_id, record.lease_state) == (f"instance-{leader}", "leased")
 
 
 def test_read_leader_with_no_peer_up_says_who_was_tried(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from DistributedMutex.raft.core import RaftCore
+from DistributedMutex.backends.raft.core import RaftCore
 from support.raft_sim import LIVENESS_BOUND, Simulation, SimulationError, run_many, run_seed, summary
 
 SEEDS = 4000  # about 15 s on one idle core; CI runs it beside other tests

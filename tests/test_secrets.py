@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from azure.storage.blob import AccessPolicy, BlobServiceClient, generate_container_sas
 
-from DistributedMutex.azure_lease import DEFAULT_API_VERSION
+from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
 from support.services import AZURITE_BLOB, Azurite, free_port
 
 ACCOUNT = "dmsecretacct"

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from DistributedMutex.errors import StaleTermError, StoreAccessError, StoreUnavailableError
-from DistributedMutex.sqlite_store import SQLiteStore
-from DistributedMutex.weather import Reading
+from distributed_mutex_demo.errors import StoreAccessError, StoreUnavailableError
+from distributed_mutex_demo.stores.sqlite import SQLiteStore
+from distributed_mutex_demo.weather import Reading
+from DistributedMutex.errors import StaleTermError
 from support.processes import ROOT
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from DistributedMutex.config import MySQLSettings, load_settings
-from DistributedMutex.errors import StaleTermError, StoreAccessError, StoreUnavailableError
-from DistributedMutex.sqlite_store import SQLiteStore
-from DistributedMutex.store import PROVIDER_COLUMN, Store, WeatherStore, open_store
-from DistributedMutex.weather import Reading
+from distributed_mutex_demo.config import MySQLSettings, load_settings
+from distributed_mutex_demo.errors import StoreAccessError, StoreUnavailableError
+from distributed_mutex_demo.stores import Store, open_store
+from distributed_mutex_demo.stores.mysql import PROVIDER_COLUMN, WeatherStore
+from distributed_mutex_demo.stores.sqlite import SQLiteStore
+from distributed_mutex_demo.weather import Reading
+from DistributedMutex.errors import StaleTermError
 from support.old_schema import OLD_WEATHER_TABLE
 from support.services import free_port
 

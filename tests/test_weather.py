@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from DistributedMutex.app import WeatherApp
-from DistributedMutex.config import MySQLSettings
-from DistributedMutex.errors import (
+from distributed_mutex_demo.app import WeatherApp
+from distributed_mutex_demo.config import MySQLSettings
+from distributed_mutex_demo.errors import (
     CityNotFoundError,
     WeatherAuthError,
     WeatherBackoffError,
@@ -21,8 +21,8 @@ from DistributedMutex.errors import (
     WeatherResponseError,
     WeatherUnavailableError,
 )
-from DistributedMutex.store import WeatherStore
-from DistributedMutex.weather import OpenWeatherClient, parse_reading
+from distributed_mutex_demo.stores.mysql import WeatherStore
+from distributed_mutex_demo.weather import OpenWeatherClient, parse_reading
 from support.fake_openweather import FakeOpenWeather
 from support.leader_loop import run_leader_until as run_leader
 from support.services import free_port
@@ -128,7 +128,7 @@ def test_each_api_error_is_logged_once_and_the_loop_goes_on(
     weather.timeout_seconds = 1.0
     weather.script("Atlantis", behaviour)
     app, store = make_app(weather, mysql_server, database, ("Atlantis", "Hanoi"))
-    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    caplog.set_level(logging.INFO, logger="distributed_mutex_demo")
 
     def both_cities_stored() -> bool:
         return {r.city for r in store.latest()} == {"Atlantis", "Hanoi"}
@@ -142,7 +142,7 @@ def test_each_api_error_is_logged_once_and_the_loop_goes_on(
 
 def test_a_wrong_key_is_logged_and_survived(weather, mysql_server, database, caplog) -> None:
     app, store = make_app(weather, mysql_server, database, ("Hanoi",), key="WRONG-KEY-0042")
-    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    caplog.set_level(logging.INFO, logger="distributed_mutex_demo")
     asyncio.run(run_leader_until(app, 1, lambda: weather.answered("Hanoi", 401) >= 2, timeout=15))
     messages = [r.getMessage() for r in caplog.records]
     assert any("OpenWeatherMap refused the API key (401): check OPENWEATHER_API_KEY" in m for m in messages)

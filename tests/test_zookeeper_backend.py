@@ -42,11 +42,11 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
+from distributed_mutex_demo.backend_settings import ZooKeeperSettings
 from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
-from DistributedMutex.backend_settings import ZooKeeperSettings
+from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
-from DistributedMutex.zookeeper import ZooKeeperBackend
 from support.bad_input import assert_stops_with
 from support.fake_openweather import FakeOpenWeather
 from support.processes import Instance, wait_until
@@ -166,7 +166,7 @@ def test_the_lowest_leads_and_each_contender_watches_only_the_znode_below(
     for name in ("b", "c", "d"):
         held = answers[name]
         assert isinstance(held, Held) and held.leader is not None
-        assert (held.leader.leader_id, held.leader.term, held.leader.lease_state) == ("a", lease.term, "leased")
+        assert (held.leader.instance_id, held.leader.term, held.leader.lease_state) == ("a", lease.term, "leased")
     line = line_of(inspector, election)
     assert [who for _, who in line] == list(names)
     znode = dict((who, path) for path, who in line)
@@ -209,14 +209,14 @@ def test_read_leader_from_a_process_that_does_not_contend(
     assert isinstance(lease, Lease)
     record = reader.read_leader()
     assert record is not None and record.is_held
-    assert (record.leader_id, record.term, record.pid) == ("leader-1", lease.term, Identity("x").pid)
+    assert (record.instance_id, record.term, record.pid) == ("leader-1", lease.term, Identity("x").pid)
     assert record.acquired_at is not None
     assert len(inspector.get_children(election)) == 1, "read_leader made a znode"
 
     leader.release(lease)
     record = reader.read_leader()
     assert record is not None and not record.is_held and record.lease_state == "available"
-    assert record.leader_id is None
+    assert record.instance_id is None
 
 
 def test_advance_term_raises_it_and_the_next_leader_is_higher_still(
@@ -549,7 +549,7 @@ def test_suspension_stops_leader_work_at_once(
     cut_off = members("cut-off", f"127.0.0.1:{proxy.port}")
     cut_off.wait(cut_off.leads(), 10, "leads")
     other = members("other", zookeeper_server.hosts)
-    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.leader_id == "cut-off", 10,
+    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.instance_id == "cut-off", 10,
                "the other member never saw the first one lead")
 
     proxy.down()  # the connection is reset: kazoo suspends at once, the session lives on
@@ -571,7 +571,7 @@ def test_a_lost_session_rejoins_with_a_new_higher_term(
     cut_off = members("cut-off", f"127.0.0.1:{proxy.port}")
     cut_off.wait(cut_off.leads(), 10, "leads")
     other = members("other", zookeeper_server.hosts)
-    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.leader_id == "cut-off", 10,
+    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.instance_id == "cut-off", 10,
                "the other member never saw the first one lead")
 
     proxy.blackhole()  # bytes vanish: no answer, no reset; the server expires the session
@@ -618,7 +618,7 @@ def test_in_an_ensemble_a_leader_behind_a_cut_off_follower_stops_before_the_next
     cut_off = members("cut-off", follower.hosts)
     cut_off.wait(cut_off.leads(), 10, "leads")
     other = members("other", ensemble.members[other_side].hosts)
-    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.leader_id == "cut-off", 10,
+    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.instance_id == "cut-off", 10,
                "the other member never saw the first one lead")
     stale = KazooClient(follower.hosts)  # reads through the follower that will be cut off
     stale.start(timeout=10)

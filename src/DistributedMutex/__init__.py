@@ -1,45 +1,79 @@
 """Leader election for Python: run work on exactly one of N identical instances.
 
-    from DistributedMutex import DistributedMutex, AzureBlobLeaseBackend, Identity
+    from DistributedMutex import DistributedMutex, RaftBackend
 
-    mutex = DistributedMutex(lead, work, backend=AzureBlobLeaseBackend(conn, "c", "b"),
-                             identity=Identity("me"))
-    mutex.run()   # until SIGINT/SIGTERM
+    def lead(ctx):                       # runs on one instance at a time
+        while ctx.sleep(1):              # False once this leadership ends
+            print("leading with fencing token", ctx.term)
 
-ZooKeeperBackend and RaftBackend are imported on first use: kazoo only for those who use it.
+    DistributedMutex(lead, backend=RaftBackend(peers, node_id="a", data_dir="state")).run()
+
+The backends are imported on first use, so that their third-party packages (azure-storage-blob,
+kazoo) are loaded only by those who use them; ``DistributedMutex.testing`` holds an in-memory
+backend for tests.
 """
 
-from typing import Any
+from __future__ import annotations
 
-from .azure_lease import AzureBlobLeaseBackend
-from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
-from .errors import (
+from typing import TYPE_CHECKING, Any
+
+from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from DistributedMutex.errors import (
     BackendError,
     ConfigurationError,
     LeaderElectionError,
     LeaseLostError,
+    MissingExtraError,
     StaleTermError,
     StorageRejectedError,
     StorageUnavailableError,
-    StoreError,
-    StoreUnavailableError,
 )
-from .mutex import DistributedMutex, Role, RoleContext
-from .timing import ElectionTiming
+from DistributedMutex.mutex import DistributedMutex, Role, RoleContext
+from DistributedMutex.timing import ElectionTiming
+
+if TYPE_CHECKING:  # imported lazily at run time: see __getattr__
+    from DistributedMutex.backends.azure import AzureBlobLeaseBackend
+    from DistributedMutex.backends.raft import RaftBackend
+    from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 
 __all__ = [
-    "AzureBlobLeaseBackend", "BackendError", "ConfigurationError", "DistributedMutex",
-    "ElectionBackend", "ElectionTiming", "Held", "Identity", "LeaderElectionError", "LeaderRecord",
-    "Lease", "LeaseLostError", "RaftBackend", "Role", "RoleContext", "StaleTermError", "StorageRejectedError",
-    "StorageUnavailableError", "StoreError", "StoreUnavailableError", "ZooKeeperBackend",
+    "AzureBlobLeaseBackend",
+    "BackendError",
+    "ConfigurationError",
+    "DistributedMutex",
+    "ElectionBackend",
+    "ElectionTiming",
+    "Held",
+    "Identity",
+    "LeaderElectionError",
+    "LeaderRecord",
+    "Lease",
+    "LeaseLostError",
+    "MissingExtraError",
+    "RaftBackend",
+    "Role",
+    "RoleContext",
+    "StaleTermError",
+    "StorageRejectedError",
+    "StorageUnavailableError",
+    "ZooKeeperBackend",
 ]
+
+_LAZY = {
+    "AzureBlobLeaseBackend": "DistributedMutex.backends.azure",
+    "ZooKeeperBackend": "DistributedMutex.backends.zookeeper",
+    "RaftBackend": "DistributedMutex.backends.raft",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ZooKeeperBackend":
-        from .zookeeper import ZooKeeperBackend
-        return ZooKeeperBackend
-    if name == "RaftBackend":
-        from .raft import RaftBackend
-        return RaftBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -30,7 +30,7 @@ class Identity:
 class LeaderRecord:
     """The current (or last known) leader as anyone can read it from the backend."""
 
-    leader_id: str | None
+    instance_id: str | None  # the leader's Identity.instance_id
     term: int
     host: str | None = None
     pid: int | None = None

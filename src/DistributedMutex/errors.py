@@ -1,42 +1,57 @@
-"""Every exception the package raises, in one tree.
+"""Every exception the library raises, in one tree.
 
     LeaderElectionError
-    ├── ConfigurationError        a setting is missing, malformed or inconsistent (exit code 2)
-    ├── BackendError              the election backend (lease store) failed
-    │   ├── LeaseLostError        the lease is definitely someone else's now: step down at once
+    ├── ConfigurationError         an argument is missing, malformed or inconsistent; the message
+    │   │                          names the argument and the rule it breaks
+    │   └── MissingExtraError      a backend's optional dependency is not installed; the message
+    │                              says which extra to install
+    ├── BackendError               the election backend (lease store) failed
+    │   ├── LeaseLostError         the lease is definitely someone else's now: step down at once
     │   ├── StorageUnavailableError
-    │   │                         no answer, a timeout or a server error: may heal by itself,
-    │   │                         so a leader keeps trying until its local deadline
-    │   └── StorageRejectedError  the storage refuses us for good (credentials, permissions,
-    │                             an API version it does not speak): retrying cannot help
-    ├── StoreError                the application's data store (MySQL)
-    │   ├── StoreUnavailableError the server cannot be reached, refused the login, or failed
-    │   │   └── StoreAccessError  it refused the login or a privilege: retrying will not help
-    │   └── StaleTermError        the fencing check refused a write: a newer leader exists
-    └── WeatherError              the weather API did not give a usable reading
-        ├── WeatherAuthError      401: the API key is wrong or not yet active
-        ├── CityNotFoundError     404: no such city; that city is skipped
-        ├── WeatherBackoffError   429 or 5xx: the service asks us to slow down (retry_after)
-        ├── WeatherUnavailableError  timeout or connection failure
-        └── WeatherResponseError  not JSON, fields missing, or values out of range
+    │   │                          no answer, a timeout or a server error: may heal by itself, so
+    │   │                          a leader keeps trying until its local deadline
+    │   └── StorageRejectedError   the storage refuses us for good (credentials, permissions, an
+    │                              API version it does not speak): retrying cannot help
+    └── StaleTermError             the fencing check refused a write: a newer leader exists
 
-Messages never contain secrets (account keys, connection strings, API keys, passwords).
+Messages never contain secrets (account keys, connection strings, SAS tokens, passwords).
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "LeaderElectionError",
+    "LeaseLostError",
+    "MissingExtraError",
+    "StaleTermError",
+    "StorageRejectedError",
+    "StorageUnavailableError",
+]
+
 
 class LeaderElectionError(Exception):
-    """Base class of every error raised by this package."""
+    """Base class of every error raised by this library."""
 
 
 class ConfigurationError(LeaderElectionError):
-    """A setting is invalid. The message names the setting and the rule it breaks."""
+    """An argument is invalid. ``setting`` names it (an argument of the library, or a setting of
+    the program that passed it on), ``rule`` says what it breaks."""
 
     def __init__(self, setting: str, rule: str) -> None:
         super().__init__(f"{setting}: {rule}")
         self.setting = setting
         self.rule = rule
+
+
+class MissingExtraError(ConfigurationError):
+    """A backend needs a package that is not installed: ``pip install 'distributed-mutex[extra]'``."""
+
+    def __init__(self, backend: str, module: str, extra: str) -> None:
+        super().__init__(backend, f"needs the module {module!r}, which is not installed: "
+                                  f"pip install 'distributed-mutex[{extra}]'")
+        self.extra = extra
 
 
 class BackendError(LeaderElectionError):
@@ -48,7 +63,7 @@ class BackendError(LeaderElectionError):
 
 
 class LeaseLostError(BackendError):
-    """The lease was broken, changed, expired and taken, or the blob vanished."""
+    """The lease was broken, changed, expired and taken, or its record vanished."""
 
 
 class StorageUnavailableError(BackendError):
@@ -59,23 +74,8 @@ class StorageRejectedError(BackendError):
     """The storage refuses our requests for a reason that retrying will not fix."""
 
 
-class StoreError(LeaderElectionError):
-    """The application's data store failed."""
-
-
-class StoreUnavailableError(StoreError):
-    """The data store cannot be reached, or lost the connection mid-operation."""
-
-
-class StoreAccessError(StoreUnavailableError):
-    """The server refused the login or a privilege the store needs.
-
-    A subclass of StoreUnavailableError so that a running instance treats it like an outage (a
-    grant may come back); at start the command line takes it for what it is, a configuration error."""
-
-
-class StaleTermError(StoreError):
-    """A write was refused because the store has seen a newer leadership term."""
+class StaleTermError(LeaderElectionError):
+    """A write was refused because the data store has seen a newer leadership term."""
 
     def __init__(self, own_term: int, stored_term: int, reason: str | None = None) -> None:
         super().__init__(
@@ -84,32 +84,3 @@ class StaleTermError(StoreError):
         )
         self.own_term = own_term
         self.stored_term = stored_term
-
-
-class WeatherError(LeaderElectionError):
-    """The weather API did not give a usable reading. Messages never contain the API key."""
-
-
-class WeatherAuthError(WeatherError):
-    """HTTP 401: the API key was refused."""
-
-
-class CityNotFoundError(WeatherError):
-    """HTTP 404: the API does not know the city."""
-
-
-class WeatherBackoffError(WeatherError):
-    """HTTP 429 or 5xx: back off before the next request."""
-
-    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class WeatherUnavailableError(WeatherError):
-    """The API could not be reached or did not answer in time."""
-
-
-class WeatherResponseError(WeatherError):
-    """The answer was not JSON, lacked a field, or held an impossible value."""

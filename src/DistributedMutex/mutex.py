@@ -33,12 +33,12 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, TypeVar
 
-from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
-from .errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
-from .journal import LeadershipJournal
-from .observer import ElectionObserver, GuardedObserver, ObservedBackend, failure_class
-from .threads import run_in_daemon_thread
-from .timing import ElectionTiming
+from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.journal import LeadershipJournal
+from DistributedMutex.observer import ElectionObserver, GuardedObserver, ObservedBackend, failure_class
+from DistributedMutex.threads import run_in_daemon_thread
+from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -287,14 +287,14 @@ class DistributedMutex:
         self.leader = leader
         if worker is not None:
             worker.ctx.leader = leader
-        if leader is None or leader.leader_id is None:
+        if leader is None or leader.instance_id is None:
             return
-        seen = (leader.leader_id, leader.term)
+        seen = (leader.instance_id, leader.term)
         if seen != self._seen_leader:
             self._seen_leader = seen
             # The observer first: whoever reads the log line finds the metrics already saying so.
-            self._observer.leader_seen(leader.leader_id, leader.term)
-            log.info("leader is %s (term %d)", leader.leader_id, leader.term)
+            self._observer.leader_seen(leader.instance_id, leader.term)
+            log.info("leader is %s (term %d)", leader.instance_id, leader.term)
 
     # -- leading -----------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
-from .errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,23 +1,19 @@
 """Run one instance of the leader-election weather demo: ``python src/DistributedMutex/test.py``.
 
-(The name is the original demo's; this is the program, not a test suite.)
+(The name is the original demo's; this is the program, not a test suite. The program itself is the
+package ``distributed_mutex_demo``, which is also installed as ``distributed-mutex-demo``.)
 """
 
-import os
 import sys
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-# Run as a script, Python puts this folder first on sys.path, where our module names (config,
-# store, ...) would shadow other packages'. Import the package from src/ instead.
+# Run as a script, Python puts this folder first on sys.path, where the library's module names
+# (errors, backend, ...) would shadow other packages'. Import both packages from src/ instead.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from DistributedMutex.cli import main  # noqa: E402
+from distributed_mutex_demo.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # A storage or HTTP call abandoned in a daemon thread must not print at interpreter teardown.
-    os._exit(code)
+    sys.exit(run())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from DistributedMutex.errors import ConfigurationError
 
 AZURE_MIN_LEASE = 15
 AZURE_MAX_LEASE = 60

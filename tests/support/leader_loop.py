@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from DistributedMutex.app import WeatherApp
+from distributed_mutex_demo.app import WeatherApp
 from DistributedMutex.mutex import Role, RoleContext
 
 

@@ -43,8 +43,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from DistributedMutex.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
-from DistributedMutex.raft.messages import Message, Vote, VoteReply
+from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from DistributedMutex.backends.raft.messages import Message, Vote, VoteReply
 
 log = logging.getLogger("raft_sim")
 

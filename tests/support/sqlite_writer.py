@@ -19,9 +19,10 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 
-from DistributedMutex.errors import StaleTermError, StoreUnavailableError
-from DistributedMutex.sqlite_store import SQLiteStore
-from DistributedMutex.weather import Reading
+from distributed_mutex_demo.errors import StoreUnavailableError
+from distributed_mutex_demo.stores.sqlite import SQLiteStore
+from distributed_mutex_demo.weather import Reading
+from DistributedMutex.errors import StaleTermError
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 

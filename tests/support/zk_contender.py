@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from distributed_mutex_demo.backend_settings import ZooKeeperSettings
 from DistributedMutex.backend import Identity
-from DistributedMutex.backend_settings import ZooKeeperSettings
+from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.mutex import DistributedMutex, RoleContext
-from DistributedMutex.zookeeper import ZooKeeperBackend
 
 
 def say(event: str, term: int | None) -> None:

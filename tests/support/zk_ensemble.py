@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from DistributedMutex.backend import Held, Identity, Lease
+from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.errors import BackendError
-from DistributedMutex.zookeeper import ZooKeeperBackend
 
 from .processes import wait_until
 from .services import ZooKeeperServer, free_port

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .core import HardState
+from DistributedMutex.backends.raft.core import HardState
 
 
 class StateFile:

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import requests
 
-from .config import OPENWEATHERMAP
-from .errors import (
+from distributed_mutex_demo.config import OPENWEATHERMAP
+from distributed_mutex_demo.errors import (
     CityNotFoundError,
     WeatherAuthError,
     WeatherBackoffError,

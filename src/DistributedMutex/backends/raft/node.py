@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
-from .messages import LeaderInfo, encode
-from .storage import StateFile
-from .transport import Listener, PeerLink
+from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from DistributedMutex.backends.raft.messages import LeaderInfo, encode
+from DistributedMutex.backends.raft.storage import StateFile
+from DistributedMutex.backends.raft.transport import Listener, PeerLink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from .config import OPENWEATHERMAP
-from .errors import StoreAccessError, StoreError, StoreUnavailableError
-from .store import OneConnection, StoredReading, check_may_register, check_may_write
-from .weather import Reading
+from distributed_mutex_demo.config import OPENWEATHERMAP
+from distributed_mutex_demo.errors import StoreAccessError, StoreError, StoreUnavailableError
+from distributed_mutex_demo.stores.base import OneConnection, StoredReading, check_may_register, check_may_write
+from distributed_mutex_demo.weather import Reading
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
-"""The stores for weather readings (the Store interface, open_store), and the MySQL one.
+"""The MySQL store for weather readings.
 
-The readings go to MySQL when MYSQL_HOST is set, otherwise to a local SQLite file (sqlite_store.py).
+The readings go to MySQL when MYSQL_HOST is set, otherwise to a local SQLite file (sqlite.py).
 Both have the same tables and the same fencing rule, with the leadership term as the fencing token.
 
 Two tables, created if missing (the database too, if the user may create it):
@@ -24,21 +24,24 @@ schema an administrator made.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import mysql.connector
 from mysql.connector import errorcode
 
-from .config import OPENWEATHERMAP, MySQLSettings, check_database_name
-from .errors import StaleTermError, StoreAccessError, StoreError, StoreUnavailableError
-from .weather import Reading
-
-if TYPE_CHECKING:
-    from .config import Settings
+from distributed_mutex_demo.config import OPENWEATHERMAP, MySQLSettings, check_database_name
+from distributed_mutex_demo.errors import StoreAccessError, StoreError, StoreUnavailableError
+from distributed_mutex_demo.stores.base import (
+    OneConnection,
+    StoredReading,
+    check_may_register,
+    check_may_write,
+    close_quietly,
+)
+from distributed_mutex_demo.weather import Reading
+from DistributedMutex.errors import StaleTermError
 
 T = TypeVar("T")
 
@@ -86,86 +89,6 @@ _CONNECTION_LOST = {
     errorcode.CR_CONN_HOST_ERROR, errorcode.CR_SERVER_LOST_EXTENDED, 2055,
     errorcode.ER_CON_COUNT_ERROR,
 }
-
-
-@dataclass(frozen=True)
-class StoredReading:
-    city: str
-    temperature: float
-    humidity: int
-    description: str
-    observed_at: datetime  # UTC
-    leader_id: str
-    term: int
-    provider: str = OPENWEATHERMAP
-
-
-class Store(Protocol):
-    """Where the leader writes readings under the fencing check and the workers read them.
-
-    Every method may raise StoreUnavailableError (StoreAccessError when only a person can help);
-    register_term and write raise StaleTermError when a newer term is recorded."""
-
-    description: str  # for the start-up line: "MySQL at host:port, database weather"
-
-    def register_term(self, term: int, leader_id: str) -> None: ...
-
-    def write(self, readings: Iterable[Reading], term: int, leader_id: str,
-              still_leader: Callable[[], bool] = lambda: True) -> int: ...
-
-    def latest(self) -> list[StoredReading]: ...
-
-    def stored_term(self) -> int | None: ...
-
-    def check_access(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def open_store(settings: Settings) -> Store:
-    """MySQL when MYSQL_HOST is set, otherwise the SQLite file SQLITE_PATH. Nothing is opened yet."""
-    if settings.mysql is not None:
-        return WeatherStore(settings.mysql)
-    from .sqlite_store import SQLiteStore  # only SQLite users need it
-    return SQLiteStore(settings.sqlite_path)
-
-
-def check_may_register(stored: int | None, term: int) -> None:
-    """The fencing rule, registering: a term older than the stored one is refused."""
-    if stored is not None and stored > term:
-        raise StaleTermError(term, stored)
-
-
-def check_may_write(stored: int | None, term: int, still_leader: Callable[[], bool]) -> None:
-    """The fencing rule, writing (inside the transaction that holds the fencing row): the stored
-    term must be ours, and we must still lead; otherwise the write is rolled back."""
-    if stored != term:
-        raise StaleTermError(term, stored if stored is not None else 0)
-    if not still_leader():
-        raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
-
-
-class OneConnection:
-    """What both stores share: one connection, used by one caller at a time under ``_lock``,
-    dropped when it breaks (and reopened by the next call), let go of on close."""
-
-    def __init__(self) -> None:
-        self._connection: Any = None
-        self._schema_ready = False
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        # An abandoned call may still hold the lock (and the connection): do not wait for it.
-        if self._lock.acquire(timeout=0.5):
-            try:
-                self._drop_connection()
-            finally:
-                self._lock.release()
-
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            _close_quietly(self._connection)
-            self._connection = None
 
 
 class WeatherStore(OneConnection):
@@ -278,11 +201,11 @@ class WeatherStore(OneConnection):
                         result = body(cursor)
                         connection.commit()
                         return result
-                    except StoreError:
+                    except (StoreError, StaleTermError):
                         connection.rollback()
                         raise
                     finally:
-                        _close_quietly(cursor)
+                        close_quietly(cursor)
                 except mysql.connector.Error as exc:
                     self._drop_connection()
                     if getattr(exc, "errno", None) in (errorcode.ER_BAD_DB_ERROR, errorcode.ER_NO_SUCH_TABLE):
@@ -411,13 +334,6 @@ def _connection_lost(exc: mysql.connector.Error) -> bool:
     # "MySQL Connection not available" and friends come without a server error number.
     return errno in (None, -1) and isinstance(
         exc, (mysql.connector.OperationalError, mysql.connector.InterfaceError))
-
-
-def _close_quietly(closable: Any) -> None:
-    try:
-        closable.close()
-    except Exception:  # noqa: BLE001 - it is broken already; we only let go of it
-        pass
 
 
 def _naive_utc(moment: datetime) -> datetime:

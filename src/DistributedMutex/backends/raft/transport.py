@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .messages import Message, decode
+from DistributedMutex.backends.raft.messages import Message, decode
 
 log = logging.getLogger(__name__)
 

@@ -16,32 +16,27 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from azure.core.exceptions import AzureError
 
-from .app import WeatherApp
-from .azure_lease import AzureBlobLeaseBackend
-from .backend import ElectionBackend, Identity
-from .config import OPEN_METEO, Settings, free_tier_warning, load_settings
-from .errors import (
-    BackendError,
-    ConfigurationError,
-    StorageRejectedError,
-    StoreAccessError,
-    StoreUnavailableError,
-)
-from .journal import LeadershipJournal
-from .mutex import DistributedMutex
-from .open_meteo import OpenMeteoClient
-from .store import Store, open_store
-from .weather import OpenWeatherClient, WeatherClient
+from distributed_mutex_demo.app import WeatherApp
+from distributed_mutex_demo.config import OPEN_METEO, Settings, free_tier_warning, load_settings
+from distributed_mutex_demo.errors import StoreAccessError, StoreUnavailableError
+from distributed_mutex_demo.open_meteo import OpenMeteoClient
+from distributed_mutex_demo.stores import Store, open_store
+from distributed_mutex_demo.weather import OpenWeatherClient, WeatherClient
+from DistributedMutex.backend import ElectionBackend, Identity
+from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+from DistributedMutex.errors import BackendError, ConfigurationError, StorageRejectedError
+from DistributedMutex.journal import LeadershipJournal
+from DistributedMutex.mutex import DistributedMutex
 
 if TYPE_CHECKING:
-    from .metrics import ElectionMetrics
+    from DistributedMutex.metrics import ElectionMetrics
 
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG, EXIT_NO_LEADER = 0, 1, 2, 3
-log = logging.getLogger("DistributedMutex")
+log = logging.getLogger("distributed_mutex_demo")
 # The token scope of Azure Storage (the SDK asks for the same one).
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 # Variables that azure-identity reads and that hold secrets: masked like our own settings.
@@ -95,12 +90,12 @@ def configure_logging(settings: Settings) -> None:
 def build_backend(settings: Settings) -> ElectionBackend:
     """The backend ELECTION_BACKEND names; the ZooKeeper and Raft ones are imported only when chosen."""
     if settings.zookeeper is not None:
-        from .zookeeper import ZooKeeperBackend
+        from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 
         zk = settings.zookeeper
         return ZooKeeperBackend(zk.hosts, zk.path, session_timeout=zk.session_timeout)
     if settings.raft is not None:
-        from .raft import RaftBackend
+        from DistributedMutex.backends.raft import RaftBackend
 
         raft = settings.raft
         return RaftBackend(raft.peers, raft.node_id, raft.data_dir, election_timeout=raft.election_timeout)
@@ -216,13 +211,13 @@ def status(settings: Settings) -> int:
     leading = record is not None and record.is_held
     print(json.dumps({
         "backend": backend.name,
-        "leader_id": record.leader_id if leading else None,
+        "leader_id": record.instance_id if leading else None,
         "leader_host": record.host if leading else None,
         "leader_pid": record.pid if leading else None,
         "term": record.term if record else 0,
         "acquired_at": record.acquired_at.isoformat() if leading and record.acquired_at else None,
         "lease_state": record.lease_state if record else None,
-        "last_leader_id": record.leader_id if record else None,
+        "last_leader_id": record.instance_id if record else None,
     }))
     return EXIT_OK if leading else EXIT_NO_LEADER
 
@@ -241,7 +236,8 @@ def run_with_metrics(settings: Settings) -> int:
     that a port in use stops the program at once, like any other mistake in the settings."""
     if settings.metrics_port is None:
         return run_demo(settings)
-    from .metrics import ElectionMetrics, MetricsServer  # prometheus_client only when asked for
+    from distributed_mutex_demo.metrics_server import MetricsServer  # prometheus_client only when asked for
+    from DistributedMutex.metrics import ElectionMetrics
 
     metrics = ElectionMetrics(settings.instance_id, settings.election_backend)
     server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
@@ -299,7 +295,7 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python src/DistributedMutex/test.py",
+        prog=os.path.basename(sys.argv[0]) if sys.argv[0].endswith("-demo") else "python src/DistributedMutex/test.py",
         description="Leader election on an Azure blob lease: the leader stores the weather in "
                     "MySQL, the workers print it. Settings come from the environment, .env or "
                     "constant.py (see README.md).")
@@ -314,3 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The program's entry point (``distributed-mutex-demo``, test.py): ``main``, then exit at once.
+
+    A storage or HTTP call abandoned in a daemon thread must not print at interpreter teardown,
+    hence ``os._exit`` after flushing what was said."""
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

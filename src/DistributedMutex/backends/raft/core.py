@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .messages import (
+from DistributedMutex.backends.raft.messages import (
     Heartbeat,
     HeartbeatReply,
     LeaderInfo,

@@ -15,21 +15,20 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TextIO
 
-from .backend import LeaderRecord, utc_now
-from .errors import (
-    BackendError,
+from distributed_mutex_demo.errors import (
     CityNotFoundError,
-    StaleTermError,
     StoreUnavailableError,
     WeatherAuthError,
     WeatherBackoffError,
     WeatherResponseError,
     WeatherUnavailableError,
 )
-from .mutex import RoleContext
-from .store import Store, StoredReading
-from .threads import blocking
-from .weather import Reading, WeatherClient
+from distributed_mutex_demo.stores import Store, StoredReading
+from distributed_mutex_demo.weather import Reading, WeatherClient
+from DistributedMutex.backend import LeaderRecord, utc_now
+from DistributedMutex.errors import BackendError, StaleTermError
+from DistributedMutex.mutex import RoleContext
+from DistributedMutex.threads import blocking
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +195,8 @@ class WeatherApp:
 def render_table(rows: Sequence[StoredReading], now: datetime, leader: LeaderRecord | None = None) -> str:
     """A compact, aligned table of the newest reading per city, under a line naming the leader."""
     title = f"newest readings at {now.strftime('%H:%M:%S')} UTC"
-    if leader is not None and leader.leader_id and leader.is_held:
-        title += f"; current leader {leader.leader_id} (term {leader.term})"
+    if leader is not None and leader.instance_id and leader.is_held:
+        title += f"; current leader {leader.instance_id} (term {leader.term})"
     if not rows:
         return f"{title}: none stored yet\n"
     header = ("city", "temp", "humidity", "description", "provider", "observed (UTC)", "age", "leader", "term")

@@ -46,16 +46,16 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
-from .backend import Held, Identity, LeaderRecord, Lease, utc_now
-from .config import sas_url_expiry
-from .errors import (
+from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease, utc_now
+from DistributedMutex.backends.azure.sas import sas_url_expiry
+from DistributedMutex.errors import (
     BackendError,
     ConfigurationError,
     LeaseLostError,
     StorageRejectedError,
     StorageUnavailableError,
 )
-from .timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE
+from DistributedMutex.timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,11 +196,11 @@ class AzureBlobLeaseBackend:
         previous = _record(properties.metadata, properties.lease.state)
         # Released, never held, or held by this very process (which stopped acting before it
         # contended again): nobody else can still be acting on the lease.
-        predecessor_may_act = (properties.lease.state != "available" and previous.leader_id is not None
-                               and (previous.leader_id, previous.pid) != (identity.instance_id, identity.pid))
+        predecessor_may_act = (properties.lease.state != "available" and previous.instance_id is not None
+                               and (previous.instance_id, previous.pid) != (identity.instance_id, identity.pid))
         if properties.lease.state == "leased":
             record = _record(properties.metadata, properties.lease.state)
-            ours = (record.leader_id, record.pid) == (identity.instance_id, identity.pid)
+            ours = (record.instance_id, record.pid) == (identity.instance_id, identity.pid)
             if not ours and not self._acquire_outcome_unknown:
                 return Held(record)
             # Maybe ours: from an acquire whose answer we never got, or from a leadership we
@@ -261,7 +261,7 @@ class AzureBlobLeaseBackend:
         except LeaseLostError:  # blob or container missing: nobody ever led
             return None
         record = _record(properties.metadata, properties.lease.state)
-        if record.leader_id is None and not record.is_held:
+        if record.instance_id is None and not record.is_held:
             return None
         return record
 
@@ -481,7 +481,7 @@ def _record(metadata: Mapping[str, str] | None, lease_state: str | None) -> Lead
             acquired_at = None
     pid = metadata.get(LEADER_PID)
     return LeaderRecord(
-        leader_id=metadata.get(LEADER_ID),
+        instance_id=metadata.get(LEADER_ID),
         term=_int(metadata.get(TERM)),
         host=metadata.get(LEADER_HOST),
         pid=int(pid) if pid and pid.isdigit() else None,

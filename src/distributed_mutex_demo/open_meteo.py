@@ -30,9 +30,21 @@ from typing import Any
 
 import requests
 
-from .config import OPEN_METEO
-from .errors import CityNotFoundError, WeatherBackoffError, WeatherResponseError, WeatherUnavailableError
-from .weather import DEFAULT_TIMEOUT, HUMIDITY_RANGE, TEMPERATURE_RANGE, Reading, is_number, retry_after
+from distributed_mutex_demo.config import OPEN_METEO
+from distributed_mutex_demo.errors import (
+    CityNotFoundError,
+    WeatherBackoffError,
+    WeatherResponseError,
+    WeatherUnavailableError,
+)
+from distributed_mutex_demo.weather import (
+    DEFAULT_TIMEOUT,
+    HUMIDITY_RANGE,
+    TEMPERATURE_RANGE,
+    Reading,
+    is_number,
+    retry_after,
+)
 
 NAME = "Open-Meteo"
 CURRENT_VARIABLES = "temperature_2m,relative_humidity_2m,weather_code"

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..backend import Held, Identity, LeaderRecord, Lease
-from ..errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
-from .core import Role
-from .messages import LeaderInfo
-from .node import NodeStatus, RaftNode
-from .transport import query_status
+from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease
+from DistributedMutex.backends.raft.core import Role
+from DistributedMutex.backends.raft.messages import LeaderInfo
+from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
+from DistributedMutex.backends.raft.transport import query_status
+from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 STATUS_TIMEOUT = 1.0  # per peer, asked side by side, for read_leader() from outside the cluster

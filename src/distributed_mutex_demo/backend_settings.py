@@ -20,8 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigurationError
-from .timing import ElectionTiming
+from DistributedMutex.addresses import host_port
+from DistributedMutex.backends.zookeeper.arguments import (
+    parse_session_timeout,
+    zookeeper_timing,
+)
+from DistributedMutex.errors import ConfigurationError
+from DistributedMutex.timing import ElectionTiming
 
 AZURE, ZOOKEEPER, RAFT = "azure", "zookeeper", "raft"
 BACKENDS = (AZURE, ZOOKEEPER, RAFT)
@@ -33,15 +38,6 @@ OWN_SETTINGS = {
     RAFT: ("RAFT_PEERS", "RAFT_ID", "RAFT_DATA_DIR", "RAFT_ELECTION_TIMEOUT"),
 }
 _PEER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))$")
-_ZNODE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
-# ZOOKEEPER_SESSION_TIMEOUT, seconds. A ZooKeeper server grants 2 to 20 of its ticks by default
-# (minSessionTimeout, maxSessionTimeout): 4 to 40 s at its default tickTime of 2 s. Above 40 s such
-# a server grants less than asked, and the timing derived from the asked timeout renews too seldom
-# for the granted one (from 100 s up a leader would step down before its first renewal). 2 s, not
-# 4, at the low end: a server with a shorter tick grants it, and a default one rounds it up to 4 s,
-# which only lengthens the lease.
-ZOOKEEPER_SESSION_TIMEOUT_RANGE = (2.0, 40.0)
 
 
 @dataclass(frozen=True)
@@ -56,27 +52,6 @@ class ZooKeeperSettings:
 
     def timing(self) -> ElectionTiming:
         return zookeeper_timing(self.session_timeout)
-
-
-def zookeeper_timing(session_timeout: float) -> ElectionTiming:
-    """The session is the lease: it outlives a request the server answered by its timeout."""
-    margin = max(0.5, session_timeout / 5)
-    return ElectionTiming(lease_duration=session_timeout, renew_interval=(session_timeout - margin) / 4,
-                          acquire_interval=min(1.0, session_timeout), safety_margin=margin)
-
-
-def parse_session_timeout(name: str, value: str | float) -> float:
-    """ZOOKEEPER_SESSION_TIMEOUT: seconds within ZOOKEEPER_SESSION_TIMEOUT_RANGE."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(name, f"must be a number of seconds, got {value!r}") from None
-    shown = value.strip() if isinstance(value, str) else f"{seconds:g}"
-    low, high = ZOOKEEPER_SESSION_TIMEOUT_RANGE
-    if not low <= seconds <= high:  # also refuses nan
-        raise ConfigurationError(name, f"must be from {low:g} to {high:g} seconds (ZooKeeper grants 2 to 20 of its "
-                                       f"ticks: 4 to 40 s at its default tickTime of 2 s), got {shown}")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -102,28 +77,6 @@ def parse_backend(name: str, value: str) -> str:
     return backend
 
 
-def parse_zookeeper_hosts(name: str, value: str) -> str:
-    """host[:port] pairs, comma-separated; a chroot suffix is refused (ZOOKEEPER_PATH says where)."""
-    hosts = []
-    for entry in (part.strip() for part in value.split(",")):
-        if "/" in entry:
-            raise ConfigurationError(name, f"{entry!r} has a path: give the znode path in ZOOKEEPER_PATH instead")
-        host, port = _host_port(name, entry, default_port=2181)
-        hosts.append(f"{host}:{port}")
-    return ",".join(hosts)
-
-
-def parse_znode_path(name: str, value: str) -> str:
-    path = value.strip()
-    segments = path.split("/")[1:]
-    if not path.startswith("/") or path == "/" or not all(_ZNODE_SEGMENT.match(s) for s in segments):
-        raise ConfigurationError(name, f"must be an absolute znode path like /election (letters, digits, "
-                                       f". _ - between slashes, no trailing slash), got {path!r}")
-    if segments[0] == "zookeeper" or any(s in (".", "..") for s in segments):
-        raise ConfigurationError(name, f"{path!r} is reserved by ZooKeeper: choose another path")
-    return path
-
-
 def parse_raft_peers(name: str, value: str) -> dict[str, tuple[str, int]]:
     peers: dict[str, tuple[str, int]] = {}
     for entry in (part.strip() for part in value.split(",") if part.strip()):
@@ -133,7 +86,7 @@ def parse_raft_peers(name: str, value: str) -> dict[str, tuple[str, int]]:
             raise ConfigurationError(name, f"{entry!r} is not id=host:port (an id of letters, digits, . _ -)")
         if peer_id in peers:
             raise ConfigurationError(name, f"names the peer {peer_id!r} twice")
-        host, port = _host_port(name, address.strip(), default_port=None)
+        host, port = host_port(name, address.strip(), default_port=None)
         if (host, port) in peers.values():
             raise ConfigurationError(name, f"gives {host}:{port} to two peers")
         peers[peer_id] = (host, port)
@@ -185,20 +138,3 @@ def _data_dir(name: str, value: str) -> Path:
     return path
 
 
-def _host_port(name: str, entry: str, default_port: int | None) -> tuple[str, int]:
-    host, sep, port_text = entry.rpartition(":")
-    if not sep:
-        host, port_text = entry, ""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ConfigurationError(name, f"{entry!r}: write an IPv6 address in brackets, like [::1]:2181")
-    if not host or not _HOST.match(host if ":" not in host else f"[{host}]"):
-        raise ConfigurationError(name, f"{entry!r} is not host:port")
-    if not port_text:
-        if default_port is None:
-            raise ConfigurationError(name, f"{entry!r} has no port: write host:port")
-        return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigurationError(name, f"{entry!r}: the port must be a number from 1 to 65535")
-    return host, int(port_text)

@@ -67,14 +67,14 @@ from kazoo.interfaces import IAsyncResult
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 
-from .backend import Held, Identity, LeaderRecord, Lease, utc_now
-from .backend_settings import parse_session_timeout, parse_znode_path, parse_zookeeper_hosts, zookeeper_timing
-from .errors import (
-    BackendError,
-    LeaseLostError,
-    StorageRejectedError,
-    StorageUnavailableError,
+from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease, utc_now
+from DistributedMutex.backends.zookeeper.arguments import (
+    parse_session_timeout,
+    parse_znode_path,
+    parse_zookeeper_hosts,
+    zookeeper_timing,
 )
+from DistributedMutex.errors import BackendError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -622,7 +622,7 @@ def _record(leader: _Contender, data: bytes, base: int) -> LeaderRecord:
             pass
     pid = fields.get("pid")
     return LeaderRecord(
-        leader_id=str(fields.get("instance_id") or leader.name), term=base + leader.seq + 1,
+        instance_id=str(fields.get("instance_id") or leader.name), term=base + leader.seq + 1,
         host=fields.get("host") if isinstance(fields.get("host"), str) else None,
         pid=pid if isinstance(pid, int) else None, acquired_at=acquired_at, lease_state="leased",
     )

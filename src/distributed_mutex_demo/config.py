@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from dotenv import dotenv_values
 
-from .backend_settings import (
+from distributed_mutex_demo.backend_settings import (
     AZURE,
     OWN_SETTINGS,
     RAFT,
@@ -33,13 +33,12 @@ from .backend_settings import (
     RaftSettings,
     ZooKeeperSettings,
     parse_backend,
-    parse_session_timeout,
-    parse_znode_path,
-    parse_zookeeper_hosts,
     raft_settings,
 )
-from .errors import ConfigurationError
-from .timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE, ElectionTiming
+from DistributedMutex.backends.azure.sas import sas_query, sas_time, url_parts
+from DistributedMutex.backends.zookeeper.arguments import parse_session_timeout, parse_znode_path, parse_zookeeper_hosts
+from DistributedMutex.errors import ConfigurationError
+from DistributedMutex.timing import AZURE_MAX_LEASE, AZURE_MIN_LEASE, ElectionTiming
 
 T = TypeVar("T")
 
@@ -623,54 +622,19 @@ def _one_storage_auth(get: _Getter) -> None:
             "AZURE_STORAGE_ACCOUNT_URL)")
 
 
-def _url_parts(value: str) -> tuple[str, str, str, str] | None:
-    """(scheme, host, path, query) of an http(s) URL with a host; None if it is not one."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-    except ValueError:  # e.g. an unbalanced [ in the host
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not host:
-        return None
-    return parts.scheme.lower(), host, parts.path, parts.query
-
-
-def _sas_query(url: str) -> dict[str, str]:
-    parts = _url_parts(url)
-    query = parse_qs(parts[3], keep_blank_values=True) if parts else {}
-    return {key.lower(): values[0] for key, values in query.items()}
-
-
 def sas_url_container(url: str) -> str:
     """The container a (validated) container SAS URL names: its last path segment."""
-    parts = _url_parts(url)
+    parts = url_parts(url)
     segments = [s for s in parts[2].split("/") if s] if parts else []
     return unquote(segments[-1]) if segments else ""
 
 
-def sas_url_expiry(url: str) -> datetime | None:
-    """When the SAS stops being valid (its se=), if it says and it can be read."""
-    return _sas_time(_sas_query(url).get("se", ""))
-
-
 def sas_url_secrets(url: str) -> list[str]:
     """Every form in which a SAS URL's signature could show up: the URL, its query, the signature."""
-    parts = _url_parts(url)
-    signature = _sas_query(url).get("sig", "")
+    parts = url_parts(url)
+    signature = sas_query(url).get("sig", "")
     forms = [url, parts[3] if parts else "", signature, quote(signature, safe=""), quote(signature)]
     return [form for form in forms if form]
-
-
-def _sas_time(text: str) -> datetime | None:
-    # Azure writes 2026-11-26T13:31:24Z, sometimes with 7 fractional digits, or a bare date.
-    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}(?::\d{2})?)(?:\.\d+)?)?Z?", text.strip())
-    if not match:
-        return None
-    try:
-        moment = datetime.fromisoformat(f"{match.group(1)}T{match.group(2) or '00:00:00'}")
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=timezone.utc)
 
 
 def _container_sas_url(name: str, value: str) -> str:
@@ -681,7 +645,7 @@ def _container_sas_url(name: str, value: str) -> str:
     text = value.strip()
     if not text:
         raise bad("it is empty")
-    parts = _url_parts(text)
+    parts = url_parts(text)
     if parts is None:
         raise bad("it must be an https:// URL like https://<account>.blob.core.windows.net/<container>?<SAS>")
     container = sas_url_container(text)
@@ -689,7 +653,7 @@ def _container_sas_url(name: str, value: str) -> str:
         raise bad("its path names no container")
     if not _CONTAINER_NAME.fullmatch(container):
         raise bad(f"its last path segment {container!r} is not a container name")
-    query = _sas_query(text)
+    query = sas_query(text)
     if not query.get("sig"):
         raise bad("its query has no SAS signature (sig=)")
     if query.get("sr", "") != "c":
@@ -705,7 +669,7 @@ def _container_sas_url(name: str, value: str) -> str:
     elif not query.get("si"):
         raise bad("it has neither permissions (sp=) nor a stored access policy (si=)")
     if "se" in query:
-        expiry = _sas_time(query["se"])
+        expiry = sas_time(query["se"])
         if expiry is None:
             raise bad(f"its expiry se={query['se']!r} is not a time like 2026-11-26T13:31:24Z")
         if expiry <= datetime.now(timezone.utc):
@@ -717,7 +681,7 @@ def _container_sas_url(name: str, value: str) -> str:
 def _account_url(name: str, value: str) -> str:
     """The account's blob endpoint, for Azure AD (DefaultAzureCredential)."""
     text = value.strip().rstrip("/")
-    parts = _url_parts(text)
+    parts = url_parts(text)
     if parts is None or parts[0] != "https":
         # Bearer tokens are never sent over plain http (azure-core refuses it too).
         raise ConfigurationError(name, "must be an https:// URL like https://<account>.blob.core.windows.net")
@@ -733,7 +697,7 @@ def _account_url(name: str, value: str) -> str:
 
 
 def _plain_http_url_host(url: str) -> str | None:
-    parts = _url_parts(url)
+    parts = url_parts(url)
     if parts is None or parts[0] != "http" or _is_local(parts[1]):
         return None
     return parts[1]

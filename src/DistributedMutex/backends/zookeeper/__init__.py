@@ -1,0 +1,18 @@
+"""The ZooKeeper backend: the sequential-ephemeral-znode recipe, on kazoo (extra ``zookeeper``).
+
+    backend.py    ZooKeeperBackend
+    arguments.py  its arguments, checked, and the election timing its session implies
+"""
+
+from __future__ import annotations
+
+from DistributedMutex.backends import is_missing, missing_extra
+
+try:
+    from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
+except ModuleNotFoundError as exc:
+    if not is_missing(exc, "kazoo"):
+        raise
+    ZooKeeperBackend = missing_extra("ZooKeeperBackend", "kazoo", "zookeeper")  # type: ignore[misc]
+
+__all__ = ["ZooKeeperBackend"]

@@ -1,0 +1,61 @@
+"""The ZooKeeper backend's arguments, checked, and the election timing its session implies."""
+
+from __future__ import annotations
+
+import re
+
+from DistributedMutex.addresses import host_port
+from DistributedMutex.errors import ConfigurationError
+from DistributedMutex.timing import ElectionTiming
+
+_ZNODE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+# ZOOKEEPER_SESSION_TIMEOUT, seconds. A ZooKeeper server grants 2 to 20 of its ticks by default
+# (minSessionTimeout, maxSessionTimeout): 4 to 40 s at its default tickTime of 2 s. Above 40 s such
+# a server grants less than asked, and the timing derived from the asked timeout renews too seldom
+# for the granted one (from 100 s up a leader would step down before its first renewal). 2 s, not
+# 4, at the low end: a server with a shorter tick grants it, and a default one rounds it up to 4 s,
+# which only lengthens the lease.
+ZOOKEEPER_SESSION_TIMEOUT_RANGE = (2.0, 40.0)
+
+
+def zookeeper_timing(session_timeout: float) -> ElectionTiming:
+    """The session is the lease: it outlives a request the server answered by its timeout."""
+    margin = max(0.5, session_timeout / 5)
+    return ElectionTiming(lease_duration=session_timeout, renew_interval=(session_timeout - margin) / 4,
+                          acquire_interval=min(1.0, session_timeout), safety_margin=margin)
+
+
+def parse_session_timeout(name: str, value: str | float) -> float:
+    """ZOOKEEPER_SESSION_TIMEOUT: seconds within ZOOKEEPER_SESSION_TIMEOUT_RANGE."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(name, f"must be a number of seconds, got {value!r}") from None
+    shown = value.strip() if isinstance(value, str) else f"{seconds:g}"
+    low, high = ZOOKEEPER_SESSION_TIMEOUT_RANGE
+    if not low <= seconds <= high:  # also refuses nan
+        raise ConfigurationError(name, f"must be from {low:g} to {high:g} seconds (ZooKeeper grants 2 to 20 of its "
+                                       f"ticks: 4 to 40 s at its default tickTime of 2 s), got {shown}")
+    return seconds
+
+
+def parse_zookeeper_hosts(name: str, value: str) -> str:
+    """host[:port] pairs, comma-separated; a chroot suffix is refused (ZOOKEEPER_PATH says where)."""
+    hosts = []
+    for entry in (part.strip() for part in value.split(",")):
+        if "/" in entry:
+            raise ConfigurationError(name, f"{entry!r} has a path: give the znode path in ZOOKEEPER_PATH instead")
+        host, port = host_port(name, entry, default_port=2181)
+        hosts.append(f"{host}:{port}")
+    return ",".join(hosts)
+
+
+def parse_znode_path(name: str, value: str) -> str:
+    path = value.strip()
+    segments = path.split("/")[1:]
+    if not path.startswith("/") or path == "/" or not all(_ZNODE_SEGMENT.match(s) for s in segments):
+        raise ConfigurationError(name, f"must be an absolute znode path like /election (letters, digits, "
+                                       f". _ - between slashes, no trailing slash), got {path!r}")
+    if segments[0] == "zookeeper" or any(s in (".", "..") for s in segments):
+        raise ConfigurationError(name, f"{path!r} is reserved by ZooKeeper: choose another path")
+    return path
