@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from DistributedMutex.timing import ElectionTiming
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,13 @@ class Identity:
     instance_id: str
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+
+    @classmethod
+    def default(cls) -> Identity:
+        """This process: ``<hostname>-<pid>``, unique among the instances of one machine and
+        across machines (what DistributedMutex uses when it is given no identity)."""
+        host = socket.gethostname()
+        return cls(f"{host}-{os.getpid()}", host=host)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,12 @@ class ElectionBackend(Protocol):
     """
 
     name: str
+
+    def default_timing(self) -> ElectionTiming:
+        """The loop's timing that this backend's guarantee implies: what DistributedMutex uses when
+        it is given none (the blob lease: its lease duration; ZooKeeper: its session timeout;
+        Raft: its election timeout)."""
+        ...
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         """Try once to take the lease. On success the term is already incremented and recorded.

@@ -140,7 +140,7 @@ class DistributedMutex:
         worker_task: RoleTask | None = None,
         *,
         backend: ElectionBackend,
-        identity: Identity,
+        identity: Identity | None = None,
         timing: ElectionTiming | None = None,
         clock: Callable[[], float] = time.monotonic,
         shutdown_grace: float = 1.5,
@@ -154,8 +154,8 @@ class DistributedMutex:
         # Metrics and health checks hook in here (see observer.py); none: nothing is measured.
         self._observer = GuardedObserver(observer) if observer is not None else ElectionObserver()
         self._backend = ObservedBackend(backend, self._observer) if observer is not None else backend
-        self._identity = identity
-        self._timing = timing or ElectionTiming()
+        self._identity = identity or Identity.default()
+        self._timing = timing or backend.default_timing()
         self._clock = clock
         self._shutdown_grace = shutdown_grace
         self._release_timeout = release_timeout

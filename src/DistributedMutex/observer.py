@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,6 +139,9 @@ class ObservedBackend:
         self._backend = backend
         self._observer = observer
         self.name = backend.name
+
+    def default_timing(self) -> ElectionTiming:
+        return self._backend.default_timing()
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         return self._timed("acquire", self._backend.acquire, identity, now)

@@ -39,6 +39,7 @@ from DistributedMutex.backends.raft.messages import LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
 from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
 STATUS_TIMEOUT = 1.0  # per peer, asked side by side, for read_leader() from outside the cluster
@@ -83,6 +84,14 @@ class RaftBackend:
     @property
     def lease_duration(self) -> float:
         return self._election_timeout[0]
+
+    def default_timing(self) -> ElectionTiming:
+        """The leader's lease is the minimum election timeout from its newest heartbeat round a
+        majority answered; renewing reads it from the local node, so it can be frequent."""
+        lease = self._election_timeout[0]
+        # At least 0.1 s of margin: below that, a Python thread's scheduling delay is not negligible.
+        return ElectionTiming(lease_duration=lease, renew_interval=lease / 5, acquire_interval=lease / 2,
+                              safety_margin=max(lease / 4, 0.1))
 
     # -- ElectionBackend ---------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ from DistributedMutex.backends.zookeeper.arguments import (
     zookeeper_timing,
 )
 from DistributedMutex.errors import BackendError, LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,10 @@ class ZooKeeperBackend:
         self._client.add_listener(self._on_state)
 
     # -- the ElectionBackend interface -------------------------------------------------------
+
+    def default_timing(self) -> ElectionTiming:
+        """From the session timeout asked for (see arguments.zookeeper_timing)."""
+        return self._timing
 
     def watch(self, wake: Callable[[], None]) -> None:
         """Call ``wake()`` (from kazoo's threads) whenever who leads may have changed."""
