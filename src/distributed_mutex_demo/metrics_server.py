@@ -12,14 +12,17 @@ import json
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import make_wsgi_app
 
 from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.metrics import ElectionMetrics
+
+if TYPE_CHECKING:  # typeshed's names for WSGI's callables; there is no such module at run time
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # -- the HTTP server -----------------------------------------------------------------------------
 
@@ -46,7 +49,8 @@ class MetricsServer:
 
     def __init__(self, metrics: ElectionMetrics, host: str, port: int) -> None:
         self._metrics = metrics
-        self._prometheus = make_wsgi_app(metrics.registry)
+        # (make_wsgi_app is annotated as returning a bare Callable.)
+        self._prometheus: WSGIApplication = make_wsgi_app(metrics.registry)
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -80,7 +84,7 @@ class MetricsServer:
             self._server.shutdown()
         self._server.server_close()
 
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics":
             return self._prometheus(environ, start_response)
@@ -93,7 +97,7 @@ class MetricsServer:
                       json.dumps(body).encode() + b"\n", [("Content-Type", "application/json")])
 
 
-def _reply(start_response: Callable[..., Any], status: str, body: bytes,
+def _reply(start_response: StartResponse, status: str, body: bytes,
            headers: list[tuple[str, str]] | None = None) -> list[bytes]:
     headers = headers or [("Content-Type", "text/plain; charset=utf-8")]
     start_response(status, [*headers, ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import requests
 
@@ -105,7 +104,7 @@ class OpenMeteoClient:
     def close(self) -> None:
         self._session.close()
 
-    def _get(self, what: str, url: str, city: str, params: dict[str, str]) -> Any:
+    def _get(self, what: str, url: str, city: str, params: dict[str, str]) -> object:
         try:
             response = self._session.get(url, params=params, timeout=self._timeout)
         except requests.Timeout:
@@ -127,7 +126,7 @@ class OpenMeteoClient:
             raise WeatherResponseError(f"the {what} answer for {city!r} is not JSON") from None
 
 
-def parse_place(city: str, body: Any) -> tuple[float, float]:
+def parse_place(city: str, body: object) -> tuple[float, float]:
     """(latitude, longitude) of the first geocoding result, CityNotFoundError without one."""
     def bad(reason: str) -> WeatherResponseError:
         return WeatherResponseError(f"the geocoding answer for {city!r} is unusable: {reason}")
@@ -147,7 +146,7 @@ def parse_place(city: str, body: Any) -> tuple[float, float]:
     return float(latitude), float(longitude)
 
 
-def parse_current(city: str, body: Any, *, now: datetime | None = None) -> Reading:
+def parse_current(city: str, body: object, *, now: datetime | None = None) -> Reading:
     """Turn a decoded forecast answer with "current" into a Reading, or say what is wrong with it."""
     def bad(reason: str) -> WeatherResponseError:
         return WeatherResponseError(f"the forecast answer for {city!r} is unusable: {reason}")
@@ -183,7 +182,7 @@ def parse_current(city: str, body: Any, *, now: datetime | None = None) -> Readi
                    description=description, observed_at=observed_at, provider=OPEN_METEO)
 
 
-def _observed_at(value: Any, offset: Any, bad: Callable[[str], WeatherResponseError]) -> datetime:
+def _observed_at(value: object, offset: object, bad: Callable[[str], WeatherResponseError]) -> datetime:
     """"time" as asked (timeformat=unixtime: seconds, UTC), or Open-Meteo's default: local
     ISO 8601 without a zone, "2026-11-26T11:30", whose offset is "utc_offset_seconds"."""
     if is_number(value):

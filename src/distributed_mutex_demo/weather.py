@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Protocol, TypeGuard
 
 import requests
 
@@ -108,7 +108,7 @@ class OpenWeatherClient:
         return parse_reading(city, body)
 
 
-def parse_reading(city: str, body: Any) -> Reading:
+def parse_reading(city: str, body: object) -> Reading:
     """Turn a decoded current-weather answer into a Reading, or say what is wrong with it."""
     def bad(reason: str) -> WeatherResponseError:
         return WeatherResponseError(f"the answer for {city!r} is unusable: {reason}")
@@ -142,7 +142,8 @@ def parse_reading(city: str, body: Any) -> Reading:
                    description=description.strip()[:255], observed_at=observed_at, provider=OPENWEATHERMAP)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float; a bool is not a number here, though Python counts it as an int."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

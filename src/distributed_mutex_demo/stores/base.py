@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
 from distributed_mutex_demo.config import OPENWEATHERMAP
 from distributed_mutex_demo.weather import Reading
@@ -68,12 +68,19 @@ def check_may_write(stored: int | None, term: int, still_leader: Callable[[], bo
         raise StaleTermError(term, term, f"leadership of term {term} ended before the commit")
 
 
-class OneConnection:
-    """What both stores share: one connection, used by one caller at a time under ``_lock``,
-    dropped when it breaks (and reopened by the next call), let go of on close."""
+class Closable(Protocol):
+    def close(self) -> object: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+class OneConnection(Generic[C]):
+    """What both stores share: one connection (of the driver's type C), used by one caller at a
+    time under ``_lock``, dropped when it breaks (and reopened by the next call), let go of on close."""
 
     def __init__(self) -> None:
-        self._connection: Any = None
+        self._connection: C | None = None
         self._schema_ready = False
         self._lock = threading.Lock()
 
@@ -91,7 +98,7 @@ class OneConnection:
             self._connection = None
 
 
-def close_quietly(closable: Any) -> None:
+def close_quietly(closable: Closable) -> None:
     try:
         closable.close()
     except Exception:  # noqa: BLE001 - it is broken already; we only let go of it

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import mysql.connector
 from mysql.connector import errorcode
+from mysql.connector.abstracts import MySQLConnectionAbstract
+from mysql.connector.pooling import PooledMySQLConnection
 
 from distributed_mutex_demo.config import OPENWEATHERMAP, MySQLSettings, check_database_name
 from distributed_mutex_demo.errors import StoreAccessError, StoreError, StoreUnavailableError
@@ -44,6 +46,10 @@ from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
 
 T = TypeVar("T")
+# What mysql.connector.connect returns.
+Connection = PooledMySQLConnection | MySQLConnectionAbstract
+# The cursors below stay Any: the driver types every value of a row as the union of all SQL types,
+# while what a column holds is known from SCHEMA.
 
 SCHEMA = (  # in the order of TABLES
     """CREATE TABLE IF NOT EXISTS leader_term (
@@ -91,7 +97,7 @@ _CONNECTION_LOST = {
 }
 
 
-class WeatherStore(OneConnection):
+class WeatherStore(OneConnection[Connection]):
     """The MySQL store. Thread-safe: one connection, used by one caller at a time, reopened when it breaks."""
 
     def __init__(self, settings: MySQLSettings, *, connect_timeout: float = 5.0) -> None:
@@ -217,7 +223,7 @@ class WeatherStore(OneConnection):
                     raise self._translate(exc) from None
         raise AssertionError("unreachable")
 
-    def _connect(self) -> Any:
+    def _connect(self) -> Connection:
         if self._connection is not None:
             return self._connection
         s = self._settings

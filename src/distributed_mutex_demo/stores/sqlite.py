@@ -70,7 +70,7 @@ _MESSAGE_CODES = {"database is locked": _SQLITE_BUSY, "file is not a database": 
                   "attempt to write a readonly database": _SQLITE_READONLY}
 
 
-class SQLiteStore(OneConnection):
+class SQLiteStore(OneConnection[sqlite3.Connection]):
     """Thread-safe: one connection, used by one caller at a time (the leader's and worker's calls
     run in threads), reopened after an error."""
 

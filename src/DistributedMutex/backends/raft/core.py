@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -113,12 +113,6 @@ class RaftCore:
         self._next_heartbeat_at = math.inf
         self._elected_at = -math.inf
         self._quorum_sent_at = -math.inf
-        self._handlers: dict[type, Callable[[Message, float, Outputs], None]] = {
-            PreVote: self._on_pre_vote, PreVoteReply: self._on_pre_vote_reply,  # type: ignore[dict-item]
-            Vote: self._on_vote, VoteReply: self._on_vote_reply,  # type: ignore[dict-item]
-            Heartbeat: self._on_heartbeat, HeartbeatReply: self._on_heartbeat_reply,  # type: ignore[dict-item]
-            TimeoutNow: self._on_timeout_now,  # type: ignore[dict-item]
-        }
 
     # -- what the runtime reads --------------------------------------------------------------
 
@@ -166,7 +160,22 @@ class RaftCore:
         before = (self.term, self.voted_for)
         out = Outputs()
         if message.dst == self.id and message.src in self.others:
-            self._handlers[type(message)](message, now, out)
+            # A match, not a table of handlers: each case narrows ``message`` to its own type.
+            match message:
+                case PreVote():
+                    self._on_pre_vote(message, now, out)
+                case PreVoteReply():
+                    self._on_pre_vote_reply(message, now, out)
+                case Vote():
+                    self._on_vote(message, now, out)
+                case VoteReply():
+                    self._on_vote_reply(message, now, out)
+                case Heartbeat():
+                    self._on_heartbeat(message, now, out)
+                case HeartbeatReply():
+                    self._on_heartbeat_reply(message, now, out)
+                case TimeoutNow():
+                    self._on_timeout_now(message, now, out)
         return self._finish(out, before)
 
     def transfer_leadership(self, now: float) -> Outputs:

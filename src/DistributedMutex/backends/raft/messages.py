@@ -85,11 +85,11 @@ class TimeoutNow:
 
 Message = PreVote | PreVoteReply | Vote | VoteReply | Heartbeat | HeartbeatReply | TimeoutNow
 
-_KINDS: dict[str, type] = {
+_KINDS: dict[str, type[Message]] = {
     "pre_vote": PreVote, "pre_vote_reply": PreVoteReply, "vote": Vote, "vote_reply": VoteReply,
     "heartbeat": Heartbeat, "heartbeat_reply": HeartbeatReply, "timeout_now": TimeoutNow,
 }
-_NAMES: dict[type, str] = {cls: name for name, cls in _KINDS.items()}
+_NAMES: dict[type[Message], str] = {cls: name for name, cls in _KINDS.items()}
 # Field name -> the type its JSON value must have; checked on decode, since peers are remote.
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "src": (str,), "dst": (str,), "term": (int,), "granted": (bool,), "transfer": (bool,),
@@ -100,7 +100,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 def encode(message: Message) -> bytes:
     """One line of JSON, newline included."""
     record: dict[str, Any] = {"type": _NAMES[type(message)]}
-    for name in message.__slots__:  # type: ignore[union-attr]
+    for name in message.__slots__:
         value = getattr(message, name)
         if isinstance(value, LeaderInfo):
             value = {"instance_id": value.instance_id, "host": value.host, "pid": value.pid}
@@ -124,24 +124,26 @@ def decode(line: bytes | str) -> Message:
                 continue  # optional, with defaults
             raise ValueError(f"missing field {name!r}")
         fields[name] = _checked(name, record[name])
-    return cls(**fields)  # type: ignore[no-any-return]
+    return cls(**fields)
 
 
-def _checked(name: str, value: Any) -> Any:
+def _checked(name: str, value: object) -> object:
     if name == "info":
         return None if value is None else _leader_info(value)
     expected = _FIELD_TYPES[name]
     # bool is an int in Python: a term of true is no term.
     if not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)):
         raise ValueError(f"field {name!r} has the wrong type")
-    if name == "term" and value < 0:
+    # (The isinstance tests below repeat the check above for the type checker, which cannot
+    # follow a tuple of types picked by name.)
+    if name == "term" and isinstance(value, int) and value < 0:
         raise ValueError("negative term")
-    if name == "sent_at" and not math.isfinite(value):
+    if name == "sent_at" and isinstance(value, (int, float)) and not math.isfinite(value):
         raise ValueError("sent_at is not a finite number")
     return value
 
 
-def _leader_info(value: Any) -> LeaderInfo:
+def _leader_info(value: object) -> LeaderInfo:
     if (not isinstance(value, dict) or not isinstance(value.get("instance_id"), str)
             or not isinstance(value.get("host"), str) or not isinstance(value.get("pid"), int)):
         raise ValueError("malformed leader info")

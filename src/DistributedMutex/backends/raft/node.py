@@ -14,6 +14,7 @@ on (timed out) is never run: a late hand-over or re-campaign would act behind th
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import fcntl
 import functools
 import logging
@@ -28,13 +29,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
-from DistributedMutex.backends.raft.messages import LeaderInfo, encode
+from DistributedMutex.backends.raft.messages import LeaderInfo, Message, encode
 from DistributedMutex.backends.raft.storage import StateFile
 from DistributedMutex.backends.raft.transport import Listener, PeerLink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_STOP = object()
+
+
+class _Stop(enum.Enum):
+    """The driver's inbox's end-of-work mark (an enum member, so that ``is _STOP`` narrows)."""
+
+    STOP = "stop"
+
+
+_STOP = _Stop.STOP
+# A call from submit(): what to run on the core, and the future its caller waits on.
+_Call = tuple[Callable[[RaftCore, float], Any], concurrent.futures.Future[Any]]
+# What the driver's inbox holds: a peer's message, a call, or _STOP.
+_Item = Message | _Call | _Stop
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,7 @@ class RaftNode:
         self._info = info
         self._on_change = on_change
         self._state = StateFile(data_dir, node_id)
-        self._inbox: queue.Queue[object] = queue.Queue()
+        self._inbox: queue.Queue[_Item] = queue.Queue()
         self._changed = threading.Condition()
         self._core: RaftCore | None = None
         self._status: NodeStatus | None = None
@@ -223,6 +236,7 @@ class RaftNode:
         assert core is not None
         while True:
             wait = core.wake_at - time.monotonic()
+            item: _Item | None
             try:
                 item = self._inbox.get(timeout=min(max(wait, 0.0), 1.0)) if wait > 0 else self._inbox.get_nowait()
             except queue.Empty:
@@ -248,13 +262,13 @@ class RaftNode:
             if isinstance(item, tuple):
                 item[1].cancel()
 
-    def _handle(self, core: RaftCore, item: object, now: float) -> None:
+    def _handle(self, core: RaftCore, item: Message | _Call | None, now: float) -> None:
         answer: Callable[[], None] | None = None
         try:
             if isinstance(item, tuple):
                 answer = self._run_call(core, now, *item)
             elif item is not None:
-                self._carry_out(core.step(item, now))  # type: ignore[arg-type]
+                self._carry_out(core.step(item, now))
             if now >= core.wake_at:
                 self._carry_out(core.tick(now))
             self._publish(now)

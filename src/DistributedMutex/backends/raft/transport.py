@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024  # far above any message; a longer line is not from a peer
 STATUS_REQUEST = b'{"type":"status"}\n'
-_STOP = object()
 
 
 class PeerLink:
@@ -40,7 +39,7 @@ class PeerLink:
         self.address = address
         self._connect_timeout = connect_timeout
         self._retry_interval = retry_interval
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_size)  # None: stop
         self._sock: socket.socket | None = None
         self._retry_at = 0.0
         self._idle = threading.Condition()
@@ -70,7 +69,7 @@ class PeerLink:
 
     def close(self) -> None:
         try:
-            self._queue.put_nowait(_STOP)
+            self._queue.put_nowait(None)
         except queue.Full:
             pass  # the thread is busy writing: the closed socket below ends it
         sock, self._sock = self._sock, None
@@ -80,10 +79,10 @@ class PeerLink:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP:
+            if item is None:
                 return
             try:
-                self._write(item)  # type: ignore[arg-type]
+                self._write(item)
             finally:
                 self._done()
 
