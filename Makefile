@@ -19,6 +19,7 @@ TEST_WORKERS ?= 3
 
 test: deps
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: deps
@@ -26,6 +27,7 @@ demo: deps
 
 lint: deps
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 chaos: deps
 	PYTHONPATH=src:tests $(PY) -m support.chaos $(CHAOS_ARGS)
