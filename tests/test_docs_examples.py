@@ -14,8 +14,10 @@ How a block runs is said by an HTML comment on the line before its fence (tests/
 
 Each program runs from a file in a fresh directory, with PYTHONPATH=src and the services its code
 names: Azurite in AZURE_STORAGE_CONNECTION_STRING for AzureBlobLeaseBackend, a ZooKeeper server in
-ZOOKEEPER_HOSTS for ZooKeeperBackend, three free ports from RAFT_PORT on for RaftBackend. The file
-begins with blank lines, so a traceback's line numbers are the Markdown file's.
+ZOOKEEPER_HOSTS for ZooKeeperBackend, three free ports from RAFT_PORT on for RaftBackend, and for
+code that imports mysql.connector the MySQL server in MYSQL_HOST, MYSQL_PORT, MYSQL_USER and
+MYSQL_PASSWORD with a fresh, empty database in MYSQL_DATABASE. The file begins with blank lines, so
+a traceback's line numbers are the Markdown file's.
 """
 
 from __future__ import annotations
@@ -136,6 +138,12 @@ def test_example_runs(block: Block, request: pytest.FixtureRequest, tmp_path: Pa
         env["ZOOKEEPER_HOSTS"] = request.getfixturevalue("zookeeper_server").hosts
     if "RaftBackend" in block.code:
         env["RAFT_PORT"] = str(_free_ports(3))
+    if "mysql.connector" in block.code:
+        mysql, database = request.getfixturevalue("mysql_server"), request.getfixturevalue("database")
+        with mysql.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{database}`")
+        env.update(MYSQL_HOST=mysql.host, MYSQL_PORT=str(mysql.port), MYSQL_USER=mysql.user,
+                   MYSQL_PASSWORD=mysql.password, MYSQL_DATABASE=database)
     script = tmp_path / f"{block.path.stem}_{block.line}.py"
     script.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")
     until = block.options.get("until")
