@@ -208,9 +208,9 @@ def test_the_compose_app_logs_in_as_that_user_never_as_root() -> None:
     assert not os.access(INIT_SCRIPT, os.X_OK), "sourced, not run: it needs the entrypoint's helpers"
 
 
-def test_readme_documents_the_new_settings() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_configuration_page_documents_the_new_settings() -> None:
+    page = (ROOT / "docs" / "configuration.md").read_text()
     for name in ("AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL"):
-        assert f"| `{name}` |" in readme
-    assert "## Security and access" in readme
+        assert f"| `{name}` |" in page
+    assert "## Security and access" in page
     assert Path(ROOT / "docs" / "bad-input.md").exists()
