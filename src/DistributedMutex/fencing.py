@@ -30,6 +30,9 @@ registers again. A leader that is no longer the lease holder cannot do that (adv
     except StaleTermError as stale:
         await ctx.advance_term(stale.stored_term + 1)
         fence.register(ctx.term)
+
+(In an ``async`` leader, run the database calls in ``asyncio.to_thread``: they block. docs/fencing.md
+has complete examples.)
 """
 
 from __future__ import annotations
