@@ -28,6 +28,7 @@ from DistributedMutex.errors import (
     StorageRejectedError,
     StorageUnavailableError,
 )
+from DistributedMutex.fencing import Fence, fenced_update
 from DistributedMutex.mutex import DistributedMutex, Role, RoleContext
 from DistributedMutex.timing import ElectionTiming
 
@@ -43,6 +44,7 @@ __all__ = [
     "DistributedMutex",
     "ElectionBackend",
     "ElectionTiming",
+    "Fence",
     "Held",
     "Identity",
     "LeaderElectionError",
@@ -57,6 +59,7 @@ __all__ = [
     "StorageRejectedError",
     "StorageUnavailableError",
     "ZooKeeperBackend",
+    "fenced_update",
 ]
 
 _LAZY = {
