@@ -147,8 +147,18 @@ class RaftMembers:
                 (line.split() for line in self.starts.read_text().splitlines())]
 
     def next_leader(self, after: int, timeout: float) -> tuple[str, int, float]:
-        return wait_until(lambda: self.leaders()[after] if len(self.leaders()) > after else None, timeout,
-                          f"no leader task started (already started: {self.leaders()})\n{self.describe()}")
+        def started() -> tuple[str, int, float] | None:
+            leaders = self.leaders()
+            if len(leaders) > after:
+                return leaders[after]
+            if all(process.poll() is not None for process in self.processes.values()):
+                raise AssertionError("every member has exited")
+            return None
+
+        try:
+            return wait_until(started, timeout, f"no leader task started after {after}")
+        except AssertionError as exc:  # what the members said, as of now
+            raise AssertionError(f"{exc}; started: {self.leaders()}\n{self.describe()}") from None
 
     def describe(self) -> str:
         return "\n".join(f"--- {name} (exit code {process.poll()}):\n"
