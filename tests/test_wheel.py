@@ -156,9 +156,10 @@ class RaftMembers:
             return None
 
         try:
-            return wait_until(started, timeout, f"no leader task started after {after}")
+            leader: tuple[str, int, float] = wait_until(started, timeout, f"no leader task started after {after}")
         except AssertionError as exc:  # what the members said, as of now
             raise AssertionError(f"{exc}; started: {self.leaders()}\n{self.describe()}") from None
+        return leader
 
     def describe(self) -> str:
         return "\n".join(f"--- {name} (exit code {process.poll()}):\n"
