@@ -57,4 +57,4 @@ azurite: node_modules/.installed
 	node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort $(AZURITE_PORT) --location .azurite --disableTelemetry
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis .azurite
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis .azurite build dist src/*.egg-info

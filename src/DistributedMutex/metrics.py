@@ -21,18 +21,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    GCCollector,
-    Histogram,
-    Info,
-    PlatformCollector,
-    ProcessCollector,
-)
-
+from DistributedMutex.backends import is_missing
+from DistributedMutex.errors import MissingExtraError
 from DistributedMutex.observer import OPERATIONS, OUTCOMES, RENEWAL_FAILURES, STEP_DOWN_CAUSES, ElectionObserver
+
+try:
+    from prometheus_client import (
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        GCCollector,
+        Histogram,
+        Info,
+        PlatformCollector,
+        ProcessCollector,
+    )
+except ModuleNotFoundError as exc:  # the module is nothing but metrics: refuse it whole, in one line
+    if not is_missing(exc, "prometheus_client"):
+        raise
+    raise MissingExtraError(__name__, "prometheus_client", "metrics") from None
 
 # Lease calls have 3 s socket timeouts: fine steps below a second for the healthy case, and bounds
 # at 2, 3 and 3.5 s to tell "slow" from "ran into the timeout"; an acquire makes up to three

@@ -17,17 +17,22 @@ from DistributedMutex.errors import MissingExtraError
 
 def missing_extra(backend: str, module: str, extra: str) -> Any:
     """A stand-in for a backend class whose third-party module is missing: constructing it, or
-    asking it for anything (``from_account_url``...), raises MissingExtraError."""
+    calling any of its public class attributes (``from_account_url``...), raises MissingExtraError.
+    Private and special names are looked up as on any class, so that introspection (``help``,
+    ``inspect.signature``, pickling checks) does not mistake the refusal for an attribute."""
 
     def refuse(*_args: object, **_kwargs: object) -> NoReturn:
         raise MissingExtraError(backend, module, extra)
 
     class _Refuses(type):
-        def __getattr__(cls, _name: str) -> Any:
+        def __getattr__(cls, name: str) -> Any:
+            if name.startswith("_"):
+                raise AttributeError(name)
             return refuse
 
-    return _Refuses(backend, (), {"__init__": refuse, "__doc__": f"{backend}: pip install "
-                                                                 f"'distributed-mutex[{extra}]'"})
+    namespace = {"__init__": refuse, "__module__": __name__,
+                 "__doc__": f"{backend} is not available: pip install 'distributed-mutex[{extra}]'"}
+    return _Refuses(backend, (), namespace)
 
 
 def is_missing(exc: ModuleNotFoundError, *top_level: str) -> bool:
