@@ -2,18 +2,18 @@
 processes against Azurite (started here) and MariaDB/MySQL (a database per group, dropped after), and
 the same failover and cost at rest for each election backend (azure, zookeeper, raft).
 
-    PYTHONPATH=src:tests:. python -m bench [--trials 5] [--designs seed,microsoft,client-go,ours]
-                                           [--backends azure,zookeeper,raft]
-                                           [--contenders 3,10,50,100] [--contention-trials 3]
+    PYTHONPATH=src:. python -m bench [--trials 5] [--designs seed,microsoft,client-go,ours]
+                                     [--backends azure,zookeeper,raft]
+                                     [--contenders 3,10,50,100] [--contention-trials 3]
 
 Evidence, not log parsing: the leadership journal (LEADERSHIP_JOURNAL) gives the CLOCK_MONOTONIC
 moment each instance started acting as leader; the signal's moment is taken here on the same clock.
-Every azure instance talks to the storage through its own TCP proxy (tests/support/tcpproxy.py) whose
+Every azure instance talks to the storage through its own TCP proxy (harness/tcpproxy.py) whose
 HttpWatch sees every request and its answer: request counts, latencies, lease grants. A ZooKeeper
 group has a server of its own (the Debian package's jar), whose `mntr` counters give the packets at
 rest and whose ephemeral znodes show who is in line. A Raft group's members reach each other only
 through one TCP proxy per direction of each link (every member gets its own RAFT_PEERS), where a
-LineCounter (tests/support/counting.py) reads every newline-delimited JSON message.
+LineCounter (harness/counting.py) reads every newline-delimited JSON message.
 
 Phases: (1) every design x {crash, graceful} is its own group of 3 instances on its own blob and
 database, all groups at once (their failovers are seconds of sleeping, not CPU); (2) every backend x
@@ -48,11 +48,11 @@ from typing import Any
 from distributed_mutex_demo.backend_settings import RaftSettings, ZooKeeperSettings, parse_election_timeout
 from distributed_mutex_demo.config import DEFAULTS
 from DistributedMutex.journal import read_journal
-from support.counting import LineCounter, mntr
-from support.fake_openweather import FakeOpenWeather
-from support.httpwatch import HttpWatch
-from support.services import Azurite, MySQLServer, connection_string, free_port
-from support.tcpproxy import TcpProxy
+from harness.counting import LineCounter, mntr
+from harness.fake_openweather import FakeOpenWeather
+from harness.httpwatch import HttpWatch
+from harness.services import Azurite, MySQLServer, connection_string, free_port
+from harness.tcpproxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCE = ROOT / "bench" / "instance.py"
@@ -145,10 +145,10 @@ def backend_unavailable(backend: str) -> str | None:
             return "src/DistributedMutex/zookeeper.py is not in this checkout (merge the zookeeper branch)"
         if missing("kazoo"):
             return "the kazoo package is not installed (make deps installs requirements.txt)"
-        import support.services
+        import harness.services
 
-        if not hasattr(support.services, "ZooKeeperServer"):
-            return "tests/support/services.py has no ZooKeeperServer (merge the zookeeper branch)"
+        if not hasattr(harness.services, "ZooKeeperServer"):
+            return "harness/services.py has no ZooKeeperServer (merge the zookeeper branch)"
         if not (Path("/usr/share/java/zookeeper.jar").exists() and shutil.which("java")):
             return "ZooKeeper is not installed (/usr/share/java/zookeeper.jar and java: apt-get install zookeeper)"
     if backend == "raft":
@@ -584,7 +584,7 @@ class ZooKeeperGroup(Group):
     renewal_evidence = "renewal"
 
     def setup(self) -> None:
-        from support.services import ZooKeeperServer
+        from harness.services import ZooKeeperServer
 
         self.server = ZooKeeperServer(tick=self.bench.args.zk_tick).start()
         try:
@@ -1049,7 +1049,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def backend_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each backend's failover against what it promises (tests/support/clusters.py gives the same
+    """Each backend's failover against what it promises (harness/clusters.py gives the same
     bounds to the conformance suite): azure by the medians of the targets above; ZooKeeper and Raft
     by their worst trial, since the issue bounds every failover ("within")."""
     out = []

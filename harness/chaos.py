@@ -48,11 +48,11 @@ from pathlib import Path
 
 from DistributedMutex.journal import read_journal
 from DistributedMutex.timing import ElectionTiming
-from support.fake_openweather import FakeOpenWeather, Request
-from support.httpwatch import HttpWatch
-from support.processes import Instance
-from support.services import Azurite, MySQLServer, connection_string
-from support.tcpproxy import TcpProxy
+from harness.fake_openweather import FakeOpenWeather, Request
+from harness.httpwatch import HttpWatch
+from harness.processes import Instance
+from harness.services import Azurite, MySQLServer, connection_string
+from harness.tcpproxy import TcpProxy
 
 FAULTS = ("kill", "freeze", "cut", "slow", "azurite-restart", "mysql-down", "clock-jump")
 CLOCKSHIFT = Path(__file__).resolve().parent / "clockshift"
@@ -234,7 +234,8 @@ class Chaos:
         self.wait_for_leader(self.s.recovery_bound + 10, "no leader after the instances started")
         for number, fault in enumerate(self.s.schedule(), 1):
             result = self.run_round(number, fault)
-            self.say(f"round {number:2d} {fault:<16} {result.ended - result.started:5.1f}s failovers={result.failovers} "
+            self.say(f"round {number:2d} {fault:<16} {result.ended - result.started:5.1f}s "
+                     f"failovers={result.failovers} "
                      f"leaderless={result.longest_leaderless:5.1f}s recovery={result.recovery:5.1f}s "
                      f"violations={len(result.violations)}"
                      + "".join(f"\n    ! {v}" for v in result.violations))
