@@ -18,7 +18,7 @@ TEST_WORKERS ?= 3
 .PHONY: test demo lint chaos bench deps azurite clean
 
 test: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench harness
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
@@ -26,14 +26,14 @@ demo: deps
 	DEMO_SECONDS=$(DEMO_SECONDS) PYTHONPATH=src $(PY) -m distributed_mutex_demo.demo
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench harness
 	$(VENV)/bin/mypy
 
 chaos: deps
-	PYTHONPATH=src:tests $(PY) -m support.chaos $(CHAOS_ARGS)
+	PYTHONPATH=src:. $(PY) -m harness.chaos $(CHAOS_ARGS)
 
 bench: deps $(VENV)/.bench-installed
-	PYTHONPATH=src:tests:. $(PY) -m bench $(BENCH_ARGS)
+	PYTHONPATH=src:. $(PY) -m bench $(BENCH_ARGS)
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt

@@ -15,10 +15,10 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, generate_container_sas
 
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
-from support.fake_open_meteo import FakeOpenMeteo
-from support.fake_openweather import FakeOpenWeather
-from support.processes import Instance
-from support.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer, ZooKeeperServer
+from harness.fake_open_meteo import FakeOpenMeteo
+from harness.fake_openweather import FakeOpenWeather
+from harness.processes import Instance
+from harness.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer, ZooKeeperServer
 
 _databases = itertools.count(1)
 

@@ -20,7 +20,7 @@ from distributed_mutex_demo.weather import Reading
 from DistributedMutex.backend import Held, Identity, Lease
 from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
 from DistributedMutex.errors import ConfigurationError, StorageRejectedError
-from support.processes import ROOT
+from harness.processes import ROOT
 
 # -- container SAS ---------------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.services import AZURITE_ACCOUNT, Azurite
 from support.bad_input import assert_stops_with
 from support.identity import ManagedIdentityEndpoint, self_signed_certificate
-from support.services import AZURITE_ACCOUNT, Azurite
 
 IDENTITY_HEADER = "IDH-SECRET-8086-recognisable"
 

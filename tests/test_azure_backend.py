@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient
 from DistributedMutex.backend import Held, Identity, Lease
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION, AzureBlobLeaseBackend
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
-from support.services import connection_string, free_port
+from harness.services import connection_string, free_port
 
 WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
 
@@ -122,7 +122,7 @@ def test_a_lease_the_storage_lost_tells_the_next_holder_to_wait(tmp_path, contai
     """Azurite forgets leases when it restarts: the blob shows "expired" although its holder renewed
     it seconds ago. The next holder learns from Last-Modified (stamped by every renewal) how long
     the previous holder may still act, and waits; after a lease that ran out it does not wait."""
-    from support.services import Azurite
+    from harness.services import Azurite
 
     server = Azurite(location=tmp_path).start()
     try:

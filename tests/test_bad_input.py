@@ -28,6 +28,10 @@ from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import OpenWeatherClient
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
 from DistributedMutex.errors import ConfigurationError
+from harness.fake_open_meteo import FakeOpenMeteo
+from harness.fake_openweather import FakeOpenWeather
+from harness.processes import SCRIPT
+from harness.services import AZURITE_ACCOUNT, Azurite, connection_string, free_port
 from support.bad_input import (
     CONFIG_CASES,
     ROWS,
@@ -40,12 +44,8 @@ from support.bad_input import (
     assert_keeps_running_with,
     assert_stops_with,
 )
-from support.fake_open_meteo import FakeOpenMeteo
-from support.fake_openweather import FakeOpenWeather
 from support.leader_loop import run_leader_until
 from support.old_schema import OLD_WEATHER_TABLE
-from support.processes import SCRIPT
-from support.services import AZURITE_ACCOUNT, Azurite, connection_string, free_port
 
 # The rows that are not configuration cases, by the test that produces them.
 SAS_POLICY_ROWS = {"sas-policy-lacks-write": "r", "sas-policy-lacks-read": "w"}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from support.services import MySQLServer
+from harness.services import MySQLServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("azure", "zookeeper", "raft")
@@ -23,7 +23,7 @@ BACKENDS = ("azure", "zookeeper", "raft")
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, mysql_server: MySQLServer) -> tuple[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", "tests", ".")))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", ".")))
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--designs", "ours", "--backends", ",".join(BACKENDS), "--trials", "1",
          "--contenders", "3", "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1",

@@ -1,5 +1,5 @@
 """The chaos suite: at least 20 rounds mixing every fault, ending with no overlap, no stale row,
-no lost reading (support/chaos.py explains the faults and where the evidence comes from).
+no lost reading (harness/chaos.py explains the faults and where the evidence comes from).
 
 CHAOS_ROUNDS and CHAOS_SEED change the run; `make chaos` runs the same harness on its own.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from support.chaos import FAULTS, ChaosSettings, render, run_chaos
-from support.services import MySQLServer
+from harness.chaos import FAULTS, ChaosSettings, render, run_chaos
+from harness.services import MySQLServer
 
 
 def test_chaos_rounds_keep_every_invariant(mysql_server: MySQLServer, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from distributed_mutex_demo.config import DEFAULTS, load_settings
 from DistributedMutex.errors import ConfigurationError
-from support.processes import SCRIPT
+from harness.processes import SCRIPT
 
 KEY = {"OPENWEATHER_API_KEY": "k3y-for-tests"}
 SECRET_KEY = "c2VjcmV0LWFjY291bnQta2V5LTEyMzQ="  # base64, recognisable

@@ -31,9 +31,9 @@ from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
 from DistributedMutex.journal import read_journal
-from support.clusters import MEMBERS, AzureCluster, BackendCluster, RaftCluster, ZooKeeperCluster
-from support.fake_openweather import FakeOpenWeather
-from support.processes import SCRIPT, Instance, wait_until
+from harness.clusters import MEMBERS, AzureCluster, BackendCluster, RaftCluster, ZooKeeperCluster
+from harness.fake_openweather import FakeOpenWeather
+from harness.processes import SCRIPT, Instance, wait_until
 
 BACKENDS = ("azure", "zookeeper", "raft")
 STORED = r"stored \d+ readings"

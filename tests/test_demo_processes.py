@@ -6,8 +6,8 @@ import re
 import signal
 import time
 
-from support.processes import Instance, wait_until
-from support.services import MySQLServer
+from harness.processes import Instance, wait_until
+from harness.services import MySQLServer
 
 LEADER = r"became leader \(term (\d+)\)"
 
@@ -102,7 +102,7 @@ def test_sigterm_of_the_leader_hands_over_within_one_acquire_interval(spawn, dem
 
 
 def test_worker_with_mysql_down_says_so_and_still_takes_over(spawn, demo_env):
-    from support.services import free_port
+    from harness.services import free_port
     leader = spawn("leader", demo_env)
     leader.wait_for(LEADER, timeout=15)
     cut_off = spawn("no-db", dict(demo_env, MYSQL_PORT=str(free_port())))
@@ -116,7 +116,7 @@ def test_worker_with_mysql_down_says_so_and_still_takes_over(spawn, demo_env):
 
 
 def test_wrong_account_key_stops_with_one_line_and_exit_2(spawn, demo_env, azurite):
-    from support.services import connection_string
+    from harness.services import connection_string
     wrong = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
     instance = spawn("wrong-key", dict(demo_env, AZURE_STORAGE_CONNECTION_STRING=connection_string(azurite.port, wrong)))
     assert instance.wait(15) == 2

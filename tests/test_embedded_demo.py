@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from support.fake_open_meteo import WEATHER_CODES, FakeOpenMeteo
-from support.processes import Instance, wait_until
-from support.services import Azurite
+from harness.fake_open_meteo import WEATHER_CODES, FakeOpenMeteo
+from harness.processes import Instance, wait_until
+from harness.services import Azurite
 
 LEADER = r"became leader \(term (\d+)\)"
 CITIES = ("Hanoi", "Tokyo", "London")

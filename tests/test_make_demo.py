@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support.processes import ROOT
+from harness.processes import ROOT
 
 
 def processes_with(marker: str) -> list[int]:

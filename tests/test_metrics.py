@@ -21,9 +21,9 @@ from DistributedMutex import AzureBlobLeaseBackend, DistributedMutex, Identity, 
 from DistributedMutex.metrics import LOOP_STALL_LIMIT, ElectionMetrics
 from DistributedMutex.observer import ElectionObserver
 from DistributedMutex.threads import blocking
-from support.processes import Instance, wait_until
-from support.services import AZURITE_KEY, connection_string, free_port
-from support.tcpproxy import TcpProxy
+from harness.processes import Instance, wait_until
+from harness.services import AZURITE_KEY, connection_string, free_port
+from harness.tcpproxy import TcpProxy
 from test_demo_processes import LEADER, leader_term
 from test_mutex import FAST, Running
 

@@ -13,8 +13,8 @@ from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
 from DistributedMutex import AzureBlobLeaseBackend, DistributedMutex, ElectionTiming, Identity, RoleContext
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
-from support.services import connection_string
-from support.tcpproxy import TcpProxy
+from harness.services import connection_string
+from harness.tcpproxy import TcpProxy
 
 FAST = ElectionTiming(lease_duration=15, renew_interval=5, acquire_interval=0.5)
 

@@ -17,8 +17,8 @@ from distributed_mutex_demo.errors import (
     WeatherUnavailableError,
 )
 from distributed_mutex_demo.open_meteo import WMO_DESCRIPTIONS, OpenMeteoClient, parse_current, parse_place
-from support.fake_open_meteo import WEATHER_CODES, FakeOpenMeteo
-from support.services import free_port
+from harness.fake_open_meteo import WEATHER_CODES, FakeOpenMeteo
+from harness.services import free_port
 
 
 def client(fake: FakeOpenMeteo, timeout: float = 2.0) -> OpenMeteoClient:

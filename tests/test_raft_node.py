@@ -28,8 +28,8 @@ from DistributedMutex.backends.raft.storage import StateFile
 from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
-from support.processes import wait_until
-from support.services import free_port
+from harness.processes import wait_until
+from harness.services import free_port
 
 TIMEOUT = (0.3, 0.6)
 # For the tests that hold a leader's driver or its backend on purpose: a lease (lo) that outlasts

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from support.fake_openweather import FakeOpenWeather
-from support.raft_cluster import HI, LO, START_TIMEOUT, RaftProcesses
+from harness.fake_openweather import FakeOpenWeather
+from harness.raft_cluster import HI, LO, START_TIMEOUT, RaftProcesses
 
 CRASH_BOUND = 2 * HI  # the issue: a new leader within twice the maximum election timeout
 GRACEFUL_BOUND = 1.0

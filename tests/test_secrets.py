@@ -15,7 +15,7 @@ import pytest
 from azure.storage.blob import AccessPolicy, BlobServiceClient, generate_container_sas
 
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
-from support.services import AZURITE_BLOB, Azurite, free_port
+from harness.services import AZURITE_BLOB, Azurite, free_port
 
 ACCOUNT = "dmsecretacct"
 ACCOUNT_KEY = base64.b64encode(b"SECRET-ACCOUNT-KEY-4242-recognisable").decode()

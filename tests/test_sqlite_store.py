@@ -18,7 +18,7 @@ from distributed_mutex_demo.errors import StoreAccessError, StoreUnavailableErro
 from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
-from support.processes import ROOT
+from harness.processes import ROOT
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 

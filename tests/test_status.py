@@ -9,8 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from support.processes import SCRIPT, Instance
-from support.services import ZooKeeperServer, free_port
+from harness.processes import SCRIPT, Instance
+from harness.services import ZooKeeperServer, free_port
 
 
 def status(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -19,8 +19,8 @@ from distributed_mutex_demo.stores.mysql import PROVIDER_COLUMN, WeatherStore
 from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
+from harness.services import free_port
 from support.old_schema import OLD_WEATHER_TABLE
-from support.services import free_port
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 

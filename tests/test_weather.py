@@ -23,9 +23,9 @@ from distributed_mutex_demo.errors import (
 )
 from distributed_mutex_demo.stores.mysql import WeatherStore
 from distributed_mutex_demo.weather import OpenWeatherClient, parse_reading
-from support.fake_openweather import FakeOpenWeather
+from harness.fake_openweather import FakeOpenWeather
+from harness.services import free_port
 from support.leader_loop import run_leader_until as run_leader
-from support.services import free_port
 
 
 def client(weather: FakeOpenWeather, key: str | None = None, timeout: float = 2.0) -> OpenWeatherClient:

@@ -1,4 +1,4 @@
-"""The ZooKeeper election backend against a real ZooKeeper server (tests/support/services.py).
+"""The ZooKeeper election backend against a real ZooKeeper server (harness/services.py).
 
 What each test proves:
 
@@ -47,12 +47,12 @@ from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
+from harness.fake_openweather import FakeOpenWeather
+from harness.processes import Instance, wait_until
+from harness.services import ZooKeeperServer
+from harness.tcpproxy import TcpProxy
+from harness.zk_ensemble import ZooKeeperEnsemble
 from support.bad_input import assert_stops_with
-from support.fake_openweather import FakeOpenWeather
-from support.processes import Instance, wait_until
-from support.services import ZooKeeperServer
-from support.tcpproxy import TcpProxy
-from support.zk_ensemble import ZooKeeperEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -594,7 +594,7 @@ def test_a_lost_session_rejoins_with_a_new_higher_term(
 
 @pytest.fixture
 def ensemble() -> Iterator[ZooKeeperEnsemble]:
-    """Three servers (tests/support/zk_ensemble.py); requested before ``members``: stopped after them."""
+    """Three servers (harness/zk_ensemble.py); requested before ``members``: stopped after them."""
     servers = ZooKeeperEnsemble()
     try:
         try:

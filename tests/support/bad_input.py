@@ -11,7 +11,7 @@ import signal
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-from .processes import ROOT, Instance
+from harness.processes import ROOT, Instance
 
 SECRET_ACCOUNT_KEY = "c2VjcmV0LWFjY291bnQta2V5LTEyMzQ="  # base64 of "secret-account-key-1234"
 SECRET_SIG = "U0FTLVNFQ1JFVC1zaWduYXR1cmUtOTk5/+=="  # a SAS signature: base64, so it gets %-encoded

@@ -41,21 +41,25 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role
 from DistributedMutex.backends.raft.messages import Message, Vote, VoteReply
+from support.raft_scenario import (
+    CHAOS,
+    FAULTS,
+    HEARTBEAT,
+    HI,
+    HOLD,
+    LIVENESS_BOUND,
+    LO,
+    STABLE_MAX_DELAY,
+    Peer,
+    Scenario,
+    Stats,
+)
 
 log = logging.getLogger("raft_sim")
 
-LO, HI = 1.0, 2.0
-HEARTBEAT = default_heartbeat_interval((LO, HI))  # as the real peers
-CHAOS = 10.0  # seconds of faults
-# Randomised timeouts make liveness probabilistic: each split vote costs another timeout. Seeds
-# 0-33999: median 0.63 s, p99 3.2 s, worst 8.3 s (four split votes in a row among three peers).
-LIVENESS_BOUND = LO + 6 * HI
-HOLD = 2 * HI  # the leadership must last this long after it first appears
-STABLE_MAX_DELAY = 0.05  # once stable, a message takes at most this long (Raft's own liveness assumption)
 REPLAY = "PYTHONPATH=src:tests python -m support.raft_sim --seed {seed} --verbose"
 
 # Event kinds (small ints: the heap compares them only on equal times and sequence numbers).
@@ -64,58 +68,6 @@ DELIVER, TICK, FAULT, RESTART, RESUME, STABILISE, LIVENESS, END = range(8)
 
 class SimulationError(AssertionError):
     pass
-
-
-@dataclass
-class Scenario:
-    """Everything a seed decides before the run starts."""
-
-    seed: int
-    nodes: list[str]
-    loss: float
-    duplicate: float
-    max_delay: float
-    long_delay: float  # probability that a message is held up to 3 s
-    fault_every: float  # mean seconds between faults
-    fault_weights: list[float]  # each seed favours some faults: rare combinations come up more often
-
-    @classmethod
-    def from_seed(cls, seed: int) -> Scenario:
-        rng = random.Random(f"scenario-{seed}")
-        size = rng.choice((3, 3, 4, 5, 5))
-        return cls(seed, [f"n{i}" for i in range(1, size + 1)], loss=rng.uniform(0, 0.15),
-                   duplicate=rng.uniform(0, 0.05), max_delay=rng.uniform(0.001, 0.3),
-                   long_delay=rng.choice((0.0, 0.005, 0.02, 0.08)), fault_every=rng.uniform(0.3, 2.0),
-                   fault_weights=[weight * rng.random() ** 2 for weight in _FAULT_WEIGHTS])
-
-
-@dataclass
-class Stats:
-    seed: int
-    nodes: int
-    events: int = 0
-    messages: int = 0
-    elections: int = 0
-    transfers: int = 0
-    crashes: int = 0
-    first_lease: float = math.nan  # seconds from stabilisation to the first valid lease
-
-
-@dataclass
-class _Peer:
-    """One simulated process: its core (None while crashed), its disk, its clock offset."""
-
-    name: str
-    offset: float
-    disk: HardState = field(default_factory=HardState)
-    core: RaftCore | None = None
-    paused: bool = False
-    buffered: list[Message] = field(default_factory=list)
-    next_tick: float = math.inf
-    incarnation: int = 0  # restarts so far: stale restart/resume events are told apart by it
-    claim: float = -math.inf  # until when (sim time) this peer holds a lease, as its mutex would
-    term_seen: int = 0
-    led_term: int = -1
 
 
 class Simulation:
@@ -129,7 +81,7 @@ class Simulation:
         self.stats = Stats(seed, len(self.scenario.nodes))
         self._queue: list[tuple[float, int, int, object]] = []
         self._seq = 0
-        self.peers = {name: _Peer(name, offset=self.rng.uniform(-1e5, 1e5)) for name in self.scenario.nodes}
+        self.peers = {name: Peer(name, offset=self.rng.uniform(-1e5, 1e5)) for name in self.scenario.nodes}
         self._blocked: set[tuple[str, str]] = set()
         self._leaders: dict[int, str] = {}
         self._votes: dict[tuple[str, int], str] = {}
@@ -174,7 +126,7 @@ class Simulation:
 
     # -- a peer's runtime: what node.py does, on simulated time ------------------------------
 
-    def _apply(self, peer: _Peer, out: Outputs, cause: str) -> None:
+    def _apply(self, peer: Peer, out: Outputs, cause: str) -> None:
         """Persist first, then send; then check every invariant that this call could break."""
         core = peer.core
         assert core is not None
@@ -194,7 +146,7 @@ class Simulation:
         if self.now >= self._stable_at:
             self._watch_for_lease()
 
-    def _persist(self, peer: _Peer, state: HardState) -> None:
+    def _persist(self, peer: Peer, state: HardState) -> None:
         old = peer.disk
         if state.term < old.term:
             self.fail(f"{peer.name} persisted term {state.term} after {old.term}")
@@ -202,7 +154,7 @@ class Simulation:
             self.fail(f"{peer.name} changed its persisted vote in term {old.term}: {old.voted_for} -> {state.voted_for}")
         peer.disk = state
 
-    def _check_sent(self, peer: _Peer, message: Message) -> None:
+    def _check_sent(self, peer: Peer, message: Message) -> None:
         if message.term > peer.disk.term and not isinstance(message, _PROPOSALS):
             self.fail(f"{peer.name} sent {message} before persisting its term (disk has {peer.disk})")
         if isinstance(message, VoteReply) and message.granted:
@@ -212,7 +164,7 @@ class Simulation:
             if earlier != message.dst:
                 self.fail(f"{peer.name} voted twice in term {message.term}: {earlier}, then {message.dst}")
 
-    def _check_roles(self, peer: _Peer, cause: str) -> None:
+    def _check_roles(self, peer: Peer, cause: str) -> None:
         core = peer.core
         assert core is not None
         if core.role is Role.LEADER:
@@ -232,7 +184,7 @@ class Simulation:
                     self._no_other_claim(peer, "started a lease")
                 peer.claim = until
 
-    def _no_other_claim(self, peer: _Peer, what: str) -> None:
+    def _no_other_claim(self, peer: Peer, what: str) -> None:
         for other in self.peers.values():
             if other is not peer and other.claim > self.now:
                 self.fail(f"{peer.name} {what} (term {peer.core.term if peer.core else '?'}) while "
@@ -302,7 +254,7 @@ class Simulation:
         peer.next_tick = math.inf
         self._apply(peer, peer.core.tick(self.now + peer.offset), "after a pause")
 
-    def _crash(self, peer: _Peer, down_for: float | None = None) -> None:
+    def _crash(self, peer: Peer, down_for: float | None = None) -> None:
         self._say("%s crashes", peer.name)
         self.stats.crashes += 1
         peer.core, peer.paused, peer.buffered = None, False, []
@@ -318,7 +270,7 @@ class Simulation:
         rng = self.rng
         names = self.scenario.nodes
         leader = self._current_leader()
-        kind = rng.choices(_FAULTS, weights=self.scenario.fault_weights)[0]
+        kind = rng.choices(FAULTS, weights=self.scenario.fault_weights)[0]
         if kind == "partition":
             side = set(rng.sample(names, rng.randint(1, len(names) - 1)))
             self._blocked = {(a, b) for a in names for b in names if (a in side) != (b in side)}
@@ -370,7 +322,7 @@ class Simulation:
         names = self.scenario.nodes
         self._loss = {(a, b): min(0.7, self.scenario.loss * self.rng.uniform(0, 4)) for a in names for b in names}
 
-    def _current_leader(self) -> _Peer | None:
+    def _current_leader(self) -> Peer | None:
         for peer in self.peers.values():
             if peer.core is not None and not peer.paused and peer.core.role is Role.LEADER:
                 return peer
@@ -427,9 +379,6 @@ class Simulation:
 _MESSAGE_TYPES = Message.__args__  # type: ignore[attr-defined]
 # Sent with a term above the sender's own, by design: they propose a term, they do not take it.
 _PROPOSALS: tuple[type, ...] = tuple(t for t in _MESSAGE_TYPES if t.__name__ in ("PreVote", "PreVoteReply"))
-_FAULTS = ("partition", "one-way", "isolate-leader", "cut-link", "heal", "crash", "bounce", "pause", "transfer",
-           "recampaign")
-_FAULT_WEIGHTS = (2, 1, 2, 2, 3, 2, 2, 2, 2, 1)
 assert Vote in _MESSAGE_TYPES
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from support.services import Azurite, free_port
+from harness.services import Azurite, free_port
 
 # Every backend's cluster in this suite has these members (a Raft cluster is exactly them).
 MEMBERS = ("node-a", "node-b", "node-c")

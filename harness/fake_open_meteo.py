@@ -211,9 +211,8 @@ class FakeOpenMeteo:
                 try:
                     latitude, longitude = float(query["latitude"]), float(query["longitude"])
                 except (KeyError, ValueError):
-                    return self._send("forecast", "", 400, {
-                        "error": True, "reason": "Parameter 'latitude' and 'longitude' must have the same number of elements"},
-                        query)
+                    reason = "Parameter 'latitude' and 'longitude' must have the same number of elements"
+                    return self._send("forecast", "", 400, {"error": True, "reason": reason}, query)
                 city = fake._city_at(query["latitude"], query["longitude"])
                 behaviour = fake._next_behaviour("forecast", city)
                 if self._failed("forecast", city, behaviour, query):

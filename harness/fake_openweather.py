@@ -21,7 +21,8 @@ PATH = "/data/2.5/weather"
 ERROR_BODIES = {
     401: {"cod": 401, "message": "Invalid API key. Please see https://openweathermap.org/faq#error401 for more info."},
     404: {"cod": "404", "message": "city not found"},
-    429: {"cod": 429, "message": "Your account is temporary blocked due to exceeding of requests limitation of your subscription type."},
+    429: {"cod": 429, "message": "Your account is temporary blocked due to exceeding of requests limitation of "
+                                 "your subscription type."},
     500: {"cod": "500", "message": "Internal error"},
     503: {"cod": "503", "message": "Service Unavailable"},
 }

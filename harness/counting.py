@@ -1,10 +1,10 @@
 """Counting what crosses the wire, from outside the instances, for the benchmark's cost at rest.
 
-``LineCounter`` is a TcpProxy watch (see support.tcpproxy) for protocols of one JSON object per
+``LineCounter`` is a TcpProxy watch (see harness.tcpproxy) for protocols of one JSON object per
 line, such as the Raft peers' messages: it records every complete line that crossed the proxy, with
 the time it was read and, when the line is a JSON object, its ``type``, ``src``, ``dst``, ``ok``.
 
-``mntr`` asks a ZooKeeper test server (support.services.ZooKeeperServer) for its counters and
+``mntr`` asks a ZooKeeper test server (harness.services.ZooKeeperServer) for its counters and
 parses the tab-separated lines.
 """
 
@@ -15,7 +15,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
-from support.services import ZooKeeperServer
+from harness.services import ZooKeeperServer
 
 
 @dataclass(frozen=True)

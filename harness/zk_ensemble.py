@@ -1,7 +1,7 @@
 """A 3-server ZooKeeper ensemble on loopback whose follower-to-leader links can be cut, and the
 demonstration that a leader's renewal must be a write (run it: it is opt-in, not part of `make test`).
 
-    PYTHONPATH=src:tests .venv/bin/python -m support.zk_ensemble
+    PYTHONPATH=src:. .venv/bin/python -m harness.zk_ensemble
 
 Each member dials the other members' quorum ports through a TcpProxy of its own (its zoo.cfg
 names the proxy's port), so one follower can be cut from the leader while it keeps serving its
@@ -65,7 +65,8 @@ class QuorumMember(ZooKeeperServer):
         (self.directory / "data" / "myid").write_text(f"{self.myid}\n")
         return [*super().config_lines(), f"initLimit={INIT_LIMIT}", f"syncLimit={self.sync_limit}",
                 f"server.{self.myid}=127.0.0.1:{self.quorum_port}:{self.election_port}",
-                *(f"server.{peer}=127.0.0.1:{quorum}:{election}" for peer, (quorum, election) in sorted(self.peers.items()))]
+                *(f"server.{peer}=127.0.0.1:{quorum}:{election}"
+                  for peer, (quorum, election) in sorted(self.peers.items()))]
 
     def serving(self) -> bool:
         return self.mode() in ("leader", "follower")

@@ -2,7 +2,7 @@
 on loopback, with a TCP proxy on every directed link: member A reaches member B through the proxy
 A->B, so one member can be cut off from all the others, and every message can be counted.
 
-Used by tests/test_raft_processes.py and by ``python -m support.raft_measure``.
+Used by tests/test_raft_processes.py and by ``python -m harness.raft_measure``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from DistributedMutex.journal import read_journal
-from support.fake_openweather import FakeOpenWeather
-from support.processes import SCRIPT, Instance, wait_until
-from support.services import free_port
-from support.tcpproxy import TcpProxy
+from harness.fake_openweather import FakeOpenWeather
+from harness.processes import SCRIPT, Instance, wait_until
+from harness.services import free_port
+from harness.tcpproxy import TcpProxy
 
 LO, HI = 1.0, 2.0  # RAFT_ELECTION_TIMEOUT=1000-2000, the default
 START_TIMEOUT = 30  # interpreters starting side by side on a busy CI machine

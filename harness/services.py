@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mysql.connector
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.37.0"  # the version package.json pins
@@ -79,8 +79,9 @@ class Azurite:
             # Same port inside and out, and every path mounted where it is: the arguments stay as they are.
             paths = {Path(a) if Path(a).is_dir() else Path(a).parent for a in args if a.startswith("/")}
             mounts = [f"--volume={p}:{p}" for p in sorted(paths)]
-            command = ["docker", "run", "--rm", f"--name={self.container}", f"--publish=127.0.0.1:{self.port}:{self.port}",
-                       *mounts, AZURITE_IMAGE, "azurite-blob", "--blobHost", "0.0.0.0", *args]
+            command = ["docker", "run", "--rm", f"--name={self.container}",
+                       f"--publish=127.0.0.1:{self.port}:{self.port}", *mounts,
+                       AZURITE_IMAGE, "azurite-blob", "--blobHost", "0.0.0.0", *args]
             timeout = max(timeout, 300.0)  # the first run pulls the image
         else:
             command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", *args]
@@ -153,7 +154,7 @@ class ZooKeeperServer:
         return self.wait_ready(timeout)
 
     def config_lines(self) -> list[str]:
-        """zoo.cfg; a member of an ensemble (tests/support/zk_ensemble.py) adds its quorum's lines."""
+        """zoo.cfg; a member of an ensemble (harness/zk_ensemble.py) adds its quorum's lines."""
         return [f"tickTime={round(self.tick * 1000)}", f"dataDir={self.directory / 'data'}",
                 f"clientPort={self.port}", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
                 f"4lw.commands.whitelist={','.join(ZOOKEEPER_WORDS)}"]

@@ -8,7 +8,7 @@ the server:
     proxy.down()          # nothing listens: connection refused, open connections reset
     proxy.up()            # listening again, on the same port
 
-A ``watch`` (see support.httpwatch) sees every chunk, both ways, with the time it was read: what
+A ``watch`` (see harness.httpwatch) sees every chunk, both ways, with the time it was read: what
 the instance really sent and what the server really answered, as evidence independent of the
 instance's own logs.
 """

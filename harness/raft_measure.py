@@ -1,6 +1,6 @@
 """Measure a Raft cluster of demo processes: failover times, and what it costs at rest.
 
-    PYTHONPATH=src:tests .venv/bin/python -m support.raft_measure --sizes 3,5 --rounds 5
+    PYTHONPATH=src:. .venv/bin/python -m harness.raft_measure --sizes 3,5 --rounds 5
 
 Per cluster size (RAFT_ELECTION_TIMEOUT=1000-2000, each member behind its own proxies):
 
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support.fake_openweather import FakeOpenWeather
-from support.raft_cluster import START_TIMEOUT, RaftProcesses
+from harness.fake_openweather import FakeOpenWeather
+from harness.raft_cluster import START_TIMEOUT, RaftProcesses
 
 log = logging.getLogger("raft_measure")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -98,7 +98,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m support.raft_measure", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.raft_measure", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="3,5", help="cluster sizes, comma-separated (default 3,5)")
     parser.add_argument("--rounds", type=int, default=5, help="graceful + crash failovers per size (default 5)")
     parser.add_argument("--rest", type=float, default=10.0, help="seconds of the quiet window (default 10)")

@@ -1,0 +1,75 @@
+"""Small measuring helpers: CPU and memory of a process from /proc, the whole machine's load, and
+the summaries (percentiles, rounding) the results are written with."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of proc(5))
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def system_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+class LoadMeter:
+    """The whole machine's CPU use over a stretch of time (everyone's, not just ours)."""
+
+    def __init__(self) -> None:
+        self.busy, self.total = system_busy()
+        self.load_start = os.getloadavg()
+
+    def read(self) -> dict[str, Any]:
+        busy, total = system_busy()
+        return {"machine_busy_pct": round(100 * (busy - self.busy) / max(1, total - self.total), 1),
+                "loadavg_start": [round(x, 2) for x in self.load_start],
+                "loadavg_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "min": None, "median": None, "p95": None, "max": None}
+    return {"n": len(values), "min": round(min(values), 3), "median": round(statistics.median(values), 3),
+            "p95": round(percentile(values, 95), 3), "max": round(max(values), 3)}
+
+
+def to_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)

@@ -1,0 +1,179 @@
+"""The invariants, checked after every round on the evidence gathered since the last one (each fact
+is judged once): no overlapping leaderships; every fetch and every row inside a leadership of the
+instance that made it, within the lease of a granted call; no row of a lower term after a higher
+one; no reading lost or stored twice; recovery within its bound; no traceback."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from DistributedMutex.timing import ElectionTiming
+from harness.chaos.model import SEND_SLACK, Interval, RoundResult, containing, epoch
+from harness.fake_openweather import Request
+
+if TYPE_CHECKING:
+    from harness.chaos.cluster import Chaos
+
+
+class Judge:
+    """What has been judged so far, and the counts the report gives."""
+
+    def __init__(self, chaos: Chaos) -> None:
+        self.chaos = chaos
+        self.verified: set[tuple[str, int]] = set()  # (city, dt) readings proven stored
+        self.lost: set[tuple[str, int]] = set()
+        self.reported: set[tuple] = set()
+        self.fetches_checked = 0
+        self.last_row_checked = 0
+        self.highest_term = 0
+        self.longest_act_after_grant = 0.0
+
+    def check(self, result: RoundResult) -> None:
+        """Check the evidence gathered since the last round (each fact is judged once)."""
+        violations = result.violations
+        intervals = self.chaos.intervals(result.ended)
+        by_slot: dict[str, list[Interval]] = {}
+        for interval in intervals:
+            by_slot.setdefault(interval.slot, []).append(interval)
+
+        # 1. No two instances act as leader at overlapping times.
+        for n, a in enumerate(intervals):
+            for b in intervals[n + 1:]:
+                overlap = min(a.end, b.end) - max(a.start, b.start)
+                if a.instance != b.instance and overlap > 0 and self._first_time(("overlap", a.start, b.start)):
+                    violations.append(f"overlap {overlap:.3f} s: {a.instance} (term {a.term}) and "
+                                      f"{b.instance} (term {b.term})")
+
+        # 2. Every fetch inside a leadership of its instance, within the lease of a granted call.
+        fetches = [r for r in self.chaos.weather.log() if r.client]
+        for request in fetches[self.fetches_checked:]:
+            owner = containing(by_slot.get(request.client, []), request.mono, SEND_SLACK)
+            if owner is None:
+                violations.append(f"{request.client} fetched {request.city} at {request.mono:.2f} while not leading")
+            self._check_within_lease(request.client, request.mono, f"fetch of {request.city}", violations)
+            self._check_not_in_another_leadership(request.client, request.mono, f"fetch of {request.city}",
+                                                  intervals, violations)
+        self.fetches_checked = len(fetches)
+
+        # 3. Rows: non-decreasing terms in insertion order; each written by a leader, while leading.
+        # The rows first, then the server's log: the instances run on while we check, and a row read
+        # now was fetched (and logged: the server logs before it answers) before we read it.
+        rows = self.chaos.rows()
+        served = {(r.city, r.dt) for r in self.chaos.weather.log() if r.client and r.dt is not None}
+        for row_id, city, observed_at, leader_id, term, stored_at in rows:
+            if row_id <= self.last_row_checked:
+                continue
+            self.last_row_checked = row_id
+            if term < self.highest_term:
+                violations.append(f"stale row {row_id}: term {term} after term {self.highest_term}")
+            self.highest_term = max(self.highest_term, term)
+            at = self.chaos.to_mono(stored_at)
+            if containing([i for i in intervals if i.instance == leader_id], at, SEND_SLACK) is None:
+                violations.append(f"row {row_id} written by {leader_id} at {at:.2f} while not leading")
+            self._check_within_lease(leader_id.rsplit("-g", 1)[0], at, f"row {row_id}", violations)
+            self._check_not_in_another_leadership(leader_id.rsplit("-g", 1)[0], at, f"row {row_id}", intervals,
+                                                  violations)
+            if (city, epoch(observed_at)) not in served:
+                violations.append(f"row {row_id} ({city}, {observed_at}) matches no reading the weather server served")
+
+        # 4. Nothing lost: every reading fetched by a leader that still leads is stored, once.
+        self._check_nothing_lost(fetches, by_slot, result, violations)
+
+        # 5. Recovery and leaderless time.
+        self._measure_recovery(result, intervals)
+        leader = self.chaos.leader_name()
+        if result.fault in ("mysql-down", "clock-jump") and (result.failovers or leader != result.victim):
+            # Neither may cost the leader its lease: MySQL is not the lock, and deadlines are monotonic.
+            violations.append(f"{result.fault} cost {result.victim} its leadership (leader now {leader})")
+        if result.recovery > self.chaos.s.recovery_bound:
+            violations.append(f"no leader for {result.recovery:.1f} s after the fault healed "
+                              f"(bound {self.chaos.s.recovery_bound:g} s)")
+
+        # 6. No traceback anywhere.
+        for slot in self.chaos.slots:
+            for instance in slot.all_instances():
+                if instance.find(r"Traceback") is not None and self._first_time(("traceback", instance.name)):
+                    violations.append(f"a traceback in {instance.name}'s output:\n{instance.tail(40)}")
+
+    def _first_time(self, key: tuple) -> bool:
+        if key in self.reported:
+            return False
+        self.reported.add(key)
+        return True
+
+    def _check_within_lease(self, slot_name: str, at: float, what: str, violations: list[str]) -> None:
+        """An act at most the acting window (lease - safety margin) after the last acquire/renewal
+        the storage granted *and* answered before the act (plus the check-to-send slack)."""
+        slot = next((s for s in self.chaos.slots if s.name == slot_name), None)
+        grants = [t for t in (slot.watch.lease_grants(answered_by=at) if slot else []) if t <= at]
+        window = self.chaos.s.lease - ElectionTiming().safety_margin
+        if not grants or at - grants[-1] > window + SEND_SLACK:
+            since = f"{at - grants[-1]:.1f} s after" if grants else "without"
+            violations.append(f"{what} by {slot_name} {since} its last granted acquire/renewal "
+                              f"(acting window {window:g} s)")
+        else:
+            self.longest_act_after_grant = max(self.longest_act_after_grant, at - grants[-1])
+
+    def _check_not_in_another_leadership(self, who: str, at: float, what: str, intervals: list[Interval],
+                                         violations: list[str]) -> None:
+        """No slack here: an act inside another instance's leadership is an overlap, whatever the
+        journal of the one who acted says."""
+        for other in intervals:
+            if other.slot != who and other.start < at < other.end:
+                violations.append(f"{what} by {who} at {at:.2f} during {other.instance}'s leadership "
+                                  f"(term {other.term})")
+                return
+
+    def _check_nothing_lost(self, fetches: list[Request], by_slot: dict[str, list[Interval]],
+                            result: RoundResult, violations: list[str]) -> None:
+        """Readings fetched in a leadership still going on must all be stored, once the leader had
+        a fair chance to write them (bounded wait); the buffered ones are counted when they land."""
+        settle = time.monotonic() + 3 * self.chaos.s.fetch_interval + 12
+        while True:
+            stored = {(city, epoch(observed)): (term, self.chaos.to_mono(at))
+                      for _, city, observed, _, term, at in self.chaos.rows()}
+            missing = []
+            for request in fetches:
+                key = (request.city, request.dt)
+                if request.dt is None or key in self.verified or request.mono > result.ended - 3:
+                    continue
+                owner = containing(by_slot.get(request.client, []), request.mono, SEND_SLACK)
+                if owner is None or not owner.open:
+                    continue  # a deposed or killed leader's unsaved readings are not owed
+                if key in stored:
+                    self.verified.add(key)
+                    if result.fault == "mysql-down" and result.fault_at <= request.mono <= result.healed_at:
+                        result.buffered_flushed += 1
+                else:
+                    missing.append(key)
+            if not missing or time.monotonic() >= settle:
+                break
+            time.sleep(0.2)
+        for city, dt in missing:
+            self.lost.add((city, dt))
+            violations.append(f"lost reading: {city} at {dt}, fetched by a leader that kept its leadership")
+        duplicates = self.chaos.mysql.query(self.chaos.database, "SELECT city, observed_at, COUNT(*) FROM weather"
+                                      " GROUP BY city, observed_at HAVING COUNT(*) > 1") if self.chaos.rows() else []
+        violations.extend(f"reading stored {n} times: {city} at {at}" for city, at, n in duplicates
+                          if self._first_time(("duplicate", city, at)))
+
+    def _measure_recovery(self, result: RoundResult, intervals: list[Interval]) -> None:
+        window = [i for i in intervals if i.end > result.started and i.start < result.ended]
+        result.failovers = sum(1 for i in window if result.started <= i.start)
+        # Leaderless stretches inside the round: (from, to).
+        gaps, moment = [], result.started
+        for interval in sorted(window, key=lambda i: i.start):
+            if interval.start > moment:
+                gaps.append((moment, interval.start))
+            moment = max(moment, interval.end)
+        if moment < result.ended:
+            gaps.append((moment, result.ended))
+        result.longest_leaderless = max((end - start for start, end in gaps), default=0.0)
+        # Recovery: the longest time without a leader counted from the fault's healing (a kill
+        # heals at once; a freeze or cut usually has its successor before it heals).
+        result.recovery = max((end - max(start, result.healed_at) for start, end in gaps if end > result.healed_at),
+                              default=0.0)
+        if result.fault in ("kill", "freeze", "cut"):
+            successors = [i.start for i in window if i.start >= result.fault_at and i.instance != result.victim]
+            result.takeover = (min(successors) if successors else result.ended) - result.fault_at

@@ -1,0 +1,86 @@
+"""The chaos harness's vocabulary: its settings and fault schedule, a leadership interval from the
+journal, what one round records, and the small helpers the checks share."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+FAULTS = ("kill", "freeze", "cut", "slow", "azurite-restart", "mysql-down", "clock-jump")
+# A leader checks its deadline, then sends: the request may reach the server a moment later.
+SEND_SLACK = 0.5
+STALE_REFUSED = re.compile(r"write refused by the fencing check")
+LOST_BY_STORAGE = re.compile(r"the storage lost it; waiting")
+
+
+@dataclass
+class ChaosSettings:
+    rounds: int = 21
+    instances: int = 3
+    seed: int = 1
+    lease: int = 15
+    renew: float = 5.0
+    acquire: float = 2.0
+    fetch_interval: float = 1.0
+    cities: tuple[str, ...] = ("Hanoi", "Tokyo")
+    mysql_outage: float = 30.0
+    slow_latency: float = 2.5
+    clock_jump: float = 600.0  # within Azure's 15-minute tolerance for a request's x-ms-date
+
+    @property
+    def recovery_bound(self) -> float:
+        return self.lease + self.acquire + 3
+
+    def schedule(self) -> list[str]:
+        """Every fault equally often (at least once), in a seeded random order."""
+        faults = [FAULTS[i % len(FAULTS)] for i in range(max(self.rounds, len(FAULTS)))]
+        random.Random(self.seed).shuffle(faults)
+        return faults
+
+
+@dataclass
+class Interval:
+    instance: str
+    term: int
+    start: float
+    end: float  # when it stopped acting (its deadline if it noticed later), or now if still leading
+    open: bool
+    reason: str = ""
+
+    @property
+    def slot(self) -> str:
+        return self.instance.rsplit("-g", 1)[0]
+
+
+@dataclass
+class RoundResult:
+    number: int
+    fault: str
+    victim: str | None
+    started: float
+    fault_at: float
+    healed_at: float
+    ended: float = 0.0
+    failovers: int = 0
+    longest_leaderless: float = 0.0
+    recovery: float = 0.0  # from the healing to a leader acting
+    takeover: float | None = None  # kill, freeze, cut: from the fault to another instance acting
+    stale_refused: int = 0
+    buffered_flushed: int = 0
+    violations: list[str] = field(default_factory=list)
+
+
+def containing(intervals: list[Interval], at: float, slack: float) -> Interval | None:
+    return next((i for i in intervals if i.start <= at <= i.end + slack), None)
+
+
+def epoch(naive_utc: datetime) -> int:
+    return int(naive_utc.replace(tzinfo=timezone.utc).timestamp())
+
+
+def hold_until(moment: float) -> None:
+    """Keep a fault in place until ``moment`` (the fault's duration, not a synchronisation)."""
+    time.sleep(max(0.0, moment - time.monotonic()))

@@ -1,0 +1,183 @@
+"""The election's service for ``make demo``: Azurite (the project's pinned npm package; its Docker
+image when there is no Node.js) or a ZooKeeper server (the Debian package's jar). A Raft cluster
+needs none: the instances are the cluster, each on a port chosen here. Every child dies with the
+demo, even when the demo is killed (PR_SET_PDEATHSIG)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from distributed_mutex_demo.launcher import LaunchError
+
+ROOT = Path(__file__).resolve().parents[3]
+AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.37.0"
+DEV_ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development key (public, in Microsoft's docs): not a secret.
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")  # Debian's package `zookeeper`
+LEASE_BLOB = "weather-leader"
+
+
+class Services:
+    """What ``backend`` needs to elect, started in ``workdir`` and stopped by ``stop()``."""
+
+    def __init__(self, backend: str, workdir: Path, container: str, instances: int) -> None:
+        self.backend = backend
+        self.workdir = workdir
+        self.container = container
+        self.azurite: subprocess.Popen[bytes] | None = None
+        self.azurite_port = 0
+        self.zookeeper: subprocess.Popen[bytes] | None = None
+        self.zookeeper_port = 0
+        # Raft: the cluster is fixed (RAFT_PEERS); a stopped member comes back under its own name.
+        self.raft_peers = {f"node-{i}": free_port() for i in range(1, instances + 1)} if backend == "raft" else {}
+
+    def start(self) -> str:
+        """Start what the backend needs; returns where the election happens, for the first line."""
+        if self.backend == "zookeeper":
+            self.start_zookeeper()
+            return f"ZooKeeper on 127.0.0.1:{self.zookeeper_port}, znodes under /election"
+        if self.backend == "raft":
+            return f"a Raft cluster of {', '.join(self.raft_peers)}"
+        self.start_azurite()
+        return f"lease blob {self.container}/{LEASE_BLOB}"
+
+    def stop(self) -> None:
+        for service in (self.azurite, self.zookeeper):
+            if service is not None and service.poll() is None:
+                service.terminate()
+                try:
+                    service.wait(10)
+                except subprocess.TimeoutExpired:
+                    service.kill()
+                    service.wait()
+
+    def backend_env(self, name: str) -> dict[str, str]:
+        """The settings that point instance ``name`` at the election."""
+        if self.backend == "zookeeper":
+            return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": f"127.0.0.1:{self.zookeeper_port}",
+                    "ZOOKEEPER_PATH": "/election"}
+        if self.backend == "raft":
+            return {"ELECTION_BACKEND": "raft", "RAFT_ID": name, "RAFT_DATA_DIR": str(self.workdir / "raft"),
+                    "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in self.raft_peers.items())}
+        return {"ELECTION_BACKEND": "azure", "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
+                "CONTAINER_NAME": self.container}
+
+    # -- ZooKeeper ---------------------------------------------------------------------------
+
+    def start_zookeeper(self) -> None:
+        if not ZOOKEEPER_JAR.exists() or not shutil.which("java"):
+            raise LaunchError("ZooKeeper is not installed: apt-get install zookeeper (it brings Java)")
+        self.zookeeper_port = free_port()
+        data = self.workdir / "zookeeper"
+        data.mkdir()
+        config = self.workdir / "zoo.cfg"
+        config.write_text(f"tickTime=1000\ndataDir={data}\nclientPort={self.zookeeper_port}\n"
+                          "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")
+        command = ["java", "-Xmx256m", "-cp", f"{ZOOKEEPER_JAR}:/usr/share/java/*",
+                   "org.apache.zookeeper.server.ZooKeeperServerMain", str(config)]
+        self.zookeeper = self._launch("ZooKeeper", command, self.workdir, self.zookeeper_port,
+                                      lambda port: four_letter_word(port, b"ruok") == b"imok", timeout=30)
+
+    # -- Azurite -----------------------------------------------------------------------------
+
+    def start_azurite(self) -> None:
+        self.azurite_port = free_port()
+        location = self.workdir / "azurite"
+        location.mkdir()
+        if AZURITE_BLOB.exists() and shutil.which("node"):
+            command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.azurite_port),
+                       "--location", str(location), "--disableTelemetry"]
+        elif shutil.which("docker"):
+            command = ["docker", "run", "--rm", "-p", f"127.0.0.1:{self.azurite_port}:10000", AZURITE_IMAGE,
+                       "azurite-blob", "--blobHost", "0.0.0.0", "--inMemoryPersistence", "--disableTelemetry"]
+        else:
+            raise LaunchError("Azurite is not installed (run `npm ci`; `make demo` does it) and there is no Docker")
+        self.azurite = self._launch("Azurite", command, ROOT, self.azurite_port, answers_http, timeout=60)
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{DEV_ACCOUNT};")
+
+    def lease_left(self) -> float | None:
+        """Seconds until the lease could run out: Last-Modified (stamped by every renewal) + lease.
+        Only the blob lease has a time left to show."""
+        if self.backend != "azure":
+            return None
+        try:
+            from azure.storage.blob import BlobClient
+
+            blob = BlobClient.from_connection_string(self.connection_string, self.container, LEASE_BLOB,
+                                                     api_version="2026-06-06", retry_total=0,
+                                                     connection_timeout=1, read_timeout=1)
+            properties = blob.get_blob_properties()
+        except Exception:  # noqa: BLE001 - the panel just shows "-"
+            return None
+        if properties.lease.state != "leased" or properties.last_modified is None:
+            return None
+        renewed: float = properties.last_modified.timestamp()
+        lease = float(os.environ.get("LEASE_DURATION", "15"))
+        return max(0.0, renewed + lease - time.time())
+
+    def _launch(self, name: str, command: list[str], cwd: Path, port: int, ready: Callable[[int], bool],
+                timeout: float) -> subprocess.Popen[bytes]:
+        """Start a service and wait until it answers on ``port``; stopped again if it never does."""
+        log_path = self.workdir / f"{name.lower()}.log"
+        with log_path.open("wb") as log_file:  # the child keeps its own copy
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd,
+                                       preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LaunchError(f"{name} exited at start (code {process.returncode}); see {log_path}")
+            if ready(port):
+                return process
+            time.sleep(0.2)
+        process.kill()
+        process.wait()
+        raise LaunchError(f"{name} did not answer on port {port} within {timeout:g} s")
+
+
+def die_with_parent() -> None:
+    """Children get SIGTERM if the demo itself dies (even by SIGKILL): nothing is left behind."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def answers_http(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/{DEV_ACCOUNT}?comp=list", timeout=1)
+    except urllib.error.HTTPError:
+        return True  # it answered (403 without a signature): it is up
+    except OSError:
+        return False
+    return True
+
+
+def four_letter_word(port: int, word: bytes) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.sendall(word)
+            return connection.recv(64)
+    except OSError:
+        return b""
