@@ -90,20 +90,54 @@ def test_a_wrong_account_key_is_rejected_without_showing_it(azurite, container_n
     b = backend(connection_string(azurite.port, key=WRONG_KEY), container_name)
     with pytest.raises(StorageRejectedError) as caught:
         b.acquire(Identity("x"), now=0.0)
-    assert "check the credentials in AZURE_STORAGE_CONNECTION_STRING" in str(caught.value)
+    assert str(caught.value) == ("storage refused the request (403 AuthorizationFailure): check the credentials in "
+                                 "connection_string and their permissions on container_name")
     assert WRONG_KEY not in str(caught.value)
+    # A program passes what it calls them (the demo: its settings).
+    named = backend(connection_string(azurite.port, key=WRONG_KEY), container_name,
+                    names={"connection_string": "AZURE_STORAGE_CONNECTION_STRING", "container_name": "CONTAINER_NAME"})
+    with pytest.raises(StorageRejectedError) as named_caught:
+        named.acquire(Identity("x"), now=0.0)
+    assert str(named_caught.value).endswith(
+        "check the credentials in AZURE_STORAGE_CONNECTION_STRING and their permissions on CONTAINER_NAME")
 
 
 def test_an_api_version_the_emulator_does_not_speak_is_named(azurite, container_name) -> None:
     b = backend(azurite.connection_string, container_name, api_version="2026-10-06")
-    with pytest.raises(StorageRejectedError, match="does not support API version 2026-10-06"):
+    with pytest.raises(StorageRejectedError) as raised:
         b.acquire(Identity("x"), now=0.0)
+    assert str(raised.value) == ("the storage endpoint does not support API version 2026-10-06 (set api_version to "
+                                 "one it supports, or upgrade Azurite)")
 
 
 @pytest.mark.parametrize("duration", [-1, 0, 14, 61])
 def test_infinite_or_out_of_range_leases_are_refused(duration: int) -> None:
-    with pytest.raises(ConfigurationError, match="LEASE_DURATION"):
+    with pytest.raises(ConfigurationError) as raised:
         backend("UseDevelopmentStorage=true", "c-x", lease_duration=duration)
+    assert str(raised.value) == f"lease_duration: must be from 15 to 60 seconds (Azure's lease range), got {duration}"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"lease_duration": 15.5}, "lease_duration: must be a whole number of seconds from 15 to 60 (Azure's lease "
+                               "range), got 15.5"),
+    ({"call_timeout": 0}, "call_timeout: must be a number of seconds above 0 and below the 15 s lease, got 0"),
+    ({"lease_duration": 20, "names": {"lease_duration": "LEASE_DURATION"}, "call_timeout": 30},
+     "call_timeout: must be a number of seconds above 0 and below the 20 s lease, got 30"),
+    ({"lease_duration": 14, "names": {"lease_duration": "LEASE_DURATION"}},
+     "LEASE_DURATION: must be from 15 to 60 seconds (Azure's lease range), got 14"),
+])
+def test_bad_arguments_are_one_line_in_the_caller_s_terms(options: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        backend("UseDevelopmentStorage=true", "c-x", **options)
+    assert str(raised.value) == message
+
+
+def test_a_connection_string_the_sdk_refuses_is_named_not_shown() -> None:
+    secret = "BlobEndpoint=;AccountKey=" + WRONG_KEY  # no endpoint: the SDK refuses it
+    with pytest.raises(ConfigurationError) as raised:
+        backend(secret, "c-x")
+    assert str(raised.value) == "connection_string: is not accepted by the Azure SDK"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
 def test_only_the_holder_can_advance_the_term(azurite, container_name) -> None:

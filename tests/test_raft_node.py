@@ -26,7 +26,7 @@ from DistributedMutex.backends.raft.messages import LeaderInfo, Vote, VoteReply,
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
 from DistributedMutex.backends.raft.storage import StateFile
 from DistributedMutex.backends.raft.transport import query_status
-from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
 from support.processes import wait_until
 from support.services import free_port
@@ -100,6 +100,52 @@ def outcome(fn: Callable[..., Any], *args: Any) -> Any:
 
 def test_the_backend_is_an_election_backend(tmp_path: Path) -> None:
     assert isinstance(RaftBackend(addresses("a"), "a", tmp_path, TIMEOUT), ElectionBackend)
+
+
+def test_the_defaults_are_the_documented_ones(tmp_path: Path) -> None:
+    """election_timeout (1.0, 2.0) s; data_dir a str or a Path; the timing follows from the minimum."""
+    backend = RaftBackend({"a": ("127.0.0.1", 7001), "b": "127.0.0.1:7002"}, "a", str(tmp_path / "state"))
+    timing = backend.default_timing()
+    assert (timing.lease_duration, timing.renew_interval, timing.acquire_interval, timing.safety_margin) == (
+        1.0, 0.2, 0.5, 0.25)
+    assert backend.lease_basis == "election_timeout minimum 1 s"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"peers": {}}, "peers: must list the whole cluster as {id: (host, port), ...}, got {}"),
+    ({"peers": [("127.0.0.1", 7001)]}, "peers: must list the whole cluster as {id: (host, port), ...}, got list"),
+    ({"peers": {"a b": ("127.0.0.1", 7001)}, "node_id": "a b"},
+     "peers: 'a b' is not a peer id (1-64 letters, digits or . _ -, starting with a letter or digit)"),
+    ({"peers": {"a": ("127.0.0.1", 70001)}}, "peers['a']: '127.0.0.1:70001': the port must be a number from 1 to 65535"),
+    ({"peers": {"a": ("127.0.0.1", "7001")}}, "peers: the address of 'a' must be (host, port), got ('127.0.0.1', '7001')"),
+    ({"peers": {"a": "127.0.0.1"}}, "peers['a']: '127.0.0.1' has no port: write host:port"),
+    ({"peers": {"a": ("127.0.0.1", 7001), "b": ("127.0.0.1", 7001)}}, "peers: gives 127.0.0.1:7001 to two peers"),
+    ({"node_id": "d"}, "node_id: 'd' is not one of the ids in peers (a, b, c)"),
+    ({"election_timeout": (2.0, 1.0)}, "election_timeout: must be (min, max) seconds with 0.2 <= min < max <= 600 "
+                                       "(a range, so that candidates rarely split the vote), got (2, 1)"),
+    ({"election_timeout": 1.5}, "election_timeout: must be (min, max) seconds with 0.2 <= min < max <= 600, got 1.5"),
+    ({"election_timeout": (0.1, 0.2)}, "election_timeout: must be (min, max) seconds with 0.2 <= min < max <= 600 "
+                                       "(a range, so that candidates rarely split the vote), got (0.1, 0.2)"),
+    ({"data_dir": "/etc/hostname"}, "data_dir: '/etc/hostname' exists and is not a directory"),
+    ({"data_dir": None}, "data_dir: must be a directory path (str or Path) for this peer's term and vote, got None"),
+    ({"heartbeat_interval": 1.0}, "heartbeat_interval: must be above 0 and below the minimum election timeout, "
+                                  "1 s, got 1.0"),
+])
+def test_bad_arguments_are_one_line_in_the_library_s_terms(tmp_path: Path, arguments: dict[str, Any],
+                                                           message: str) -> None:
+    given = {"peers": {"a": ("127.0.0.1", 7001), "b": ("127.0.0.1", 7002), "c": ("127.0.0.1", 7003)},
+             "node_id": "a", "data_dir": tmp_path, **arguments}
+    with pytest.raises(ConfigurationError) as raised:
+        RaftBackend(**given)
+    assert str(raised.value) == message
+    assert "RAFT_" not in str(raised.value)
+
+
+def test_a_program_s_own_setting_names_reach_the_messages(tmp_path: Path) -> None:
+    names = {"peers": "RAFT_PEERS", "node_id": "RAFT_ID", "data_dir": "RAFT_DATA_DIR"}
+    with pytest.raises(ConfigurationError) as raised:
+        RaftBackend({"a": ("127.0.0.1", 7001)}, "b", tmp_path, names=names)
+    assert str(raised.value) == "RAFT_ID: 'b' is not one of the ids in RAFT_PEERS (a)"
 
 
 def test_one_peer_leads_the_others_name_it(trio: dict[str, RaftBackend]) -> None:
@@ -186,14 +232,14 @@ def test_read_leader_with_no_peer_up_says_who_was_tried(tmp_path: Path) -> None:
         backend.read_leader()
 
 
-def test_a_taken_address_is_one_line_naming_the_settings(tmp_path: Path) -> None:
+def test_a_taken_address_is_one_line_naming_the_arguments(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as squatter:
         port = squatter.getsockname()[1]
         backend = RaftBackend({"a": ("127.0.0.1", port)}, "a", tmp_path, TIMEOUT)
         with pytest.raises(StorageRejectedError) as refused:
             backend.acquire(ME, time.monotonic())
     message = str(refused.value)
-    assert message == (f"cannot listen on 127.0.0.1:{port}, the address of RAFT_ID=a in RAFT_PEERS: "
+    assert message == (f"cannot listen on 127.0.0.1:{port}, the address of node_id=a in peers: "
                        "Address already in use")
 
 
@@ -202,7 +248,7 @@ def test_two_processes_cannot_run_one_peer_on_one_data_directory(tmp_path: Path)
     second = RaftBackend(addresses("a"), "a", tmp_path, TIMEOUT)  # another address, the same state file
     try:
         first.acquire(ME, time.monotonic())
-        with pytest.raises(StorageRejectedError, match=r"RAFT_DATA_DIR=.* another process runs Raft peer a"):
+        with pytest.raises(StorageRejectedError, match=r"data_dir=.* another process runs Raft peer a"):
             second.acquire(ME, time.monotonic())
     finally:
         first.close()
@@ -211,7 +257,7 @@ def test_two_processes_cannot_run_one_peer_on_one_data_directory(tmp_path: Path)
 def test_a_corrupt_state_file_is_refused_not_reset(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text("{not json")
     backend = RaftBackend(addresses("a"), "a", tmp_path, TIMEOUT)
-    with pytest.raises(StorageRejectedError, match=r"RAFT_DATA_DIR=.*a\.json is not a Raft state file"):
+    with pytest.raises(StorageRejectedError, match=r"data_dir=.*a\.json is not a Raft state file"):
         backend.acquire(ME, time.monotonic())
 
 

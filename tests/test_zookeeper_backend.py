@@ -12,7 +12,7 @@ What each test proves:
                           with one line (docs/bad-input.md); the setting is 2..40 s
     renew is a write      it commits a transaction (the server's zxid moves), which the ZooKeeper
                           leader checks the session for; a renewal after our znode went fails
-    errors                unreachable: one line naming ZOOKEEPER_HOSTS, within the call timeout,
+    errors                unreachable: one line naming the hosts argument, within the call timeout,
                           and the loop is woken when the server comes; refused by an ACL: rejected
     handover (processes)  SIGTERM of the leader: the next leads within 1 s; SIGKILL: within the
                           session timeout + 2 s
@@ -121,22 +121,37 @@ def line_of(inspector: KazooClient, path: str) -> list[tuple[str, str]]:
 
 # -- the settings ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("options", "setting"), [
-    ({"hosts": "zk1:21810000"}, "ZOOKEEPER_HOSTS"),
-    ({"hosts": ""}, "ZOOKEEPER_HOSTS"),
-    ({"path": "election"}, "ZOOKEEPER_PATH"),
-    ({"path": "/zookeeper/election"}, "ZOOKEEPER_PATH"),
-    ({"session_timeout": 0.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
-    ({"session_timeout": 1.9}, "ZOOKEEPER_SESSION_TIMEOUT"),
-    ({"session_timeout": 40.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
-    ({"session_timeout": float("nan")}, "ZOOKEEPER_SESSION_TIMEOUT"),
+@pytest.mark.parametrize(("options", "message"), [
+    ({"hosts": "zk1:21810000"}, "hosts: 'zk1:21810000': the port must be a number from 1 to 65535"),
+    ({"hosts": ""}, "hosts: '' is not host:port"),
+    ({"hosts": "zk1:2181/apps"}, "hosts: 'zk1:2181/apps' has a path: give the znode path in the path argument instead"),
+    ({"hosts": 2181}, "hosts: must be a string of host:port pairs like '127.0.0.1:2181', got 2181"),
+    ({"path": "election"}, "path: must be an absolute znode path like /election (letters, digits, . _ - between "
+                           "slashes, no trailing slash), got 'election'"),
+    ({"path": "/zookeeper/election"}, "path: '/zookeeper/election' is reserved by ZooKeeper: choose another path"),
+    ({"session_timeout": 0.5}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": 1.9}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": 40.5}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": float("nan")}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": "five"}, "session_timeout: must be a number of seconds, got 'five'"),
+    ({"call_timeout": 0}, "call_timeout: must be a number of seconds above 0 and at most the 5 s session timeout"),
 ])
-def test_bad_settings_are_one_line_naming_the_setting(options: dict, setting: str) -> None:
+def test_bad_arguments_are_one_line_in_the_library_s_terms(options: dict, message: str) -> None:
     arguments = {"hosts": "127.0.0.1:2181", "path": "/election", "session_timeout": 5.0, **options}
     with pytest.raises(ConfigurationError) as raised:
         ZooKeeperBackend(arguments.pop("hosts"), arguments.pop("path"), **arguments)
-    assert raised.value.setting == setting
-    assert str(raised.value).startswith(f"{setting}: ") and "\n" not in str(raised.value)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    assert "ZOOKEEPER" not in str(raised.value)
+
+
+def test_a_program_s_own_setting_names_reach_the_messages() -> None:
+    """The demo passes its settings' names: its users read ZOOKEEPER_PATH, not path."""
+    names = {"hosts": "ZOOKEEPER_HOSTS", "path": "ZOOKEEPER_PATH", "session_timeout": "ZOOKEEPER_SESSION_TIMEOUT"}
+    with pytest.raises(ConfigurationError) as raised:
+        ZooKeeperBackend("zk1:2181/apps", names=names)
+    assert str(raised.value) == "ZOOKEEPER_HOSTS: 'zk1:2181/apps' has a path: give the znode path in ZOOKEEPER_PATH instead"
+    with pytest.raises(ConfigurationError, match=r"^ZOOKEEPER_SESSION_TIMEOUT: must be from 2 to 40"):
+        ZooKeeperBackend("127.0.0.1:2181", session_timeout=100, names=names)
 
 
 @pytest.mark.parametrize("seconds", [1.5, 41.0, 100.0, 200.0])
@@ -256,7 +271,7 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
     assert backend.renew(lease, time.monotonic()).duration == most
     warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
     assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {asked:g} s asked for "
-                        f"(ZOOKEEPER_SESSION_TIMEOUT; the server allows 2 to 20 ticks): leases last {most:g} s"]
+                        f"(session_timeout; the server allows 2 to 20 ticks): leases last {most:g} s"]
 
 
 def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_line(
@@ -270,7 +285,7 @@ def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_l
         backend.acquire(Identity("greedy"), time.monotonic())
     assert str(raised.value) == (
         f"ZooKeeper at {zookeeper_server.hosts} granted a session timeout of {most:g} s, far less than the "
-        f"{most * 1.7:g} s asked for: a leader could not renew in time; set ZOOKEEPER_SESSION_TIMEOUT to at most "
+        f"{most * 1.7:g} s asked for: a leader could not renew in time; set session_timeout to at most "
         f"{most:g}")
     assert inspector.exists(election) is None or inspector.get_children(election) == [], "it joined the line"
     # What the message advises works.
@@ -350,7 +365,7 @@ def test_an_unreachable_server_is_one_line_then_the_loop_is_woken_when_it_answer
             backend.acquire(Identity("early"), time.monotonic())
         assert time.monotonic() - started < 1.5
         message = str(raised.value)
-        assert "ZOOKEEPER_HOSTS" in message and f"127.0.0.1:{proxy.port}" in message and "\n" not in message
+        assert f"ZooKeeper at 127.0.0.1:{proxy.port} (hosts)" in message and "\n" not in message
         with pytest.raises(StorageUnavailableError):  # still trying in the background: fails at once
             backend.read_leader()
 
@@ -370,7 +385,7 @@ def test_a_path_the_acl_refuses_is_rejected_for_good(
         owner.create(locked, acl=[make_digest_acl("owner", "owner-secret", all=True)])
         with pytest.raises(StorageRejectedError) as raised:
             make(path=f"{locked}/election").acquire(Identity("outsider"), time.monotonic())
-        assert "ZOOKEEPER_PATH" in str(raised.value) and "NoAuth" in str(raised.value)
+        assert f"under {locked}/election (path): NoAuthError" in str(raised.value)
         assert "owner-secret" not in str(raised.value) and "\n" not in str(raised.value)
     finally:
         owner.delete(locked, recursive=True)
