@@ -178,3 +178,44 @@ def test_a_lease_the_storage_lost_tells_the_next_holder_to_wait(tmp_path, contai
         assert isinstance(again, Lease) and again.predecessor_until == -math.inf  # released: nothing to wait for
     finally:
         server.stop()
+
+
+def test_a_lead_and_renew_cycle_logs_nothing_at_info_from_the_sdk(
+        azurite, container_name, caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK logs every request and response at INFO, headers and all: our clients log those
+    lines at DEBUG, on the SDK's own logger, so that a user's INFO logs stay readable and DEBUG
+    on that logger shows them. No logger's level is changed by the library."""
+    import logging
+
+    from DistributedMutex.backends.azure.clients import HTTP_LOGGER
+
+    root, http = logging.getLogger(), logging.getLogger(HTTP_LOGGER)
+    levels = (root.level, http.level, logging.getLogger("azure").level)
+    caplog.set_level(logging.INFO)  # the root logger at INFO, as a user's service would have it
+
+    def sdk_info() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.startswith("azure") and r.levelno >= logging.INFO]
+
+    # The same SDK, built without our options, floods: the check below can fail.
+    plain = BlobServiceClient.from_connection_string(azurite.connection_string, api_version=DEFAULT_API_VERSION)
+    plain.get_container_client(container_name).exists()
+    assert sdk_info(), "the SDK logged nothing at INFO of its own: this test no longer shows anything"
+    caplog.clear()
+
+    a = backend(azurite.connection_string, container_name)
+    lease = a.acquire(Identity("alpha"), now=time.monotonic())
+    assert isinstance(lease, Lease)
+    for _ in range(3):
+        lease = a.renew(lease, now=time.monotonic())
+    a.read_leader()
+    a.release(lease)
+    assert sdk_info() == [], [r.getMessage()[:120] for r in sdk_info()]
+    assert (root.level, http.level, logging.getLogger("azure").level) == (logging.INFO, *levels[1:])
+
+    # Asked for (DEBUG on the SDK's HTTP logger): the lines are there, at DEBUG.
+    caplog.set_level(logging.DEBUG, logger=HTTP_LOGGER)
+    a.read_leader()
+    lines = [r for r in caplog.records if r.name == HTTP_LOGGER]
+    assert lines and all(r.levelno == logging.DEBUG for r in lines)
+    assert any("Request URL" in r.getMessage() for r in lines)
+    a.close()

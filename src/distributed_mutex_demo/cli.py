@@ -86,18 +86,18 @@ def status(settings: Settings) -> int:
         return EXIT_UNAVAILABLE
     finally:
         backend.close()
-    leading = record is not None and record.is_held
+    leader = record if record is not None and record.is_held else None
     print(json.dumps({
         "backend": backend.name,
-        "leader_id": record.instance_id if leading else None,
-        "leader_host": record.host if leading else None,
-        "leader_pid": record.pid if leading else None,
+        "leader_id": leader.instance_id if leader else None,
+        "leader_host": leader.host if leader else None,
+        "leader_pid": leader.pid if leader else None,
         "term": record.term if record else 0,
-        "acquired_at": record.acquired_at.isoformat() if leading and record.acquired_at else None,
+        "acquired_at": leader.acquired_at.isoformat() if leader and leader.acquired_at else None,
         "lease_state": record.lease_state if record else None,
         "last_leader_id": record.instance_id if record else None,
     }))
-    return EXIT_OK if leading else EXIT_NO_LEADER
+    return EXIT_OK if leader else EXIT_NO_LEADER
 
 
 def open_journal(settings: Settings) -> LeadershipJournal | None:

@@ -31,7 +31,7 @@ class QuietHttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().__init__(logging.getLogger(HTTP_LOGGER), {})
 
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
-        return self.logger.isEnabledFor(_quieter(level))
+        return bool(self.logger.isEnabledFor(_quieter(level)))
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         super().log(_quieter(level), msg, *args, **kwargs)

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -287,7 +288,7 @@ class AzureBlobLeaseBackend:
         self._metadata = metadata
         written_since = seen_etag is not None and properties.etag != seen_etag
         last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
-        if last_stamp is None or server_now is None:
+        if not isinstance(last_stamp, datetime) or not isinstance(server_now, datetime):
             return term, float(self._lease_duration + 1), written_since  # cannot tell: assume the worst
         return term, (last_stamp - server_now).total_seconds() + self._lease_duration + 1, written_since
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -100,7 +100,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 def encode(message: Message) -> bytes:
     """One line of JSON, newline included."""
     record: dict[str, Any] = {"type": _NAMES[type(message)]}
-    for name in message.__slots__:  # type: ignore[union-attr]
+    for field in fields(message):
+        name = field.name
         value = getattr(message, name)
         if isinstance(value, LeaderInfo):
             value = {"instance_id": value.instance_id, "host": value.host, "pid": value.pid}
@@ -117,26 +118,27 @@ def decode(line: bytes | str) -> Message:
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError("unknown message type")
-    fields: dict[str, Any] = {}
-    for name in cls.__slots__:
+    given: dict[str, Any] = {}
+    for field in fields(cls):
+        name = field.name
         if name not in record:
             if name in ("transfer", "info"):
                 continue  # optional, with defaults
             raise ValueError(f"missing field {name!r}")
-        fields[name] = _checked(name, record[name])
-    return cls(**fields)  # type: ignore[no-any-return]
+        given[name] = _checked(name, record[name])
+    return cls(**given)  # type: ignore[no-any-return]
 
 
-def _checked(name: str, value: Any) -> Any:
+def _checked(name: str, value: object) -> object:
     if name == "info":
         return None if value is None else _leader_info(value)
     expected = _FIELD_TYPES[name]
     # bool is an int in Python: a term of true is no term.
     if not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)):
         raise ValueError(f"field {name!r} has the wrong type")
-    if name == "term" and value < 0:
+    if name == "term" and isinstance(value, int) and value < 0:
         raise ValueError("negative term")
-    if name == "sent_at" and not math.isfinite(value):
+    if name == "sent_at" and isinstance(value, (int, float)) and not math.isfinite(value):
         raise ValueError("sent_at is not a finite number")
     return value
 
