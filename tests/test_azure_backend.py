@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 
 from DistributedMutex.backend import Held, Identity, Lease
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION, AzureBlobLeaseBackend
-from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from support.services import connection_string, free_port
 
 WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
@@ -108,36 +108,6 @@ def test_an_api_version_the_emulator_does_not_speak_is_named(azurite, container_
         b.acquire(Identity("x"), now=0.0)
     assert str(raised.value) == ("the storage endpoint does not support API version 2026-10-06 (set api_version to "
                                  "one it supports, or upgrade Azurite)")
-
-
-@pytest.mark.parametrize("duration", [-1, 0, 14, 61])
-def test_infinite_or_out_of_range_leases_are_refused(duration: int) -> None:
-    with pytest.raises(ConfigurationError) as raised:
-        backend("UseDevelopmentStorage=true", "c-x", lease_duration=duration)
-    assert str(raised.value) == f"lease_duration: must be from 15 to 60 seconds (Azure's lease range), got {duration}"
-
-
-@pytest.mark.parametrize(("options", "message"), [
-    ({"lease_duration": 15.5}, "lease_duration: must be a whole number of seconds from 15 to 60 (Azure's lease "
-                               "range), got 15.5"),
-    ({"call_timeout": 0}, "call_timeout: must be a number of seconds above 0 and below the 15 s lease, got 0"),
-    ({"lease_duration": 20, "names": {"lease_duration": "LEASE_DURATION"}, "call_timeout": 30},
-     "call_timeout: must be a number of seconds above 0 and below the 20 s lease, got 30"),
-    ({"lease_duration": 14, "names": {"lease_duration": "LEASE_DURATION"}},
-     "LEASE_DURATION: must be from 15 to 60 seconds (Azure's lease range), got 14"),
-])
-def test_bad_arguments_are_one_line_in_the_caller_s_terms(options: dict, message: str) -> None:
-    with pytest.raises(ConfigurationError) as raised:
-        backend("UseDevelopmentStorage=true", "c-x", **options)
-    assert str(raised.value) == message
-
-
-def test_a_connection_string_the_sdk_refuses_is_named_not_shown() -> None:
-    secret = "BlobEndpoint=;AccountKey=" + WRONG_KEY  # no endpoint: the SDK refuses it
-    with pytest.raises(ConfigurationError) as raised:
-        backend(secret, "c-x")
-    assert str(raised.value) == "connection_string: is not accepted by the Azure SDK"
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
 def test_only_the_holder_can_advance_the_term(azurite, container_name) -> None:
