@@ -20,7 +20,7 @@ _ZNODE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 # for the granted one (from 100 s up a leader would step down before its first renewal). 2 s, not
 # 4, at the low end: a server with a shorter tick grants it, and a default one rounds it up to 4 s,
 # which only lengthens the lease.
-ZOOKEEPER_SESSION_TIMEOUT_RANGE = (2.0, 40.0)
+SESSION_TIMEOUT_RANGE = (2.0, 40.0)
 DEFAULT_SESSION_TIMEOUT = 5.0
 DEFAULT_PATH = "/election"
 
@@ -33,7 +33,7 @@ def zookeeper_timing(session_timeout: float) -> ElectionTiming:
 
 
 def parse_session_timeout(name: str, value: str | float) -> float:
-    """Seconds within ZOOKEEPER_SESSION_TIMEOUT_RANGE."""
+    """Seconds within SESSION_TIMEOUT_RANGE."""
     try:
         if isinstance(value, bool):
             raise TypeError(value)
@@ -41,7 +41,7 @@ def parse_session_timeout(name: str, value: str | float) -> float:
     except (TypeError, ValueError):
         raise ConfigurationError(name, f"must be a number of seconds, got {value!r}") from None
     shown = value.strip() if isinstance(value, str) else f"{seconds:g}"
-    low, high = ZOOKEEPER_SESSION_TIMEOUT_RANGE
+    low, high = SESSION_TIMEOUT_RANGE
     if not low <= seconds <= high:  # also refuses nan
         raise ConfigurationError(name, f"must be from {low:g} to {high:g} seconds (ZooKeeper grants 2 to 20 of its "
                                        f"ticks: 4 to 40 s at its default tickTime of 2 s), got {shown}")
