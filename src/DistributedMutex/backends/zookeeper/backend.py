@@ -89,8 +89,8 @@ class ZooKeeperBackend:
         def named(argument: str) -> str:
             return given.get(argument, argument)
 
-        checked_path = parse_znode_path(named("path"), path)
         hosts = parse_zookeeper_hosts(named("hosts"), hosts, path_name=given.get("path", "the path argument"))
+        checked_path = parse_znode_path(named("path"), path)
         asked = parse_session_timeout(named("session_timeout"), session_timeout)
         self._path = checked_path
         self._term_path = self._path + "-term"
