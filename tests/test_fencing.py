@@ -20,8 +20,8 @@ from DistributedMutex import DistributedMutex, RoleContext
 from DistributedMutex.backends.raft import RaftBackend
 from DistributedMutex.errors import ConfigurationError, StaleTermError
 from DistributedMutex.fencing import Fence, _render, fenced_update
-from support.processes import wait_until
-from support.services import MySQLServer, free_port
+from harness.processes import wait_until
+from harness.services import MySQLServer, free_port
 
 WAIT = 10.0  # bound of every wait for another thread
 

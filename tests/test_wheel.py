@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from support.processes import wait_until
-from support.services import Azurite, free_port
+from harness.processes import wait_until
+from harness.services import Azurite, free_port
 from support.wheel import ROOT, FreshVenv, WheelInfo, build_wheel
 
 SCRIPTS = Path(__file__).parent / "support" / "installed"

@@ -1,4 +1,4 @@
-"""The ZooKeeper election backend against a real ZooKeeper server (harness/services.py).
+"""The ZooKeeper election backend against a real ZooKeeper server (tests/support/services.py).
 
 What each test proves:
 
@@ -12,30 +12,19 @@ What each test proves:
                           with one line (docs/bad-input.md); the setting is 2..40 s
     renew is a write      it commits a transaction (the server's zxid moves), which the ZooKeeper
                           leader checks the session for; a renewal after our znode went fails
-    errors                unreachable: one line naming ZOOKEEPER_HOSTS, within the call timeout,
+    errors                unreachable: one line naming the hosts argument, within the call timeout,
                           and the loop is woken when the server comes; refused by an ACL: rejected
-    handover (processes)  SIGTERM of the leader: the next leads within 1 s; SIGKILL: within the
-                          session timeout + 2 s
-    cut off (in process)  connection reset: leader work ends within 1 s of SUSPENDED, before the
-                          next leader; blackholed until the session expired: no two leaders at
-                          once, and after LOST the instance rejoins with a new, higher term
-    ensemble              3 servers; the leader's follower cut from the ZooKeeper leader keeps
-                          serving reads while the leader expires the session: the cut-off
-                          leader stops before the next one leads (a read-only renewal would not)
+
+Handovers, a leader cut off, an ensemble: tests/test_zookeeper_failover.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import re
-import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -46,18 +35,16 @@ from distributed_mutex_demo.backend_settings import ZooKeeperSettings
 from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
-from DistributedMutex.mutex import DistributedMutex, RoleContext
 from harness.fake_openweather import FakeOpenWeather
-from harness.processes import Instance, wait_until
+from harness.processes import Instance
 from harness.services import ZooKeeperServer
 from harness.tcpproxy import TcpProxy
-from harness.zk_ensemble import ZooKeeperEnsemble
 from support.bad_input import assert_stops_with
+from support.zk_inspect import inspecting, line_of
 
 log = logging.getLogger(__name__)
 
 SESSION = 4.0  # seconds; the test server's tick is 0.5 s, so it grants 1 to 10 s as asked
-CONTENDER = Path(__file__).resolve().parent / "support" / "zk_contender.py"
 
 
 @pytest.fixture
@@ -85,11 +72,8 @@ def make(zookeeper_server: ZooKeeperServer, election: str) -> Iterator[Callable[
 @pytest.fixture
 def inspector(zookeeper_server: ZooKeeperServer) -> Iterator[KazooClient]:
     """A plain kazoo client of the test's own, to look at the znodes as they are."""
-    client = KazooClient(zookeeper_server.hosts)
-    client.start(timeout=10)
-    yield client
-    client.stop()
-    client.close()
+    with inspecting(zookeeper_server.hosts) as client:
+        yield client
 
 
 class Wakes:
@@ -113,31 +97,7 @@ def watching(backend: ZooKeeperBackend) -> Wakes:
     return wakes
 
 
-def line_of(inspector: KazooClient, path: str) -> list[tuple[str, str]]:
-    """(znode path, instance_id) of every contender, lowest first."""
-    names = sorted(inspector.get_children(path), key=lambda name: int(name[-10:]))
-    return [(f"{path}/{name}", json.loads(inspector.get(f"{path}/{name}")[0])["instance_id"]) for name in names]
-
-
 # -- the settings ------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("options", "setting"), [
-    ({"hosts": "zk1:21810000"}, "ZOOKEEPER_HOSTS"),
-    ({"hosts": ""}, "ZOOKEEPER_HOSTS"),
-    ({"path": "election"}, "ZOOKEEPER_PATH"),
-    ({"path": "/zookeeper/election"}, "ZOOKEEPER_PATH"),
-    ({"session_timeout": 0.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
-    ({"session_timeout": 1.9}, "ZOOKEEPER_SESSION_TIMEOUT"),
-    ({"session_timeout": 40.5}, "ZOOKEEPER_SESSION_TIMEOUT"),
-    ({"session_timeout": float("nan")}, "ZOOKEEPER_SESSION_TIMEOUT"),
-])
-def test_bad_settings_are_one_line_naming_the_setting(options: dict, setting: str) -> None:
-    arguments = {"hosts": "127.0.0.1:2181", "path": "/election", "session_timeout": 5.0, **options}
-    with pytest.raises(ConfigurationError) as raised:
-        ZooKeeperBackend(arguments.pop("hosts"), arguments.pop("path"), **arguments)
-    assert raised.value.setting == setting
-    assert str(raised.value).startswith(f"{setting}: ") and "\n" not in str(raised.value)
-
 
 @pytest.mark.parametrize("seconds", [1.5, 41.0, 100.0, 200.0])
 def test_a_session_timeout_outside_2_to_40_s_is_refused_by_the_settings_too(seconds: float) -> None:
@@ -256,7 +216,7 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
     assert backend.renew(lease, time.monotonic()).duration == most
     warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
     assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {asked:g} s asked for "
-                        f"(ZOOKEEPER_SESSION_TIMEOUT; the server allows 2 to 20 ticks): leases last {most:g} s"]
+                        f"(session_timeout; the server allows 2 to 20 ticks): leases last {most:g} s"]
 
 
 def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_line(
@@ -270,7 +230,7 @@ def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_l
         backend.acquire(Identity("greedy"), time.monotonic())
     assert str(raised.value) == (
         f"ZooKeeper at {zookeeper_server.hosts} granted a session timeout of {most:g} s, far less than the "
-        f"{most * 1.7:g} s asked for: a leader could not renew in time; set ZOOKEEPER_SESSION_TIMEOUT to at most "
+        f"{most * 1.7:g} s asked for: a leader could not renew in time; set session_timeout to at most "
         f"{most:g}")
     assert inspector.exists(election) is None or inspector.get_children(election) == [], "it joined the line"
     # What the message advises works.
@@ -350,7 +310,7 @@ def test_an_unreachable_server_is_one_line_then_the_loop_is_woken_when_it_answer
             backend.acquire(Identity("early"), time.monotonic())
         assert time.monotonic() - started < 1.5
         message = str(raised.value)
-        assert "ZOOKEEPER_HOSTS" in message and f"127.0.0.1:{proxy.port}" in message and "\n" not in message
+        assert f"ZooKeeper at 127.0.0.1:{proxy.port} (hosts)" in message and "\n" not in message
         with pytest.raises(StorageUnavailableError):  # still trying in the background: fails at once
             backend.read_leader()
 
@@ -370,154 +330,12 @@ def test_a_path_the_acl_refuses_is_rejected_for_good(
         owner.create(locked, acl=[make_digest_acl("owner", "owner-secret", all=True)])
         with pytest.raises(StorageRejectedError) as raised:
             make(path=f"{locked}/election").acquire(Identity("outsider"), time.monotonic())
-        assert "ZOOKEEPER_PATH" in str(raised.value) and "NoAuth" in str(raised.value)
+        assert f"under {locked}/election (path): NoAuthError" in str(raised.value)
         assert "owner-secret" not in str(raised.value) and "\n" not in str(raised.value)
     finally:
         owner.delete(locked, recursive=True)
         owner.stop()
         owner.close()
-
-
-# -- handovers between real processes -------------------------------------------------------------
-
-@dataclass
-class Handovers:
-    terms: dict[str, int] = field(default_factory=dict)  # "a", "b", "c": the first, second, third leader's term
-    graceful: float = 0.0  # SIGTERM of the leader -> the next one acts (s)
-    crash: float = 0.0  # SIGKILL of the leader -> the next one acts (s)
-    graceful_exit: int | None = None
-    stopped_acting: float = 0.0  # when the SIGTERMed leader's work ended
-    graceful_started: float = 0.0  # when the next one's began
-
-
-def acting(instance: Instance, event: str, timeout: float, after: float = 0.0) -> tuple[int, float]:
-    """(term, CLOCK_MONOTONIC) of the child's first ``lead``/``stop`` line at or after ``after``."""
-    line = instance.wait_for(rf"^{event} \d+ ", timeout, after=after)
-    _, term, at = line.text.split()
-    return int(term), float(at)
-
-
-@pytest.fixture(scope="module")
-def handovers(zookeeper_server: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handovers]:
-    """Three contender processes: SIGTERM the first leader, then SIGKILL the second."""
-    path = f"/zk-handover-{uuid.uuid4().hex[:12]}"
-    cwd = tmp_path_factory.mktemp("zk-handover")
-    seen = Handovers()
-    running: list[Instance] = []
-
-    def start(name: str) -> Instance:
-        instance = Instance(name, {}, cwd, args=(zookeeper_server.hosts, path, f"{SESSION:g}"), script=CONTENDER)
-        running.append(instance)
-        return instance
-
-    try:
-        a = start("a")
-        seen.terms["a"], _ = acting(a, "lead", 20)
-        b, c = start("b"), start("c")
-        # Whichever joined first (the lower sequence number) is next in line.
-        b, c = sorted((b, c), key=lambda i: i.wait_for(r"joined the election .*-n_(\d+)$", 20).text[-10:])
-        sent = a.signal(signal.SIGTERM)
-        seen.terms["b"], seen.graceful_started = acting(b, "lead", 10)  # "b": the second leader
-        seen.graceful = seen.graceful_started - sent
-        _, seen.stopped_acting = acting(a, "stop", 5)
-        seen.graceful_exit = a.wait(10)
-
-        sent = b.signal(signal.SIGKILL)
-        seen.terms["c"], started = acting(c, "lead", SESSION + 10)  # "c": the third
-        seen.crash = started - sent
-        log.info("ZooKeeper handover: graceful %.3f s, crash %.3f s (session timeout %g s)",
-                 seen.graceful, seen.crash, SESSION)
-        yield seen
-    finally:
-        for instance in running:
-            instance.stop()
-
-
-def test_graceful_stop_hands_over_within_a_second(handovers: Handovers) -> None:
-    assert handovers.graceful_exit == 0
-    assert handovers.stopped_acting <= handovers.graceful_started, "two leaders acted at once"
-    assert handovers.graceful <= 1.0, f"graceful handover took {handovers.graceful:.3f} s"
-    assert handovers.terms["a"] < handovers.terms["b"]
-
-
-def test_a_killed_leader_is_replaced_within_the_session_timeout_and_2_s(handovers: Handovers) -> None:
-    assert handovers.crash <= SESSION + 2, f"crash handover took {handovers.crash:.3f} s"
-    assert handovers.terms["b"] < handovers.terms["c"]
-
-
-# -- a leader cut off from ZooKeeper (DistributedMutex in this process) ---------------------------
-
-@dataclass
-class Leadership:
-    term: int
-    started: float
-    ended: float | None = None
-
-
-class Member:
-    """DistributedMutex on its own ZooKeeperBackend, in a thread of this process."""
-
-    def __init__(self, name: str, hosts: str, path: str) -> None:
-        self.name = name
-        self.backend = ZooKeeperBackend(hosts, path, session_timeout=SESSION)
-        self.leaderships: list[Leadership] = []
-        self.changed = threading.Condition()
-        self.mutex = DistributedMutex(self._lead, backend=self.backend, identity=Identity(name),
-                                      timing=ZooKeeperSettings(hosts, path, SESSION).timing())
-        self.thread = threading.Thread(target=asyncio.run, args=(self.mutex.run_async(),), name=name, daemon=True)
-        self.thread.start()
-
-    async def _lead(self, ctx: RoleContext) -> None:
-        assert ctx.term is not None
-        leadership = Leadership(ctx.term, time.monotonic())
-        with self.changed:
-            self.leaderships.append(leadership)
-            self.changed.notify_all()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            with self.changed:
-                leadership.ended = time.monotonic()
-                self.changed.notify_all()
-
-    def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
-        with self.changed:
-            assert self.changed.wait_for(predicate, timeout), f"{self.name}: {what} within {timeout:g} s"
-
-    def leads(self, count: int = 1) -> Callable[[], bool]:
-        return lambda: len(self.leaderships) >= count and self.leaderships[count - 1].ended is None
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.mutex.stop()
-            self.thread.join(10)
-        self.backend.close()
-
-
-class LogTimes(logging.Handler):
-    """When (CLOCK_MONOTONIC) each log line of the package was written."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((time.monotonic(), record.getMessage()))
-
-    def first(self, pattern: str) -> tuple[float, str] | None:
-        return next(((at, text) for at, text in self.lines if re.search(pattern, text)), None)
-
-
-@pytest.fixture
-def log_times() -> Iterator[LogTimes]:
-    handler = LogTimes()
-    package = logging.getLogger("DistributedMutex")
-    level = package.level
-    package.setLevel(logging.INFO)
-    package.addHandler(handler)
-    yield handler
-    package.removeHandler(handler)
-    package.setLevel(level)
 
 
 @pytest.fixture
@@ -527,117 +345,3 @@ def proxy(zookeeper_server: ZooKeeperServer) -> Iterator[TcpProxy]:
     proxy = TcpProxy(zookeeper_server.port).start()
     yield proxy
     proxy.close()
-
-
-@pytest.fixture
-def members(zookeeper_server: ZooKeeperServer, election: str) -> Iterator[Callable[[str, str], Member]]:
-    started: list[Member] = []
-
-    def start(name: str, hosts: str) -> Member:
-        member = Member(name, hosts, election)
-        started.append(member)
-        return member
-
-    yield start
-    for member in started:
-        member.stop()
-
-
-def test_suspension_stops_leader_work_at_once(
-        zookeeper_server: ZooKeeperServer, proxy: TcpProxy, members: Callable[[str, str], Member],
-        log_times: LogTimes) -> None:
-    cut_off = members("cut-off", f"127.0.0.1:{proxy.port}")
-    cut_off.wait(cut_off.leads(), 10, "leads")
-    other = members("other", zookeeper_server.hosts)
-    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.instance_id == "cut-off", 10,
-               "the other member never saw the first one lead")
-
-    proxy.down()  # the connection is reset: kazoo suspends at once, the session lives on
-    other.wait(other.leads(), SESSION + 3, "leads after the cut-off one's session expired")
-    suspended = log_times.first("ZooKeeper connection suspended")
-    assert suspended is not None
-    first = cut_off.leaderships[0]
-    assert first.ended is not None
-    assert first.ended - suspended[0] <= 1.0, f"leader work ended {first.ended - suspended[0]:.2f} s after SUSPENDED"
-    # Well before anyone else could lead: the session outlives the cut by about its timeout.
-    assert other.leaderships[0].started - first.ended >= 2.0, "the cut-off leader stopped only just in time"
-    step_down = log_times.first("lost leadership: ")
-    assert step_down is not None and "suspended" in step_down[1], step_down
-
-
-def test_a_lost_session_rejoins_with_a_new_higher_term(
-        zookeeper_server: ZooKeeperServer, proxy: TcpProxy, members: Callable[[str, str], Member],
-        log_times: LogTimes, inspector: KazooClient, election: str) -> None:
-    cut_off = members("cut-off", f"127.0.0.1:{proxy.port}")
-    cut_off.wait(cut_off.leads(), 10, "leads")
-    other = members("other", zookeeper_server.hosts)
-    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.instance_id == "cut-off", 10,
-               "the other member never saw the first one lead")
-
-    proxy.blackhole()  # bytes vanish: no answer, no reset; the server expires the session
-    other.wait(other.leads(), SESSION + 3, "leads after the cut-off one's session expired")
-    first, successor = cut_off.leaderships[0], other.leaderships[0]
-    assert first.ended is not None and first.ended < successor.started, "two leaders acted at once"
-
-    proxy.heal()
-    wait_until(lambda: log_times.first("ZooKeeper session lost"), SESSION + 3, "no LOST after healing")
-    # It joined again, behind the new leader: a new znode, so a higher sequence number.
-    wait_until(lambda: [who for _, who in line_of(inspector, election)] == ["other", "cut-off"], 10,
-               "the cut-off member did not join again behind the new leader")
-
-    other.stop()
-    cut_off.wait(cut_off.leads(2), 5, "leads again")
-    assert first.term < successor.term < cut_off.leaderships[1].term
-
-
-# -- an ensemble: a follower cut from the ZooKeeper leader -----------------------------------------
-
-@pytest.fixture
-def ensemble() -> Iterator[ZooKeeperEnsemble]:
-    """Three servers (harness/zk_ensemble.py); requested before ``members``: stopped after them."""
-    servers = ZooKeeperEnsemble()
-    try:
-        try:
-            servers.start()
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield servers
-    finally:
-        servers.stop()
-
-
-def test_in_an_ensemble_a_leader_behind_a_cut_off_follower_stops_before_the_next_leads(
-        ensemble: ZooKeeperEnsemble, members: Callable[[str, str], Member], election: str) -> None:
-    """The cut-off leader's follower answers reads and pings from its stale copy for syncLimit x
-    tickTime (10 s, longer than the 4 s session) while the ZooKeeper leader expires the session and
-    the other contender leads. A renewal that only read (as renew did before) would have kept the
-    cut-off leader acting until its follower gave up: two leaders for about 6 s."""
-    leader = ensemble.leader()
-    cut, other_side = (myid for myid in sorted(ensemble.members) if myid != leader)
-    follower = ensemble.members[cut]
-    cut_off = members("cut-off", follower.hosts)
-    cut_off.wait(cut_off.leads(), 10, "leads")
-    other = members("other", ensemble.members[other_side].hosts)
-    wait_until(lambda: other.mutex.leader is not None and other.mutex.leader.instance_id == "cut-off", 10,
-               "the other member never saw the first one lead")
-    stale = KazooClient(follower.hosts)  # reads through the follower that will be cut off
-    stale.start(timeout=10)
-    try:
-        ours = next(name for name in stale.get_children(election) if json.loads(
-            stale.get(f"{election}/{name}")[0])["instance_id"] == "cut-off")
-
-        ensemble.link(cut, leader).blackhole()
-        started = time.monotonic()
-        other.wait(other.leads(), SESSION + 5, "leads after the ZooKeeper leader expired the cut-off one's session")
-        took = time.monotonic() - started
-        # The dangerous case indeed: the cut-off follower still serves, and still shows our znode.
-        assert follower.mode() == "follower"
-        assert stale.exists(f"{election}/{ours}") is not None, "the follower already knew the znode was gone"
-    finally:
-        # Not a wait for stop(): closing a session is a write too, which the cut-off follower cannot
-        # get committed until it gives up on the leader; the ensemble's teardown ends it sooner.
-        threading.Thread(target=stale.stop, name="stale-stop", daemon=True).start()
-    first, successor = cut_off.leaderships[0], other.leaderships[0]
-    assert first.ended is not None and first.ended < successor.started, "two leaders acted at once"
-    log.info("ensemble: the other member led %.2f s after the cut, %.2f s after the cut-off one stopped",
-             took, successor.started - first.ended)

@@ -38,7 +38,7 @@ from DistributedMutex.errors import LeaseLostError, StorageRejectedError, Storag
 from DistributedMutex.journal import LeadershipJournal
 from DistributedMutex.observer import ElectionObserver, GuardedObserver, ObservedBackend, failure_class
 from DistributedMutex.threads import run_in_daemon_thread
-from DistributedMutex.timing import ElectionTiming
+from DistributedMutex.timing import ElectionTiming, timing_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -155,7 +155,7 @@ class DistributedMutex:
         self._observer = GuardedObserver(observer) if observer is not None else ElectionObserver()
         self._backend = ObservedBackend(backend, self._observer) if observer is not None else backend
         self._identity = identity or Identity.default()
-        self._timing = timing or backend.default_timing()
+        self._timing = timing_for(backend, timing)  # refuses a timing the backend cannot honour
         self._clock = clock
         self._shutdown_grace = shutdown_grace
         self._release_timeout = release_timeout

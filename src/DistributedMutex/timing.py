@@ -1,9 +1,9 @@
 """The election's timing, and the invariants between its numbers, checked in one place.
 
-    lease_duration  how long the storage keeps the lease after the last acquire/renew
-    renew_interval  how often the leader renews while all is well
+    lease_duration   how long the storage keeps the lease after the last acquire/renew
+    renew_interval   how often the leader renews while all is well
     acquire_interval how often a non-leader tries to take the lease (and a failed renewal is retried)
-    safety_margin   how long before the lease can end the leader stops acting on its own
+    safety_margin    how long before the lease can end the leader stops acting on its own
 
 The leader acts only until ``sent_at + lease_duration - safety_margin`` of its last successful
 renewal (its *local deadline*), measured on a monotonic clock. For a renewal to be retried at least
@@ -11,16 +11,24 @@ once before that deadline, two renew intervals must fit in it:
 
     2 * renew_interval <= lease_duration - safety_margin
     0 < acquire_interval <= lease_duration
+
+Each backend states the timing its guarantee implies (``ElectionBackend.default_timing()``);
+``timing_for`` checks a timing given explicitly against it, when DistributedMutex is built.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from DistributedMutex.errors import ConfigurationError
 
-AZURE_MIN_LEASE = 15
-AZURE_MAX_LEASE = 60
+if TYPE_CHECKING:
+    from DistributedMutex.backend import ElectionBackend
+
+TIMING_ARGUMENTS = ("lease_duration", "renew_interval", "acquire_interval", "safety_margin")
 
 
 @dataclass(frozen=True)
@@ -31,31 +39,66 @@ class ElectionTiming:
     safety_margin: float = 2
 
     def __post_init__(self) -> None:
-        if self.safety_margin <= 0:
-            raise ConfigurationError("safety_margin", f"must be positive, got {self.safety_margin}")
-        if self.lease_duration <= self.safety_margin:
-            raise ConfigurationError(
-                "LEASE_DURATION",
-                f"must be longer than the {self.safety_margin:g} s safety margin",
-            )
-        if self.renew_interval <= 0:
-            raise ConfigurationError("RENEW_INTERVAL", "must be a positive number of seconds")
-        if 2 * self.renew_interval > self.lease_duration - self.safety_margin:
-            limit = (self.lease_duration - self.safety_margin) / 2
-            raise ConfigurationError(
-                "RENEW_INTERVAL",
-                f"{self.renew_interval:g} s is too close to LEASE_DURATION={self.lease_duration:g} s:"
-                f" it must be at most (LEASE_DURATION - {self.safety_margin:g} s safety margin) / 2"
-                f" = {limit:g} s, so that a failed renewal is retried before the lease ends",
-            )
-        if not 0 < self.acquire_interval <= self.lease_duration:
-            raise ConfigurationError(
-                "ACQUIRE_INTERVAL",
-                f"{self.acquire_interval:g} s must be above 0 and at most"
-                f" LEASE_DURATION={self.lease_duration:g} s",
-            )
+        check_timing_values(self.lease_duration, self.renew_interval, self.acquire_interval, self.safety_margin)
 
     @property
     def acting_window(self) -> float:
         """How long after a successful renewal was sent the leader may go on acting."""
         return self.lease_duration - self.safety_margin
+
+
+def check_timing_values(lease_duration: float, renew_interval: float, acquire_interval: float,
+                        safety_margin: float, *, names: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigurationError, naming the argument, if these numbers break an invariant.
+
+    ``names``: what the caller calls each argument (TIMING_ARGUMENTS) in its own configuration,
+    for a program that reads them from settings of its own; by default the argument's name."""
+    lease_name, renew_name, acquire_name, margin_name = (
+        (names or {}).get(argument, argument) for argument in TIMING_ARGUMENTS)
+    for name, value in zip((lease_name, renew_name, acquire_name, margin_name),
+                           (lease_duration, renew_interval, acquire_interval, safety_margin), strict=True):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigurationError(name, f"must be a number of seconds, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigurationError(name, f"must be a finite number of seconds, got {value}")
+    if safety_margin <= 0:
+        raise ConfigurationError(margin_name, f"must be positive, got {safety_margin:g}")
+    if lease_duration <= safety_margin:
+        raise ConfigurationError(
+            lease_name, f"{lease_duration:g} s must be longer than the {safety_margin:g} s {margin_name}")
+    if renew_interval <= 0:
+        raise ConfigurationError(renew_name, f"must be a positive number of seconds, got {renew_interval:g}")
+    if 2 * renew_interval > lease_duration - safety_margin:
+        limit = (lease_duration - safety_margin) / 2
+        raise ConfigurationError(
+            renew_name,
+            f"{renew_interval:g} s is too close to {lease_name}={lease_duration:g} s: it must be at most"
+            f" ({lease_name} - {safety_margin:g} s {margin_name}) / 2 = {limit:g} s, so that a failed renewal"
+            " is retried before the lease ends",
+        )
+    if not 0 < acquire_interval <= lease_duration:
+        raise ConfigurationError(
+            acquire_name, f"{acquire_interval:g} s must be above 0 and at most {lease_name}={lease_duration:g} s")
+
+
+def timing_for(backend: ElectionBackend, timing: ElectionTiming | None) -> ElectionTiming:
+    """The timing DistributedMutex runs with: the backend's own when none is given; one given
+    explicitly only if the backend's guarantee can honour it, or ConfigurationError at once.
+
+    The rule: the loop acts until ``min(lease, timing.lease_duration) - safety_margin`` after each
+    renewal, so a timing whose lease_duration is shorter than the backend's lease is merely careful;
+    a longer one would renew too seldom for the lease the backend hands out (every renewal would
+    find the lease older than the loop thinks: the leader would step down at each acquire, or not
+    renew in time). The loop also checks each lease it is given, since a storage may grant less
+    than the backend asked for (a ZooKeeper server clamps the session timeout)."""
+    own = backend.default_timing()
+    if timing is None:
+        return own
+    if not isinstance(timing, ElectionTiming):
+        raise ConfigurationError("timing", f"must be an ElectionTiming, got {type(timing).__name__}")
+    if timing.lease_duration > own.lease_duration:
+        basis = getattr(backend, "lease_basis", None)
+        raise ConfigurationError(
+            "timing", f"lease_duration={timing.lease_duration:g} s is longer than the {own.lease_duration:g} s lease "
+                      f"{type(backend).__name__} can guarantee" + (f" ({basis})" if isinstance(basis, str) else ""))
+    return timing

@@ -1,4 +1,4 @@
-"""The settings of the three election backends, and the timing each one implies.
+"""The settings of the three election backends, and the library arguments they become.
 
     ELECTION_BACKEND=azure      a lease on one blob (AZURE_STORAGE_*, CONTAINER_NAME, BLOB_NAME,
                                 LEASE_DURATION, RENEW_INTERVAL, ACQUIRE_INTERVAL)
@@ -7,22 +7,27 @@
     ELECTION_BACKEND=raft       Raft's election among the instances themselves (RAFT_PEERS,
                                 RAFT_ID, RAFT_DATA_DIR, RAFT_ELECTION_TIMEOUT)
 
-Each backend's guarantee sets the loop's timing (timing.py states the invariants): the blob lease
-lasts LEASE_DURATION after a renewal; a ZooKeeper session outlives a request the server answered
-by the session timeout; a Raft leader's followers refuse to elect anyone else for the minimum
-election timeout after they last heard from it.
+Each backend owns the loop's timing (its default_timing(): the blob lease from its lease duration,
+a ZooKeeper session from its timeout, Raft from its election timeout); the demo passes a timing of
+its own only for the blob lease, whose RENEW_INTERVAL and ACQUIRE_INTERVAL are settings.
+
+The ``*_NAMES`` tables say which setting each library argument comes from: the backends are given
+them (their ``names`` argument), so that their messages name what the user set.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from distributed_mutex_demo.settings_sources import Getter
 from DistributedMutex.addresses import host_port
+from DistributedMutex.backends.raft.arguments import PEER_ID, check_data_dir, raft_timing
 from DistributedMutex.backends.zookeeper.arguments import (
     parse_session_timeout,
+    parse_znode_path,
+    parse_zookeeper_hosts,
     zookeeper_timing,
 )
 from DistributedMutex.errors import ConfigurationError
@@ -30,14 +35,17 @@ from DistributedMutex.timing import ElectionTiming
 
 AZURE, ZOOKEEPER, RAFT = "azure", "zookeeper", "raft"
 BACKENDS = (AZURE, ZOOKEEPER, RAFT)
-# The settings only one backend reads: set for another backend, they are ignored, and said so.
-OWN_SETTINGS = {
-    AZURE: ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL",
-            "CONTAINER_NAME", "BLOB_NAME", "LEASE_DURATION", "RENEW_INTERVAL", "ACQUIRE_INTERVAL"),
-    ZOOKEEPER: ("ZOOKEEPER_HOSTS", "ZOOKEEPER_PATH", "ZOOKEEPER_SESSION_TIMEOUT"),
-    RAFT: ("RAFT_PEERS", "RAFT_ID", "RAFT_DATA_DIR", "RAFT_ELECTION_TIMEOUT"),
-}
-_PEER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# library argument -> the setting it comes from
+AZURE_NAMES = {"connection_string": "AZURE_STORAGE_CONNECTION_STRING",
+               "container_sas_url": "AZURE_STORAGE_CONTAINER_SAS_URL", "account_url": "AZURE_STORAGE_ACCOUNT_URL",
+               "container_name": "CONTAINER_NAME", "blob_name": "BLOB_NAME", "lease_duration": "LEASE_DURATION",
+               "api_version": "AZURE_STORAGE_API_VERSION", "credential": "DefaultAzureCredential"}
+ZOOKEEPER_NAMES = {"hosts": "ZOOKEEPER_HOSTS", "path": "ZOOKEEPER_PATH", "session_timeout": "ZOOKEEPER_SESSION_TIMEOUT"}
+RAFT_NAMES = {"peers": "RAFT_PEERS", "node_id": "RAFT_ID", "data_dir": "RAFT_DATA_DIR",
+              "election_timeout": "RAFT_ELECTION_TIMEOUT"}
+# The blob lease's safety margin is no setting: the messages call it by what it is.
+TIMING_NAMES = {"lease_duration": "LEASE_DURATION", "renew_interval": "RENEW_INTERVAL",
+                "acquire_interval": "ACQUIRE_INTERVAL", "safety_margin": "safety margin"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class ZooKeeperSettings:
         parse_session_timeout("ZOOKEEPER_SESSION_TIMEOUT", self.session_timeout)
 
     def timing(self) -> ElectionTiming:
+        """What ZooKeeperBackend.default_timing() says for this session timeout."""
         return zookeeper_timing(self.session_timeout)
 
 
@@ -62,12 +71,16 @@ class RaftSettings:
     election_timeout: tuple[float, float]  # seconds, (min, max)
 
     def timing(self) -> ElectionTiming:
-        """The leader's lease is the minimum election timeout from its newest heartbeat round a
-        majority answered; renewing reads it from the local node, so it can be frequent."""
-        lease = self.election_timeout[0]
-        # At least 0.1 s of margin: below that, a Python thread's scheduling delay is not negligible.
-        return ElectionTiming(lease_duration=lease, renew_interval=lease / 5, acquire_interval=lease / 2,
-                              safety_margin=max(lease / 4, 0.1))
+        """What RaftBackend.default_timing() says for this election timeout."""
+        return raft_timing(self.election_timeout)
+
+
+def read_zookeeper(get: Getter) -> ZooKeeperSettings:
+    return ZooKeeperSettings(
+        hosts=get("ZOOKEEPER_HOSTS", lambda name, value: parse_zookeeper_hosts(name, value,
+                                                                              path_name="ZOOKEEPER_PATH")),
+        path=get("ZOOKEEPER_PATH", parse_znode_path),
+        session_timeout=get("ZOOKEEPER_SESSION_TIMEOUT", parse_session_timeout))
 
 
 def parse_backend(name: str, value: str) -> str:
@@ -82,7 +95,7 @@ def parse_raft_peers(name: str, value: str) -> dict[str, tuple[str, int]]:
     for entry in (part.strip() for part in value.split(",") if part.strip()):
         peer_id, sep, address = entry.partition("=")
         peer_id = peer_id.strip()
-        if not sep or not _PEER_ID.match(peer_id):
+        if not sep or not PEER_ID.match(peer_id):
             raise ConfigurationError(name, f"{entry!r} is not id=host:port (an id of letters, digits, . _ -)")
         if peer_id in peers:
             raise ConfigurationError(name, f"names the peer {peer_id!r} twice")
@@ -107,9 +120,9 @@ def parse_election_timeout(name: str, value: str) -> tuple[float, float]:
     return low / 1000, high / 1000
 
 
-def raft_settings(get: Callable[..., object], instance_id: str, *, member: bool = True) -> RaftSettings:
+def read_raft(get: Getter, instance_id: str, *, member: bool = True) -> RaftSettings:
     """``member=False``: for --status, which only asks the peers: RAFT_ID may then be anyone's."""
-    peers: dict[str, tuple[str, int]] | None = get("RAFT_PEERS", parse_raft_peers)  # type: ignore[assignment]
+    peers: dict[str, tuple[str, int]] | None = get("RAFT_PEERS", parse_raft_peers)
     if peers is None:
         raise ConfigurationError("RAFT_PEERS", "is required with ELECTION_BACKEND=raft: the whole cluster as "
                                                "id=host:port,... (every instance lists the same ids)")
@@ -119,22 +132,17 @@ def raft_settings(get: Callable[..., object], instance_id: str, *, member: bool 
     if node_id not in peers:
         raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS "
                                             f"({', '.join(peers)}): set RAFT_ID to this instance's id")
-    return RaftSettings(peers=peers, node_id=str(node_id), data_dir=get("RAFT_DATA_DIR", _data_dir),  # type: ignore[arg-type]
-                        election_timeout=get("RAFT_ELECTION_TIMEOUT", parse_election_timeout))  # type: ignore[arg-type]
+    return RaftSettings(peers=peers, node_id=str(node_id), data_dir=get("RAFT_DATA_DIR", _data_dir),
+                        election_timeout=get("RAFT_ELECTION_TIMEOUT", parse_election_timeout))
 
 
 def _peer_id(name: str, value: str) -> str:
-    if not _PEER_ID.match(value.strip()):
+    if not PEER_ID.match(value.strip()):
         raise ConfigurationError(name, f"must be 1-64 letters, digits or . _ -, got {value.strip()!r}")
     return value.strip()
 
 
 def _data_dir(name: str, value: str) -> Path:
-    path = Path(value.strip()).expanduser()
     if not value.strip():
         raise ConfigurationError(name, "is empty: a directory for this peer's term and vote")
-    if path.exists() and not path.is_dir():
-        raise ConfigurationError(name, f"{str(path)!r} exists and is not a directory")
-    return path
-
-
+    return check_data_dir(name, value.strip())

@@ -13,21 +13,19 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
-
-from azure.core.exceptions import AzureError
+from typing import TYPE_CHECKING, NoReturn
 
 from distributed_mutex_demo.app import WeatherApp
 from distributed_mutex_demo.config import OPEN_METEO, Settings, free_tier_warning, load_settings
+from distributed_mutex_demo.election_backends import CHOICES, build_backend
 from distributed_mutex_demo.errors import StoreAccessError, StoreUnavailableError
 from distributed_mutex_demo.open_meteo import OpenMeteoClient
+from distributed_mutex_demo.redaction import RedactSecrets, all_secrets
 from distributed_mutex_demo.stores import Store, open_store
 from distributed_mutex_demo.weather import OpenWeatherClient, WeatherClient
-from DistributedMutex.backend import ElectionBackend, Identity
-from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+from DistributedMutex.backend import Identity
 from DistributedMutex.errors import BackendError, ConfigurationError, StorageRejectedError
 from DistributedMutex.journal import LeadershipJournal
 from DistributedMutex.mutex import DistributedMutex
@@ -37,38 +35,6 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG, EXIT_NO_LEADER = 0, 1, 2, 3
 log = logging.getLogger("distributed_mutex_demo")
-# The token scope of Azure Storage (the SDK asks for the same one).
-STORAGE_SCOPE = "https://storage.azure.com/.default"
-# Variables that azure-identity reads and that hold secrets: masked like our own settings.
-IDENTITY_SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD",
-                             "IDENTITY_HEADER", "MSI_SECRET")
-
-
-class RedactSecrets(logging.Filter):
-    """Last line of defence: no secret value reaches a log line, whatever produced it."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info:
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, None
-        record.msg, record.args = redact(message, self._secrets), None
-        return True
-
-
-def all_secrets(settings: Settings) -> list[str]:
-    extra = [os.environ.get(name, "") for name in IDENTITY_SECRET_VARIABLES]
-    return settings.secrets() + [value for value in extra if len(value) >= 4]
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def configure_logging(settings: Settings) -> None:
@@ -85,94 +51,6 @@ def configure_logging(settings: Settings) -> None:
     # azure-identity warns in many lines (with tracebacks at DEBUG) when it gets no token: we say it
     # in one line, and log its text at DEBUG ourselves.
     logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
-
-
-def build_backend(settings: Settings) -> ElectionBackend:
-    """The backend ELECTION_BACKEND names; the ZooKeeper and Raft ones are imported only when chosen."""
-    if settings.zookeeper is not None:
-        from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
-
-        zk = settings.zookeeper
-        return ZooKeeperBackend(zk.hosts, zk.path, session_timeout=zk.session_timeout)
-    if settings.raft is not None:
-        from DistributedMutex.backends.raft import RaftBackend
-
-        raft = settings.raft
-        return RaftBackend(raft.peers, raft.node_id, raft.data_dir, election_timeout=raft.election_timeout)
-    return build_azure_backend(settings)
-
-
-def describe_backend(settings: Settings) -> str:
-    """Where the election happens, for the start-up line."""
-    if settings.zookeeper is not None:
-        zk = settings.zookeeper
-        return f"ZooKeeper {zk.hosts}, path {zk.path} (session timeout {zk.session_timeout:g} s)"
-    if settings.raft is not None:
-        raft = settings.raft
-        low, high = raft.election_timeout
-        return (f"Raft peer {raft.node_id} of {len(raft.peers)} ({', '.join(raft.peers)}), election timeout "
-                f"{low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
-    timing = settings.timing()
-    return (f"lease on {settings.container_name}/{settings.blob_name} (lease {timing.lease_duration:g} s, "
-            f"renew {timing.renew_interval:g} s, acquire {timing.acquire_interval:g} s)")
-
-
-def build_azure_backend(settings: Settings) -> AzureBlobLeaseBackend:
-    options: dict[str, Any] = {"lease_duration": settings.lease_duration, "api_version": settings.api_version}
-    try:
-        if settings.container_sas_url:
-            return AzureBlobLeaseBackend.from_container_sas_url(
-                settings.container_sas_url, settings.blob_name, **options)
-        if settings.account_url:
-            return AzureBlobLeaseBackend.from_account_url(
-                settings.account_url, azure_ad_credential(settings), settings.container_name, settings.blob_name,
-                **options)
-        return AzureBlobLeaseBackend(settings.connection_string, settings.container_name, settings.blob_name,
-                                     **options)
-    except ValueError:
-        # The SDK's message may quote the connection string or the SAS: say what, not the value.
-        raise ConfigurationError(settings.storage_auth, "is not accepted by the Azure SDK") from None
-
-
-def azure_ad_credential(settings: Settings) -> Any:
-    """DefaultAzureCredential, with a token got once now: no credential at all is a configuration
-    error, found at start rather than as a storage outage that never heals."""
-    from azure.identity import DefaultAzureCredential  # only Azure AD users pay for importing it
-
-    credential = DefaultAzureCredential()
-    try:
-        credential.get_token(STORAGE_SCOPE)
-    except (AzureError, ValueError) as exc:
-        details = redact(str(exc), all_secrets(settings))
-        log.debug("DefaultAzureCredential: %s", details)
-        attempts = re.findall(r"^\s+(\w+Credential): (.*)$", details, flags=re.MULTILINE)
-        if attempts:
-            reason = f"no credential worked (tried {', '.join(name for name, _ in attempts)})"
-            # One that is set up but failed says why (most just say they are not set up here).
-            failed = [(name, text) for name, text in attempts if re.search(r"error|failed|refused", text, re.I)]
-            reason += "".join(f"; {name}: {text[:200]}" for name, text in failed[:1])
-        else:
-            reason = f"{type(exc).__name__}: {details.splitlines()[0][:200] if details else 'no details'}"
-        raise ConfigurationError(
-            "AZURE_STORAGE_ACCOUNT_URL",
-            f"DefaultAzureCredential got no token for Azure Storage: {reason}; set AZURE_TENANT_ID, "
-            "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, run with a managed identity, or sign in with az login "
-            "(details with LOG_LEVEL=DEBUG)") from None
-    return credential
-
-
-def check_storage(backend: ElectionBackend) -> None:
-    """Read and write the lease blob once at start: refused credentials or a missing permission
-    raise StorageRejectedError; anything else is left to the election loop, which retries.
-    (The other backends have nothing to check before they contend.)"""
-    if not isinstance(backend, AzureBlobLeaseBackend):
-        return
-    try:
-        backend.check_access()
-    except StorageRejectedError:
-        raise
-    except BackendError:
-        pass  # unreachable or gone: the election loop says so and keeps trying
 
 
 def build_weather_client(settings: Settings) -> WeatherClient:
@@ -208,18 +86,18 @@ def status(settings: Settings) -> int:
         return EXIT_UNAVAILABLE
     finally:
         backend.close()
-    leading = record is not None and record.is_held
+    leader = record if record is not None and record.is_held else None
     print(json.dumps({
         "backend": backend.name,
-        "leader_id": record.instance_id if leading else None,
-        "leader_host": record.host if leading else None,
-        "leader_pid": record.pid if leading else None,
+        "leader_id": leader.instance_id if leader else None,
+        "leader_host": leader.host if leader else None,
+        "leader_pid": leader.pid if leader else None,
         "term": record.term if record else 0,
-        "acquired_at": record.acquired_at.isoformat() if leading and record.acquired_at else None,
+        "acquired_at": leader.acquired_at.isoformat() if leader and leader.acquired_at else None,
         "lease_state": record.lease_state if record else None,
         "last_leader_id": record.instance_id if record else None,
     }))
-    return EXIT_OK if leading else EXIT_NO_LEADER
+    return EXIT_OK if leader else EXIT_NO_LEADER
 
 
 def open_journal(settings: Settings) -> LeadershipJournal | None:
@@ -263,12 +141,13 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size,
                      on_stored=metrics.stored if metrics is not None else None)
-    timing = settings.timing()
+    choice = CHOICES[settings.election_backend]
     journal = open_journal(settings)
+    # The blob lease's timing comes from the settings; the other backends' from the backend itself.
     mutex = DistributedMutex(app.lead, app.work, backend=backend, identity=Identity(settings.instance_id),
-                             timing=timing, stall_timeout=settings.leader_stall_timeout, journal=journal,
+                             timing=settings.timing(), stall_timeout=settings.leader_stall_timeout, journal=journal,
                              observer=metrics)
-    log.info("instance %s starting: %s; settings from %s", settings.instance_id, describe_backend(settings),
+    log.info("instance %s starting: %s; settings from %s", settings.instance_id, choice.describe(settings),
              ", ".join(settings.sources) or "defaults")
     if settings.ignored:
         log.warning("ignoring %s: %s only for another ELECTION_BACKEND than %s", ", ".join(settings.ignored),
@@ -278,7 +157,7 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
     if warning:
         log.warning("%s", warning)
     try:
-        check_storage(backend)
+        choice.check(backend)
         mutex.run()
     except StorageRejectedError as exc:
         log.error("cannot go on: %s", exc)

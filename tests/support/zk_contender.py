@@ -4,8 +4,9 @@
 
 The leader task prints ``lead <term> <monotonic>`` when it starts and ``stop <term> <monotonic>``
 when it ends (CLOCK_MONOTONIC: the test process reads the same clock), so the tests measure
-handovers from the processes' own moments of acting. Logs go to stderr. The timing is the one the
-program derives from ZOOKEEPER_SESSION_TIMEOUT. SIGTERM: stop leading, release, close, exit 0.
+handovers from the processes' own moments of acting. Logs go to stderr. The timing is the backend's
+own (ZooKeeperBackend.default_timing(), from the session timeout). SIGTERM: stop leading, release,
+close, exit 0.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from distributed_mutex_demo.backend_settings import ZooKeeperSettings
 from DistributedMutex.backend import Identity
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.mutex import DistributedMutex, RoleContext
@@ -44,9 +44,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s")
     backend = ZooKeeperBackend(hosts, path, session_timeout=session_timeout)
-    timing = ZooKeeperSettings(hosts, path, session_timeout).timing()
     try:
-        DistributedMutex(lead, backend=backend, identity=Identity(name), timing=timing).run()
+        DistributedMutex(lead, backend=backend, identity=Identity(name)).run()
     finally:
         backend.close()
     return 0

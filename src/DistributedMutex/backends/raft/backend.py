@@ -1,7 +1,9 @@
 """Raft as an election backend: the instances elect their leader among themselves, no service.
 
-    RaftBackend(peers={"a": ("10.0.0.1", 7001), ...}, node_id="a", data_dir=Path("raft-data"),
-                election_timeout=(1.0, 2.0))
+    RaftBackend(peers={"a": ("10.0.0.1", 7001), ...}, node_id="a", data_dir="raft-data")
+
+``election_timeout`` defaults to (1.0, 2.0) seconds, the loop's timing follows from it
+(arguments.raft_timing: a 1 s lease renewed every 0.2 s, acted on until 0.25 s before it ends).
 
 The peer (node.py) starts at the first ``acquire``, which brings the identity its heartbeats carry.
 Every call then reads the peer's latest snapshot: no network round trip, so renewing is cheap.
@@ -30,10 +32,18 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from os import PathLike
 from typing import Any
 
 from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease
+from DistributedMutex.backends.raft.arguments import (
+    DEFAULT_ELECTION_TIMEOUT,
+    check_data_dir,
+    check_election_timeout,
+    check_node_id,
+    check_peers,
+    raft_timing,
+)
 from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.messages import LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
@@ -66,14 +76,22 @@ class RaftBackend:
     # by then is dropped, never run later.
     call_timeout = 1.0
 
-    def __init__(self, peers: dict[str, tuple[str, int]], node_id: str, data_dir: Path,
-                 election_timeout: tuple[float, float], *, heartbeat_interval: float | None = None) -> None:
-        if node_id not in peers:
-            raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS ({', '.join(peers)})")
-        self._peers = dict(peers)
-        self._node_id = node_id
-        self._data_dir = Path(data_dir)
-        self._election_timeout = election_timeout
+    def __init__(self, peers: Mapping[str, tuple[str, int] | str], node_id: str, data_dir: str | PathLike[str],
+                 election_timeout: tuple[float, float] = DEFAULT_ELECTION_TIMEOUT, *,
+                 heartbeat_interval: float | None = None, names: Mapping[str, str] | None = None) -> None:
+        """``peers``: every peer of the cluster, this one included, as ``{id: (host, port)}``;
+        ``node_id``: this peer's id in it; ``data_dir``: where its term and vote are kept
+        (``<data_dir>/<node_id>.json``); ``election_timeout``: (min, max) seconds.
+        ``names``: what the caller calls these arguments in its own settings, for messages."""
+        self._names = dict(names or {})
+        self._peers = check_peers(self._name("peers"), peers)
+        self._node_id = check_node_id(self._name("node_id"), node_id, self._peers, self._name("peers"))
+        self._data_dir = check_data_dir(self._name("data_dir"), data_dir)
+        self._election_timeout = check_election_timeout(self._name("election_timeout"), election_timeout)
+        if heartbeat_interval is not None and not 0 < heartbeat_interval < self._election_timeout[0]:
+            low = self._election_timeout[0]
+            raise ConfigurationError("heartbeat_interval", f"must be above 0 and below the minimum election "
+                                                           f"timeout, {low:g} s, got {heartbeat_interval!r}")
         self._heartbeat_interval = heartbeat_interval
         self._node: RaftNode | None = None
         self._lock = threading.Lock()
@@ -85,13 +103,14 @@ class RaftBackend:
     def lease_duration(self) -> float:
         return self._election_timeout[0]
 
+    @property
+    def lease_basis(self) -> str:
+        """Where the lease's length comes from, for the message refusing a longer timing."""
+        return f"election_timeout minimum {self._election_timeout[0]:g} s"
+
     def default_timing(self) -> ElectionTiming:
-        """The leader's lease is the minimum election timeout from its newest heartbeat round a
-        majority answered; renewing reads it from the local node, so it can be frequent."""
-        lease = self._election_timeout[0]
-        # At least 0.1 s of margin: below that, a Python thread's scheduling delay is not negligible.
-        return ElectionTiming(lease_duration=lease, renew_interval=lease / 5, acquire_interval=lease / 2,
-                              safety_margin=max(lease / 4, 0.1))
+        """From the minimum election timeout (see arguments.raft_timing)."""
+        return raft_timing(self._election_timeout)
 
     # -- ElectionBackend ---------------------------------------------------------------------
 
@@ -197,9 +216,12 @@ class RaftBackend:
     def _start_failure(self, exc: OSError | ValueError) -> str:
         host, port = self._peers[self._node_id]
         if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
-            return (f"cannot listen on {host}:{port}, the address of RAFT_ID={self._node_id} in RAFT_PEERS: "
-                    f"{os.strerror(exc.errno)}")
-        return f"cannot use RAFT_DATA_DIR={self._data_dir} for Raft peer {self._node_id}: {exc}"
+            return (f"cannot listen on {host}:{port}, the address of {self._name('node_id')}={self._node_id} in "
+                    f"{self._name('peers')}: {os.strerror(exc.errno)}")
+        return f"cannot use {self._name('data_dir')}={self._data_dir} for Raft peer {self._node_id}: {exc}"
+
+    def _name(self, argument: str) -> str:
+        return self._names.get(argument, argument)
 
     def _running(self) -> RaftNode:
         node = self._node

@@ -1,6 +1,6 @@
 """TCP for Raft peers: newline-delimited JSON, one-way connections, losses tolerated.
 
-Each peer listens on its own address (RAFT_PEERS[RAFT_ID]) and reads messages from whoever
+Each peer listens on its own address (peers[node_id]) and reads messages from whoever
 connects. It sends through one outgoing connection per peer (``PeerLink``), fed by a bounded
 queue: when the peer is unreachable the messages are dropped, not kept. Raft does not need them
 (the next heartbeat or election timeout says the same again), and a queue that grew while a peer

@@ -1,6 +1,8 @@
 """The ZooKeeper backend: the sequential-ephemeral-znode recipe, on kazoo (extra ``zookeeper``).
 
-    backend.py    ZooKeeperBackend
+    backend.py    ZooKeeperBackend: the recipe (join the line, lead, watch the znode below, terms)
+    session.py    the kazoo client under it: connecting, bounded calls, errors, state changes
+    znodes.py     the znodes' names and the identity in their data
     arguments.py  its arguments, checked, and the election timing its session implies
 """
 

@@ -1,0 +1,195 @@
+"""ELECTION_BACKEND chooses a row of CHOICES: the settings only that backend reads, how they are read,
+the timing the demo passes (None: the backend's own), how the backend is built, what is checked
+once at start, and how the start-up line names it. Adding a backend is adding a row.
+
+Each backend's module (and its third-party package) is imported only when it is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from distributed_mutex_demo.backend_settings import (
+    AZURE,
+    AZURE_NAMES,
+    RAFT,
+    RAFT_NAMES,
+    TIMING_NAMES,
+    ZOOKEEPER,
+    ZOOKEEPER_NAMES,
+    RaftSettings,
+    ZooKeeperSettings,
+    read_raft,
+    read_zookeeper,
+)
+from distributed_mutex_demo.redaction import all_secrets, redact
+from distributed_mutex_demo.settings_sources import Getter
+from DistributedMutex.backend import ElectionBackend
+from DistributedMutex.backends.azure.arguments import blob_timing
+from DistributedMutex.errors import BackendError, ConfigurationError, StorageRejectedError
+from DistributedMutex.timing import ElectionTiming, check_timing_values
+
+if TYPE_CHECKING:
+    from distributed_mutex_demo.config import Settings
+    from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+
+log = logging.getLogger("distributed_mutex_demo")
+# The token scope of Azure Storage (the SDK asks for the same one).
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+
+
+def _nothing(backend: ElectionBackend) -> None:
+    """Nothing to check before contending."""
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    settings: tuple[str, ...]  # the settings only this backend reads (set for another one: ignored)
+    # Its own settings, from the sources (the blob lease's are fields of Settings itself: None).
+    read: Callable[[Getter, str, bool], ZooKeeperSettings | RaftSettings | None]
+    timing: Callable[[Settings], ElectionTiming | None]  # None: the backend's default_timing()
+    build: Callable[[Settings], ElectionBackend]
+    describe: Callable[[Settings], str]  # where the election happens, for the start-up line
+    check: Callable[[ElectionBackend], None] = _nothing  # once at start: refusals only a person can fix
+
+
+# -- the blob lease ---------------------------------------------------------------------------------
+
+def azure_timing(settings: Settings) -> ElectionTiming:
+    """LEASE_DURATION, RENEW_INTERVAL and ACQUIRE_INTERVAL, with the blob lease's own safety margin;
+    a broken invariant is said in the settings' names."""
+    margin = blob_timing(settings.lease_duration).safety_margin
+    values = (settings.lease_duration, settings.renew_interval, settings.acquire_interval, margin)
+    check_timing_values(*values, names=TIMING_NAMES)
+    return ElectionTiming(*values)
+
+
+def build_azure(settings: Settings) -> AzureBlobLeaseBackend:
+    from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+
+    options: dict[str, Any] = {"lease_duration": settings.lease_duration, "api_version": settings.api_version,
+                               "names": AZURE_NAMES}
+    if settings.container_sas_url:
+        return AzureBlobLeaseBackend.from_container_sas_url(settings.container_sas_url, settings.blob_name, **options)
+    if settings.account_url:
+        return AzureBlobLeaseBackend.from_account_url(
+            settings.account_url, azure_ad_credential(settings), settings.container_name, settings.blob_name,
+            **options)
+    return AzureBlobLeaseBackend(settings.connection_string, settings.container_name, settings.blob_name,
+                                 **options)
+
+
+def azure_ad_credential(settings: Settings) -> Any:
+    """DefaultAzureCredential, with a token got once now: no credential at all is a configuration
+    error, found at start rather than as a storage outage that never heals."""
+    from azure.core.exceptions import AzureError
+    from azure.identity import DefaultAzureCredential  # only Azure AD users pay for importing it
+
+    credential = DefaultAzureCredential()
+    try:
+        credential.get_token(STORAGE_SCOPE)
+    except (AzureError, ValueError) as exc:
+        details = redact(str(exc), all_secrets(settings))
+        log.debug("DefaultAzureCredential: %s", details)
+        attempts = re.findall(r"^\s+(\w+Credential): (.*)$", details, flags=re.MULTILINE)
+        if attempts:
+            reason = f"no credential worked (tried {', '.join(name for name, _ in attempts)})"
+            # One that is set up but failed says why (most just say they are not set up here).
+            failed = [(name, text) for name, text in attempts if re.search(r"error|failed|refused", text, re.I)]
+            reason += "".join(f"; {name}: {text[:200]}" for name, text in failed[:1])
+        else:
+            reason = f"{type(exc).__name__}: {details.splitlines()[0][:200] if details else 'no details'}"
+        raise ConfigurationError(
+            "AZURE_STORAGE_ACCOUNT_URL",
+            f"DefaultAzureCredential got no token for Azure Storage: {reason}; set AZURE_TENANT_ID, "
+            "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, run with a managed identity, or sign in with az login "
+            "(details with LOG_LEVEL=DEBUG)") from None
+    return credential
+
+
+def check_azure(backend: ElectionBackend) -> None:
+    """Read and write the lease blob once at start: refused credentials or a missing permission
+    raise StorageRejectedError; anything else is left to the election loop, which retries."""
+    from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+
+    if not isinstance(backend, AzureBlobLeaseBackend):
+        return
+    try:
+        backend.check_access()
+    except StorageRejectedError:
+        raise
+    except BackendError:
+        pass  # unreachable or gone: the election loop says so and keeps trying
+
+
+def describe_azure(settings: Settings) -> str:
+    timing = settings.timing() or blob_timing(settings.lease_duration)
+    return (f"lease on {settings.container_name}/{settings.blob_name} (lease {timing.lease_duration:g} s, "
+            f"renew {timing.renew_interval:g} s, acquire {timing.acquire_interval:g} s)")
+
+
+# -- ZooKeeper ------------------------------------------------------------------------------------------
+
+def _zookeeper(settings: Settings) -> ZooKeeperSettings:
+    assert settings.zookeeper is not None, "read with ELECTION_BACKEND=zookeeper"
+    return settings.zookeeper
+
+
+def build_zookeeper(settings: Settings) -> ElectionBackend:
+    from DistributedMutex.backends.zookeeper import ZooKeeperBackend
+
+    zk = _zookeeper(settings)
+    return ZooKeeperBackend(zk.hosts, zk.path, session_timeout=zk.session_timeout, names=ZOOKEEPER_NAMES)
+
+
+def describe_zookeeper(settings: Settings) -> str:
+    zk = _zookeeper(settings)
+    return f"ZooKeeper {zk.hosts}, path {zk.path} (session timeout {zk.session_timeout:g} s)"
+
+
+# -- Raft ------------------------------------------------------------------------------------------------
+
+def _raft(settings: Settings) -> RaftSettings:
+    assert settings.raft is not None, "read with ELECTION_BACKEND=raft"
+    return settings.raft
+
+
+def build_raft(settings: Settings) -> ElectionBackend:
+    from DistributedMutex.backends.raft import RaftBackend
+
+    raft = _raft(settings)
+    return RaftBackend(raft.peers, raft.node_id, raft.data_dir, election_timeout=raft.election_timeout,
+                       names=RAFT_NAMES)
+
+
+def describe_raft(settings: Settings) -> str:
+    raft = _raft(settings)
+    low, high = raft.election_timeout
+    return (f"Raft peer {raft.node_id} of {len(raft.peers)} ({', '.join(raft.peers)}), election timeout "
+            f"{low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
+
+
+CHOICES: dict[str, BackendChoice] = {
+    AZURE: BackendChoice(
+        settings=("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL",
+                  "CONTAINER_NAME", "BLOB_NAME", "LEASE_DURATION", "RENEW_INTERVAL", "ACQUIRE_INTERVAL"),
+        read=lambda get, instance_id, member: None, timing=azure_timing, build=build_azure,
+        describe=describe_azure, check=check_azure),
+    ZOOKEEPER: BackendChoice(
+        settings=("ZOOKEEPER_HOSTS", "ZOOKEEPER_PATH", "ZOOKEEPER_SESSION_TIMEOUT"),
+        read=lambda get, instance_id, member: read_zookeeper(get), timing=lambda settings: None,
+        build=build_zookeeper, describe=describe_zookeeper),
+    RAFT: BackendChoice(
+        settings=("RAFT_PEERS", "RAFT_ID", "RAFT_DATA_DIR", "RAFT_ELECTION_TIMEOUT"),
+        read=lambda get, instance_id, member: read_raft(get, instance_id, member=member),
+        timing=lambda settings: None, build=build_raft, describe=describe_raft),
+}
+
+
+def build_backend(settings: Settings) -> ElectionBackend:
+    """The backend ELECTION_BACKEND names."""
+    return CHOICES[settings.election_backend].build(settings)

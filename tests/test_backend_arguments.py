@@ -1,0 +1,137 @@
+"""Each backend's arguments, checked when it is built: one line in the library's terms (the
+argument's name and the rule), or in the caller's own terms when it passes ``names`` (what the
+demo does with its settings). No service is needed: nothing connects before the first call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+from DistributedMutex.backends.raft import RaftBackend
+from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
+from DistributedMutex.errors import ConfigurationError
+
+WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
+
+
+def backend(conn: str, container: str, **kwargs: Any) -> AzureBlobLeaseBackend:
+    return AzureBlobLeaseBackend(conn, container, "weather-leader", **kwargs)
+
+
+# -- RaftBackend ------------------------------------------------------------------------------------
+
+def test_raft_defaults_are_the_documented_ones(tmp_path: Path) -> None:
+    """election_timeout (1.0, 2.0) s; data_dir a str or a Path; the timing follows from the minimum."""
+    backend = RaftBackend({"a": ("127.0.0.1", 7001), "b": "127.0.0.1:7002"}, "a", str(tmp_path / "state"))
+    timing = backend.default_timing()
+    assert (timing.lease_duration, timing.renew_interval, timing.acquire_interval, timing.safety_margin) == (
+        1.0, 0.2, 0.5, 0.25)
+    assert backend.lease_basis == "election_timeout minimum 1 s"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"peers": {}}, "peers: must list the whole cluster as {id: (host, port), ...}, got {}"),
+    ({"peers": [("127.0.0.1", 7001)]}, "peers: must list the whole cluster as {id: (host, port), ...}, got list"),
+    ({"peers": {"a b": ("127.0.0.1", 7001)}, "node_id": "a b"},
+     "peers: 'a b' is not a peer id (1-64 letters, digits or . _ -, starting with a letter or digit)"),
+    ({"peers": {"a": ("127.0.0.1", 70001)}}, "peers['a']: '127.0.0.1:70001': the port must be a number from 1 to 65535"),
+    ({"peers": {"a": ("127.0.0.1", "7001")}}, "peers: the address of 'a' must be (host, port), got ('127.0.0.1', '7001')"),
+    ({"peers": {"a": "127.0.0.1"}}, "peers['a']: '127.0.0.1' has no port: write host:port"),
+    ({"peers": {"a": ("127.0.0.1", 7001), "b": ("127.0.0.1", 7001)}}, "peers: gives 127.0.0.1:7001 to two peers"),
+    ({"node_id": "d"}, "node_id: 'd' is not one of the ids in peers (a, b, c)"),
+    ({"election_timeout": (2.0, 1.0)}, "election_timeout: must be (min, max) seconds with 0.2 <= min < max <= 600 "
+                                       "(a range, so that candidates rarely split the vote), got (2, 1)"),
+    ({"election_timeout": 1.5}, "election_timeout: must be (min, max) seconds with 0.2 <= min < max <= 600, got 1.5"),
+    ({"election_timeout": (0.1, 0.2)}, "election_timeout: must be (min, max) seconds with 0.2 <= min < max <= 600 "
+                                       "(a range, so that candidates rarely split the vote), got (0.1, 0.2)"),
+    ({"data_dir": "/etc/hostname"}, "data_dir: '/etc/hostname' exists and is not a directory"),
+    ({"data_dir": None}, "data_dir: must be a directory path (str or Path) for this peer's term and vote, got None"),
+    ({"heartbeat_interval": 1.0}, "heartbeat_interval: must be above 0 and below the minimum election timeout, "
+                                  "1 s, got 1.0"),
+])
+def test_raft_bad_arguments_are_one_line_in_the_library_s_terms(tmp_path: Path, arguments: dict[str, Any],
+                                                           message: str) -> None:
+    given = {"peers": {"a": ("127.0.0.1", 7001), "b": ("127.0.0.1", 7002), "c": ("127.0.0.1", 7003)},
+             "node_id": "a", "data_dir": tmp_path, **arguments}
+    with pytest.raises(ConfigurationError) as raised:
+        RaftBackend(**given)
+    assert str(raised.value) == message
+    assert "RAFT_" not in str(raised.value)
+
+
+def test_raft_takes_a_program_s_own_setting_names(tmp_path: Path) -> None:
+    names = {"peers": "RAFT_PEERS", "node_id": "RAFT_ID", "data_dir": "RAFT_DATA_DIR"}
+    with pytest.raises(ConfigurationError) as raised:
+        RaftBackend({"a": ("127.0.0.1", 7001)}, "b", tmp_path, names=names)
+    assert str(raised.value) == "RAFT_ID: 'b' is not one of the ids in RAFT_PEERS (a)"
+
+
+# -- ZooKeeperBackend -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"hosts": "zk1:21810000"}, "hosts: 'zk1:21810000': the port must be a number from 1 to 65535"),
+    ({"hosts": ""}, "hosts: '' is not host:port"),
+    ({"hosts": "zk1:2181/apps"}, "hosts: 'zk1:2181/apps' has a path: give the znode path in the path argument instead"),
+    ({"hosts": 2181}, "hosts: must be a string of host:port pairs like '127.0.0.1:2181', got 2181"),
+    ({"path": "election"}, "path: must be an absolute znode path like /election (letters, digits, . _ - between "
+                           "slashes, no trailing slash), got 'election'"),
+    ({"path": "/zookeeper/election"}, "path: '/zookeeper/election' is reserved by ZooKeeper: choose another path"),
+    ({"session_timeout": 0.5}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": 1.9}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": 40.5}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": float("nan")}, "session_timeout: must be from 2 to 40 seconds"),
+    ({"session_timeout": "five"}, "session_timeout: must be a number of seconds, got 'five'"),
+    ({"call_timeout": 0}, "call_timeout: must be a number of seconds above 0 and at most the 5 s session timeout"),
+])
+def test_zookeeper_bad_arguments_are_one_line_in_the_library_s_terms(options: dict, message: str) -> None:
+    arguments = {"hosts": "127.0.0.1:2181", "path": "/election", "session_timeout": 5.0, **options}
+    with pytest.raises(ConfigurationError) as raised:
+        ZooKeeperBackend(arguments.pop("hosts"), arguments.pop("path"), **arguments)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    assert "ZOOKEEPER" not in str(raised.value)
+
+
+def test_zookeeper_takes_a_program_s_own_setting_names() -> None:
+    """The demo passes its settings' names: its users read ZOOKEEPER_PATH, not path."""
+    names = {"hosts": "ZOOKEEPER_HOSTS", "path": "ZOOKEEPER_PATH", "session_timeout": "ZOOKEEPER_SESSION_TIMEOUT"}
+    with pytest.raises(ConfigurationError) as raised:
+        ZooKeeperBackend("zk1:2181/apps", names=names)
+    assert str(raised.value) == "ZOOKEEPER_HOSTS: 'zk1:2181/apps' has a path: give the znode path in ZOOKEEPER_PATH instead"
+    with pytest.raises(ConfigurationError, match=r"^ZOOKEEPER_SESSION_TIMEOUT: must be from 2 to 40"):
+        ZooKeeperBackend("127.0.0.1:2181", session_timeout=100, names=names)
+
+
+# -- AzureBlobLeaseBackend --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("duration", [-1, 0, 14, 61])
+def test_infinite_or_out_of_range_leases_are_refused(duration: int) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        backend("UseDevelopmentStorage=true", "c-x", lease_duration=duration)
+    assert str(raised.value) == f"lease_duration: must be from 15 to 60 seconds (Azure's lease range), got {duration}"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"lease_duration": 15.5}, "lease_duration: must be a whole number of seconds from 15 to 60 (Azure's lease "
+                               "range), got 15.5"),
+    ({"call_timeout": 0}, "call_timeout: must be a number of seconds above 0 and below the 15 s lease, got 0"),
+    ({"lease_duration": 20, "names": {"lease_duration": "LEASE_DURATION"}, "call_timeout": 30},
+     "call_timeout: must be a number of seconds above 0 and below the 20 s lease, got 30"),
+    ({"lease_duration": 14, "names": {"lease_duration": "LEASE_DURATION"}},
+     "LEASE_DURATION: must be from 15 to 60 seconds (Azure's lease range), got 14"),
+])
+def test_azure_bad_arguments_are_one_line_in_the_caller_s_terms(options: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        backend("UseDevelopmentStorage=true", "c-x", **options)
+    assert str(raised.value) == message
+
+
+def test_a_connection_string_the_sdk_refuses_is_named_not_shown() -> None:
+    secret = "BlobEndpoint=;AccountKey=" + WRONG_KEY  # no endpoint: the SDK refuses it
+    with pytest.raises(ConfigurationError) as raised:
+        backend(secret, "c-x")
+    assert str(raised.value) == "connection_string: is not accepted by the Azure SDK"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
