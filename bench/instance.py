@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def emulate(spec: dict[str, Any]) -> None:
-    from distributed_mutex_demo import config, mutex
+    from distributed_mutex_demo import config
+    from DistributedMutex import mutex
     from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
     from DistributedMutex.timing import ElectionTiming
 
