@@ -333,7 +333,7 @@ def free_tier_warning(settings: Settings) -> str | None:
 
 def _store_settings(get: Getter) -> tuple[MySQLSettings | None, str]:
     """MySQL when MYSQL_HOST is set, otherwise SQLite at SQLITE_PATH; never a silent mix of both."""
-    host = get("MYSQL_HOST", text_of_length(1, 255))
+    host = get.optional("MYSQL_HOST", text_of_length(1, 255))
     mysql = MySQLSettings(
         host=host or "",
         port=get("MYSQL_PORT", whole_number_in(1, 65535, "(a TCP port)")),

@@ -79,3 +79,7 @@ class Getter:
             if value is None:
                 return None  # type: ignore[return-value]
         return parse(name, value)
+
+    def optional(self, name: str, parse: Callable[[str, str], T]) -> T | None:
+        """A setting whose default is unset (such as MYSQL_HOST): None when it is not given."""
+        return self(name, parse)
