@@ -75,7 +75,7 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
         assert name in info.names, f"{name} is not in {wheel.name}"
     assert not [n for n in info.names if n.startswith(("tests/", "bench/", "support/"))]
 
-    assert re.search(r"^distributed-mutex-demo = distributed_mutex_demo\.cli:run$", info.entry_points, re.M)
+    assert re.search(r"^distributed-mutex-demo = distributed_mutex_demo\.entry:run$", info.entry_points, re.M)
     assert not re.search(r"^distributed-mutex =", info.entry_points, re.M), "that name is kept for the library"
 
     requirements = [Requirement(r) for r in info.metadata.get_all("Requires-Dist") or []]
@@ -123,6 +123,13 @@ def test_without_extras_import_loads_no_third_party_module_and_a_missing_extra_i
         "DistributedMutex.errors.MissingExtraError: ZooKeeperBackend: needs the module 'kazoo', which is not "
         "installed: pip install 'distributed-mutex[zookeeper]'"), done.stderr
     assert "ModuleNotFoundError" not in done.stderr, done.stderr
+
+    # The demo's command without the demo's extra: one line saying what to install, exit 2.
+    done = subprocess.run([str(bare_venv.path / "bin" / "distributed-mutex-demo")], capture_output=True, text=True,
+                          timeout=30, cwd=bare_venv.path)
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert done.stderr.splitlines() == [
+        "the demo needs the module 'dotenv', which is not installed: pip install 'distributed-mutex[demo]'"], done.stderr
 
 
 class RaftMembers:

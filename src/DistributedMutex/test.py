@@ -15,6 +15,6 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
     sys.path.insert(0, str(_HERE.parent))
 
-    from distributed_mutex_demo.cli import run
+    from distributed_mutex_demo.entry import run
 
     run()

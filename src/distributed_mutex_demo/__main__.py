@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import sys
-
-from distributed_mutex_demo.cli import run
+from distributed_mutex_demo.entry import run
 
 # Guarded: tools that import every module of a package (pydoc, doctest runners) must not start it.
 if __name__ == "__main__":
-    sys.exit(run())
+    run()
