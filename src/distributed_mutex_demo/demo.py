@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 
-from distributed_mutex_demo.launcher import LaunchError
+from distributed_mutex_demo.errors import LaunchError
 from distributed_mutex_demo.launcher.cluster import Demo
 
 BACKENDS = ("azure", "zookeeper", "raft")

@@ -1,6 +1,7 @@
 """Every exception the weather demo raises of its own, in one tree.
 
     DemoError
+    ├── LaunchError               make demo cannot start (no Azurite, a bad DEMO_* value): exit 2
     ├── StoreError                the readings' data store (MySQL or SQLite)
     │   └── StoreUnavailableError the server cannot be reached, refused the login, or failed
     │       └── StoreAccessError  it refused the login or a privilege: retrying will not help
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "CityNotFoundError",
     "DemoError",
+    "LaunchError",
     "StoreAccessError",
     "StoreError",
     "StoreUnavailableError",
@@ -34,6 +36,10 @@ __all__ = [
 
 class DemoError(Exception):
     """Base class of the demo's own errors."""
+
+
+class LaunchError(DemoError):
+    """The demo cannot start (no Azurite, a bad DEMO_* value): one line, exit 2."""
 
 
 class StoreError(DemoError):

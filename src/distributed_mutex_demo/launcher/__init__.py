@@ -4,11 +4,3 @@
     cluster.py   the instances, their leadership journal, and the failovers the demo causes
     panel.py     what the terminal shows: the live panel, the prefixed log lines, keys, the summary
 """
-
-from __future__ import annotations
-
-from distributed_mutex_demo.errors import DemoError
-
-
-class LaunchError(DemoError):
-    """The demo cannot start (no Azurite, a bad DEMO_* value): one line, exit 2."""

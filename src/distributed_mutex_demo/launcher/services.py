@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from distributed_mutex_demo.launcher import LaunchError
+from distributed_mutex_demo.errors import LaunchError
 
 ROOT = Path(__file__).resolve().parents[3]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
