@@ -149,7 +149,7 @@ class MemoryStore:
                                      self._term, t + self.lease_duration, utc_now())
             self._event("acquired", self._holding)
             lease = Lease(self._term, self._holding.token, now, self.lease_duration, predecessor_until)
-        self._wake_all()
+        self._wake_all(but=contender)
         return lease
 
     def _renew(self, lease: Lease, now: float) -> Lease:
@@ -174,7 +174,7 @@ class MemoryStore:
                 return  # not ours (any more): nothing to give back
             holding.state = "released"
             self._event("released", holding)
-        self._wake_all()
+        self._wake_all(but=holding.contender)
 
     def _held(self, lease: Lease) -> _Holding:
         """The holding of ``lease`` if it lasts, else LeaseLostError (call with the lock held)."""
@@ -201,10 +201,12 @@ class MemoryStore:
     def _event(self, kind: str, holding: _Holding) -> None:
         self.events.append(StoreEvent(self.clock(), kind, holding.identity.instance_id, holding.term))
 
-    def _wake_all(self) -> None:
+    def _wake_all(self, but: int | None = None) -> None:
+        """Tell the contenders' loops (but the one that made the change: it knows)."""
         if self.notify:
-            for wake in list(self._wakes.values()):
-                wake()
+            for contender, wake in list(self._wakes.items()):
+                if contender != but:
+                    wake()
 
 
 class MemoryBackend:

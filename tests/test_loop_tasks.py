@@ -1,0 +1,411 @@
+"""Leader and worker tasks under the election loop: plain and async, how they end, what happens when
+they fail (on_task_failure), waiting for a leader task that will not stop, the stall watchdog. On
+MemoryBackend in virtual time (see test_loop_leading.py for the timing)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+
+import pytest
+
+from DistributedMutex import ConfigurationError, DistributedMutex, Identity
+from DistributedMutex.roles import LeaderContext, WorkerContext
+from DistributedMutex.testing import MemoryBackend, MemoryStore, VirtualClock, running, wait_until
+
+EPS = 1e-6
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def store(clock: VirtualClock) -> MemoryStore:
+    return MemoryStore(clock=clock)
+
+
+def mutex(store: MemoryStore, who: str, lead, work=None, **options: object) -> DistributedMutex:
+    return DistributedMutex(lead, work, backend=MemoryBackend(store), identity=Identity(who), **options)  # type: ignore[arg-type]
+
+
+async def idle_leader(ctx: LeaderContext) -> None:
+    while await ctx.asleep(0.05):
+        ctx.report_progress()
+
+
+# -- how a task ends -------------------------------------------------------------------------------
+
+def test_a_plain_task_runs_in_a_thread_and_the_code_after_its_loop_runs(
+        clock: VirtualClock, store: MemoryStore) -> None:
+    seen: list[tuple[str, object]] = []
+
+    def lead(ctx: LeaderContext) -> None:
+        seen.append(("thread", threading.current_thread() is not threading.main_thread()))
+        rounds = 0
+        while ctx.sleep(0.1):
+            rounds += 1
+        seen.append(("after the loop", (rounds, clock())))
+
+    a = mutex(store, "a", lead)
+
+    async def scenario() -> None:
+        async with running(a):
+            await asyncio.sleep(1.001)
+
+    clock.run(scenario())
+    assert seen[0] == ("thread", True)
+    assert seen[1][0] == "after the loop" and seen[1][1] == (10, pytest.approx(1.001, abs=EPS))
+
+
+def test_an_async_task_is_cancelled_so_only_its_finally_runs(clock: VirtualClock, store: MemoryStore) -> None:
+    seen: list[str] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        try:
+            while await ctx.asleep(0.1):
+                pass
+            seen.append("after the loop")  # never: the task is cancelled in asleep
+        finally:
+            seen.append(f"finally at {clock():.3f}")
+
+    a = mutex(store, "a", lead)
+
+    async def scenario() -> None:
+        async with running(a):
+            await asyncio.sleep(1.001)
+
+    clock.run(scenario())
+    assert seen == ["finally at 1.001"]
+
+
+def test_plain_and_async_tasks_read_the_same_and_see_the_same_time(clock: VirtualClock, store: MemoryStore) -> None:
+    rounds = {"plain": 0, "async": 0}
+
+    def plain(ctx: WorkerContext) -> None:
+        while ctx.sleep(0.1):
+            rounds["plain"] += 1
+
+    async def in_async(ctx: WorkerContext) -> None:
+        while await ctx.asleep(0.1):
+            rounds["async"] += 1
+
+    leader = mutex(store, "leader", idle_leader)
+    p, q = mutex(store, "p", idle_leader, plain), mutex(store, "q", idle_leader, in_async)
+
+    async def scenario() -> None:
+        async with running(leader):
+            await wait_until(lambda: store.holder() == "leader", within=1, what="leader leading")
+            async with running(p, q):
+                await asyncio.sleep(2.05)
+
+    clock.run(scenario())
+    assert rounds == {"plain": 20, "async": 20}
+
+
+def test_is_active_turns_false_at_the_deadline_before_the_loop_notices(clock: VirtualClock, store: MemoryStore) -> None:
+    seen: list[bool] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        seen.append(ctx.is_active())
+        clock.advance(1.0)  # the whole process frozen for a second, past its deadline
+        seen.append(ctx.is_active())
+        await asyncio.Event().wait()
+
+    a = mutex(store, "a", lead)
+
+    async def scenario() -> None:
+        async with running(a):
+            await wait_until(lambda: len(seen) == 2, within=1, what="the leader task")
+
+    clock.run(scenario())
+    assert seen == [True, False]
+
+
+def test_the_worker_stops_before_the_leader_task_starts_and_sees_the_leader(
+        clock: VirtualClock, store: MemoryStore) -> None:
+    seen: list[tuple[str, float, str | None]] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        seen.append(("lead", clock(), None))
+        await idle_leader(ctx)
+
+    async def work(ctx: WorkerContext) -> None:
+        try:
+            while await ctx.asleep(0.05):
+                seen.append(("work", clock(), ctx.leader.instance_id if ctx.leader else None))
+        finally:
+            seen.append(("work ended", clock(), None))
+
+    a, b = mutex(store, "a", idle_leader), mutex(store, "b", lead, work)
+
+    async def scenario() -> None:
+        async with running(a):
+            await wait_until(lambda: store.holder() == "a", within=1, what="a leading")
+            async with running(b):
+                await asyncio.sleep(1)
+                a.stop()
+                await wait_until(lambda: any(event == "lead" for event, *_ in seen), within=1, what="b leading")
+
+    clock.run(scenario())
+    assert ("work", pytest.approx(0.05, abs=0.01), "a") in [(e, at, who) for e, at, who in seen if e == "work"][:1]
+    ended = next(at for event, at, _ in seen if event == "work ended")
+    led = next(at for event, at, _ in seen if event == "lead")
+    assert ended <= led
+
+
+# -- the leader task that does not stop ------------------------------------------------------------
+
+def test_the_lease_is_kept_until_a_leader_task_that_will_not_stop_returns(
+        clock: VirtualClock, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    seen: list[tuple[str, float]] = []
+
+    async def stubborn(ctx: LeaderContext) -> None:
+        seen.append(("lead", clock()))
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(3)  # swallows the cancellation and goes on for 3 s
+            seen.append(("returned", clock()))
+
+    a = mutex(store, "a", stubborn)
+    b = mutex(store, "b", idle_leader)
+
+    async def scenario() -> float:
+        async with running(a, b):
+            await wait_until(lambda: seen, within=1, what="a leading")
+            await asyncio.sleep(1)
+            broken_at = clock()
+            store.break_lease()  # a's role ends at once; its task goes on for 3 s
+            await asyncio.sleep(5)
+        return broken_at
+
+    broken_at = clock.run(scenario())
+    kinds = [(e.kind, e.instance_id) for e in store.events if e.kind != "renewed"]
+    assert kinds[:3] == [("acquired", "a"), ("broken", "a"), ("acquired", "b")], kinds
+    assert seen == [("lead", 0.0), ("returned", pytest.approx(broken_at + 3, abs=EPS))]
+    assert ("acquired", "a") not in kinds[1:], "a contended again while its old task still ran"
+    assert any("waiting for the previous leader task to return" in r.getMessage() for r in caplog.records)
+
+
+def test_a_lease_whose_leader_task_will_not_stop_is_not_released_but_left_to_expire(
+        clock: VirtualClock, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+
+    async def wedged(ctx: LeaderContext) -> None:
+        try:
+            await asyncio.Event().wait()  # never reports progress: the stall watchdog ends the role
+        except asyncio.CancelledError:
+            await asyncio.sleep(3)  # and it does not stop when cancelled
+
+    a = mutex(store, "a", wedged, stall_timeout=1)
+    b = mutex(store, "b", idle_leader)
+
+    async def scenario() -> None:
+        async with running(a):
+            await wait_until(lambda: store.holder() == "a", within=1, what="a leading")
+            async with running(b):
+                await asyncio.sleep(5)
+
+    clock.run(scenario())
+    a_events = [e for e in store.events if e.instance_id == "a" and e.at < 5]  # (not the teardown's)
+    assert "released" not in [e.kind for e in a_events], "a released its lease while its task still ran"
+    taken = next(e.at for e in store.events if e.kind == "acquired" and e.instance_id == "b")
+    assert taken >= max(e.at for e in a_events) + 0.5 - EPS, "b got the lease before a's could have ended"
+    assert any("leader task is still running: not releasing the lease; it expires by itself" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_plain_leader_task_that_ignores_the_end_is_waited_for_before_contending_again(
+        clock: VirtualClock, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    seen: list[tuple[str, float]] = []
+
+    def deaf(ctx: LeaderContext) -> None:
+        seen.append(("lead", clock()))
+        if len(seen) == 1:
+            clock.sleep(30)  # ignores ctx.ended for 30 s
+        seen.append(("returned", clock()))
+
+    a = mutex(store, "a", deaf)
+
+    async def scenario() -> None:
+        async with running(a):
+            await asyncio.sleep(1)
+            store.break_lease()  # the role ends at once; the task goes on
+            await wait_until(lambda: len(seen) >= 3, within=60, what="a leading again")
+
+    clock.run(scenario())
+    assert seen[1] == ("returned", pytest.approx(30, abs=EPS))
+    assert seen[2][0] == "lead" and seen[2][1] >= seen[1][1], "led again while the old task still ran"
+    assert any("waiting for the previous leader task to return" in r.getMessage() for r in caplog.records)
+
+
+# -- failures --------------------------------------------------------------------------------------
+
+def test_a_failing_worker_task_is_started_again_with_backoff(
+        clock: VirtualClock, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    starts: list[float] = []
+
+    def work(ctx: WorkerContext) -> None:
+        starts.append(clock())
+        raise RuntimeError("worker broke")
+
+    store = MemoryStore(clock=clock, lease_duration=10)  # fewer renewals over the long run
+    leader, b = mutex(store, "leader", idle_leader), mutex(store, "b", idle_leader, work)
+
+    async def scenario() -> None:
+        async with running(leader):
+            await wait_until(lambda: store.holder() == "leader", within=1, what="leader leading")
+            async with running(b):
+                await asyncio.sleep(130)
+
+    clock.run(scenario())
+    gaps = [round(later - earlier, 6) for earlier, later in itertools.pairwise(starts)]
+    assert gaps == [1, 2, 4, 8, 16, 32, 60], gaps  # doubling, at most 60 s
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("worker task failed: worker broke") == len(starts)
+    assert "starting the worker task again in 1 s (failure 1 in a row)" in messages
+
+
+def test_a_worker_that_ran_long_enough_starts_the_backoff_afresh(clock: VirtualClock, store: MemoryStore) -> None:
+    starts: list[float] = []
+
+    async def work(ctx: WorkerContext) -> None:
+        starts.append(clock())
+        await asyncio.sleep(0.5 if len(starts) != 3 else 61)
+        raise RuntimeError("worker broke")
+
+    store = MemoryStore(clock=clock, lease_duration=10)  # fewer renewals over the long run
+    leader, b = mutex(store, "leader", idle_leader), mutex(store, "b", idle_leader, work)
+
+    async def scenario() -> None:
+        async with running(leader):
+            await wait_until(lambda: store.holder() == "leader", within=1, what="leader leading")
+            async with running(b):
+                await wait_until(lambda: len(starts) == 5, within=120, what="five worker runs")
+
+    clock.run(scenario())
+    delays = [round(later - earlier - ran, 6) for earlier, later, ran in zip(starts, starts[1:], [0.5, 0.5, 61, 0.5], strict=False)]
+    assert delays == [1, 2, 1, 2], delays
+
+
+def test_on_task_failure_stop_ends_run_with_the_workers_error(clock: VirtualClock, store: MemoryStore) -> None:
+    async def work(ctx: WorkerContext) -> None:
+        await asyncio.sleep(1)
+        raise ValueError("no way on")
+
+    leader = mutex(store, "leader", idle_leader)
+    b = mutex(store, "b", idle_leader, work, on_task_failure="stop")
+
+    async def scenario() -> None:
+        async with running(leader):
+            await wait_until(lambda: store.holder() == "leader", within=1, what="leader leading")
+            with pytest.raises(ValueError, match="no way on"):
+                await b.run_async()
+            assert clock() == pytest.approx(1, abs=0.06)
+
+    clock.run(scenario())
+
+
+def test_a_failing_leader_task_steps_down_and_a_healthy_instance_leads(
+        clock: VirtualClock, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    led: list[tuple[str, int, float]] = []
+
+    def leader_of(who: str, fails: bool):
+        async def lead(ctx: LeaderContext) -> None:
+            led.append((who, ctx.term, clock()))
+            if fails:
+                raise RuntimeError("boom")
+            await idle_leader(ctx)
+        return lead
+
+    a, b = mutex(store, "a", leader_of("a", True)), mutex(store, "b", leader_of("b", False))
+
+    async def scenario() -> None:
+        async with running(a):
+            await wait_until(lambda: led, within=1, what="a leading")
+            async with running(b):
+                await asyncio.sleep(30)
+
+    clock.run(scenario())
+    # (When the block ends, b stops first and a may lead again: not counted.)
+    assert [(who, term) for who, term, at in led if at < 30] == [("a", 1), ("b", 2)], led
+    messages = [r.getMessage() for r in caplog.records]
+    assert "leader task failed: boom" in messages and "lost leadership: leader task failed" in messages
+
+
+def test_a_leader_task_that_keeps_failing_backs_off(clock: VirtualClock, store: MemoryStore) -> None:
+    led: list[float] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        led.append(clock())
+        raise RuntimeError("boom")
+
+    a = mutex(store, "a", lead)
+
+    async def scenario() -> None:
+        async with running(a):
+            await wait_until(lambda: len(led) == 5, within=60, what="five leaderships")
+
+    clock.run(scenario())
+    gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(led)]
+    assert gaps == [1, 2, 4, 8], gaps
+
+
+def test_on_task_failure_stop_releases_the_lease_then_ends_run_with_the_leaders_error(
+        clock: VirtualClock, store: MemoryStore) -> None:
+    async def lead(ctx: LeaderContext) -> None:
+        await asyncio.sleep(2)
+        raise KeyError("lost the plot")
+
+    a = mutex(store, "a", lead, on_task_failure="stop")
+
+    async def scenario() -> None:
+        with pytest.raises(KeyError, match="lost the plot"):
+            await a.run_async()
+
+    clock.run(scenario())
+    assert [e.kind for e in store.events if e.kind != "renewed"] == ["acquired", "released"]
+    assert store.holder() is None
+
+
+def test_on_task_failure_takes_restart_or_stop_only(store: MemoryStore) -> None:
+    with pytest.raises(ConfigurationError, match="on_task_failure: must be 'restart' or 'stop', got 'retry'"):
+        mutex(store, "a", idle_leader, on_task_failure="retry")
+
+
+def test_a_stalled_leader_gives_the_lease_up_for_a_healthy_instance(
+        clock: VirtualClock, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="DistributedMutex")
+    led: list[tuple[str, float]] = []
+
+    async def wedged(ctx: LeaderContext) -> None:
+        led.append(("wedged", clock()))
+        await asyncio.Event().wait()  # never reports progress
+
+    async def healthy(ctx: LeaderContext) -> None:
+        led.append(("healthy", clock()))
+        await idle_leader(ctx)
+
+    a = mutex(store, "wedged", wedged, stall_timeout=2)
+    b = mutex(store, "healthy", healthy, stall_timeout=2)
+
+    async def scenario() -> None:
+        async with running(a):
+            await wait_until(lambda: led, within=1, what="wedged leading")
+            async with running(b):
+                await asyncio.sleep(10)
+
+    clock.run(scenario())
+    assert led[0] == ("wedged", 0.0) and led[1][0] == "healthy" and led[1][1] == pytest.approx(2, abs=EPS)
+    # (When the block ends, b stops first and the wedged one may lead again: not counted.)
+    assert len([at for _, at in led if at < 10]) == 2, "the healthy leader reports progress: it keeps the lease"
+    lines = [r.getMessage() for r in caplog.records if "lost leadership" in r.getMessage()]
+    assert lines[0] == "lost leadership: leader work made no progress for 2 s; giving the lease up for a healthy instance"
