@@ -208,7 +208,7 @@ class Backoff:
         if ran_for >= self.longest:
             self.failures = 0
         self.failures += 1
-        return min(self.first * 2 ** (self.failures - 1), self.longest)
+        return min(self.first * 2.0 ** (self.failures - 1), self.longest)
 
     def reset(self) -> None:
         self.failures = 0

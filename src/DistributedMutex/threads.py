@@ -34,6 +34,7 @@ def run_in_daemon_thread(fn: Callable[..., T], *args: Any, name: str | None = No
             future.set_exception(value)
 
     def body() -> None:
+        outcome: tuple[bool, Any]
         try:
             outcome = (True, fn(*args))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine

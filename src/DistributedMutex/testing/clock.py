@@ -27,7 +27,14 @@ import selectors
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # typing has them from Python 3.11 on; only the type checker needs them here
+    from concurrent.futures import Executor
+
+    from typing_extensions import TypeVarTuple, Unpack
+
+    Ts = TypeVarTuple("Ts")
 
 T = TypeVar("T")
 # How often a waiting thread, or the loop waiting on a working thread, looks again (real seconds):
@@ -204,7 +211,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self.virtual_clock()
 
-    def call_at(self, when: float, callback: Callable[..., object], *args: Any,
+    def call_at(self, when: float, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts],
                 context: contextvars.Context | None = None) -> asyncio.TimerHandle:
         # asyncio runs a timer once it is due within its clock's resolution. Real time then goes
         # on by itself; virtual time would not, and code that compares the clock with the moment
@@ -212,12 +219,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # a timer fires only once the clock has reached its moment.
         return super().call_at(when + RESOLUTION, callback, *args, context=context)
 
-    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def run_in_executor(self, executor: Executor | None, func: Callable[[Unpack[Ts]], T],
+                        *args: Unpack[Ts]) -> asyncio.Future[T]:
         clock = self.virtual_clock
         outcome: asyncio.Future[T] = self.create_future()
         worker = clock._enlist(outcome)
 
-        def counted(*call_args: Any) -> T:
+        def counted(*call_args: Unpack[Ts]) -> T:
             _local.worker = (clock, worker)
             try:
                 return func(*call_args)
