@@ -299,3 +299,32 @@ def test_a_leader_context_made_by_hand_serves_to_test_a_task_alone() -> None:
         assert not await ctx.asleep(0)
 
     asyncio.run(scenario())
+
+
+def test_two_sharing_one_memory_backend_in_real_time_one_leads_and_stopping_it_hands_over() -> None:
+    """As the issue puts it: default identities (both <hostname>-<pid>), one backend, real time."""
+    backend = MemoryBackend()
+    led: list[tuple[int, int]] = []  # (id of the mutex, term)
+
+    def leader_of(key: int):
+        async def lead(ctx: LeaderContext) -> None:
+            led.append((key, ctx.term))
+            while await ctx.asleep(0.05):
+                pass
+        return lead
+
+    a = DistributedMutex(leader_of(1), backend=backend)
+    b = DistributedMutex(leader_of(2), backend=backend)
+    assert a.identity == b.identity
+
+    async def scenario() -> None:
+        async with running(a, b):
+            await wait_until(lambda: led, within=5, what="a leader")
+            await asyncio.sleep(1.5)  # three leases long: the other never leads meanwhile
+            assert len(led) == 1, led
+            first = led[0][0]
+            (a if first == 1 else b).stop()
+            await wait_until(lambda: len(led) == 2, within=0.5, what="a prompt handover")
+
+    asyncio.run(scenario())
+    assert led[1][0] != led[0][0] and led[1][1] > led[0][1], led

@@ -162,3 +162,16 @@ def test_default_timing_follows_the_lease(store: MemoryStore) -> None:
         pytest.approx((0.5, 0.1, 0.05, 0.15))
     timing = MemoryBackend(MemoryStore(lease_duration=10)).default_timing()
     assert (timing.renew_interval, timing.safety_margin) == pytest.approx((2, 3))
+
+
+def test_loops_sharing_one_backend_are_contenders_of_their_own_and_all_woken(clock: Clock) -> None:
+    shared = MemoryBackend(MemoryStore(clock=clock))
+    one, two = Identity("same"), Identity("same")  # equal, as two default identities in one process
+    woken: list[str] = []
+    shared.watch(lambda: woken.append("one"))
+    shared.watch(lambda: woken.append("two"))
+    lease = lease_of(shared.acquire(one, 0.0))
+    assert isinstance(shared.acquire(two, 0.1), Held), "the second loop got the first one's lease"
+    shared.release(lease)
+    assert woken == ["one", "two", "one", "two"]  # which loop made a change is not known: both hear
+    assert lease_of(shared.acquire(two, 0.2)).term == 2

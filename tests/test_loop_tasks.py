@@ -157,6 +157,39 @@ def test_the_worker_stops_before_the_leader_task_starts_and_sees_the_leader(
     assert ended <= led
 
 
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_the_lease_is_released_only_once_the_leader_task_has_cleaned_up(
+        clock: VirtualClock, store: MemoryStore, kind: str) -> None:
+    held_during_cleanup: list[str | None] = []
+
+    def plain(ctx: LeaderContext) -> None:
+        try:
+            while ctx.sleep(0.1):
+                pass
+        finally:
+            clock.sleep(0.2)  # a slow cleanup, in virtual time
+            held_during_cleanup.append(store.holder())
+
+    async def in_async(ctx: LeaderContext) -> None:
+        try:
+            while await ctx.asleep(0.1):
+                pass
+        finally:
+            await asyncio.sleep(0.2)
+            held_during_cleanup.append(store.holder())
+
+    a = mutex(store, "a", plain if kind == "plain" else in_async)
+
+    async def scenario() -> None:
+        async with running(a):
+            await asyncio.sleep(1)
+
+    clock.run(scenario())
+    assert held_during_cleanup == ["a"], "the lease was given back before the task had cleaned up"
+    released = next(e.at for e in store.events if e.kind == "released")
+    assert released == pytest.approx(1.2, abs=EPS)
+
+
 # -- the leader task that does not stop ------------------------------------------------------------
 
 def test_the_lease_is_kept_until_a_leader_task_that_will_not_stop_returns(

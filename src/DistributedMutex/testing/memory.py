@@ -4,6 +4,10 @@
     a = DistributedMutex(lead, backend=MemoryBackend(store), identity=Identity("a"))
     b = DistributedMutex(lead, backend=MemoryBackend(store), identity=Identity("b"))
 
+A contender is one MemoryBackend used by one DistributedMutex. Several DistributedMutex may also
+share one MemoryBackend (``backend = MemoryBackend()``, a store of its own): each is a contender
+of its own then (told apart by its Identity object), but the backend's switches are for them all.
+
 The store keeps a lease of ``lease_duration`` (0.5 s by default) on its clock, a fencing term that
 grows with every new lease (and with ``advance_term``), and tells every contender's loop
 (``watch``) when who leads changes, so a graceful handover takes no polling interval.
@@ -50,7 +54,7 @@ class _Holding:
     """The lease as the store keeps it."""
 
     identity: Identity
-    contender: int  # id() of the MemoryBackend that holds it
+    contender: tuple[int, int]  # id() of the holder's MemoryBackend and of its Identity object
     token: str
     term: int
     expires: float  # the store's clock
@@ -87,7 +91,7 @@ class MemoryStore:
         self._term = 0
         self._holding: _Holding | None = None
         self._serial = itertools.count(1)
-        self._wakes: dict[int, Callable[[], None]] = {}
+        self._wakes: dict[int, list[Callable[[], None]]] = {}  # MemoryBackend id() -> its loops' wake()
         self._faults = _Faults()
 
     # -- what tests look at ------------------------------------------------------------------
@@ -133,7 +137,7 @@ class MemoryStore:
 
     # -- for MemoryBackend -------------------------------------------------------------------
 
-    def _acquire(self, contender: int, identity: Identity, now: float) -> Lease | Held:
+    def _acquire(self, contender: tuple[int, int], identity: Identity, now: float) -> Lease | Held:
         with self._lock:
             t = self.clock()
             old = self._holding
@@ -149,7 +153,7 @@ class MemoryStore:
                                      self._term, t + self.lease_duration, utc_now())
             self._event("acquired", self._holding)
             lease = Lease(self._term, self._holding.token, now, self.lease_duration, predecessor_until)
-        self._wake_all(but=contender)
+        self._wake_all(but=contender[0])
         return lease
 
     def _renew(self, lease: Lease, now: float) -> Lease:
@@ -174,7 +178,7 @@ class MemoryStore:
                 return  # not ours (any more): nothing to give back
             holding.state = "released"
             self._event("released", holding)
-        self._wake_all(but=holding.contender)
+        self._wake_all(but=holding.contender[0])
 
     def _held(self, lease: Lease) -> _Holding:
         """The holding of ``lease`` if it lasts, else LeaseLostError (call with the lock held)."""
@@ -202,20 +206,23 @@ class MemoryStore:
         self.events.append(StoreEvent(self.clock(), kind, holding.identity.instance_id, holding.term))
 
     def _wake_all(self, but: int | None = None) -> None:
-        """Tell the contenders' loops (but the one that made the change: it knows)."""
+        """Tell the contenders' loops; not the one that made the change (it knows), unless others
+        share its backend: which of them made it is not known here."""
         if self.notify:
-            for contender, wake in list(self._wakes.items()):
-                if contender != but:
-                    wake()
+            for backend, wakes in list(self._wakes.items()):
+                if backend != but or len(wakes) > 1:
+                    for wake in list(wakes):
+                        wake()
 
 
 class MemoryBackend:
-    """One contender's link to a MemoryStore: an ElectionBackend (see the module)."""
+    """One contender's link to a MemoryStore: an ElectionBackend (see the module). Without a
+    store, it makes one of its own (with the default lease and clock)."""
 
     name = "memory"
 
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.store = store if store is not None else MemoryStore()
         self._faults = _Faults()
 
     def default_timing(self) -> ElectionTiming:
@@ -248,7 +255,7 @@ class MemoryBackend:
 
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         self._call("acquire")
-        return self.store._acquire(id(self), identity, now)
+        return self.store._acquire((id(self), id(identity)), identity, now)
 
     def renew(self, lease: Lease, now: float) -> Lease:
         self._call("renew")
@@ -267,7 +274,7 @@ class MemoryBackend:
         return self.store.leader()
 
     def watch(self, wake: Callable[[], None]) -> None:
-        self.store._wakes[id(self)] = wake
+        self.store._wakes.setdefault(id(self), []).append(wake)
 
     def close(self) -> None:
         self.store._wakes.pop(id(self), None)
