@@ -22,8 +22,6 @@ a traceback's line numbers are the Markdown file's.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import os
 import random
 import signal
@@ -31,7 +29,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,35 +40,6 @@ STOP_TIMEOUT = 20.0  # from SIGTERM to exit: stop the tasks, release (bounded by
 RUN_TIMEOUT = 90.0  # a program that ends by itself
 MAX_FRAGMENTS = 3  # blocks that are not whole programs: each one is an example nobody runs
 README_MAX_LINES = 320  # the landing page stays a landing page ("at most about 300 lines")
-
-
-# -- Waiting for the merge (issue 12) ------------------------------------------------------------
-# The examples are written for the library as it will be once the other branches of issue 12 are
-# merged. A block that uses one of these while the library still lacks it is xfail (not strict);
-# once the library has it, the block runs like any other. Delete this section after the merge.
-def _raft_timeout_has_a_default() -> bool:
-    from DistributedMutex.backends.raft import RaftBackend
-
-    parameter = inspect.signature(RaftBackend).parameters.get("election_timeout")
-    return parameter is None or parameter.default is not inspect.Parameter.empty
-
-
-def _module_exists(name: str) -> Callable[[], bool]:
-    return lambda: importlib.util.find_spec(name) is not None
-
-
-WAITING_FOR_THE_MERGE: dict[str, Callable[[], bool]] = {
-    "RaftBackend(": _raft_timeout_has_a_default,
-    "DistributedMutex.testing": _module_exists("DistributedMutex.testing"),
-    "DistributedMutex.fencing": _module_exists("DistributedMutex.fencing"),
-}
-# Pages other branches write: a link to one of them may point nowhere until they are merged.
-WAITING_FOR_THE_MERGE_FILES = {"docs/fencing.md", "docs/testing.md"}
-
-
-def _waiting_for(block: Block) -> list[str]:
-    return [used for used, present in WAITING_FOR_THE_MERGE.items() if used in block.code and not present()]
-# -- end of the section to delete ---------------------------------------------------------------
 
 
 def _collect() -> tuple[list[Block], list[str]]:
@@ -91,9 +59,7 @@ FRAGMENTS = [b for b in BLOCKS if b.kind == "fragment"]
 def _params() -> list[object]:
     params = []
     for block in EXAMPLES:
-        waiting = _waiting_for(block)
-        marks = [pytest.mark.xfail(strict=False, reason=f"waiting for the merge: {', '.join(waiting)}")] if waiting else []
-        params.append(pytest.param(block, id=block.where, marks=marks))
+        params.append(pytest.param(block, id=block.where))
     return params
 
 
@@ -123,10 +89,7 @@ def test_the_readme_is_a_landing_page() -> None:
 @pytest.mark.parametrize("path", linked_files(), ids=relative)
 def test_relative_links_point_to_what_exists(path: Path) -> None:
     problems = broken_links(path)
-    real = [p for p in problems if p.missing not in WAITING_FOR_THE_MERGE_FILES]
-    assert not real, "\n".join(f"{p.where}: {p.what}" for p in real)
-    if problems:
-        pytest.xfail("waiting for the merge: " + ", ".join(sorted({p.missing for p in problems})))
+    assert not problems, "\n".join(f"{p.where}: {p.what}" for p in problems)
 
 
 @pytest.mark.parametrize("block", _params())

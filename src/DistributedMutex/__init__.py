@@ -29,7 +29,7 @@ from DistributedMutex.errors import (
     StorageUnavailableError,
 )
 from DistributedMutex.fencing import Fence, fenced_update
-from DistributedMutex.mutex import DistributedMutex, Role, RoleContext
+from DistributedMutex.mutex import DistributedMutex, LeaderContext, Role, RoleContext, StepDownReason, WorkerContext
 from DistributedMutex.timing import ElectionTiming
 
 if TYPE_CHECKING:  # imported lazily at run time: see __getattr__
@@ -47,6 +47,7 @@ __all__ = [
     "Fence",
     "Held",
     "Identity",
+    "LeaderContext",
     "LeaderElectionError",
     "LeaderRecord",
     "Lease",
@@ -56,8 +57,10 @@ __all__ = [
     "Role",
     "RoleContext",
     "StaleTermError",
+    "StepDownReason",
     "StorageRejectedError",
     "StorageUnavailableError",
+    "WorkerContext",
     "ZooKeeperBackend",
     "fenced_update",
 ]

@@ -23,7 +23,14 @@ from typing import Any
 
 from DistributedMutex.backends import is_missing
 from DistributedMutex.errors import MissingExtraError
-from DistributedMutex.observer import OPERATIONS, OUTCOMES, RENEWAL_FAILURES, STEP_DOWN_CAUSES, ElectionObserver
+from DistributedMutex.observer import (
+    OPERATIONS,
+    OUTCOMES,
+    RENEWAL_FAILURES,
+    STEP_DOWN_CAUSES,
+    ElectionObserver,
+    StepDownReason,
+)
 
 try:
     from prometheus_client import (
@@ -70,8 +77,8 @@ class ElectionMetrics(ElectionObserver):
         self.term = Gauge("leader_election_term", "The term this instance leads in, or the latest term "
                           "it saw another instance lead in (0: none seen yet)", registry=r)
         self.transitions = Counter("leader_election_transitions", "Leadership changes of this instance: "
-                                   "direction acquired or lost; reason (lost only) shutdown, lease_lost, "
-                                   "deadline, task_failed, stalled or other", ["direction", "reason"], registry=r)
+                                   "direction acquired or lost; reason (lost only) "
+                                   + ", ".join(STEP_DOWN_CAUSES), ["direction", "reason"], registry=r)
         self.lease_call_seconds = Histogram("leader_election_lease_call_duration_seconds",
                                             "Duration of lease storage calls (acquire, renew, release)",
                                             ["operation"], buckets=LEASE_CALL_BUCKETS, registry=r)
@@ -135,11 +142,11 @@ class ElectionMetrics(ElectionObserver):
     def renewal_failed(self, cause: str) -> None:
         self.renewal_failures.labels(_known(cause, RENEWAL_FAILURES)).inc()
 
-    def lost_leadership(self, term: int, cause: str) -> None:
+    def lost_leadership(self, term: int, cause: StepDownReason) -> None:
         with self._lock:
             self._leading = False
         self.is_leader.set(0)
-        self.transitions.labels("lost", _known(cause, STEP_DOWN_CAUSES)).inc()
+        self.transitions.labels("lost", StepDownReason(cause).value).inc()
 
     def term_advanced(self, term: int) -> None:
         with self._lock:

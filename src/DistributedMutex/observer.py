@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, TypeVar
 
 from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
@@ -30,8 +31,25 @@ from DistributedMutex.timing import ElectionTiming
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Why a leadership ended: the ``cause`` of lost_leadership.
-STEP_DOWN_CAUSES = ("shutdown", "lease_lost", "deadline", "task_failed", "stalled", "other")
+
+
+class StepDownReason(str, Enum):
+    """Why a leadership ended: the ``cause`` of lost_leadership, and a metric label (its value).
+
+    A ``str`` too, so that an observer written against the words (``cause == "shutdown"``) works.
+    """
+
+    SHUTDOWN = "shutdown"  # stop() or a signal
+    LEASE_LOST = "lease_lost"  # the backend said the lease is someone else's now
+    DEADLINE = "deadline"  # no renewal succeeded before the local deadline
+    TASK_FAILED = "task_failed"  # the leader task raised
+    STALLED = "stalled"  # the leader task reported no progress for stall_timeout
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STEP_DOWN_CAUSES = tuple(reason.value for reason in StepDownReason)
 # How a storage call ended: the ``outcome`` of lease_call ("held": an acquire found another leader).
 OUTCOMES = ("ok", "held", "lost", "unavailable", "rejected", "error")
 # Why a renewal did not succeed ("timeout": the loop stopped waiting for it at the deadline).
@@ -59,8 +77,8 @@ class ElectionObserver:
         """A renewal did not succeed; ``cause`` is one of RENEWAL_FAILURES. The leader retries
         until its deadline (``lost``: it steps down at once)."""
 
-    def lost_leadership(self, term: int, cause: str) -> None:
-        """This instance has stopped acting as leader; ``cause`` is one of STEP_DOWN_CAUSES."""
+    def lost_leadership(self, term: int, cause: StepDownReason) -> None:
+        """This instance has stopped acting as leader, for ``cause`` (its value: one of STEP_DOWN_CAUSES)."""
 
     def term_advanced(self, term: int) -> None:
         """The leader moved its term on (the store had seen a newer one)."""
@@ -115,7 +133,7 @@ class GuardedObserver(ElectionObserver):
     def renewal_failed(self, cause: str) -> None:
         self._call("renewal_failed", cause)
 
-    def lost_leadership(self, term: int, cause: str) -> None:
+    def lost_leadership(self, term: int, cause: StepDownReason) -> None:
         self._call("lost_leadership", term, cause)
 
     def term_advanced(self, term: int) -> None:

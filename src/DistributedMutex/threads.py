@@ -3,6 +3,11 @@
 Why not ``asyncio.to_thread``: the default executor's threads are joined when the interpreter
 exits, so one storage call hung on a dead socket would keep a stopped instance alive. A daemon
 thread is abandoned instead; its late answer is dropped.
+
+On the virtual-time event loop of DistributedMutex.testing, time must stand still while such a
+thread works (or a storage call that takes a millisecond of real time could miss a deadline in
+virtual time): the loop's clock is told when the thread starts and when its outcome has reached
+the loop.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ def run_in_daemon_thread(fn: Callable[..., T], *args: Any, name: str | None = No
         except RuntimeError:
             pass  # the loop has closed: the process is shutting down
 
-    threading.Thread(target=body, name=name or getattr(fn, "__name__", "blocking"), daemon=True).start()
+    clock = getattr(loop, "virtual_clock", None)  # DistributedMutex.testing.VirtualClock, or none
+    target = body if clock is None else clock.track(body, future)
+    threading.Thread(target=target, name=name or getattr(fn, "__name__", "blocking"), daemon=True).start()
     return future
 
 

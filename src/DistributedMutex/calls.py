@@ -1,0 +1,116 @@
+"""Storage calls off the event loop: bounded, and remembered while they may still land.
+
+    StorageCalls   runs the backend's blocking calls in daemon threads; a call the loop stopped
+                   waiting for is remembered until its thread ends, so that a late release never
+                   lands after the next acquire (with the same lease id)
+    first_of       wait for the first of several awaitables, with a timeout
+    OutageLog      one log line when the storage becomes unreachable, a reminder, one when it is back
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from DistributedMutex.backend import ElectionBackend, Lease
+from DistributedMutex.threads import run_in_daemon_thread
+
+log = logging.getLogger("DistributedMutex.mutex")  # the loop's logger: one name for the loop's lines
+T = TypeVar("T")
+
+
+class StorageCalls:
+    """The election loop's calls to its backend."""
+
+    def __init__(self, backend: ElectionBackend, release_timeout: float) -> None:
+        self.backend = backend
+        self._release_timeout = release_timeout
+        # Calls given up on (timed out) but maybe still in flight.
+        self._abandoned: list[asyncio.Future[Any]] = []
+
+    def start(self, fn: Callable[..., T], *args: Any, name: str) -> asyncio.Future[T]:
+        return run_in_daemon_thread(fn, *args, name=name)
+
+    def abandon(self, call: asyncio.Future[Any]) -> None:
+        """Stop waiting for a storage call, but remember it until its thread is done."""
+        # Its outcome no longer matters; retrieving it keeps asyncio from reporting
+        # "Future exception was never retrieved" when the loop ends before it is drained.
+        call.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._abandoned.append(call)
+
+    async def drain(self, stopping: asyncio.Event) -> bool:
+        """Wait for abandoned calls to finish (their sockets time out); False if stopped meanwhile."""
+        self._abandoned = [call for call in self._abandoned if not call.done()]
+        if self._abandoned:
+            await first_of([asyncio.wait(self._abandoned), stopping.wait()])
+            for call in self._abandoned:
+                if call.done() and not call.cancelled():
+                    call.exception()  # retrieved: its outcome no longer matters
+        return not stopping.is_set()
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease back, bounded by the release timeout; a failure is only logged (the lease
+        then expires by itself)."""
+        attempt = self.start(self.backend.release, lease, name="release")
+        await asyncio.wait({attempt}, timeout=self._release_timeout)
+        if not attempt.done():
+            self.abandon(attempt)
+            log.warning("releasing the lease timed out; it expires by itself")
+        elif attempt.exception() is not None:
+            log.warning("could not release the lease: %s", attempt.exception())
+
+    async def give_back_if_acquired(self, attempt: asyncio.Future[Any]) -> None:
+        """Stopped while an acquire was in flight: if it won, release at once (bounded)."""
+        await asyncio.wait({attempt}, timeout=self._release_timeout)
+        if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+            result = attempt.result()
+            if isinstance(result, Lease):
+                await self.release(result)
+        elif not attempt.done():
+            attempt.cancel()
+
+
+async def first_of(awaitables: list[Awaitable[Any]], timeout: float | None = None) -> None:
+    """Wait until the first of ``awaitables`` completes (or ``timeout``).
+
+    Coroutines are wrapped in tasks of our own and cancelled afterwards; futures that were passed
+    in (a role task, a storage call) are left running for the caller to inspect.
+    """
+    futures = [asyncio.ensure_future(a) for a in awaitables]
+    owned = [f for f, a in zip(futures, awaitables, strict=True) if f is not a]
+    try:
+        await asyncio.wait(futures, timeout=None if timeout is None else max(0.0, timeout),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in owned:
+            future.cancel()
+
+
+class OutageLog:
+    """One line when storage becomes unreachable, a reminder every 30 s, one when it is back."""
+
+    REMIND_EVERY = 30.0
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._last_said = 0.0
+        self._failures = 0
+
+    def failed(self, message: str) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        if self._since is None:
+            self._since, self._last_said = now, now
+            log.warning("%s (retrying)", message)
+        elif now - self._last_said >= self.REMIND_EVERY:
+            self._last_said = now
+            log.warning("%s (still failing after %d attempts, %.0f s)",
+                        message, self._failures, now - self._since)
+
+    def recovered(self) -> None:
+        if self._since is not None:
+            log.info("lease storage reachable again after %.1f s", time.monotonic() - self._since)
+        self._since, self._failures = None, 0

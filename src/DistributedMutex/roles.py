@@ -1,0 +1,214 @@
+"""What a leader or worker task is given, and how the election loop runs one.
+
+    RoleContext     what every task gets: ``is_active()``, ``sleep()`` / ``asleep()``, ``leader``
+    LeaderContext   a leader task's: ``term`` (an int) is the fencing token; ``advance_term()``
+    WorkerContext   a worker task's (``term`` is None)
+    RoleRun         one task in flight: an async task is cancelled, a plain one asked to return
+    Backoff         the delays before a task that keeps failing is started again
+
+How a task ends, plain or async, reads the same:
+
+    def lead(ctx: LeaderContext) -> None:          async def lead(ctx: LeaderContext) -> None:
+        conn = connect()                               conn = await connect()
+        try:                                           try:
+            while ctx.sleep(5):                            while await ctx.asleep(5):
+                write(conn, ctx.term)                          await write(conn, ctx.term)
+        finally:                                       finally:
+            conn.close()                                   await conn.close()
+
+A plain task runs in a thread of its own: when the role ends, ``ctx.sleep`` returns False at once
+and the loop waits (bounded) for the function to return. An async task is *cancelled*: the
+CancelledError comes out of whatever it awaits, so code after its ``while`` never runs, and only a
+``finally`` (or ``except asyncio.CancelledError``, re-raised) can clean up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
+
+from DistributedMutex.backend import LeaderRecord
+from DistributedMutex.threads import run_in_daemon_thread
+
+log = logging.getLogger("DistributedMutex.mutex")  # the loop's logger: one name for the loop's lines
+
+
+class Role(Enum):
+    WORKER = "worker"
+    LEADER = "leader"
+
+
+@runtime_checkable
+class WaitingClock(Protocol):
+    """A clock that can also make a thread wait in its own time (DistributedMutex.testing's
+    VirtualClock): ``ctx.sleep`` then sleeps in that time, not in real seconds."""
+
+    def __call__(self) -> float: ...
+
+    def wait(self, event: threading.Event, timeout: float | None = None) -> bool: ...
+
+
+@dataclass
+class RoleContext:
+    """What a task is given; ``LeaderContext`` and ``WorkerContext`` are what the loop hands out.
+
+    ``term`` is the fencing token while leading (None for workers); ``leader`` the latest leader
+    a worker has seen. ``acting_until`` is a leader's local deadline on ``clock``, moved on by
+    every renewal: ``is_active()`` checks it itself, so work that asks before each action stops at
+    the deadline even before the election loop has noticed it (or when the process was frozen
+    past it).
+    """
+
+    instance_id: str
+    role: Role
+    term: int | None = None
+    leader: LeaderRecord | None = None
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    acting_until: float = math.inf
+    last_progress: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.last_progress = self.clock()
+
+    def report_progress(self) -> None:
+        """Say the work is alive. A leader that stays silent for the stall timeout steps down:
+        renewing the lease proves the process is alive, not that its leader work is."""
+        self.last_progress = self.clock()
+
+    def is_active(self) -> bool:
+        """True while this role lasts: for a leader, while it may still act as leader."""
+        return not self.ended.is_set() and self.clock() < self.acting_until
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep in a plain (thread) task, waking at once when the role ends; then ``is_active()``:
+        ``while ctx.sleep(n): ...`` runs until the role ends, and the code after it runs then."""
+        if isinstance(self.clock, WaitingClock):
+            self.clock.wait(self.ended, seconds)
+        else:
+            self.ended.wait(seconds)
+        return self.is_active()
+
+    async def asleep(self, seconds: float) -> bool:
+        """Sleep in an async task; then ``is_active()``. The task is *cancelled* when the role
+        ends (CancelledError out of this await): clean up in ``finally``, not after the loop."""
+        await asyncio.sleep(seconds)
+        return self.is_active()
+
+
+class LeaderContext(RoleContext):
+    """A leader task's context: ``term`` is this leadership's fencing token.
+
+    Write to your store only ``WHERE term <= :term`` (or check a term row in the same
+    transaction): a leader that lost its lease without knowing it (a long pause, a partition) then
+    cannot overwrite the work of the next one, whose term is higher.
+
+    Made by hand (``LeaderContext("me", term=7)``) it serves to test a leader task alone:
+    ``advance_term`` then just raises ``term``, and ``ended.set()`` ends the role.
+    """
+
+    term: int
+
+    def __init__(self, instance_id: str, term: int, *, leader: LeaderRecord | None = None,
+                 clock: Callable[[], float] = time.monotonic, acting_until: float = math.inf,
+                 advance: Callable[[LeaderContext, int], Awaitable[int]] | None = None) -> None:
+        super().__init__(instance_id, Role.LEADER, term, leader, clock=clock, acting_until=acting_until)
+        self._advance = advance
+
+    async def advance_term(self, at_least: int) -> int:
+        """Move this leadership's term to at least ``at_least``, recorded under the lease; returns
+        the new term, also in ``self.term``.
+
+        For a store that has seen a newer term than the lease's own record (the lease blob or the
+        election path was reset while the database was kept): the fencing check then refuses
+        every write of this leader, so ask for ``stored_term + 1`` and write again. Only the holder
+        can, and only before its local deadline, so a stale leader cannot use it to get around the
+        fencing check: it raises LeaseLostError then, StorageUnavailableError if the backend did
+        not answer in time.
+        """
+        if self._advance is None:  # made by hand, outside an election
+            self.term = max(self.term, at_least)
+            return self.term
+        return await self._advance(self, at_least)
+
+
+class WorkerContext(RoleContext):
+    """A worker task's context: ``leader`` is the latest leader seen (None before the first)."""
+
+    term: None
+
+    def __init__(self, instance_id: str, *, leader: LeaderRecord | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(instance_id, Role.WORKER, None, leader, clock=clock)
+
+
+LeaderTask = Callable[[LeaderContext], Awaitable[None] | None]
+WorkerTask = Callable[[WorkerContext], Awaitable[None] | None]
+RoleTask = Callable[[RoleContext], Awaitable[None] | None]  # a task written for either role
+
+
+class RoleRun:
+    """A leader or worker task in flight: async tasks are cancelled, plain ones asked to return."""
+
+    def __init__(self, fn: Callable[[Any], Awaitable[None] | None], ctx: RoleContext) -> None:
+        self.ctx = ctx
+        self.started_at = ctx.clock()
+        self._reported = False
+        self.is_async = inspect.iscoroutinefunction(fn)
+        if self.is_async:
+            self.task: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx))  # type: ignore[arg-type]
+        else:
+            self.task = run_in_daemon_thread(fn, ctx, name=f"{ctx.role.value}-task")
+        self.task.add_done_callback(lambda _: self.report())
+
+    async def stop(self, timeout: float) -> bool:
+        """End the task; True once it has really finished, False if it outlived ``timeout``."""
+        self.ctx.ended.set()
+        if self.is_async:
+            self.task.cancel()
+        await asyncio.wait({self.task}, timeout=max(0.0, timeout))
+        self.report()
+        return self.task.done()
+
+    def failure(self) -> BaseException | None:
+        """What the task raised (None: still running, returned, or cancelled by the loop)."""
+        if not self.task.done() or self.task.cancelled():
+            return None
+        exc = self.task.exception()
+        return None if isinstance(exc, asyncio.CancelledError) else exc
+
+    def ran_for(self) -> float:
+        return self.ctx.clock() - self.started_at
+
+    def report(self) -> None:
+        exc = self.failure()
+        if exc is not None and not self._reported:
+            self._reported = True
+            log.error("%s task failed: %s", self.ctx.role.value, exc, exc_info=exc)
+
+
+class Backoff:
+    """How long to wait before starting again a task that failed: ``first``, doubled for every
+    failure in a row, at most ``longest``. A task that ran ``longest`` or more before it failed
+    starts the count again: it was healthy for a while."""
+
+    def __init__(self, first: float = 1.0, longest: float = 60.0) -> None:
+        self.first, self.longest = first, longest
+        self.failures = 0  # in a row
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= self.longest:
+            self.failures = 0
+        self.failures += 1
+        return min(self.first * 2.0 ** (self.failures - 1), self.longest)
+
+    def reset(self) -> None:
+        self.failures = 0
