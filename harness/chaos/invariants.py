@@ -28,6 +28,7 @@ class Judge:
         self.last_row_checked = 0
         self.highest_term = 0
         self.longest_act_after_grant = 0.0
+        self.in_flight_across_freeze = 0
 
     def check(self, result: RoundResult) -> None:
         """Check the evidence gathered since the last round (each fact is judged once)."""
@@ -48,6 +49,8 @@ class Judge:
         # 2. Every fetch inside a leadership of its instance, within the lease of a granted call.
         fetches = [r for r in self.chaos.weather.log() if r.client]
         for request in fetches[self.fetches_checked:]:
+            if self._in_flight_across_freeze(request.client, request.mono, result, by_slot):
+                continue
             owner = containing(by_slot.get(request.client, []), request.mono, SEND_SLACK)
             if owner is None:
                 violations.append(f"{request.client} fetched {request.city} at {request.mono:.2f} while not leading")
@@ -95,6 +98,21 @@ class Judge:
             for instance in slot.all_instances():
                 if instance.find(r"Traceback") is not None and self._first_time(("traceback", instance.name)):
                     violations.append(f"a traceback in {instance.name}'s output:\n{instance.tail(40)}")
+
+    def _in_flight_across_freeze(self, client: str, at: float, result: RoundResult,
+                                 by_slot: dict[str, list[Interval]]) -> bool:
+        """A request the frozen leader had checked and begun before SIGSTOP reaches the server only
+        after SIGCONT: no check can stop an action already under way (that is what the fencing
+        token is for; a write of it would be refused). Tolerated, and counted, only when it arrives
+        within SEND_SLACK of the resumption and the instance was leading when it was frozen."""
+        if result.fault != "freeze" or result.victim is None or client != result.victim.rsplit("-g", 1)[0]:
+            return False
+        if not result.healed_at <= at <= result.healed_at + SEND_SLACK:
+            return False
+        if containing(by_slot.get(client, []), result.fault_at, 0.0) is None:
+            return False
+        self.in_flight_across_freeze += 1
+        return True
 
     def _first_time(self, key: tuple) -> bool:
         if key in self.reported:

@@ -46,6 +46,7 @@ def report(chaos: Chaos) -> dict:
         "readings_verified": len(chaos.judge.verified),
         "rows": len(chaos.rows()),
         "longest_act_after_last_grant_s": round(chaos.judge.longest_act_after_grant, 2),
+        "in_flight_across_freeze": chaos.judge.in_flight_across_freeze,
         "leases_lost_by_storage": chaos.count_lines(LOST_BY_STORAGE),
         "violations": violations,
     }
@@ -75,6 +76,8 @@ def render(report: dict) -> str:
         f"{report['longest_act_after_last_grant_s']} s (bound: the acting window, LEASE_DURATION - 2 s, "
         f"+ {SEND_SLACK} s from the deadline check to the request)",
         f"leases the storage lost (the next holder waited before acting): {report['leases_lost_by_storage']}",
+        "fetches begun before a freeze that reached the server just after it (in flight, tolerated): "
+        f"{report['in_flight_across_freeze']}",
         "PASS" if not report["violations"] else f"FAIL: {len(report['violations'])} violations",
         *report["violations"],
     ]
