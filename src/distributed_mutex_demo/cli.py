@@ -172,12 +172,23 @@ def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
     return EXIT_OK
 
 
+def _program_name() -> str:
+    """How the user started it, for --help: the command, the module, or the design card's script."""
+    started = os.path.basename(sys.argv[0])
+    if started.endswith("-demo"):
+        return started
+    if started == "__main__.py":
+        return "python -m distributed_mutex_demo"
+    return "python src/DistributedMutex/test.py"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=os.path.basename(sys.argv[0]) if sys.argv[0].endswith("-demo") else "python src/DistributedMutex/test.py",
-        description="Leader election on an Azure blob lease: the leader stores the weather in "
-                    "MySQL, the workers print it. Settings come from the environment, .env or "
-                    "constant.py (see README.md).")
+        prog=_program_name(),
+        description="The weather demo of leader election: run N copies; one leads (on an Azure blob lease, "
+                    "ZooKeeper or Raft: ELECTION_BACKEND) and stores the weather in SQLite or MySQL under its "
+                    "term, the others print the newest rows. Settings come from the environment, .env or "
+                    "constant.py (docs/configuration.md).")
     parser.add_argument("--status", action="store_true",
                         help="print the current leader and term as one JSON line and exit "
                              "(0 with a leader, 3 without)")
