@@ -151,8 +151,9 @@ class DistributedMutex:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._failure = None
-        election = Election(self._calls, self._identity, self._timing, self._clock, self._observer, self._stopping,
-                            self._wake, self._journal, self._shutdown_grace, self._stall_timeout)
+        election = Election(calls=self._calls, identity=self._identity, timing=self._timing, clock=self._clock,
+                            observer=self._observer, stopping=self._stopping, wake=self._wake, journal=self._journal,
+                            shutdown_grace=self._shutdown_grace, stall_timeout=self._stall_timeout)
         self._backend.watch(self._on_wake)
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
