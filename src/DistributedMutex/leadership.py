@@ -117,6 +117,9 @@ class Leadership:
             e.journal.started(e.identity.instance_id, lease.term)
         ctx = LeaderContext(e.identity.instance_id, lease.term, leader=leader, clock=e.clock,
                             acting_until=e.acting_until(lease), advance=self.advance_term)
+        # Past its deadline, a sleep waits for this loop's word. A renewal sent before the deadline
+        # moves it on by less than the acting window: after that, no answer can make the role go on.
+        ctx.word_within = e.timing.acting_window
         run = self.run = RoleRun(task, ctx)
         lease, step = await self._hold(lease, run)
         assert step is not None  # no ``until``: only a reason to step down ends it

@@ -17,9 +17,12 @@ How a task ends, plain or async, reads the same:
             conn.close()                                   await conn.close()
 
 A plain task runs in a thread of its own: when the role ends, ``ctx.sleep`` returns False at once
-and the loop waits (bounded) for the function to return. An async task is *cancelled*: the
-CancelledError comes out of whatever it awaits, so code after its ``while`` never runs, and only a
-``finally`` (or ``except asyncio.CancelledError``, re-raised) can clean up.
+and the loop waits (bounded) for the function to return. Past the local deadline, ``sleep`` and
+``asleep`` never answer True: they wait for the loop's word (a renewal in flight moves the deadline
+on; otherwise the loop ends the role), and answer False if none comes within ``word_within``.
+An async task is *cancelled*: the CancelledError comes out of whatever it awaits, so code after
+its ``while`` never runs, and only a ``finally`` (or ``except asyncio.CancelledError``, re-raised)
+can clean up.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
@@ -56,6 +60,20 @@ class WaitingClock(Protocol):
     def wait(self, event: threading.Event, timeout: float | None = None) -> bool: ...
 
 
+class _RoleEnd(threading.Event):
+    """``ctx.ended``: a threading.Event whose ``set()`` also wakes the sleeps that wait, past the
+    local deadline, for the loop's word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_set: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        super().set()
+        if self.on_set is not None:
+            self.on_set()
+
+
 @dataclass
 class RoleContext:
     """What a task is given; ``LeaderContext`` and ``WorkerContext`` are what the loop hands out.
@@ -65,19 +83,34 @@ class RoleContext:
     every renewal: ``is_active()`` checks it itself, so work that asks before each action stops at
     the deadline even before the election loop has noticed it (or when the process was frozen
     past it).
+
+    ``word_within``: how long past the local deadline ``sleep``/``asleep`` wait for the loop's
+    word before they answer False (1 s here; under an election loop, the acting window: by then
+    no renewal in flight can move the deadline past the present any more).
     """
 
     instance_id: str
     role: Role
     term: int | None = None
     leader: LeaderRecord | None = None
-    ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    ended: threading.Event = field(default_factory=_RoleEnd, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     acting_until: float = math.inf
     last_progress: float = field(default=0.0, repr=False)
+    word_within: float = field(default=1.0, init=False, repr=False)
+    # Told when the loop's word comes (the deadline moved, the role ended): sleeps past the deadline.
+    _listeners: set[Callable[[], None]] = field(default_factory=set, init=False, repr=False, compare=False)
+    _listeners_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.last_progress = self.clock()
+        if isinstance(self.ended, _RoleEnd):
+            self.ended.on_set = self._tell
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "acting_until":  # a renewal moved the deadline: that is the loop's word too
+            self._tell()
 
     def report_progress(self) -> None:
         """Say the work is alive. A leader that stays silent for the stall timeout steps down:
@@ -89,19 +122,99 @@ class RoleContext:
         return not self.ended.is_set() and self.clock() < self.acting_until
 
     def sleep(self, seconds: float) -> bool:
-        """Sleep in a plain (thread) task, waking at once when the role ends; then ``is_active()``:
-        ``while ctx.sleep(n): ...`` runs until the role ends, and the code after it runs then."""
-        if isinstance(self.clock, WaitingClock):
-            self.clock.wait(self.ended, seconds)
-        else:
-            self.ended.wait(seconds)
-        return self.is_active()
+        """Sleep in a plain (thread) task, waking at once when the role ends; then whether the role
+        goes on: ``while ctx.sleep(n): ...`` runs until the role ends, and the code after it runs then.
+
+        True only before the local deadline: a process frozen past it does not act when it wakes.
+        False once the loop has ended the role. Past the deadline but not ended yet, it waits for
+        the loop's word: a renewal still in flight moves the deadline on (True), or the loop ends
+        the role (False), at once when the loop runs. With no word within ``word_within`` past the
+        deadline (a context made by hand, a wedged loop), False: the safe side."""
+        self._wait(self.ended, seconds)
+        if self.ended.is_set():
+            return False
+        if self.clock() < self.acting_until:
+            return True
+        word = threading.Event()
+        with self._listening(word.set):
+            while True:
+                word.clear()  # before looking: a word from now on is not missed
+                answer, left = self._answer()
+                if answer is not None:
+                    return answer
+                self._wait(word, left)
 
     async def asleep(self, seconds: float) -> bool:
-        """Sleep in an async task; then ``is_active()``. The task is *cancelled* when the role
-        ends (CancelledError out of this await): clean up in ``finally``, not after the loop."""
+        """Sleep in an async task; then whether the role goes on, as ``sleep`` says (past the local
+        deadline: wait for the loop's word, bounded by ``word_within``). The task is *cancelled*
+        when the role ends (CancelledError out of this await): clean up in ``finally``, not after
+        the loop."""
         await asyncio.sleep(seconds)
-        return self.is_active()
+        if self.ended.is_set():
+            return False
+        if self.clock() < self.acting_until:
+            return True
+        loop = asyncio.get_running_loop()
+        word = asyncio.Event()
+
+        def tell() -> None:  # from any thread
+            try:
+                loop.call_soon_threadsafe(word.set)
+            except RuntimeError:  # the loop has closed: nobody waits any more
+                pass
+
+        with self._listening(tell):
+            while True:
+                word.clear()
+                answer, left = self._answer()
+                if answer is not None:
+                    return answer
+                waiting = asyncio.ensure_future(word.wait())
+                try:
+                    await asyncio.wait({waiting}, timeout=left)
+                finally:
+                    waiting.cancel()
+
+    def _answer(self) -> tuple[bool | None, float]:
+        """Past a sleep: True (before the deadline), False (ended, or no word within word_within of
+        the deadline), or None and how long to wait on for the loop's word."""
+        if self.ended.is_set():
+            return False, 0.0
+        now, until = self.clock(), self.acting_until
+        if now < until:
+            return True, 0.0
+        left = until + self.word_within - now
+        if left <= 0:
+            log.warning("no word from the election loop %g s past the local deadline: %s task's sleep "
+                        "answers False (is the event loop blocked?)", self.word_within, self.role.value)
+            return False, 0.0
+        return None, left
+
+    def _wait(self, event: threading.Event, seconds: float) -> None:
+        if isinstance(self.clock, WaitingClock):
+            self.clock.wait(event, seconds)
+        else:
+            event.wait(seconds)
+
+    @contextmanager
+    def _listening(self, listener: Callable[[], None]) -> Iterator[None]:
+        with self._listeners_lock:
+            self._listeners.add(listener)
+        try:
+            yield
+        finally:
+            with self._listeners_lock:
+                self._listeners.discard(listener)
+
+    def _tell(self) -> None:
+        """The loop's word: wake every sleep waiting for it."""
+        lock = getattr(self, "_listeners_lock", None)  # (not yet there while __init__ runs)
+        if lock is None:
+            return
+        with lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
 
 
 class LeaderContext(RoleContext):
