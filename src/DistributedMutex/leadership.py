@@ -160,7 +160,13 @@ class Leadership:
         if remaining <= 0:
             raise LeaseLostError("past the local deadline")
         attempt = e.calls.start(e.calls.backend.advance_term, lease, e.identity, at_least, name="advance-term")
-        await asyncio.wait({attempt}, timeout=remaining)
+        try:
+            await asyncio.wait({attempt}, timeout=remaining)
+        except asyncio.CancelledError:
+            # The task was cancelled (the role ended) with the call in flight: it may still write to
+            # the storage, so the next acquire waits for it (StorageCalls.drain).
+            e.calls.abandon(attempt)
+            raise
         if not attempt.done():
             e.calls.abandon(attempt)
             raise StorageUnavailableError("advancing the term timed out")
