@@ -2,6 +2,7 @@
 
     RoleContext     what every task gets: ``is_active()``, ``sleep()`` / ``asleep()``, ``leader``
     LeaderContext   a leader task's: ``term`` (an int) is the fencing token; ``advance_term()``
+                    (``advance_term_blocking()`` in a plain task)
     WorkerContext   a worker task's (``term`` is None)
     RoleRun         one task in flight: an async task is cancelled, a plain one asked to return
     Backoff         the delays before a task that keeps failing is started again
@@ -40,6 +41,7 @@ from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from DistributedMutex.backend import LeaderRecord
+from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
 from DistributedMutex.threads import run_in_daemon_thread
 
 log = logging.getLogger("DistributedMutex.mutex")  # the loop's logger: one name for the loop's lines
@@ -190,7 +192,7 @@ class RoleContext:
             return False, 0.0
         return None, left
 
-    def _wait(self, event: threading.Event, seconds: float) -> None:
+    def _wait(self, event: threading.Event, seconds: float | None) -> None:
         if isinstance(self.clock, WaitingClock):
             self.clock.wait(event, seconds)
         else:
@@ -225,7 +227,8 @@ class LeaderContext(RoleContext):
     cannot overwrite the work of the next one, whose term is higher.
 
     Made by hand (``LeaderContext("me", term=7)``) it serves to test a leader task alone:
-    ``advance_term`` then just raises ``term``, and ``ended.set()`` ends the role.
+    ``advance_term`` (and ``advance_term_blocking``) then just raise ``term``, and ``ended.set()``
+    ends the role.
     """
 
     term: int
@@ -235,6 +238,13 @@ class LeaderContext(RoleContext):
                  advance: Callable[[LeaderContext, int], Awaitable[int]] | None = None) -> None:
         super().__init__(instance_id, Role.LEADER, term, leader, clock=clock, acting_until=acting_until)
         self._advance = advance
+        # The election's event loop (the one that makes the context), for advance_term_blocking.
+        self._election_loop: asyncio.AbstractEventLoop | None = None
+        if advance is not None:
+            try:
+                self._election_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
 
     async def advance_term(self, at_least: int) -> int:
         """Move this leadership's term to at least ``at_least``, recorded under the lease; returns
@@ -245,12 +255,50 @@ class LeaderContext(RoleContext):
         every write of this leader, so ask for ``stored_term + 1`` and write again. Only the holder
         can, and only before its local deadline, so a stale leader cannot use it to get around the
         fencing check: it raises LeaseLostError then, StorageUnavailableError if the backend did
-        not answer in time.
+        not answer in time. A plain (thread) task calls ``advance_term_blocking`` instead.
         """
         if self._advance is None:  # made by hand, outside an election
             self.term = max(self.term, at_least)
             return self.term
         return await self._advance(self, at_least)
+
+    def advance_term_blocking(self, at_least: int, timeout: float | None = None) -> int:
+        """``advance_term`` for a plain (thread) task: runs it on the election's event loop and
+        waits for it. Raises as it does; also LeaseLostError at once when the role ends meanwhile,
+        and StorageUnavailableError after ``timeout`` seconds (None: the call's own bound, the
+        local deadline). The call cut short is waited for before this instance acquires again.
+
+        Not in an async task: waiting here would block the event loop the election runs on
+        (RuntimeError); ``await ctx.advance_term(...)`` there. Made by hand, it raises ``term``.
+        """
+        loop = self._election_loop
+        if self._advance is None or loop is None:
+            self.term = max(self.term, at_least)
+            return self.term
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("advance_term_blocking would block the event loop the election runs on: "
+                               f"in an async task, await ctx.advance_term({at_least}) instead")
+        future = asyncio.run_coroutine_threadsafe(self.advance_term(at_least), loop)
+        word = threading.Event()  # the call is done, or the loop's word (the role may have ended)
+        future.add_done_callback(lambda _: word.set())
+        give_up_at = math.inf if timeout is None else self.clock() + timeout
+        with self._listening(word.set):
+            while True:
+                word.clear()  # before looking: a word from now on is not missed
+                if future.done():
+                    return future.result()
+                if self.ended.is_set():
+                    future.cancel()
+                    raise LeaseLostError("not the leader any more")
+                left = give_up_at - self.clock()
+                if left <= 0:
+                    future.cancel()
+                    raise StorageUnavailableError(f"advancing the term: no answer within {timeout:g} s")
+                self._wait(word, None if left == math.inf else left)
 
 
 class WorkerContext(RoleContext):
