@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from DistributedMutex.arguments import check_arguments
 from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
 from DistributedMutex.calls import OutageLog, StorageCalls, first_of
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
@@ -107,6 +108,9 @@ class DistributedMutex:
         observer: ElectionObserver | None = None,
         on_task_failure: TaskFailurePolicy = "restart",
     ) -> None:
+        check_arguments(leader_task=leader_task, worker_task=worker_task, backend=backend, identity=identity,
+                        clock=clock, shutdown_grace=shutdown_grace, release_timeout=release_timeout,
+                        stall_timeout=stall_timeout, journal=journal, observer=observer)
         self._leader_task = leader_task
         self._worker_task = worker_task
         # Metrics and health checks hook in here (see observer.py); none: nothing is measured.
@@ -351,3 +355,4 @@ class DistributedMutex:
             return
         log.info("received %s: stopping", signal.Signals(signum).name)
         self._stopping.set()
+
