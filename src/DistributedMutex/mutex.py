@@ -21,8 +21,8 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
 from DistributedMutex.arguments import check_arguments
 from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
@@ -149,7 +149,10 @@ class DistributedMutex:
     async def run_async(self, *, handle_signals: bool = False) -> None:
         """Run the election on the running event loop until ``stop()`` (or SIGINT/SIGTERM with
         ``handle_signals``). Raises what ends it for good: StorageRejectedError, or under
-        ``on_task_failure="stop"`` the exception of the task that failed."""
+        ``on_task_failure="stop"`` the exception of the task that failed.
+
+        Cancelled (``task.cancel()``, ``asyncio.timeout``), it stops as ``stop()`` does (the tasks
+        stopped, bounded; the lease released), and only then raises the CancelledError."""
         self._loop = loop = asyncio.get_running_loop()
         self._clock = self._clock_for(loop)
         self._stopping = asyncio.Event()
@@ -164,11 +167,7 @@ class DistributedMutex:
                 loop.add_signal_handler(signum, self._on_signal, signum)
         self._observer.election_started()
         try:
-            while not self._stopping.is_set():
-                lease = await self._contend_while_working()
-                if lease is None:
-                    break
-                await self._lead(Leadership(election, lease))
+            await self._stop_when_cancelled(self._elect(election))
         finally:
             self._observer.election_stopped()
             if handle_signals:
@@ -177,6 +176,35 @@ class DistributedMutex:
         failure = self._take_failure()  # set by a task's failure under "stop", while the loop ran
         if failure is not None:
             raise failure
+
+    async def _elect(self, election: Election) -> None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            lease = await self._contend_while_working()
+            if lease is None:
+                break
+            await self._lead(Leadership(election, lease))
+
+    async def _stop_when_cancelled(self, election: Coroutine[Any, Any, None]) -> None:
+        """Run the election loop as a task of its own, which a cancellation of run_async does not
+        reach: cancelled, stop it as stop() does (bounded), then raise the CancelledError. A second
+        cancellation does not cut that short: leader work would go on with the lease unreleased."""
+        assert self._stopping is not None
+        body = asyncio.ensure_future(election)
+        cancelled: asyncio.CancelledError | None = None
+        while not body.done():
+            try:
+                await asyncio.wait({body})
+            except asyncio.CancelledError as exc:
+                if cancelled is None:
+                    log.info("run_async cancelled: stopping")
+                cancelled = exc
+                self._stopping.set()
+        if cancelled is not None:
+            if not body.cancelled() and body.exception() is not None:
+                log.error("the election loop failed while stopping: %r", body.exception())
+            raise cancelled
+        body.result()
 
     def _take_failure(self) -> BaseException | None:
         failure, self._failure = self._failure, None
