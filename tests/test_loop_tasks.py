@@ -141,16 +141,19 @@ def test_the_worker_stops_before_the_leader_task_starts_and_sees_the_leader(
 
     a, b = mutex(store, "a", idle_leader), mutex(store, "b", lead, work)
 
-    async def scenario() -> None:
+    async def scenario() -> float:
         async with running(a):
             await wait_until(lambda: store.holder() == "a", within=1, what="a leading")
+            b_started = clock()
             async with running(b):
                 await asyncio.sleep(1)
                 a.stop()
                 await wait_until(lambda: any(event == "lead" for event, *_ in seen), within=1, what="b leading")
+        return b_started
 
-    clock.run(scenario())
-    assert ("work", pytest.approx(0.05, abs=0.01), "a") in [(e, at, who) for e, at, who in seen if e == "work"][:1]
+    b_started = clock.run(scenario())
+    first_work = [(e, at, who) for e, at, who in seen if e == "work"][:1]
+    assert first_work == [("work", pytest.approx(b_started + 0.05, abs=EPS), "a")], first_work
     ended = next(at for event, at, _ in seen if event == "work ended")
     led = next(at for event, at, _ in seen if event == "lead")
     assert ended <= led

@@ -117,6 +117,9 @@ class Leadership:
             e.journal.started(e.identity.instance_id, lease.term)
         ctx = LeaderContext(e.identity.instance_id, lease.term, leader=leader, clock=e.clock,
                             acting_until=e.acting_until(lease), advance=self.advance_term)
+        # Past its deadline, a sleep waits for this loop's word. A renewal sent before the deadline
+        # moves it on by less than the acting window: after that, no answer can make the role go on.
+        ctx.word_within = e.timing.acting_window
         run = self.run = RoleRun(task, ctx)
         lease, step = await self._hold(lease, run)
         assert step is not None  # no ``until``: only a reason to step down ends it
@@ -157,7 +160,13 @@ class Leadership:
         if remaining <= 0:
             raise LeaseLostError("past the local deadline")
         attempt = e.calls.start(e.calls.backend.advance_term, lease, e.identity, at_least, name="advance-term")
-        await asyncio.wait({attempt}, timeout=remaining)
+        try:
+            await asyncio.wait({attempt}, timeout=remaining)
+        except asyncio.CancelledError:
+            # The task was cancelled (the role ended) with the call in flight: it may still write to
+            # the storage, so the next acquire waits for it (StorageCalls.drain).
+            e.calls.abandon(attempt)
+            raise
         if not attempt.done():
             e.calls.abandon(attempt)
             raise StorageUnavailableError("advancing the term timed out")

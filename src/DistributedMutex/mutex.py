@@ -21,9 +21,10 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
+from DistributedMutex.arguments import check_arguments
 from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
 from DistributedMutex.calls import OutageLog, StorageCalls, first_of
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
@@ -107,6 +108,9 @@ class DistributedMutex:
         observer: ElectionObserver | None = None,
         on_task_failure: TaskFailurePolicy = "restart",
     ) -> None:
+        check_arguments(leader_task=leader_task, worker_task=worker_task, backend=backend, identity=identity,
+                        clock=clock, shutdown_grace=shutdown_grace, release_timeout=release_timeout,
+                        stall_timeout=stall_timeout, journal=journal, observer=observer)
         self._leader_task = leader_task
         self._worker_task = worker_task
         # Metrics and health checks hook in here (see observer.py); none: nothing is measured.
@@ -145,25 +149,25 @@ class DistributedMutex:
     async def run_async(self, *, handle_signals: bool = False) -> None:
         """Run the election on the running event loop until ``stop()`` (or SIGINT/SIGTERM with
         ``handle_signals``). Raises what ends it for good: StorageRejectedError, or under
-        ``on_task_failure="stop"`` the exception of the task that failed."""
+        ``on_task_failure="stop"`` the exception of the task that failed.
+
+        Cancelled (``task.cancel()``, ``asyncio.timeout``), it stops as ``stop()`` does (the tasks
+        stopped, bounded; the lease released), and only then raises the CancelledError."""
         self._loop = loop = asyncio.get_running_loop()
         self._clock = self._clock_for(loop)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._failure = None
-        election = Election(self._calls, self._identity, self._timing, self._clock, self._observer, self._stopping,
-                            self._wake, self._journal, self._shutdown_grace, self._stall_timeout)
+        election = Election(calls=self._calls, identity=self._identity, timing=self._timing, clock=self._clock,
+                            observer=self._observer, stopping=self._stopping, wake=self._wake, journal=self._journal,
+                            shutdown_grace=self._shutdown_grace, stall_timeout=self._stall_timeout)
         self._backend.watch(self._on_wake)
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, self._on_signal, signum)
         self._observer.election_started()
         try:
-            while not self._stopping.is_set():
-                lease = await self._contend_while_working()
-                if lease is None:
-                    break
-                await self._lead(Leadership(election, lease))
+            await self._stop_when_cancelled(self._elect(election))
         finally:
             self._observer.election_stopped()
             if handle_signals:
@@ -172,6 +176,35 @@ class DistributedMutex:
         failure = self._take_failure()  # set by a task's failure under "stop", while the loop ran
         if failure is not None:
             raise failure
+
+    async def _elect(self, election: Election) -> None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            lease = await self._contend_while_working()
+            if lease is None:
+                break
+            await self._lead(Leadership(election, lease))
+
+    async def _stop_when_cancelled(self, election: Coroutine[Any, Any, None]) -> None:
+        """Run the election loop as a task of its own, which a cancellation of run_async does not
+        reach: cancelled, stop it as stop() does (bounded), then raise the CancelledError. A second
+        cancellation does not cut that short: leader work would go on with the lease unreleased."""
+        assert self._stopping is not None
+        body = asyncio.ensure_future(election)
+        cancelled: asyncio.CancelledError | None = None
+        while not body.done():
+            try:
+                await asyncio.wait({body})
+            except asyncio.CancelledError as exc:
+                if cancelled is None:
+                    log.info("run_async cancelled: stopping")
+                cancelled = exc
+                self._stopping.set()
+        if cancelled is not None:
+            if not body.cancelled() and body.exception() is not None:
+                log.error("the election loop failed while stopping: %r", body.exception())
+            raise cancelled
+        body.result()
 
     def _take_failure(self) -> BaseException | None:
         failure, self._failure = self._failure, None
@@ -350,3 +383,4 @@ class DistributedMutex:
             return
         log.info("received %s: stopping", signal.Signals(signum).name)
         self._stopping.set()
+
