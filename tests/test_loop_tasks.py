@@ -278,3 +278,20 @@ def test_a_plain_leader_task_that_ignores_the_end_is_waited_for_before_contendin
     assert seen[1] == ("returned", pytest.approx(30, abs=EPS))
     assert seen[2][0] == "lead" and seen[2][1] >= seen[1][1], "led again while the old task still ran"
     assert any("waiting for the previous leader task to return" in r.getMessage() for r in caplog.records)
+
+
+def test_an_object_with_an_async_call_runs_as_an_async_task() -> None:
+    """A task written as a class with ``async def __call__`` is awaited on the loop (not run in a
+    thread that would drop the coroutine it returns unawaited)."""
+    from DistributedMutex.roles import is_async_task
+
+    class Lead:
+        async def __call__(self, ctx: object) -> None: ...
+
+    class Plain:
+        def __call__(self, ctx: object) -> None: ...
+
+    async def lead(ctx: object) -> None: ...
+
+    assert is_async_task(Lead()) and is_async_task(lead)
+    assert not is_async_task(Plain()) and not is_async_task(print)

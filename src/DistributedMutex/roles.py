@@ -316,6 +316,12 @@ WorkerTask = Callable[[WorkerContext], Awaitable[None] | None]
 RoleTask = Callable[[RoleContext], Awaitable[None] | None]  # a task written for either role
 
 
+def is_async_task(fn: object) -> bool:
+    """An ``async def`` function, or an object whose ``__call__`` is one (a task written as a class):
+    run on the loop and cancelled, rather than in a thread whose returned coroutine nobody awaits."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
 class RoleRun:
     """A leader or worker task in flight: async tasks are cancelled, plain ones asked to return."""
 
@@ -323,7 +329,7 @@ class RoleRun:
         self.ctx = ctx
         self.started_at = ctx.clock()
         self._reported = False
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = is_async_task(fn)
         if self.is_async:
             self.task: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx))  # type: ignore[arg-type]
         else:
