@@ -53,16 +53,6 @@ class Acts:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def store(clock: VirtualClock) -> MemoryStore:
-    return MemoryStore(clock=clock)
-
-
-@pytest.fixture
 def acts(clock: VirtualClock) -> Acts:
     return Acts(clock)
 

@@ -34,16 +34,6 @@ class GatedAdvance(MemoryBackend):
         return super().advance_term(lease, identity, at_least)
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def store(clock: VirtualClock) -> MemoryStore:
-    return MemoryStore(clock=clock)
-
-
 def acquired(store: MemoryStore, who: str) -> list[float]:
     return [e.at for e in store.events if e.kind == "acquired" and e.instance_id == who]
 

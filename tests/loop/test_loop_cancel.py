@@ -29,16 +29,6 @@ class StepDowns(ElectionObserver):
         self.stopped = True
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def store(clock: VirtualClock) -> MemoryStore:
-    return MemoryStore(clock=clock)
-
-
 class Leader:
     """An async leader task that records what it did, and cleans up in 0.2 s."""
 

@@ -10,30 +10,11 @@ import threading
 
 import pytest
 
-from DistributedMutex import DistributedMutex, Identity
 from DistributedMutex.roles import LeaderContext, WorkerContext
-from DistributedMutex.testing import MemoryBackend, MemoryStore, VirtualClock, running, wait_until
+from DistributedMutex.testing import MemoryStore, VirtualClock, running, wait_until
+from support.loop import idle_leader, mutex
 
 EPS = 1e-6
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def store(clock: VirtualClock) -> MemoryStore:
-    return MemoryStore(clock=clock)
-
-
-def mutex(store: MemoryStore, who: str, lead, work=None, **options: object) -> DistributedMutex:
-    return DistributedMutex(lead, work, backend=MemoryBackend(store), identity=Identity(who), **options)  # type: ignore[arg-type]
-
-
-async def idle_leader(ctx: LeaderContext) -> None:
-    while await ctx.asleep(0.05):
-        ctx.report_progress()
 
 
 # -- how a task ends -------------------------------------------------------------------------------

@@ -18,11 +18,6 @@ from DistributedMutex.threads import blocking
 EPS = 1e-6
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
 async def sleep_in(kind: str, ctx: LeaderContext, seconds: float) -> tuple[bool, float]:
     """ctx.sleep in a thread of its own (a plain task's), or ctx.asleep on the loop: what it
     answered, and when."""

@@ -53,16 +53,6 @@ class Recorder(ElectionObserver):
         return [call for call in self.calls if call[0] == name]
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def store(clock: VirtualClock) -> MemoryStore:
-    return MemoryStore(clock=clock)
-
-
 def test_the_reasons_are_the_metric_labels() -> None:
     assert STEP_DOWN_CAUSES == ("shutdown", "lease_lost", "deadline", "task_failed", "stalled")
     assert StepDownReason.DEADLINE == "deadline" and str(StepDownReason.STALLED) == "stalled"
