@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import threading
 import time
@@ -13,6 +15,7 @@ from azure.storage.blob import BlobServiceClient
 from DistributedMutex.backend import Held, Identity, Lease
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION, AzureBlobLeaseBackend
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.mutex import DistributedMutex, RoleContext
 from harness.services import connection_string, free_port
 
 WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
@@ -100,6 +103,38 @@ def test_a_wrong_account_key_is_rejected_without_showing_it(azurite, container_n
         named.acquire(Identity("x"), now=0.0)
     assert str(named_caught.value).endswith(
         "check the credentials in AZURE_STORAGE_CONNECTION_STRING and their permissions on CONTAINER_NAME")
+
+
+NOT_BASE64 = "not*base64!secret-account-key"
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    (NOT_BASE64, "the AccountKey in AZURE_STORAGE_CONNECTION_STRING is not an account key (not base64, so no request "
+                 "can be signed with it): copy it again from the storage account's access keys"),
+    (WRONG_KEY, "storage refused the request (403 AuthorizationFailure): check the credentials in "
+                "AZURE_STORAGE_CONNECTION_STRING and their permissions on container_name"),
+])
+def test_an_account_key_that_is_not_the_account_s_stops_the_election_without_showing_it(
+        azurite, container_name, caplog: pytest.LogCaptureFixture, key: str, message: str) -> None:
+    """Refused for good (a library user's instance does not retry for ever, as it did when the SDK
+    could not sign with a key that is not base64), named by the argument, the key nowhere."""
+    caplog.set_level(logging.DEBUG)  # every logger, the SDK's HTTP lines included
+    b = backend(connection_string(azurite.port, key=key), container_name,
+                names={"connection_string": "AZURE_STORAGE_CONNECTION_STRING"})
+    with pytest.raises(StorageRejectedError) as caught:
+        b.acquire(Identity("x"), now=0.0)
+    assert str(caught.value) == message
+
+    async def lead(ctx: RoleContext) -> None:
+        raise AssertionError("led with a key the storage cannot accept")
+
+    mutex = DistributedMutex(lead, backend=b, identity=Identity("x"))
+    with pytest.raises(StorageRejectedError) as stopped:
+        asyncio.run(asyncio.wait_for(mutex.run_async(), timeout=5))
+    assert str(stopped.value) == message
+    assert caplog.records, "nothing was logged: the check below would prove nothing"
+    for text in (str(caught.value), caplog.text, *(r.getMessage() for r in caplog.records)):
+        assert key not in text
 
 
 def test_an_api_version_the_emulator_does_not_speak_is_named(azurite, container_name) -> None:

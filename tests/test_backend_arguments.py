@@ -5,6 +5,7 @@ demo does with its settings). No service is needed: nothing connects before the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 
 from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
 from DistributedMutex.backends.raft import RaftBackend
+from DistributedMutex.backends.raft.arguments import raft_timing
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.errors import ConfigurationError
 
 WRONG_KEY = "d3Jvbmcta2V5LWZvci10ZXN0cy0xMjM0NTY3OA=="
+STALE = "with a 1 s minimum election timeout (longer, and the leader's lease goes stale between heartbeats)"
 
 
 def backend(conn: str, container: str, **kwargs: Any) -> AzureBlobLeaseBackend:
@@ -50,8 +53,19 @@ def test_raft_defaults_are_the_documented_ones(tmp_path: Path) -> None:
                                        "(a range, so that candidates rarely split the vote), got (0.1, 0.2)"),
     ({"data_dir": "/etc/hostname"}, "data_dir: '/etc/hostname' exists and is not a directory"),
     ({"data_dir": None}, "data_dir: must be a directory path (str or Path) for this peer's term and vote, got None"),
-    ({"heartbeat_interval": 1.0}, "heartbeat_interval: must be above 0 and below the minimum election timeout, "
-                                  "1 s, got 1.0"),
+    # Beyond 0.35 x the minimum election timeout the lease goes stale between heartbeat rounds
+    # (arguments.max_heartbeat_interval): 0.9 s stepped down at the deadline about every second.
+    ({"heartbeat_interval": 0.9}, f"heartbeat_interval: must be above 0 and at most 0.35 s {STALE}, got 0.9"),
+    ({"heartbeat_interval": 0.36}, f"heartbeat_interval: must be above 0 and at most 0.35 s {STALE}, got 0.36"),
+    ({"heartbeat_interval": 1.0}, f"heartbeat_interval: must be above 0 and at most 0.35 s {STALE}, got 1"),
+    ({"heartbeat_interval": 0}, f"heartbeat_interval: must be above 0 and at most 0.35 s {STALE}, got 0"),
+    ({"heartbeat_interval": -0.1}, f"heartbeat_interval: must be above 0 and at most 0.35 s {STALE}, got -0.1"),
+    ({"heartbeat_interval": math.nan}, f"heartbeat_interval: must be above 0 and at most 0.35 s {STALE}, got nan"),
+    ({"heartbeat_interval": "0.1"}, "heartbeat_interval: must be a number of seconds, got '0.1'"),
+    ({"heartbeat_interval": True}, "heartbeat_interval: must be a number of seconds, got True"),
+    ({"election_timeout": (4.0, 8.0), "heartbeat_interval": 1.5},
+     "heartbeat_interval: must be above 0 and at most 1.4 s with a 4 s minimum election timeout (longer, and the "
+     "leader's lease goes stale between heartbeats), got 1.5"),
 ])
 def test_raft_bad_arguments_are_one_line_in_the_library_s_terms(tmp_path: Path, arguments: dict[str, Any],
                                                            message: str) -> None:
@@ -61,6 +75,20 @@ def test_raft_bad_arguments_are_one_line_in_the_library_s_terms(tmp_path: Path, 
         RaftBackend(**given)
     assert str(raised.value) == message
     assert "RAFT_" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("election_timeout", "heartbeat_interval"), [
+    ((1.0, 2.0), 0.35), ((1.0, 2.0), 0.001), ((4.0, 8.0), 1.4),
+    # The default, a tenth of the minimum, always fits: at the smallest election timeout exactly.
+    ((0.2, 0.4), 0.02), ((0.3, 0.6), 0.03),
+])
+def test_raft_takes_a_heartbeat_interval_up_to_its_limit(tmp_path: Path, election_timeout: tuple[float, float],
+                                                         heartbeat_interval: float) -> None:
+    RaftBackend({"a": ("127.0.0.1", 7001)}, "a", tmp_path, election_timeout, heartbeat_interval=heartbeat_interval)
+    timing = raft_timing(election_timeout)
+    # The rule it is checked against: the round a renewal reads is at most one interval old, and
+    # two renewals must still fit before the deadline.
+    assert heartbeat_interval + 2 * timing.renew_interval <= timing.acting_window + 1e-9
 
 
 def test_raft_takes_a_program_s_own_setting_names(tmp_path: Path) -> None:

@@ -376,6 +376,7 @@ class NotADriverConnection:
 TERM = "term: must be a positive integer (a leadership's term), got "
 NOT_IDENTIFIER = " is not a plain SQL identifier (letters, digits and _, not starting with a digit; schema.table allowed)"
 STYLES = "qmark, numeric, named, format, pyformat"
+DIALECTS = "sqlite, mysql, mariadb, postgresql"
 
 
 @pytest.mark.parametrize(("make", "message"), [
@@ -385,6 +386,9 @@ STYLES = "qmark, numeric, named, format, pyformat"
     (lambda c: Fence(c, "job", table="1fences"), "table: '1fences'" + NOT_IDENTIFIER),
     (lambda c: Fence(c, ""), "name: must be a non-empty string of at most 200 characters, got ''"),
     (lambda c: Fence(c, "job", paramstyle="dollar"), f"paramstyle: must be one of {STYLES}, got 'dollar'"),
+    (lambda c: Fence(c, "job", dialect="oracle"), f"dialect: must be one of {DIALECTS}, got 'oracle'"),
+    (lambda c: fenced_update(c, "jobs", key={"id": 1}, values={"a": 1}, term=1, dialect="SQLite"),
+     f"dialect: must be one of {DIALECTS}, got 'SQLite'"),
     (lambda c: Fence("sqlite:///x.db", "job"),
      "connection: must be a DB-API 2.0 connection (with cursor(), commit() and rollback()), got str"),
     (lambda c: Fence(NotADriverConnection(), "job"),

@@ -173,6 +173,16 @@ BACKENDS: dict[str, Build] = {
                                     "guarantee (session_timeout 5 s)"),
     ("azure", ElectionTiming(20, 6, 2), "timing: lease_duration=20 s is longer than the 15 s lease "
                                         "AzureBlobLeaseBackend can guarantee (lease_duration 15 s)"),
+    # A margin below the backend's own: the leader would act closer to the lease's end than its
+    # guarantee allows (a shorter lease does not make up for it: the storage may grant less still).
+    ("raft", ElectionTiming(1.0, 0.4, 0.5, 0.001), "timing: safety_margin=0.001 s is less than the 0.25 s safety "
+                                                   "margin RaftBackend needs"),
+    ("raft", ElectionTiming(0.8, 0.2, 0.4, 0.2), "timing: safety_margin=0.2 s is less than the 0.25 s safety "
+                                                 "margin RaftBackend needs"),
+    ("zookeeper", ElectionTiming(5, 1, 1, 0.5), "timing: safety_margin=0.5 s is less than the 1 s safety margin "
+                                                "ZooKeeperBackend needs"),
+    ("azure", ElectionTiming(15, 5, 2, 1), "timing: safety_margin=1 s is less than the 2 s safety margin "
+                                           "AzureBlobLeaseBackend needs"),
 ])
 def test_a_timing_the_backend_cannot_honour_is_refused_at_construction(
         tmp_path: Path, backend: str, timing: ElectionTiming, message: str) -> None:
@@ -188,7 +198,8 @@ def test_a_timing_the_backend_cannot_honour_is_refused_at_construction(
 
 @pytest.mark.parametrize(("backend", "timing"), [
     ("raft", ElectionTiming(1.0, 0.2, 0.5, 0.25)),  # its own
-    ("raft", ElectionTiming(0.8, 0.2, 0.4, 0.2)),  # shorter: merely careful
+    ("raft", ElectionTiming(0.8, 0.2, 0.4, 0.25)),  # a shorter lease: merely careful
+    ("raft", ElectionTiming(1.0, 0.2, 0.5, 0.3)),  # a larger margin: the same
     ("zookeeper", ElectionTiming(5, 1, 1, 1)),
     ("azure", ElectionTiming(15, 5, 0.5)),
 ])

@@ -14,9 +14,11 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from distributed_mutex_demo.metrics_server import MetricsServer
+from distributed_mutex_demo.weather_metrics import WeatherMetrics
 from DistributedMutex import AzureBlobLeaseBackend, DistributedMutex, Identity, RoleContext
 from DistributedMutex.metrics import LOOP_STALL_LIMIT, ElectionMetrics
 from DistributedMutex.observer import ElectionObserver
@@ -177,6 +179,34 @@ def test_a_leader_cut_off_from_storage_steps_down_and_says_why(spawn, demo_env, 
     assert (status, body["role"], body["seconds_since_renewal"], body["problems"]) == (200, "worker", None, [])
     proxy.heal()
     proxy.close()
+
+
+# -- in process: what the library registers, what the demo adds --------------------------------------
+
+def exposition(registry: CollectorRegistry) -> tuple[Samples, str]:
+    text = generate_latest(registry).decode()
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}, text
+
+
+def test_the_library_registers_only_election_metrics_in_its_own_terms() -> None:
+    """A user's registry holds the election's metrics (and the process's), nothing of the demo's,
+    and their help speaks of the library's arguments, not of the demo's settings."""
+    metrics = ElectionMetrics("web-1", "memory")
+    samples, text = exposition(metrics.registry)
+    ours = {name for name, _ in samples if not name.startswith(("process_", "python_"))}
+    assert ours and all(name.startswith("leader_election_") for name in ours), sorted(ours)
+    assert not hasattr(metrics, "stored")
+    assert "weather" not in text.lower() and "INSTANCE_ID" not in text
+    assert value(samples, "leader_election_instance_info", instance_id="web-1", backend="memory") == 1
+
+    demo = WeatherMetrics("web-1", "memory")
+    assert value(exposition(demo.registry)[0], "weather_rows_written_total") == 0
+    demo.stored(3)
+    demo.stored(2)
+    samples, _ = exposition(demo.registry)
+    assert value(samples, "weather_rows_written_total") == 5
+    assert value(samples, "leader_election_is_leader") == 0  # the election's metrics as well
 
 
 # -- in process: a leader whose event loop is blocked ----------------------------------------------

@@ -18,12 +18,14 @@ import pytest
 
 from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
 from DistributedMutex.backends.raft import RaftBackend
+from DistributedMutex.backends.raft.arguments import max_heartbeat_interval
 from DistributedMutex.backends.raft.core import HardState
 from DistributedMutex.backends.raft.messages import Vote, VoteReply, decode, encode
 from DistributedMutex.backends.raft.storage import StateFile
 from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.mutex import DistributedMutex, RoleContext
+from DistributedMutex.observer import ElectionObserver, StepDownReason
 from harness.processes import wait_until
 from support.raft_local import ME, TIMEOUT, addresses, lease_holder
 
@@ -245,3 +247,51 @@ def test_the_election_loop_moves_a_leadership_to_a_higher_term_without_a_break(t
             backend.close()
     (leader, term), (again, advanced) = seen
     assert again == leader and advanced is not None and term is not None and advanced >= term + 40
+
+
+def test_at_the_longest_heartbeat_interval_accepted_the_leader_keeps_its_lease(tmp_path: Path) -> None:
+    """A heartbeat round every max_heartbeat_interval (0.35 s with the default 1 s lease): every
+    renewal still finds a lease the loop can act on until the next one, so one leadership lasts,
+    with no step-down at the deadline (0.9 s, refused now, stepped down about every second)."""
+    election_timeout = (1.0, 2.0)  # the default: a renew interval (0.2 s) far above a loopback round trip
+    heartbeat = max_heartbeat_interval(election_timeout)
+    peers = addresses("a", "b", "c")
+    backends = {name: RaftBackend(peers, name, tmp_path, election_timeout, heartbeat_interval=heartbeat)
+                for name in peers}
+    observer = Transitions()
+
+    async def lead(ctx: RoleContext) -> None:
+        await asyncio.Event().wait()
+
+    async def run_all() -> None:
+        mutexes = [DistributedMutex(lead, backend=backend, identity=Identity(f"instance-{name}"), observer=observer)
+                   for name, backend in backends.items()]
+        running = asyncio.gather(*(m.run_async() for m in mutexes))
+        try:
+            await asyncio.wait_for(observer.led.wait(), timeout=10)
+            await asyncio.sleep(10 * heartbeat)  # 3.5 s: about 17 renewals
+        finally:
+            for mutex in mutexes:
+                mutex.stop()
+            await asyncio.wait_for(running, timeout=10)
+
+    try:
+        asyncio.run(run_all())
+    finally:
+        for backend in backends.values():
+            backend.close()
+    assert len(observer.became) == 1 and observer.lost == [StepDownReason.SHUTDOWN], (observer.became, observer.lost)
+
+
+class Transitions(ElectionObserver):
+    def __init__(self) -> None:
+        self.became: list[int] = []
+        self.lost: list[StepDownReason] = []
+        self.led = asyncio.Event()
+
+    def became_leader(self, term: int, lease_age: float, lease_duration: float) -> None:
+        self.became.append(term)
+        self.led.set()
+
+    def lost_leadership(self, term: int, cause: StepDownReason) -> None:
+        self.lost.append(cause)

@@ -21,10 +21,12 @@ Handovers, a leader cut off, an ensemble: tests/test_zookeeper_failover.py.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,7 @@ from kazoo.security import make_digest_acl
 from distributed_mutex_demo.backend_settings import ZooKeeperSettings
 from DistributedMutex.backend import ElectionBackend, Held, Identity, Lease
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
+from DistributedMutex.backends.zookeeper.session import KAZOO_VERSIONS
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from harness.fake_openweather import FakeOpenWeather
 from harness.processes import Instance
@@ -235,6 +238,30 @@ def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_l
     assert inspector.exists(election) is None or inspector.get_children(election) == [], "it joined the line"
     # What the message advises works.
     assert isinstance(make(session_timeout=most).acquire(Identity("advised"), time.monotonic()), Lease)
+
+
+def test_a_kazoo_that_does_not_log_the_granted_timeout_is_refused_naming_the_versions_that_do(
+        make: Callable[..., ZooKeeperBackend], inspector: KazooClient, election: str) -> None:
+    """The granted timeout is read off kazoo's connection log line, which is not an API: a kazoo
+    that writes it otherwise is refused in the library's terms (the extra and its version range)."""
+    backend = make()
+    # As with a kazoo whose connection log has changed: the line is never recognised.
+    backend._session._kazoo_log._granted = lambda milliseconds: None
+    with pytest.raises(StorageRejectedError) as raised:
+        backend.acquire(Identity("x"), time.monotonic())
+    assert str(raised.value) == (
+        f"cannot tell which session timeout ZooKeeper granted: it is read from kazoo's connection log as "
+        f"kazoo>=2.10,<2.12 write it, and kazoo {metadata.version('kazoo')} is installed (the extra zookeeper "
+        f"installs a version that fits: pip install 'distributed-mutex[zookeeper]')")
+    assert inspector.exists(election) is None or inspector.get_children(election) == [], "it joined the line"
+
+
+def test_the_kazoo_versions_named_are_those_the_extra_admits() -> None:
+    # Read with a pattern, not tomllib: that is Python 3.11's, and the library supports 3.10.
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    extra = re.search(r"^zookeeper = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)
+    assert extra is not None, "no extra zookeeper in pyproject.toml"
+    assert re.findall(r'^\s*"([^"]+)"', extra.group(1), re.MULTILINE) == [KAZOO_VERSIONS]
 
 
 def test_a_session_timeout_the_server_cuts_short_stops_the_program(

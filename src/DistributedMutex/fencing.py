@@ -20,6 +20,11 @@ term is read), the others by ``SELECT ... FOR UPDATE`` (MySQL, MariaDB, PostgreS
 autocommit mode gets an explicit ``BEGIN``; otherwise the driver's own transaction is used. Nothing
 here imports a driver: the connection brings its own.
 
+SQLite is recognised by the connection or its cursors being sqlite3's (subclasses included), or by
+a driver module named for it (pysqlite3, sqlcipher3). A connection wrapped in an object of another
+kind (a pool's proxy, an instrumented connection) whose cursors are wrapped too is not: pass
+``dialect="sqlite"`` (or "mysql", "mariadb", "postgresql"), and ``paramstyle`` likewise.
+
 With the election: ``ctx.term`` is the token. A store that has a *newer* term than the lease (the
 lease record was reset while the database was kept) makes ``register`` raise StaleTermError while
 this instance really leads; the leader then moves its term past the store's, under its lease, and
@@ -58,6 +63,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0
 # Our own statements are written with :name placeholders and rendered in the driver's paramstyle.
 _PLACEHOLDER = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 _PARAMSTYLES = ("qmark", "numeric", "named", "format", "pyformat")
+# Only SQLite locks differently; the others all take SELECT ... FOR UPDATE.
+_DIALECTS = ("sqlite", "mysql", "mariadb", "postgresql")
 Parameters = Sequence[object] | Mapping[str, object]  # positional or named, as the paramstyle wants
 
 # One portable definition (SQLite, MySQL/MariaDB, PostgreSQL): for administrators who create tables
@@ -82,11 +89,12 @@ class Fence:
     in a transaction that first checks, with the fence row locked, that no newer term is recorded.
     Use one Fence per connection, from one thread at a time (as the connection itself), and enter
     it with no transaction of your own open: the fence's transaction commits what the connection
-    holds.
+    holds. ``paramstyle`` and ``dialect``: for a connection whose driver is not recognised (see the
+    module's docstring).
     """
 
     def __init__(self, connection: Connection, name: str, *, table: str = "fencing_terms",
-                 paramstyle: str | None = None) -> None:
+                 paramstyle: str | None = None, dialect: str | None = None) -> None:
         _check_connection(connection)
         if not isinstance(name, str) or not 0 < len(name) <= 200:
             raise ConfigurationError("name", f"must be a non-empty string of at most 200 characters, got {name!r}")
@@ -94,8 +102,7 @@ class Fence:
         self.name = name
         self.table = _check_identifier("table", table)
         self._style = _check_paramstyle(paramstyle) if paramstyle is not None else _paramstyle_of(connection)
-        # SQLite has no SELECT ... FOR UPDATE: its lock is the whole database's, taken at BEGIN.
-        self._sqlite = "sqlite" in type(connection).__module__.split(".")[0]
+        self._dialect = _check_dialect(dialect)
 
     @staticmethod
     def ddl(table: str = "fencing_terms") -> str:
@@ -147,10 +154,12 @@ class Fence:
 
     def _open(self, cursor: Any, term: int) -> bool:
         """Begin, lock the fence row and check it; whether we issued BEGIN ourselves."""
+        # SQLite has no SELECT ... FOR UPDATE: its lock is the whole database's, taken at BEGIN.
+        sqlite = _is_sqlite(self._connection, cursor, self._dialect)
         for attempt in (1, 2):
-            explicit = self._begin(cursor)
+            explicit = self._begin(cursor, sqlite)
             try:
-                stored = self._locked_term(cursor)
+                stored = self._locked_term(cursor, sqlite)
                 if stored is None:
                     # First use of this name. Two first uses at once: one insert fails (a duplicate
                     # key, or a deadlock on MySQL's gap locks) and that one tries again, once,
@@ -176,8 +185,8 @@ class Fence:
                 raise
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _begin(self, cursor: Any) -> bool:
-        if self._sqlite:
+    def _begin(self, cursor: Any, sqlite: bool) -> bool:
+        if sqlite:
             # IMMEDIATE: the write lock now, before the term is read; a deferred transaction would
             # read first, and two writers could both see the old term.
             if getattr(self._connection, "in_transaction", False):
@@ -190,8 +199,8 @@ class Fence:
             return True
         return False  # the driver has begun (or will begin) a transaction by itself
 
-    def _locked_term(self, cursor: Any) -> int | None:
-        lock = "" if self._sqlite else " FOR UPDATE"
+    def _locked_term(self, cursor: Any, sqlite: bool) -> int | None:
+        lock = "" if sqlite else " FOR UPDATE"
         self._execute(cursor, f"SELECT term FROM {self.table} WHERE name = :name{lock}")
         rows = cursor.fetchall()  # all of them: mysql-connector refuses the next statement otherwise
         return int(rows[0][0]) if rows else None
@@ -222,7 +231,8 @@ class Fence:
 
 
 def fenced_update(connection: Connection, table: str, *, key: Mapping[str, object], values: Mapping[str, object],
-                  term: int, term_column: str = "term", paramstyle: str | None = None) -> bool:
+                  term: int, term_column: str = "term", paramstyle: str | None = None,
+                  dialect: str | None = None) -> bool:
     """One guarded statement: set ``values`` and ``term`` on the row ``key`` names, unless that row
     carries a newer term. True if the row now holds these values under ``term``, False if the row
     has a newer term or does not exist.
@@ -231,7 +241,7 @@ def fenced_update(connection: Connection, table: str, *, key: Mapping[str, objec
 
     For one existing row whose own ``term_column`` records the term that last wrote it (insert
     rows beforehand, with term 0). It does not commit: call ``connection.commit()`` as after any
-    statement, or run it inside a transaction of your own.
+    statement, or run it inside a transaction of your own. ``paramstyle``, ``dialect``: as for Fence.
     """
     _check_connection(connection)
     table = _check_identifier("table", table)
@@ -247,6 +257,7 @@ def fenced_update(connection: Connection, table: str, *, key: Mapping[str, objec
     if term_column in values:
         raise ConfigurationError("values", f"must not set {term_column!r}: fenced_update sets it to term")
     style = _check_paramstyle(paramstyle) if paramstyle is not None else _paramstyle_of(connection)
+    checked_dialect = _check_dialect(dialect)
     # Placeholders are numbered (v0, k0), not named after the columns, which may clash with "term".
     params: dict[str, object] = {"term": term}
     params.update({f"v{i}": value for i, value in enumerate(values.values())})
@@ -261,7 +272,7 @@ def fenced_update(connection: Connection, table: str, *, key: Mapping[str, objec
             return True
         # MySQL counts *changed* rows: the same values written again under the same term count 0.
         # The row holding our term tells those apart from a refused or missing row.
-        lock = "" if "sqlite" in type(connection).__module__.split(".")[0] else " FOR UPDATE"
+        lock = "" if _is_sqlite(connection, cursor, checked_dialect) else " FOR UPDATE"
         cursor.execute(*_render(f"SELECT 1 FROM {table} WHERE {match} AND {term_column} = :term{lock}",
                                params, style))
         return bool(cursor.fetchall())
@@ -312,15 +323,35 @@ def _check_paramstyle(paramstyle: object) -> str:
     return str(paramstyle)
 
 
+def _check_dialect(dialect: object) -> str | None:
+    if dialect is not None and dialect not in _DIALECTS:
+        raise ConfigurationError("dialect", f"must be one of {', '.join(_DIALECTS)}, got {dialect!r}")
+    return dialect
+
+
+def _is_sqlite(connection: object, cursor: object, dialect: str | None) -> bool:
+    """Whether the database is SQLite: as ``dialect`` says, else from the connection's or its
+    cursor's class (a wrapper that hands out sqlite3's own cursors is recognised by them)."""
+    if dialect is not None:
+        return dialect == "sqlite"
+    sqlite3 = sys.modules.get("sqlite3")  # loaded if the connection is sqlite3's: nothing to import
+    if sqlite3 is not None and (isinstance(connection, sqlite3.Connection) or isinstance(cursor, sqlite3.Cursor)):
+        return True
+    # Drop-in builds of the module (pysqlite3, sqlcipher3) have classes of their own.
+    return "sqlite" in type(connection).__module__.split(".")[0]
+
+
 def _paramstyle_of(connection: object) -> str:
     """The driver module's ``paramstyle``: the connection class's module or the nearest package
-    above it that has one (mysql.connector.connection -> mysql.connector)."""
-    module = type(connection).__module__
-    while module:
-        style = getattr(sys.modules.get(module), "paramstyle", None)
-        if style in _PARAMSTYLES:
-            return str(style)
-        module = module.rpartition(".")[0]
+    above it that has one (mysql.connector.connection -> mysql.connector), or else its base
+    classes' (a subclass of the program's own, as sqlite3.connect(factory=...) makes)."""
+    for cls in type(connection).__mro__:
+        module = cls.__module__
+        while module:
+            style = getattr(sys.modules.get(module), "paramstyle", None)
+            if style in _PARAMSTYLES:
+                return str(style)
+            module = module.rpartition(".")[0]
     raise ConfigurationError("paramstyle", f"cannot tell the paramstyle of {type(connection).__name__}: pass "
                                            f"paramstyle= (one of {', '.join(_PARAMSTYLES)})")
 

@@ -1,6 +1,7 @@
 """An append-only record of leadership intervals: one JSON line when an instance starts acting as
-leader, one when it has stopped. For audits ("who led when?") and for the chaos harness, which
-checks from it, the database and the weather server's log that no two leaders ever acted at once.
+leader, one when it has stopped. For audits ("who led when?"), and to check from the outside that
+no two leaders ever acted at once: lines from every instance, put side by side with what the
+leaders did (writes to a database, calls to a service), show any overlap.
 
     {"event": "start", "instance": "web-1", "pid": 4242, "term": 7, "mono": 812.41, "wall": "2026-..."}
     {"event": "stop", "instance": "web-1", "pid": 4242, "term": 7, "mono": 830.02,

@@ -2,15 +2,17 @@
 
 ``ElectionMetrics`` is an ElectionObserver (observer.py) that keeps Prometheus metrics in a
 registry of its own and judges health (``health()``: a verdict and a JSON-ready body); serve
-``registry`` with any Prometheus exporter. The weather demo serves both over HTTP (/metrics and
-/healthz). Nothing else in the library imports this module, so prometheus_client is loaded only
-by those who use it.
+``registry`` with any Prometheus exporter, and ``health()`` from a health endpoint. A program adds
+metrics of its own to the same registry (a subclass, or collectors registered on ``registry``).
+Nothing else in the library imports this module, so prometheus_client is loaded only by those who
+use it.
 
 Labels hold fixed words only (operation, outcome, reason), never an error text, a URL or a
 setting's value, so no secret can reach a label and the number of series stays bounded. The
 instance is not a label of every metric: Prometheus adds its own ``instance`` label (the scraped
-host:port), and the default INSTANCE_ID contains the pid, which would start new series on every
-restart. ``leader_election_instance_info{instance_id=...}`` carries it once, to join on.
+host:port), and the default instance id (``Identity.default()``: ``<hostname>-<pid>``) contains the
+pid, which would start new series on every restart. ``leader_election_instance_info{instance_id=...}``
+carries it once, to join on.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ LOOP_STALL_LIMIT = 5.0
 
 
 class ElectionMetrics(ElectionObserver):
-    """The election's metrics and health, fed by DistributedMutex (observer=) and the weather app."""
+    """The election's metrics and health, fed by DistributedMutex (``observer=``).
+
+    ``instance_id``: the instance's Identity.instance_id; ``backend``: the backend's name (its
+    ``name`` attribute: azure, zookeeper, raft, memory), both for the info metric."""
 
     def __init__(self, instance_id: str, backend: str, registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -70,7 +75,7 @@ class ElectionMetrics(ElectionObserver):
             collector(registry=self.registry)
         self._clock = clock
         r = self.registry
-        Info("leader_election_instance", "This instance's INSTANCE_ID and lease backend",
+        Info("leader_election_instance", "This instance's instance_id (its Identity) and election backend",
              registry=r).info({"instance_id": instance_id, "backend": backend})
         self.is_leader = Gauge("leader_election_is_leader", "1 while this instance acts as leader, else 0",
                                registry=r)
@@ -88,8 +93,6 @@ class ElectionMetrics(ElectionObserver):
         self.renewal_failures = Counter("leader_election_renewal_failures", "Renewals that did not succeed, "
                                         "by reason (timeout, lost, unavailable, rejected, error)", ["reason"],
                                         registry=r)
-        self.rows_written = Counter("weather_rows_written", "Weather readings the leader stored as new rows",
-                                    registry=r)
         # Every series that can appear exists from the start (at 0), so that rate() and absent()
         # work before the first event.
         self.transitions.labels("acquired", "")
@@ -165,12 +168,6 @@ class ElectionMetrics(ElectionObserver):
             return
         self.lease_call_seconds.labels(operation).observe(seconds)
         self.lease_calls.labels(operation, _known(outcome, OUTCOMES)).inc()
-
-    # -- the weather app -----------------------------------------------------------------------
-
-    def stored(self, rows: int) -> None:
-        """The leader stored ``rows`` new readings."""
-        self.rows_written.inc(rows)
 
     # -- health --------------------------------------------------------------------------------
 

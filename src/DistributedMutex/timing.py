@@ -13,7 +13,8 @@ once before that deadline, two renew intervals must fit in it:
     0 < acquire_interval <= lease_duration
 
 Each backend states the timing its guarantee implies (``ElectionBackend.default_timing()``);
-``timing_for`` checks a timing given explicitly against it, when DistributedMutex is built.
+``timing_for`` checks a timing given explicitly against it, when DistributedMutex is built: no
+longer a lease than the backend's, and no smaller a safety margin.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def timing_for(backend: ElectionBackend, timing: ElectionTiming | None) -> Elect
     renewal, so a timing whose lease_duration is shorter than the backend's lease is merely careful;
     a longer one would renew too seldom for the lease the backend hands out (every renewal would
     find the lease older than the loop thinks: the leader would step down at each acquire, or not
-    renew in time). The loop also checks each lease it is given, since a storage may grant less
-    than the backend asked for (a ZooKeeper server clamps the session timeout)."""
+    renew in time). A smaller safety_margin than the backend's own is refused too: the leader would
+    act on closer to the lease's end than the backend's guarantee allows. The loop also checks each
+    lease it is given, since a storage may grant less than the backend asked for (a ZooKeeper
+    server clamps the session timeout)."""
     own = backend.default_timing()
     if timing is None:
         return own
@@ -101,4 +104,13 @@ def timing_for(backend: ElectionBackend, timing: ElectionTiming | None) -> Elect
         raise ConfigurationError(
             "timing", f"lease_duration={timing.lease_duration:g} s is longer than the {own.lease_duration:g} s lease "
                       f"{type(backend).__name__} can guarantee" + (f" ({basis})" if isinstance(basis, str) else ""))
+    # The margin absorbs what the lease's arithmetic cannot see (a thread scheduled late, clocks
+    # running at slightly different rates, an answer in flight): each backend states how much its
+    # guarantee needs. A shorter lease_duration does not make up for less: the storage may grant a
+    # lease shorter still (a ZooKeeper server clamps the session timeout), and then the leader stops
+    # acting only safety_margin before that lease can end.
+    if timing.safety_margin < own.safety_margin:
+        raise ConfigurationError(
+            "timing", f"safety_margin={timing.safety_margin:g} s is less than the {own.safety_margin:g} s safety "
+                      f"margin {type(backend).__name__} needs")
     return timing

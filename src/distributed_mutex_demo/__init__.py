@@ -8,6 +8,7 @@ would (``import DistributedMutex``); the library never imports it.
     app.py                          the leader's and the workers' tasks
     weather.py, open_meteo.py       the two weather APIs' clients
     stores/                         MySQL and SQLite, with the fencing check
+    weather_metrics.py              the election's metrics and the app's (rows written)
     metrics_server.py               /metrics and /healthz (METRICS_PORT)
     demo.py                         ``make demo``: instances under a live panel, failovers to watch
     errors.py                       the demo's own exceptions

@@ -31,7 +31,7 @@ from DistributedMutex.journal import LeadershipJournal
 from DistributedMutex.mutex import DistributedMutex
 
 if TYPE_CHECKING:
-    from DistributedMutex.metrics import ElectionMetrics
+    from distributed_mutex_demo.weather_metrics import WeatherMetrics
 
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG, EXIT_NO_LEADER = 0, 1, 2, 3
 log = logging.getLogger("distributed_mutex_demo")
@@ -115,9 +115,9 @@ def run_with_metrics(settings: Settings) -> int:
     if settings.metrics_port is None:
         return run_demo(settings)
     from distributed_mutex_demo.metrics_server import MetricsServer  # prometheus_client only when asked for
-    from DistributedMutex.metrics import ElectionMetrics
+    from distributed_mutex_demo.weather_metrics import WeatherMetrics
 
-    metrics = ElectionMetrics(settings.instance_id, settings.election_backend)
+    metrics = WeatherMetrics(settings.instance_id, settings.election_backend)
     server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
     log.info("metrics on http://%s/metrics, health on http://%s/healthz%s", server.address, server.address,
              " (all interfaces)" if server.all_interfaces else "")
@@ -127,7 +127,7 @@ def run_with_metrics(settings: Settings) -> int:
         server.close()
 
 
-def run_demo(settings: Settings, metrics: ElectionMetrics | None = None) -> int:
+def run_demo(settings: Settings, metrics: WeatherMetrics | None = None) -> int:
     client = build_weather_client(settings)
     backend = build_backend(settings)
     store = open_store(settings)

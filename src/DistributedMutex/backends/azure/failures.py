@@ -62,6 +62,13 @@ class Access:
         return (f"storage refused the request ({status} {code}): check the credentials in {held_in} "
                 f"and their permissions on {self.name('container_name')}")
 
+    def unsigned(self) -> str:
+        """The SDK could not sign a request with the account key: the key is not base64 at all."""
+        where = (f"the AccountKey in {self.name(self.argument)}" if self.argument == "connection_string"
+                 else f"the account key in {self.name('credential')}")
+        return (f"{where} is not an account key (not base64, so no request can be signed with it): "
+                "copy it again from the storage account's access keys")
+
     def lacks(self, action: str, needs: str, status: int | None, code: str | None) -> str:
         held_in = self.name(self.argument)
         if self.argument == "container_sas_url":
@@ -86,6 +93,10 @@ def translate(exc: AzureError, access: Access, api_version: str, action: str = "
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return StorageUnavailableError(f"storage did not answer ({type(exc).__name__}): {first_line(exc)}", code=code)
     status = getattr(exc, "status_code", None)
+    if _signing_failed(exc):
+        # A malformed account key: no request ever leaves, and no retry can heal it. Refused, so
+        # that an instance says so instead of retrying for ever; the SDK's text is not quoted.
+        return StorageRejectedError(access.unsigned(), code=code)
     if isinstance(exc, ClientAuthenticationError) and status is None:
         # No HTTP answer from storage: the token credential could not get a token. At start the
         # command line checks the credential once; later this may heal (the identity endpoint
@@ -107,6 +118,12 @@ def translate(exc: AzureError, access: Access, api_version: str, action: str = "
     if status is not None and 400 <= status < 500 and status not in (408, 409, 412, 429):
         return StorageRejectedError(f"storage rejected the request ({status} {code})", code=code)
     return StorageUnavailableError(f"storage error ({status} {code})", code=code)
+
+
+def _signing_failed(exc: AzureError) -> bool:
+    """The SDK's AzureSigningError (a ClientAuthenticationError with no HTTP answer, like a token
+    credential's failure): known by its name, as the SDK defines it in a private module."""
+    return any(cls.__name__ == "AzureSigningError" for cls in type(exc).__mro__)
 
 
 def closed_while_idle(exc: AzureError) -> bool:

@@ -34,6 +34,40 @@ def raft_timing(election_timeout: tuple[float, float]) -> ElectionTiming:
                           safety_margin=max(lease / 4, 0.1))
 
 
+def max_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
+    """The longest heartbeat interval that keeps the leader's lease fresh under raft_timing.
+
+    A renewal reads the lease of the newest heartbeat round a majority acked: sent up to one
+    heartbeat interval ``h`` (plus a round trip) before the renewal. The loop acts until that
+    round's send time + lease - margin, and renews again renew_interval later; for that renewal, and
+    one retry after it, to come before the deadline (ElectionTiming's own rule: two renew intervals
+    within the acting window), the round's age must fit too:
+
+        h + 2 * renew_interval <= lease - safety_margin
+
+    0.35 s with the default 1 s lease (0.35 x the minimum election timeout from 0.4 s on; 0.1 x at
+    0.2 s, where the margin is 0.1 s: the default, a tenth, always fits). Longer, and a renewal
+    finds the lease already older than the loop can act on: 0.9 s led to a step-down at the
+    deadline about every second."""
+    timing = raft_timing(election_timeout)
+    return timing.acting_window - 2 * timing.renew_interval
+
+
+def check_heartbeat_interval(name: str, value: object, election_timeout: tuple[float, float]) -> float | None:
+    """Seconds between a leader's heartbeat rounds; None: a tenth of the minimum election timeout."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(name, f"must be a number of seconds, got {value!r}")
+    limit = max_heartbeat_interval(election_timeout)
+    # Float arithmetic on the limit (0.2 - 0.1 - 0.08) must not refuse the default exactly at it.
+    if not 0 < value <= limit + 1e-9:  # also refuses nan
+        raise ConfigurationError(name, f"must be above 0 and at most {limit:g} s with a {election_timeout[0]:g} s "
+                                       f"minimum election timeout (longer, and the leader's lease goes stale "
+                                       f"between heartbeats), got {value:g}")
+    return float(value)
+
+
 def check_peers(name: str, peers: object) -> dict[str, tuple[str, int]]:
     """``{id: (host, port)}`` (or ``{id: "host:port"}``) for the whole cluster, this peer included."""
     if not isinstance(peers, Mapping) or not peers:

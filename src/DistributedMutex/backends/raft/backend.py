@@ -40,6 +40,7 @@ from DistributedMutex.backends.raft.arguments import (
     DEFAULT_ELECTION_TIMEOUT,
     check_data_dir,
     check_election_timeout,
+    check_heartbeat_interval,
     check_node_id,
     check_peers,
     raft_timing,
@@ -48,7 +49,7 @@ from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.messages import LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
 from DistributedMutex.backends.raft.transport import query_status
-from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
@@ -81,18 +82,17 @@ class RaftBackend:
                  heartbeat_interval: float | None = None, names: Mapping[str, str] | None = None) -> None:
         """``peers``: every peer of the cluster, this one included, as ``{id: (host, port)}``;
         ``node_id``: this peer's id in it; ``data_dir``: where its term and vote are kept
-        (``<data_dir>/<node_id>.json``); ``election_timeout``: (min, max) seconds.
+        (``<data_dir>/<node_id>.json``); ``election_timeout``: (min, max) seconds;
+        ``heartbeat_interval``: seconds between the leader's heartbeat rounds, by default a tenth of
+        the minimum election timeout, at most arguments.max_heartbeat_interval (0.35 of it).
         ``names``: what the caller calls these arguments in its own settings, for messages."""
         self._names = dict(names or {})
         self._peers = check_peers(self._name("peers"), peers)
         self._node_id = check_node_id(self._name("node_id"), node_id, self._peers, self._name("peers"))
         self._data_dir = check_data_dir(self._name("data_dir"), data_dir)
         self._election_timeout = check_election_timeout(self._name("election_timeout"), election_timeout)
-        if heartbeat_interval is not None and not 0 < heartbeat_interval < self._election_timeout[0]:
-            low = self._election_timeout[0]
-            raise ConfigurationError("heartbeat_interval", f"must be above 0 and below the minimum election "
-                                                           f"timeout, {low:g} s, got {heartbeat_interval!r}")
-        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_interval = check_heartbeat_interval(self._name("heartbeat_interval"), heartbeat_interval,
+                                                            self._election_timeout)
         self._node: RaftNode | None = None
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None

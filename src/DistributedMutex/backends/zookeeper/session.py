@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from importlib import metadata
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 _REFUSED = (NoAuthError, AuthFailedError)
 _UNUSABLE = (NoChildrenForEphemeralsError, BadArgumentsError, InvalidACLError, UnimplementedError)
 _STATES = {KazooState.SUSPENDED: "suspended (reconnecting)", KazooState.LOST: "down (connecting)"}
+# The kazoo versions whose connection log line _KazooLog reads the granted session timeout from:
+# the range of the extra zookeeper in pyproject.toml (a test keeps the two the same).
+KAZOO_VERSIONS = "kazoo>=2.10,<2.12"
 
 
 class ZooKeeperSession:
@@ -140,8 +144,10 @@ class ZooKeeperSession:
     def lease_duration(self) -> float:
         if self._granted_ms is None:
             # Never seen: kazoo no longer logs it as it did. Without it the lease has no safe length.
-            raise StorageRejectedError("cannot tell which session timeout ZooKeeper granted (a kazoo "
-                                       "version other than the one in requirements.txt?)")
+            raise StorageRejectedError(
+                f"cannot tell which session timeout ZooKeeper granted: it is read from kazoo's connection log as "
+                f"{KAZOO_VERSIONS} write it, and kazoo {_installed('kazoo')} is installed (the extra zookeeper "
+                f"installs a version that fits: pip install 'distributed-mutex[zookeeper]')")
         return self._granted_ms / 1000
 
     def check_granted(self, timing: ElectionTiming) -> None:
@@ -236,6 +242,13 @@ class ZooKeeperSession:
             wake()
         except Exception:  # a kazoo thread must survive whatever the callback does
             log.exception("waking the election loop failed")
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # imported from a source tree, not installed
+        return "of an unknown version"
 
 
 class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
