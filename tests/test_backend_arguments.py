@@ -157,6 +157,23 @@ def test_azure_bad_arguments_are_one_line_in_the_caller_s_terms(options: dict, m
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(("container", "blob", "message"), [
+    ("Bad_Name", "b", "container_name: must be 3-63 lowercase letters, digits and single hyphens, starting and "
+                      "ending with a letter or digit (Azure's rule for container names), got 'Bad_Name'"),
+    ("", "b", "container_name: must be 3-63 lowercase letters, digits and single hyphens, starting and ending "
+              "with a letter or digit (Azure's rule for container names), got ''"),
+    ("c-x", "", "blob_name: must be 1-1024 printable characters, not ending in a dot or a slash (Azure's rule "
+                "for blob names), got ''"),
+    ("c-x", "leader/", "blob_name: must be 1-1024 printable characters, not ending in a dot or a slash (Azure's "
+                       "rule for blob names), got 'leader/'"),
+])
+def test_azure_names_are_checked_before_any_request(container: str, blob: str, message: str) -> None:
+    """Azure would refuse them only at the first call (400 InvalidResourceName), in its own words."""
+    with pytest.raises(ConfigurationError) as raised:
+        AzureBlobLeaseBackend("UseDevelopmentStorage=true", container, blob)
+    assert str(raised.value) == message
+
+
 def test_a_connection_string_the_sdk_refuses_is_named_not_shown() -> None:
     secret = "BlobEndpoint=;AccountKey=" + WRONG_KEY  # no endpoint: the SDK refuses it
     with pytest.raises(ConfigurationError) as raised:

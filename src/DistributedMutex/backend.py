@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from DistributedMutex.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from DistributedMutex.timing import ElectionTiming
 
@@ -27,6 +29,14 @@ class Identity:
     instance_id: str
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+
+    def __post_init__(self) -> None:
+        # Every backend records it for the others to read (blob metadata, a znode's JSON, Raft's
+        # heartbeats): an empty or unprintable one would name nobody.
+        if not isinstance(self.instance_id, str) or not 1 <= len(self.instance_id) <= 256 \
+                or not self.instance_id.isprintable() or self.instance_id.strip() != self.instance_id:
+            raise ConfigurationError("instance_id", "must be 1-256 printable characters without leading or "
+                                                    f"trailing spaces (this instance's name), got {self.instance_id!r}")
 
     @classmethod
     def default(cls) -> Identity:

@@ -41,8 +41,6 @@ from distributed_mutex_demo.parsers import (
 )
 from distributed_mutex_demo.settings_sources import Getter, merge_sources
 from distributed_mutex_demo.storage_settings import (
-    CONTAINER_NAME,
-    CONTAINER_NAME_RULE,
     SAS_PERMISSIONS_NEEDED,
     STORAGE_AUTH_SETTINGS,
     account_url,
@@ -55,7 +53,12 @@ from distributed_mutex_demo.storage_settings import (
     sas_url_container,
     sas_url_secrets,
 )
-from DistributedMutex.backends.azure.arguments import AZURE_MAX_LEASE, AZURE_MIN_LEASE
+from DistributedMutex.backends.azure.arguments import (
+    AZURE_MAX_LEASE,
+    AZURE_MIN_LEASE,
+    CONTAINER_NAME,
+    CONTAINER_NAME_RULE,
+)
 from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.timing import ElectionTiming
 

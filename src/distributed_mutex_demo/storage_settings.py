@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote, urlsplit
 
 from distributed_mutex_demo.settings_sources import Getter
+from DistributedMutex.backends.azure.arguments import CONTAINER_NAME
 from DistributedMutex.backends.azure.sas import sas_query, sas_time, url_parts
 from DistributedMutex.errors import ConfigurationError
 
@@ -21,9 +21,6 @@ STORAGE_AUTH_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTA
 # properties, write (w) to create the blob, for every lease call and for the metadata under the
 # lease. Create (c) adds nothing that write does not give; a container SAS never creates a container.
 SAS_PERMISSIONS_NEEDED = (("r", "read"), ("w", "write"))
-CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-CONTAINER_NAME_RULE = ("3-63 lowercase letters, digits and single hyphens, starting and ending with a letter "
-                       "or digit")
 
 _CONNECTION_STRING_KEYS = {
     "usedevelopmentstorage", "developmentstorageproxyuri", "defaultendpointsprotocol",

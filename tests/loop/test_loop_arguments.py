@@ -107,3 +107,11 @@ def test_a_negative_stall_timeout_no_longer_gets_as_far_as_the_election() -> Non
     with pytest.raises(ConfigurationError, match=r"^stall_timeout: "):
         clock.run(scenario())
     assert store.term == 0
+
+
+@pytest.mark.parametrize("instance_id", ["", " me", "me\n", "x" * 257, 42])
+def test_an_identity_that_would_name_nobody_is_refused(instance_id: Any) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Identity(instance_id)
+    assert str(raised.value) == ("instance_id: must be 1-256 printable characters without leading or trailing "
+                                 f"spaces (this instance's name), got {instance_id!r}")

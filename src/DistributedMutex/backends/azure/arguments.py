@@ -6,6 +6,8 @@ that reads its settings passes their names through the backend's ``names``).
 
 from __future__ import annotations
 
+import re
+
 from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.timing import ElectionTiming
 
@@ -18,6 +20,11 @@ DEFAULT_CALL_TIMEOUT = 3.0
 # azure-storage-blob 12.31 speaks 2026-10-06 by default; Azurite 3.37 accepts at most 2026-06-06.
 # Pinning a version both understand lets a new SDK work against an older emulator (and Azure).
 DEFAULT_API_VERSION = "2026-06-06"
+# Azure's naming rules: what the service would refuse with 400 InvalidResourceName at the first call.
+CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+CONTAINER_NAME_RULE = ("3-63 lowercase letters, digits and single hyphens, starting and ending with a letter "
+                       "or digit")
+MAX_BLOB_NAME = 1024
 
 
 def blob_timing(lease_duration: int) -> ElectionTiming:
@@ -44,3 +51,18 @@ def check_call_timeout(name: str, call_timeout: object, lease_duration: int) -> 
         raise ConfigurationError(name, f"must be a number of seconds above 0 and below the {lease_duration} s "
                                        f"lease, got {call_timeout!r}")
     return float(call_timeout)
+
+
+def check_container_name(name: str, container_name: object) -> str:
+    if not isinstance(container_name, str) or not CONTAINER_NAME.match(container_name):
+        raise ConfigurationError(name, f"must be {CONTAINER_NAME_RULE} (Azure's rule for container names), "
+                                       f"got {container_name!r}")
+    return container_name
+
+
+def check_blob_name(name: str, blob_name: object) -> str:
+    if (not isinstance(blob_name, str) or not 1 <= len(blob_name) <= MAX_BLOB_NAME
+            or blob_name.endswith((".", "/", "\\")) or not blob_name.isprintable()):
+        raise ConfigurationError(name, f"must be 1-{MAX_BLOB_NAME} printable characters, not ending in a dot or a "
+                                       f"slash (Azure's rule for blob names), got {blob_name!r}")
+    return blob_name

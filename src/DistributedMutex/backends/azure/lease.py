@@ -43,6 +43,8 @@ from DistributedMutex.backends.azure.arguments import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_LEASE_DURATION,
     blob_timing,
+    check_blob_name,
+    check_container_name,
 )
 from DistributedMutex.backends.azure.clients import checked_options, sdk_refusal
 from DistributedMutex.backends.azure.failures import (
@@ -102,6 +104,7 @@ class AzureBlobLeaseBackend:
         ``names``: what the caller calls these arguments in its own settings, for messages."""
         access = Access("connection_string", can_create_container=True, names=dict(names or {}))
         options = checked_options(access, lease_duration, call_timeout, api_version)
+        check_container_name(access.name("container_name"), container_name)
         with sdk_refusal(access):
             service = BlobServiceClient.from_connection_string(connection_string, **options)
         self._setup(service.get_container_client(container_name), blob_name, lease_duration, api_version, access)
@@ -131,6 +134,7 @@ class AzureBlobLeaseBackend:
         """Azure AD: ``credential`` is a TokenCredential, e.g. azure.identity.DefaultAzureCredential()."""
         access = Access("account_url", can_create_container=True, names=dict(names or {}))
         options = checked_options(access, lease_duration, call_timeout, api_version)
+        check_container_name(access.name("container_name"), container_name)
         with sdk_refusal(access):
             service = BlobServiceClient(account_url, credential=credential, **options)
         backend = cls.__new__(cls)
@@ -149,6 +153,7 @@ class AzureBlobLeaseBackend:
 
     def _setup(self, container: ContainerClient, blob_name: str, lease_duration: int, api_version: str,
                access: Access) -> None:
+        check_blob_name(access.name("blob_name"), blob_name)
         self._access = access
         self._container = container
         self._blob: BlobClient = self._container.get_blob_client(blob_name)
