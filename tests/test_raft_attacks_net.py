@@ -25,7 +25,7 @@ import pytest
 
 from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.listener import ListenerLimits
-from DistributedMutex.backends.raft.messages import Heartbeat, Vote, encode
+from DistributedMutex.backends.raft.messages import Vote, encode
 from DistributedMutex.backends.raft.node import RaftNode
 from DistributedMutex.backends.raft.transport import query_status
 from harness.processes import wait_until
