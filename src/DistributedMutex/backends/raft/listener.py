@@ -3,8 +3,9 @@
 Whoever connects is a stranger until proven otherwise, so each connection is held to limits:
 
 * a message is checked where it is read: its sender must be in the peer list (and not this node),
-  its addressee this node; anything else closes the connection and is counted (``dropped`` in the
-  status). Without TLS a forger can still claim a listed id: this only keeps out the rest.
+  its addressee this node; anything else closes the connection and is counted (``transport`` in
+  the status reply, with the other counts below). Without TLS a forger can still claim a listed
+  id: this only keeps out the rest.
 * at most ``queue_quota`` of one connection's messages wait for the driver: a connection that
   has that many waiting is not read until the driver caught up (TCP pushes back on the sender),
   so one flooding connection cannot bury a peer's heartbeat or reply in the inbox, which holds at
@@ -125,9 +126,12 @@ class Listener:
         self._limits = limits or ListenerLimits()
         self._max_connections = _raise_fd_limit(self._limits.max_connections)
         self._warn = LogLimiter(log, self._limits.log_interval, self._limits.log_burst)
+        self._accept_warn = LogLimiter(log, self._limits.log_interval, 1)
         self._lock = threading.Lock()  # counts, and the queued/paused fields the driver changes
         self._counts: Counter[str] = Counter()
-        self._server = socket.create_server(address)  # OSError if the address is taken
+        # OSError if the address is taken. A deep backlog: a burst of strangers must not make a
+        # peer's connect time out before the selector gets round to accepting it.
+        self._server = socket.create_server(address, backlog=1024)
         self._server.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -206,14 +210,15 @@ class Listener:
                     self._warn.warning("accept errors", "raft: accepting a connection failed (%s)", exc)
                 continue
             if self._backoff:
-                log.warning("raft: accepting connections again")
+                log.info("raft: accepting connections again")
                 self._backoff = 0.0
             self._admit(sock, address[0] if isinstance(address, tuple) else str(address))
 
     def _out_of_resources(self, exc: OSError) -> None:
         self._count("accept_error")
-        if not self._backoff:
-            log.warning("raft: cannot accept connections (%s); retrying with a back-off until it works", exc)
+        if not self._backoff:  # once per episode, and one episode per interval at most
+            self._accept_warn.warning("accept failures", "raft: cannot accept connections (%s); retrying with a "
+                                      "back-off until it works", exc)
         self._backoff = min(1.0, max(0.05, self._backoff * 2))
         self._accept_paused_until = time.monotonic() + self._backoff
         self._selector.unregister(self._server)
@@ -277,7 +282,7 @@ class Listener:
                 self._drop(connection)
                 return
         del buffer[:start]
-        if len(buffer) > MAX_LINE:
+        if len(buffer) - (buffer.rfind(b"\n") + 1) > MAX_LINE:  # the unfinished line alone
             self._refuse(connection, "malformed", "raft: dropping a connection from %s that sent a line over %d bytes",
                          connection.source, MAX_LINE)
         else:
@@ -288,7 +293,7 @@ class Listener:
         connection.spoke = True
         connection.last_message = time.monotonic()
         if b'"status"' in line and _is_status_request(line):  # rare: parse twice only then
-            connection.out += json.dumps({**self._status(), "dropped": self.counts()}).encode() + b"\n"
+            connection.out += json.dumps({**self._status(), "transport": self.counts()}).encode() + b"\n"
             connection.out_since = connection.last_message
             return True
         try:
@@ -396,6 +401,7 @@ class Listener:
                 self._count("idle_timeout")
                 self._drop(connection)
         self._warn.flush()
+        self._accept_warn.flush()
 
     def _drop(self, connection: _Connection) -> None:
         if self._connections.pop(connection.sock, None) is None:

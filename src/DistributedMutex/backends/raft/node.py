@@ -181,7 +181,7 @@ class RaftNode:
         return self._status
 
     def transport_counts(self) -> dict[str, int]:
-        """What the listener refused or closed, by reason (also in the status reply, "dropped")."""
+        """What the listener refused or closed, by reason (also in the status reply, "transport")."""
         return {} if self._listener is None else self._listener.counts()
 
     @property
