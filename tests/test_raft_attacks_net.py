@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from DistributedMutex.backends.raft.core import Role
-from DistributedMutex.backends.raft.listener import ListenerLimits, LogLimiter
+from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter
 from DistributedMutex.backends.raft.messages import Vote, encode
 from DistributedMutex.backends.raft.node import RaftNode
 from DistributedMutex.backends.raft.transport import query_status

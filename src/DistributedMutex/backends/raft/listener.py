@@ -29,16 +29,15 @@ import errno
 import functools
 import json
 import logging
-import resource
 import selectors
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
+from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter, raise_fd_limit
 from DistributedMutex.backends.raft.messages import Message, decode
 from DistributedMutex.backends.raft.transport import MAX_LINE
 from DistributedMutex.backends.raft.transport import close_socket as _close
@@ -46,56 +45,10 @@ from DistributedMutex.backends.raft.transport import close_socket as _close
 log = logging.getLogger(__name__)
 
 READ_SIZE = 16 * 1024  # one read per ready connection per round: the others' turn comes next
-RESERVED_FDS = 64  # kept for the state file, the peer links and the rest of the process
 # Accept errors that mean "out of something for now": back off and try again.
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 Deliver = Callable[[Message, Callable[[], None]], None]  # the message, and "the driver took it"
-
-
-@dataclass(frozen=True)
-class ListenerLimits:
-    max_connections: int = 512
-    max_per_source: int = 128
-    idle_timeout: float = 60.0  # no complete message for this long: closed (a link reconnects)
-    write_timeout: float = 5.0  # a status reply not read by then: closed
-    queue_quota: int = 32  # messages of one connection waiting for the driver, at most
-    log_interval: float = 10.0  # rate-limited warnings: per kind, so many lines per interval
-    log_burst: int = 3
-
-
-class LogLimiter:
-    """At most ``burst`` warnings of each kind per ``interval``, then one line counting the rest."""
-
-    def __init__(self, logger: logging.Logger, interval: float, burst: int) -> None:
-        self._log = logger
-        self._interval = interval
-        self._burst = burst
-        self._lock = threading.Lock()
-        self._windows: dict[str, list[float]] = {}  # kind -> [window start, shown, suppressed]
-
-    def warning(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._roll(now)
-            window = self._windows.setdefault(kind, [now, 0, 0])
-            show = window[1] < self._burst
-            window[1 if show else 2] += 1
-        if show:
-            self._log.warning(message, *args)
-
-    def flush(self) -> None:
-        """Say how many warnings were held back in the intervals that are over."""
-        with self._lock:
-            self._roll(time.monotonic())
-
-    def _roll(self, now: float) -> None:
-        for kind, (start, _, suppressed) in list(self._windows.items()):
-            if now - start >= self._interval:
-                del self._windows[kind]
-                if suppressed:
-                    self._log.warning("raft: %d more %s not logged in the last %.0f s", suppressed, kind,
-                                      now - start)
 
 
 class _Connection:
@@ -124,7 +77,7 @@ class Listener:
         self._node_id = node_id
         self._senders = frozenset(peers) - {node_id}
         self._limits = limits or ListenerLimits()
-        self._max_connections = _raise_fd_limit(self._limits.max_connections)
+        self._max_connections = raise_fd_limit(self._limits.max_connections)
         self._warn = LogLimiter(log, self._limits.log_interval, self._limits.log_burst)
         self._accept_warn = LogLimiter(log, self._limits.log_interval, 1)
         self._lock = threading.Lock()  # counts, and the queued/paused fields the driver changes
@@ -170,30 +123,38 @@ class Listener:
         try:
             while not self._closed:
                 try:
-                    events = self._selector.select(0.25)
-                except InterruptedError:
-                    continue
-                for key, mask in events:
-                    if key.data is None:
-                        self._accept()
-                    elif key.data == "wake":
-                        self._woken()
-                    elif isinstance(key.data, _Connection):
-                        self._serve_connection(key.data, mask)
-                now = time.monotonic()
-                if self._accept_paused_until and now >= self._accept_paused_until:
-                    self._resume_accepting()
-                if now - last_sweep >= 0.25:
-                    last_sweep = now
-                    self._sweep(now)
-        except Exception:  # a bug must not silently end the listener: say it loudly
-            log.exception("raft: the listener failed; this peer can no longer be reached")
+                    last_sweep = self._round(last_sweep)
+                except Exception:  # noqa: BLE001 - a bug must not end the listener while the node runs
+                    self._warn.warning("listener failures", "raft: the listener failed a round; carrying on",
+                                       exc_info=True)
+                    time.sleep(0.05)  # not a hot loop if it fails again at once
         finally:
             for connection in list(self._connections.values()):
                 self._drop(connection)
             self._selector.close()
             for sock in (self._server, self._wake_r, self._wake_w):
                 _close(sock)
+
+    def _round(self, last_sweep: float) -> float:
+        """Serve what is ready; returns when the timeouts were last swept."""
+        try:
+            events = self._selector.select(0.25)
+        except InterruptedError:
+            events = []
+        for key, mask in events:
+            if key.data is None:
+                self._accept()
+            elif key.data == "wake":
+                self._woken()
+            elif isinstance(key.data, _Connection):
+                self._serve_connection(key.data, mask)
+        now = time.monotonic()
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._resume_accepting()
+        if now - last_sweep >= 0.25:
+            self._sweep(now)
+            return now
+        return last_sweep
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst of connections must not hold up the reads
@@ -415,26 +376,6 @@ class Listener:
     def _count(self, kind: str) -> None:
         with self._lock:
             self._counts[kind] += 1
-
-
-def _raise_fd_limit(max_connections: int) -> int:
-    """Raise this process's soft limit on open files to what the cap needs (up to the hard
-    limit); the cap that fits, if the hard limit is lower."""
-    need = max_connections + RESERVED_FDS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as exc:
-            log.warning("raft: cannot raise the open files limit to %d (%s)", target, exc)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        fitting = max(16, soft - RESERVED_FDS)
-        log.warning("raft: the open files limit (%d) allows %d incoming connections, not %d", soft, fitting,
-                    max_connections)
-        return fitting
-    return max_connections
 
 
 def _is_status_request(line: bytes) -> bool:

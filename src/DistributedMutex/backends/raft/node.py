@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
-from DistributedMutex.backends.raft.listener import Listener, ListenerLimits
+from DistributedMutex.backends.raft.limits import ListenerLimits
+from DistributedMutex.backends.raft.listener import Listener
 from DistributedMutex.backends.raft.messages import LeaderInfo, Message, encode
 from DistributedMutex.backends.raft.storage import StateFile
 from DistributedMutex.backends.raft.transport import PeerLink
