@@ -249,7 +249,9 @@ def test_the_listener_survives_running_out_of_file_descriptors(tmp_path: Path) -
         child.stdin.write("release\n")
         child.stdin.flush()
         assert child.stdout.readline().strip() == "released"
+        released = time.monotonic()
         status = wait_until(lambda: _status_or_none(port), 5, "the listener never accepted again")
+        print(f"file descriptors released: answering again after {time.monotonic() - released:.2f} s")
         assert status["node"] == "a" and status["transport"].get("accept_error", 0) >= 1
         child.stdin.write("quit\n")
         child.stdin.flush()
