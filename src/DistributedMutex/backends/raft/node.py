@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from DistributedMutex.backends.raft.limits import ListenerLimits
+from DistributedMutex.backends.raft.listener import Listener
 from DistributedMutex.backends.raft.messages import LeaderInfo, Message, encode
 from DistributedMutex.backends.raft.storage import StateFile
-from DistributedMutex.backends.raft.transport import Listener, PeerLink
+from DistributedMutex.backends.raft.transport import PeerLink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,10 +46,20 @@ class _Stop(enum.Enum):
 
 
 _STOP = _Stop.STOP
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """A peer's message as the listener read it: ``taken()`` tells the listener the driver has it
+    (a connection with too many messages waiting is not read until then)."""
+
+    message: Message
+    taken: Callable[[], None]
+
 # A call from submit(): what to run on the core, and the future its caller waits on.
 _Call = tuple[Callable[[RaftCore, float], Any], concurrent.futures.Future[Any]]
 # What the driver's inbox holds: a peer's message, a call, or _STOP.
-_Item = Message | _Call | _Stop
+_Item = _Delivery | Message | _Call | _Stop
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ class NodeStatus:
 class RaftNode:
     def __init__(self, node_id: str, peers: dict[str, tuple[str, int]], data_dir: Path,
                  election_timeout: tuple[float, float], *, info: LeaderInfo,
-                 heartbeat_interval: float | None = None, on_change: Callable[[], None] | None = None) -> None:
+                 heartbeat_interval: float | None = None, on_change: Callable[[], None] | None = None,
+                 listener_limits: ListenerLimits | None = None) -> None:
         self.node_id = node_id
         self.address = peers[node_id]
         self._peers = peers
@@ -96,6 +109,7 @@ class RaftNode:
         self.heartbeat_interval = heartbeat_interval or default_heartbeat_interval(election_timeout)
         self._info = info
         self._on_change = on_change
+        self._listener_limits = listener_limits
         self._state = StateFile(data_dir, node_id)
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._changed = threading.Condition()
@@ -123,7 +137,8 @@ class RaftNode:
                                   heartbeat_interval=self.heartbeat_interval, rng=random.Random(),
                                   persisted=persisted, now=now, info=self._info)
             self._status = self._snapshot()
-            self._listener = Listener(self.address, self._inbox.put, self._status_json)
+            self._listener = Listener(self.address, self._delivered, self._status_json, node_id=self.node_id,
+                                      peers=list(self._peers), limits=self._listener_limits)
         except BaseException:
             self._unlock_state()
             raise
@@ -165,6 +180,17 @@ class RaftNode:
     def status(self) -> NodeStatus:
         assert self._status is not None, "the node has not started"
         return self._status
+
+    def transport_counts(self) -> dict[str, int]:
+        """What the listener refused or closed, by reason (also in the status reply, "transport")."""
+        return {} if self._listener is None else self._listener.counts()
+
+    @property
+    def listener(self) -> Listener | None:
+        return self._listener
+
+    def _delivered(self, message: Message, taken: Callable[[], None]) -> None:
+        self._inbox.put(_Delivery(message, taken))
 
     def submit(self, fn: Callable[[RaftCore, float], T]) -> concurrent.futures.Future[T]:
         """Queue ``fn(core, now)`` for the driver thread (the only one that touches the core).
@@ -246,6 +272,9 @@ class RaftNode:
                 self._drop_queued_calls()
                 self._unlock_state()
                 return
+            if isinstance(item, _Delivery):
+                item.taken()
+                item = item.message
             now = time.monotonic()
             try:
                 self._handle(core, item, now)
@@ -261,6 +290,8 @@ class RaftNode:
                 return
             if isinstance(item, tuple):
                 item[1].cancel()
+            elif isinstance(item, _Delivery):
+                item.taken()
 
     def _handle(self, core: RaftCore, item: Message | _Call | None, now: float) -> None:
         answer: Callable[[], None] | None = None

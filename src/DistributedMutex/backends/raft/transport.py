@@ -1,7 +1,9 @@
 """TCP for Raft peers: newline-delimited JSON, one-way connections, losses tolerated.
 
 Each peer listens on its own address (peers[node_id]) and reads messages from whoever
-connects. It sends through one outgoing connection per peer (``PeerLink``), fed by a bounded
+connects (listener.py, which holds every connection to its limits).
+
+It sends through one outgoing connection per peer (``PeerLink``), fed by a bounded
 queue: when the peer is unreachable the messages are dropped, not kept. Raft does not need them
 (the next heartbeat or election timeout says the same again), and a queue that grew while a peer
 was away would only deliver stale news when it comes back.
@@ -19,10 +21,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
-
-from DistributedMutex.backends.raft.messages import Message, decode
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class PeerLink:
             pass  # the thread is busy writing: the closed socket below ends it
         sock, self._sock = self._sock, None
         if sock is not None:
-            _close(sock)
+            close_socket(sock)
 
     def _run(self) -> None:
         while True:
@@ -130,69 +129,7 @@ class PeerLink:
     def _drop_connection(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            _close(sock)
-
-
-class Listener:
-    """This peer's server: each message read goes to ``deliver``; a status request is answered
-    with ``status()`` on the same connection."""
-
-    def __init__(self, address: tuple[str, int], deliver: Callable[[Message], None],
-                 status: Callable[[], dict[str, Any]]) -> None:
-        self._deliver = deliver
-        self._status = status
-        self._server = socket.create_server(address)  # OSError if the address is taken
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._closed = False
-        threading.Thread(target=self._accept_loop, name="raft-listener", daemon=True).start()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._open = list(self._open), set()
-        _close(self._server)
-        for connection in connections:
-            _close(connection)
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                connection, _ = self._server.accept()
-            except OSError:
-                return  # closed
-            with self._lock:
-                if self._closed:
-                    _close(connection)
-                    return
-                self._open.add(connection)
-            threading.Thread(target=self._read, args=(connection,), name="raft-reader", daemon=True).start()
-
-    def _read(self, connection: socket.socket) -> None:
-        try:
-            with connection.makefile("rb") as lines:
-                while line := lines.readline(MAX_LINE):
-                    if not line.endswith(b"\n") or not self._handle(connection, line):
-                        return
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._open.discard(connection)
-            _close(connection)
-
-    def _handle(self, connection: socket.socket, line: bytes) -> bool:
-        """Handle one line; False to drop the connection (it does not speak our protocol)."""
-        if b'"status"' in line and _is_status_request(line):  # rare: parse twice only then
-            connection.sendall(json.dumps(self._status()).encode() + b"\n")
-            return True
-        try:
-            message = decode(line)
-        except ValueError as exc:
-            log.warning("raft: dropping a connection that sent a malformed message (%s)", exc)
-            return False
-        self._deliver(message)
-        return True
+            close_socket(sock)
 
 
 def query_status(address: tuple[str, int], timeout: float) -> dict[str, Any]:
@@ -213,14 +150,6 @@ def query_status(address: tuple[str, int], timeout: float) -> dict[str, Any]:
     return status
 
 
-def _is_status_request(line: bytes) -> bool:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and record.get("type") == "status"
-
-
 def _peer_closed(sock: socket.socket) -> bool:
     try:
         readable, _, _ = select.select([sock], [], [], 0)
@@ -234,7 +163,7 @@ def _peer_closed(sock: socket.socket) -> bool:
         return True
 
 
-def _close(sock: socket.socket) -> None:
+def close_socket(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
