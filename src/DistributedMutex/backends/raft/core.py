@@ -28,6 +28,11 @@ Roles: follower -> (election timeout) pre-candidate -> (majority of pre-votes) c
   because only a leader that gave up its lease sends TimeoutNow, and only for its own term.
 * **Re-campaign** (``recampaign``): the leader moves to a higher term; its followers vote for it
   because it is the very leader they stick to, so nobody else can win meanwhile.
+* **Terms that cannot be pushed out of reach** (not in the paper: the paper trusts its peers).
+  No term goes above ``MAX_TERM``, and a message whose term jumps further ahead of ours than the
+  elections its sender could have seen since we last heard from it is dropped (``_plausible``).
+  Without authentication a forger can still raise the term, but only by a few per election
+  timeout, never to where nobody can campaign again.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from DistributedMutex.backends.raft.messages import (
+    MAX_TERM,
     Heartbeat,
     HeartbeatReply,
     LeaderInfo,
@@ -49,6 +55,12 @@ from DistributedMutex.backends.raft.messages import (
     Vote,
     VoteReply,
 )
+
+# How far one peer may move our term without an election we could have seen (see _plausible).
+# TERM_SLACK: at once, after any silence (a leader's recampaign to a fencing store's term, a
+# burst of elections between two messages); TERM_RATE: more per ``lo`` of silence from that peer.
+TERM_SLACK = 1000
+TERM_RATE_PER_PEER = 2
 
 
 def default_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
@@ -113,6 +125,10 @@ class RaftCore:
         self._next_heartbeat_at = math.inf
         self._elected_at = -math.inf
         self._quorum_sent_at = -math.inf
+        # Per peer: how many terms it may still move us ahead, as of when (see _plausible).
+        self._term_budget: dict[str, tuple[float, float]] = {p: (TERM_SLACK, now) for p in self.others}
+        self._term_rate = TERM_RATE_PER_PEER * (len(self.others) + 1)
+        self.implausible_terms = 0  # messages dropped by _plausible, for the runtime to report
 
     # -- what the runtime reads --------------------------------------------------------------
 
@@ -159,7 +175,7 @@ class RaftCore:
         """Handle one message from a peer."""
         before = (self.term, self.voted_for)
         out = Outputs()
-        if message.dst == self.id and message.src in self.others:
+        if message.dst == self.id and message.src in self.others and self._plausible(message, now):
             # A match, not a table of handlers: each case narrows ``message`` to its own type.
             match message:
                 case PreVote():
@@ -195,6 +211,8 @@ class RaftCore:
         before = (self.term, self.voted_for)
         out = Outputs()
         if self.role is Role.LEADER:
+            if at_least > MAX_TERM:
+                raise ValueError(f"term {at_least} is above the highest term, {MAX_TERM}")
             self._step_down(now)
             self._campaign(now, out, transfer=False, at_least=at_least)
         return self._finish(out, before)
@@ -272,6 +290,9 @@ class RaftCore:
     # -- transitions -------------------------------------------------------------------------
 
     def _start_pre_vote(self, now: float, out: Outputs) -> None:
+        if self.term >= MAX_TERM:  # unreachable by elections (see MAX_TERM): only a bad state file
+            self._election_deadline = now + self._random_timeout()
+            return
         self.role = Role.PRE_CANDIDATE
         self.leader, self.leader_info = None, None
         self._granted = {self.id}
@@ -282,6 +303,9 @@ class RaftCore:
         out.messages.extend(PreVote(self.id, peer, self.term + 1) for peer in self.others)
 
     def _campaign(self, now: float, out: Outputs, *, transfer: bool, at_least: int = 0) -> None:
+        if max(self.term + 1, at_least) > MAX_TERM:
+            self._election_deadline = now + self._random_timeout()
+            return
         self.role = Role.CANDIDATE
         self.term = max(self.term + 1, at_least)
         self.voted_for = self.id
@@ -333,6 +357,27 @@ class RaftCore:
         self._quorum_sent_at = max(self._quorum_sent_at, acked[self.majority - 1])
 
     # -- small rules -------------------------------------------------------------------------
+
+    def _plausible(self, m: Message, now: float) -> bool:
+        """Whether ``m``'s term is one an honest peer could have reached since we last heard it.
+
+        With pre-vote, a term only rises in an election a majority agreed to hold, and each node
+        starts one at most once per ``lo`` (its election timeout) unless a leader hands over. So in
+        ``t`` seconds of silence from a peer the cluster held at most about ``n * t / lo``
+        elections; we allow twice that (``TERM_RATE_PER_PEER`` per node: hand-overs, clock rate
+        drift) plus ``TERM_SLACK`` at any time. It is a token bucket per peer: a jump spends
+        terms, silence earns them back, at most ``TERM_SLACK`` carried over while the peer talks.
+        So a forger can move us at most ``TERM_SLACK`` at once and ``rate`` per ``lo`` after that
+        per peer id it claims: it would need millions of years to reach ``MAX_TERM``, and a peer
+        back from a partition, however long, still catches up with the cluster's term."""
+        budget, since = self._term_budget[m.src]
+        available = budget + self._term_rate * max(0.0, now - since) / self.lo
+        jump = m.term - self.term
+        if jump > available:
+            self.implausible_terms += 1
+            return False
+        self._term_budget[m.src] = (min(TERM_SLACK, available - max(jump, 0)), now)
+        return True
 
     def _check_quorum_at(self) -> float:
         # A new leader gets one lo from its election to hear from a majority.

@@ -17,6 +17,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+# The highest term a message, a state file or a fencing store may carry. No honest cluster gets
+# near it (an election a millisecond for 285 years), every store can hold it (below 2^63: SQLite
+# and MySQL BIGINT), and it is exact as a JSON number in every parser, including JavaScript's
+# doubles (2^53 - 1 is Number.MAX_SAFE_INTEGER): whoever reads our status sees the true term.
+MAX_TERM = 2**53 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class LeaderInfo:
@@ -109,7 +115,19 @@ def encode(message: Message) -> bytes:
 
 
 def decode(line: bytes | str) -> Message:
-    """The message in one line; ValueError if it is not one (a peer must not crash us)."""
+    """The message in one line; ValueError if it is not one, and never another exception: the
+    transport drops ValueError frames, and anything else would kill its reader thread."""
+    try:
+        return _decode(line)
+    except ValueError:
+        raise
+    except (RecursionError, OverflowError, TypeError, KeyError, AttributeError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack (short lines can do it);
+        # the rest only if a check below missed a shape: still a malformed frame, not a crash.
+        raise ValueError(f"malformed message ({type(exc).__name__})") from None
+
+
+def _decode(line: bytes | str) -> Message:
     record = json.loads(line)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
@@ -136,15 +154,21 @@ def _checked(name: str, value: object) -> object:
         raise ValueError(f"field {name!r} has the wrong type")
     # (The isinstance tests below repeat the check above for the type checker, which cannot
     # follow a tuple of types picked by name.)
-    if name == "term" and isinstance(value, int) and value < 0:
-        raise ValueError("negative term")
-    if name == "sent_at" and isinstance(value, (int, float)) and not math.isfinite(value):
-        raise ValueError("sent_at is not a finite number")
+    if name == "term" and isinstance(value, int) and not 0 <= value <= MAX_TERM:
+        raise ValueError(f"term out of range 0..{MAX_TERM}")
+    if name == "sent_at" and isinstance(value, (int, float)):
+        # An integer too big for a float (1e308 written out) would raise OverflowError later.
+        if isinstance(value, int) and abs(value) > 2**53:
+            raise ValueError("sent_at is out of range")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError("sent_at is not a finite number")
     return value
 
 
 def _leader_info(value: object) -> LeaderInfo:
     if (not isinstance(value, dict) or not isinstance(value.get("instance_id"), str)
-            or not isinstance(value.get("host"), str) or not isinstance(value.get("pid"), int)):
+            or not isinstance(value.get("host"), str) or not isinstance(value.get("pid"), int)
+            or isinstance(value.get("pid"), bool) or not 0 <= value["pid"] < 2**63):
         raise ValueError("malformed leader info")
     return LeaderInfo(value["instance_id"], value["host"], value["pid"])
