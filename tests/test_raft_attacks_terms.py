@@ -117,10 +117,10 @@ def test_a_forged_heartbeat_with_a_huge_term_over_tcp_changes_nobody(trio: dict[
     for name, node in trio.items():
         if name == leader:
             continue
-        for forged in (term + 10**6, MAX_TERM, term + 10**4000):
-            line = encode(Heartbeat(leader, name, forged, 1.0)) if forged <= MAX_TERM else (
-                b'{"type":"heartbeat","src":"%s","dst":"%s","term":%d,"sent_at":1.0}\n'
-                % (leader.encode(), name.encode(), forged))
+        for forged in (term + 10**6, MAX_TERM, -1):
+            line = encode(Heartbeat(leader, name, forged, 1.0)) if forged > 0 else (
+                b'{"type":"heartbeat","src":"%s","dst":"%s","term":1%s,"sent_at":1.0}\n'
+                % (leader.encode(), name.encode(), b"0" * 4000))
             with socket.create_connection(node.address, timeout=2) as sock:
                 sock.sendall(line)
         # Handled once the core counted the in-range forgeries (the out-of-range one never decodes).
@@ -132,3 +132,34 @@ def test_a_forged_heartbeat_with_a_huge_term_over_tcp_changes_nobody(trio: dict[
     assert trio[leader].transfer(term, 2) is not None
     wait_until(lambda: any(n.status.leads_with_lease(_now()) and n.status.term > term for n in trio.values()),
                5, "no new leader after the hand-over")
+
+
+@pytest.mark.parametrize(("content", "cause"), [
+    (b'{"term": 3, "voted_for": nu', "is not a Raft state file"),
+    (b"\xff\xfe garbage", "is not a Raft state file"),
+    (b"[" * 100_000, "is not a Raft state file"),
+    (b'["term", 3]', "is not a Raft state file"),
+    (b'{"term": %d, "voted_for": null}' % (MAX_TERM + 1), "impossible term"),
+    (b'{"term": 1' + b"0" * 5000 + b', "voted_for": null}', "is not a Raft state file"),
+    (b'{"term": -1, "voted_for": null}', "impossible term"),
+    (b'{"term": "3", "voted_for": null}', "impossible term"),
+    (b'{"term": true, "voted_for": null}', "impossible term"),
+    (b'{"term": 3.5, "voted_for": null}', "impossible term"),
+    (b'{"term": 3, "voted_for": 2}', "impossible vote"),
+], ids=["truncated", "not-utf8", "deep", "list", "above-ceiling", "5000-digits", "negative", "string", "bool",
+        "float", "vote-int"])
+def test_a_bad_state_file_is_refused_at_start_in_one_line(tmp_path: Path, content: bytes, cause: str) -> None:
+    from DistributedMutex.backend import Identity
+    from DistributedMutex.backends.raft import RaftBackend
+    from DistributedMutex.errors import StorageRejectedError
+
+    (tmp_path / "a.json").write_bytes(content)
+    backend = RaftBackend(addresses("a", "b", "c"), "a", tmp_path, TIMEOUT)
+    try:
+        with pytest.raises(StorageRejectedError) as caught:
+            backend.acquire(Identity("instance-a"), time.monotonic())
+    finally:
+        backend.close()
+    message = str(caught.value)
+    assert f"data_dir={tmp_path}" in message and f"{tmp_path / 'a.json'} " in message and cause in message
+    assert "\n" not in message and len(message) < 300 + 2 * len(str(tmp_path)), message
