@@ -96,7 +96,7 @@ def test_hostile_frames_are_refused_with_value_error(line: str) -> None:
 
 def test_the_highest_term_still_decodes_and_shows() -> None:
     message = decode(HEARTBEAT.format(term=MAX_TERM, sent_at=2**53))
-    assert message.term == MAX_TERM and message.sent_at == float(2**53)
+    assert isinstance(message, Heartbeat) and message.term == MAX_TERM and message.sent_at == float(2**53)
     status = NodeStatus("b", Role.FOLLOWER, MAX_TERM, "a", LeaderInfo("x" * 1000, "\ud800", 2**63 - 1),
                         -math.inf, -math.inf)
     assert json.loads(json.dumps(status.to_json(0.0)))["term"] == MAX_TERM
