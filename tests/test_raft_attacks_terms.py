@@ -6,16 +6,27 @@ Each asserts that no node's term, vote or role changed, and that the cluster sti
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from DistributedMutex.backends.raft.core import TERM_SLACK, HardState, RaftCore, Role
-from DistributedMutex.backends.raft.messages import MAX_TERM, Heartbeat, LeaderInfo, PreVote, TimeoutNow, Vote, encode
+from DistributedMutex.backends.raft.messages import (
+    MAX_TERM,
+    Heartbeat,
+    LeaderInfo,
+    Message,
+    PreVote,
+    TimeoutNow,
+    Vote,
+    encode,
+)
 from DistributedMutex.backends.raft.node import RaftNode
 from harness.processes import wait_until
 from support.raft_local import INFO, TIMEOUT, addresses
@@ -30,6 +41,14 @@ def core(node: str, *, now: float = 0.0, term: int = 0) -> RaftCore:
                     info=LeaderInfo(f"instance-{node}", "host", 1))
 
 
+_seqs = itertools.count(1)
+
+
+def fresh(m: Message) -> Message:
+    """As a forger writes it: stamped newer than anything the receiver took (see core._fresh)."""
+    return replace(m, epoch=1, seq=next(_seqs))
+
+
 def state(c: RaftCore) -> tuple[int, str | None, Role, str | None]:
     return c.term, c.voted_for, c.role, c.leader
 
@@ -38,10 +57,10 @@ def test_a_forged_heartbeat_far_ahead_is_dropped_and_an_honest_one_still_counts(
     b = core("b", term=3)
     before = state(b)
     for term in (3 + TERM_SLACK + 50, 10**6, MAX_TERM):  # 1 s (lo) in: slack + 6 terms allowed
-        out = b.step(Heartbeat("a", "b", term, 1.0), now=1.0)
+        out = b.step(fresh(Heartbeat("a", "b", term, 1.0)), now=1.0)
         assert out.messages == [] and out.hard_state is None and state(b) == before
     assert b.implausible_terms == 3
-    b.step(Heartbeat("a", "b", 4, 1.0), now=1.0)
+    b.step(fresh(Heartbeat("a", "b", 4, 1.0)), now=1.0)
     assert (b.term, b.leader) == (4, "a")
 
 
@@ -49,10 +68,10 @@ def test_a_forged_heartbeat_far_ahead_is_dropped_and_an_honest_one_still_counts(
     PreVote("a", "b", 10**6), Vote("a", "b", 10**6), Vote("a", "b", 10**6, transfer=True),
     TimeoutNow("a", "b", 10**6), Heartbeat("a", "b", 10**6, 1.0),
 ])
-def test_no_kind_of_message_moves_the_term_far_ahead(forged: object) -> None:
+def test_no_kind_of_message_moves_the_term_far_ahead(forged: Message) -> None:
     b = core("b", term=3)
     before = state(b)
-    out = b.step(forged, now=5.0)  # type: ignore[arg-type]
+    out = b.step(fresh(forged), now=5.0)
     assert out.messages == [] and out.hard_state is None and state(b) == before
 
 
@@ -63,13 +82,13 @@ def test_repeated_forgeries_move_the_term_only_at_the_bounded_rate() -> None:
     now = 0.0
     for _ in range(1000):
         now += 0.001
-        b.step(Heartbeat("a", "b", b.term + TERM_SLACK, now), now)
+        b.step(fresh(Heartbeat("a", "b", b.term + TERM_SLACK, now)), now)
     assert b.term <= TERM_SLACK + 2 * 3 * 2  # the slack, then 2 per node per lo (lo = 1 s here)
 
 
 def test_a_peer_silent_for_long_catches_up_with_the_cluster() -> None:
     b = core("b", term=3)
-    b.step(Heartbeat("a", "b", 3 + 5000, 1000.0), now=1000.0)  # a thousand lo of silence from a
+    b.step(fresh(Heartbeat("a", "b", 3 + 5000, 1000.0)), now=1000.0)  # a thousand lo of silence from a
     assert (b.term, b.leader) == (5003, "a")
 
 
@@ -118,8 +137,9 @@ def test_a_forged_heartbeat_with_a_huge_term_over_tcp_changes_nobody(trio: dict[
         if name == leader:
             continue
         for forged in (term + 10**6, MAX_TERM, -1):
-            line = encode(Heartbeat(leader, name, forged, 1.0)) if forged > 0 else (
-                b'{"type":"heartbeat","src":"%s","dst":"%s","term":1%s,"sent_at":1.0}\n'
+            # Stamped far ahead, as a forger would: the stamp must not make the leader's stale.
+            line = encode(replace(Heartbeat(leader, name, forged, 1.0), epoch=2**52, seq=1)) if forged > 0 else (
+                b'{"type":"heartbeat","src":"%s","dst":"%s","term":1%s,"sent_at":1.0,"epoch":1,"seq":1}\n'
                 % (leader.encode(), name.encode(), b"0" * 4000))
             with socket.create_connection(node.address, timeout=2) as sock:
                 sock.sendall(line)

@@ -19,7 +19,7 @@ from DistributedMutex.backends.raft.messages import MAX_TERM, Heartbeat, LeaderI
 from DistributedMutex.backends.raft.node import NodeStatus
 
 KINDS = ["pre_vote", "pre_vote_reply", "vote", "vote_reply", "heartbeat", "heartbeat_reply", "timeout_now"]
-FIELDS = ["src", "dst", "term", "granted", "transfer", "sent_at", "ok", "info"]
+FIELDS = ["src", "dst", "term", "granted", "transfer", "sent_at", "ok", "info", "epoch", "seq"]
 
 scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-2**70, max_value=2**70)
            | st.integers(min_value=2**1000, max_value=2**1100).map(lambda n: n * (-1) ** (n % 2))
@@ -30,7 +30,7 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 info_values = json_values | st.fixed_dictionaries({"instance_id": json_values, "host": json_values,
                                                    "pid": json_values})
 VALID = {"src": "a", "dst": "b", "term": 3, "granted": True, "transfer": False, "sent_at": 1.5, "ok": True,
-         "info": {"instance_id": "x", "host": "h", "pid": 1}}
+         "info": {"instance_id": "x", "host": "h", "pid": 1}, "epoch": 1, "seq": 1}
 # A complete, valid record with one or two fields replaced by anything: the field checks are reached.
 message_like = st.builds(
     lambda kind, changed: {"type": kind, **VALID, **changed},
@@ -72,7 +72,7 @@ def test_any_field_of_any_type(record: dict[str, Any]) -> None:
         json.dumps(status.to_json(0.0)).encode()  # the status reply a client reads
 
 
-HEARTBEAT = '{{"type":"heartbeat","src":"a","dst":"b","term":{term},"sent_at":{sent_at}}}'
+HEARTBEAT = '{{"type":"heartbeat","src":"a","dst":"b","term":{term},"sent_at":{sent_at},"epoch":1,"seq":2}}'
 
 
 @pytest.mark.parametrize("line", [
@@ -86,9 +86,13 @@ HEARTBEAT = '{{"type":"heartbeat","src":"a","dst":"b","term":{term},"sent_at":{s
     HEARTBEAT.format(term=1, sent_at=1)[:-1] + ',"info":{"instance_id":"x","host":"h","pid":1e999}}',
     HEARTBEAT.format(term=1, sent_at=1)[:-1] + ',"info":{"instance_id":"x","host":"h","pid":' + "9" * 30 + "}}",
     HEARTBEAT.format(term=1, sent_at=1)[:-1] + ',"info":[1,2]}',
+    HEARTBEAT.format(term=1, sent_at=1).replace('"seq":2', '"seq":-1'),
+    HEARTBEAT.format(term=1, sent_at=1).replace('"epoch":1', '"epoch":1e3'),
+    HEARTBEAT.format(term=1, sent_at=1).replace('"epoch":1', '"epoch":' + str(2**53)),
+    HEARTBEAT.format(term=1, sent_at=1).replace(',"seq":2', ''),
 ], ids=["deep-list", "deep-object", "1000-deep", "sent_at-1e308-int", "sent_at-5000-digits", "inf", "nan",
         "1e400", "term-above-ceiling", "term-negative", "term-bool", "term-float", "pid-inf", "pid-huge",
-        "info-list"])
+        "info-list", "seq-negative", "epoch-float", "epoch-above-2^53", "seq-missing"])
 def test_hostile_frames_are_refused_with_value_error(line: str) -> None:
     with pytest.raises(ValueError):
         decode(line)

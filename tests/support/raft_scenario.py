@@ -67,6 +67,7 @@ class Peer:
     name: str
     offset: float
     disk: HardState = field(default_factory=HardState)
+    last_stamp: tuple[int, int] = (0, 0)  # the (epoch, seq) of the last message it sent
     core: RaftCore | None = None
     paused: bool = False
     buffered: list[Message] = field(default_factory=list)

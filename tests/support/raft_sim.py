@@ -19,6 +19,9 @@ Checked throughout, the run failing at the first violation:
 * a node's term never goes back (in memory, across restarts, and on disk), and its persisted vote
   never changes within a term;
 * every message goes out after the hard state it depends on was persisted (votes, terms);
+* what a peer sends is stamped newer than all it sent before, across restarts (else its peers
+  would drop it as a replay: core.RaftCore._fresh); a duplicated message is dropped by the
+  receiver, as a real replay is;
 * no vote is granted twice in one term by one node, across restarts;
 * the lease rule, on simulated time: when a node's lease starts, no other node still holds a
   valid one. (Becoming leader is not enough to act: a frozen candidate that wakes up to old votes
@@ -41,6 +44,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role
 from DistributedMutex.backends.raft.messages import Message, Vote, VoteReply
@@ -155,6 +159,11 @@ class Simulation:
         peer.disk = state
 
     def _check_sent(self, peer: Peer, message: Message) -> None:
+        stamp = (message.epoch, message.seq)
+        if stamp <= peer.last_stamp:
+            self.fail(f"{peer.name} sent {message} stamped {stamp}, not after its previous {peer.last_stamp}: "
+                      "its peers would drop it as a replay")
+        peer.last_stamp = stamp
         if message.term > peer.disk.term and not isinstance(message, _PROPOSALS):
             self.fail(f"{peer.name} sent {message} before persisting its term (disk has {peer.disk})")
         if isinstance(message, VoteReply) and message.granted:
@@ -234,6 +243,8 @@ class Simulation:
             return
         peer.incarnation += 1
         peer.next_tick = math.inf
+        # What storage.py does at every start: a higher epoch (the wall clock's).
+        peer.disk = replace(peer.disk, epoch=peer.disk.epoch + 1)
         peer.core = self._core_class(name, self.scenario.nodes, election_timeout=(LO, HI), heartbeat_interval=HEARTBEAT,
                              rng=random.Random(f"{self.seed}-{name}-{peer.incarnation}"), persisted=peer.disk,
                              now=self.now + peer.offset)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from DistributedMutex.backends.raft.messages import (
@@ -61,6 +61,9 @@ from DistributedMutex.backends.raft.messages import (
 # burst of elections between two messages); TERM_RATE: more per ``lo`` of silence from that peer.
 TERM_SLACK = 1000
 TERM_RATE_PER_PEER = 2
+# How far below the newest seq taken from a peer a message never seen is still taken (_fresh):
+# a peer sends about n messages a heartbeat, so this is many rounds of reordering.
+REPLAY_WINDOW = 1024
 
 
 def default_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
@@ -81,6 +84,9 @@ class HardState:
 
     term: int = 0
     voted_for: str | None = None
+    # This start's epoch (storage.py: the wall clock at start), stamped on every message we send.
+    # Not saved and not part of what the state *is*: two states with one term and vote are equal.
+    epoch: int = field(default=0, compare=False)
 
 
 @dataclass(slots=True)
@@ -110,6 +116,13 @@ class RaftCore:
         self.info = info
         self._rng = rng
         self.term, self.voted_for = persisted.term, persisted.voted_for
+        self.epoch = persisted.epoch
+        self._seq = 0  # the last seq we stamped on a message
+        # peer -> (epoch, seq) of its newest message taken, when we last took one, and the seqs
+        # of that epoch taken within REPLAY_WINDOW of it (see _fresh)
+        self._newest: dict[str, tuple[int, int, float, set[int]]] = {}
+        self._forget_after = 2 * hi
+        self.stale_messages = 0  # dropped by _fresh, for the runtime to report
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.leader_info: LeaderInfo | None = None
@@ -134,7 +147,7 @@ class RaftCore:
 
     @property
     def hard_state(self) -> HardState:
-        return HardState(self.term, self.voted_for)
+        return HardState(self.term, self.voted_for, self.epoch)
 
     @property
     def quorum_acked_sent_at(self) -> float:
@@ -175,7 +188,10 @@ class RaftCore:
         """Handle one message from a peer."""
         before = (self.term, self.voted_for)
         out = Outputs()
-        if message.dst == self.id and message.src in self.others and self._plausible(message, now):
+        if (message.dst == self.id and message.src in self.others and self._fresh(message, now)
+                and self._plausible(message, now)):
+            # Only now: a message dropped for its term must not make the sender's next ones stale.
+            self._take(message, now)
             # A match, not a table of handlers: each case narrows ``message`` to its own type.
             match message:
                 case PreVote():
@@ -358,6 +374,54 @@ class RaftCore:
 
     # -- small rules -------------------------------------------------------------------------
 
+    def _fresh(self, m: Message, now: float) -> bool:
+        """Whether ``m`` is one we never took from its sender: else it is a replay (a captured
+        message sent again) and has no effect.
+
+        A sender stamps ``(epoch, seq)`` on all it sends: ``seq`` counts up within one start and
+        ``epoch`` rises at every start (storage.py: the wall clock in microseconds), so what one
+        peer sends is ordered across its restarts. As IPsec does (RFC 4303, 3.4.3), we keep the
+        newest stamp taken from each sender and which of the ``REPLAY_WINDOW`` seqs below it we
+        took: a seq taken before, or older than the window, or of an older epoch, is dropped. A
+        message overtaken by a newer one but never seen is still taken: Raft is built for
+        reordering, and dropping those would cost elections for nothing. Dropping is safe, too:
+        Raft is built for lost messages.
+
+        What this protects against without authentication: genuine messages captured and sent
+        again unchanged (a dead leader's heartbeats replayed: issue 13), and old messages that
+        resurface late. Not against a forger, who writes a fresh stamp itself (authenticated
+        peers, TLS, are the answer to that), nor against a replay to a receiver that restarted
+        since it last heard the sender (it starts with an empty memory; a lone follower misled
+        that way cannot elect anybody). One forged stamp far ahead must not silence the real
+        peer for good, though: an *earlier epoch* is taken again once nothing was taken from
+        that sender for ``_forget_after`` (two maximum election timeouts). A replay of the same
+        epoch never is, however long the silence: that is the dead leader's case."""
+        newest = self._newest.get(m.src)
+        if newest is None:
+            fresh = True
+        else:
+            epoch, seq, taken_at, taken = newest
+            fresh = (m.epoch > epoch
+                     or (m.epoch == epoch and (m.seq > seq or (m.seq > seq - REPLAY_WINDOW and m.seq not in taken)))
+                     or (m.epoch < epoch and now - taken_at >= self._forget_after))
+        if not fresh:
+            self.stale_messages += 1
+        return fresh
+
+    def _take(self, m: Message, now: float) -> None:
+        """Remember ``m``'s stamp as taken (see _fresh)."""
+        newest = self._newest.get(m.src)
+        if newest is None or m.epoch != newest[0]:
+            self._newest[m.src] = (m.epoch, m.seq, now, {m.seq})
+            return
+        _, seq, _, taken = newest
+        taken.add(m.seq)
+        if m.seq > seq:
+            seq = m.seq
+            if len(taken) > 2 * REPLAY_WINDOW:  # now and then, not at every message
+                taken.intersection_update(range(seq - REPLAY_WINDOW + 1, seq + 1))
+        self._newest[m.src] = (m.epoch, seq, now, taken)
+
     def _plausible(self, m: Message, now: float) -> bool:
         """Whether ``m``'s term is one an honest peer could have reached since we last heard it.
 
@@ -397,4 +461,9 @@ class RaftCore:
     def _finish(self, out: Outputs, before: tuple[int, str | None]) -> Outputs:
         if (self.term, self.voted_for) != before:
             out.hard_state = self.hard_state
+        stamped = []
+        for message in out.messages:
+            self._seq += 1
+            stamped.append(replace(message, epoch=self.epoch, seq=self._seq))
+        out.messages = stamped
         return out

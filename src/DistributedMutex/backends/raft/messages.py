@@ -8,13 +8,18 @@ connection. Nothing here touches a socket; the runtime (node.py) and the simulat
     Heartbeat(sent_at)     the leader's AppendEntries with no entries; carries who the leader is
     HeartbeatReply         echoes ``sent_at``: the leader's lease runs from the echoed send time
     TimeoutNow             the leader steps aside: campaign at once (leadership transfer)
+
+Every message also carries ``epoch`` (its sender's start, strictly higher at each start) and
+``seq`` (a counter over everything that start sent): a receiver takes from each sender only
+messages newer than the newest it took, so a captured message sent again, or one overtaken by a
+newer one, has no effect (core.RaftCore._fresh). Peers of this version only: both are required.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # The highest term a message, a state file or a fencing store may carry. No honest cluster gets
@@ -22,6 +27,7 @@ from typing import Any
 # and MySQL BIGINT), and it is exact as a JSON number in every parser, including JavaScript's
 # doubles (2^53 - 1 is Number.MAX_SAFE_INTEGER): whoever reads our status sees the true term.
 MAX_TERM = 2**53 - 1
+MAX_COUNTER = 2**53 - 1  # a message's epoch and seq (core._fresh): exact in JSON too
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,8 @@ class PreVote:
     src: str
     dst: str
     term: int  # the term the sender would campaign in: its own term + 1
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,8 @@ class PreVoteReply:
     dst: str
     term: int  # the proposed term if granted, else the replier's own term
     granted: bool
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,8 @@ class Vote:
     dst: str
     term: int
     transfer: bool = False  # campaigning because the leader sent TimeoutNow: not bound by stickiness
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,8 @@ class VoteReply:
     dst: str
     term: int
     granted: bool
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,8 @@ class Heartbeat:
     term: int
     sent_at: float  # on the leader's monotonic clock; only the leader ever compares it
     info: LeaderInfo | None = None
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +96,8 @@ class HeartbeatReply:
     term: int
     sent_at: float  # the heartbeat's, echoed
     ok: bool
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +105,8 @@ class TimeoutNow:
     src: str
     dst: str
     term: int
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    seq: int = field(default=0, compare=False)
 
 
 Message = PreVote | PreVoteReply | Vote | VoteReply | Heartbeat | HeartbeatReply | TimeoutNow
@@ -99,7 +119,7 @@ _NAMES: dict[type[Message], str] = {cls: name for name, cls in _KINDS.items()}
 # Field name -> the type its JSON value must have; checked on decode, since peers are remote.
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "src": (str,), "dst": (str,), "term": (int,), "granted": (bool,), "transfer": (bool,),
-    "sent_at": (int, float), "ok": (bool,),
+    "sent_at": (int, float), "ok": (bool,), "epoch": (int,), "seq": (int,),
 }
 
 
@@ -156,6 +176,8 @@ def _checked(name: str, value: object) -> object:
     # follow a tuple of types picked by name.)
     if name == "term" and isinstance(value, int) and not 0 <= value <= MAX_TERM:
         raise ValueError(f"term out of range 0..{MAX_TERM}")
+    if name in ("epoch", "seq") and isinstance(value, int) and not 0 <= value <= MAX_COUNTER:
+        raise ValueError(f"{name} out of range 0..{MAX_COUNTER}")
     if name == "sent_at" and isinstance(value, (int, float)):
         # An integer too big for a float (1e308 written out) would raise OverflowError later.
         if isinstance(value, int) and abs(value) > 2**53:

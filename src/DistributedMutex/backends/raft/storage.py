@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from DistributedMutex.backends.raft.core import HardState
-from DistributedMutex.backends.raft.messages import MAX_TERM
+from DistributedMutex.backends.raft.messages import MAX_COUNTER, MAX_TERM
 
 
 class StateFile:
@@ -21,8 +22,18 @@ class StateFile:
         self._temp = data_dir / f".{node_id}.json.tmp"
 
     def load(self) -> HardState:
-        """The state last saved; the initial state if there is none. ValueError, naming the file,
-        if it is unreadable or out of range: a peer must say so at start, not wedge on it later."""
+        """The state last saved (the initial state if there is none), with this start's epoch.
+
+        The epoch, stamped on every message this start sends (core.RaftCore._fresh), is the wall
+        clock in microseconds: it rises at every start with no write, unless the clock was set
+        back by more than the time between two starts. Then the others take this peer's messages
+        again only after two election timeouts (see _fresh): a slow restart, never a wrong one.
+        ValueError, naming the file, if it is unreadable or out of range: a peer must say so at
+        start, not wedge on it later."""
+        loaded = self._read()
+        return HardState(loaded.term, loaded.voted_for, min(time.time_ns() // 1000, MAX_COUNTER))
+
+    def _read(self) -> HardState:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
