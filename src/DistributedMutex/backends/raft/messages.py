@@ -22,11 +22,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# The highest term a message, a state file or a fencing store may carry. No honest cluster gets
-# near it (an election a millisecond for 285 years), every store can hold it (below 2^63: SQLite
-# and MySQL BIGINT), and it is exact as a JSON number in every parser, including JavaScript's
-# doubles (2^53 - 1 is Number.MAX_SAFE_INTEGER): whoever reads our status sees the true term.
-MAX_TERM = 2**53 - 1
+from DistributedMutex.fencing import MAX_TERM
+
+# MAX_TERM (fencing.py: 2^53 - 1) is the highest term a message or a state file may carry. No
+# honest cluster gets near it (an election a millisecond for 285 years), every store can hold it,
+# and it is exact as a JSON number in every parser: whoever reads our status sees the true term.
 MAX_COUNTER = 2**53 - 1  # a message's epoch and seq (core._fresh): exact in JSON too
 
 
