@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from DistributedMutex.backends.raft.core import TERM_SLACK, HardState, RaftCore, Role
+from DistributedMutex.backends.raft.core import HardState, RaftCore, Role
+from DistributedMutex.backends.raft.guard import TERM_SLACK
 from DistributedMutex.backends.raft.messages import (
     MAX_TERM,
     Heartbeat,
@@ -45,7 +46,7 @@ _seqs = itertools.count(1)
 
 
 def fresh(m: Message) -> Message:
-    """As a forger writes it: stamped newer than anything the receiver took (see core._fresh)."""
+    """As a forger writes it: stamped newer than anything the receiver took (see guard.SenderGuard.fresh)."""
     return replace(m, epoch=1, seq=next(_seqs))
 
 
@@ -59,7 +60,7 @@ def test_a_forged_heartbeat_far_ahead_is_dropped_and_an_honest_one_still_counts(
     for term in (3 + TERM_SLACK + 50, 10**6, MAX_TERM):  # 1 s (lo) in: slack + 6 terms allowed
         out = b.step(fresh(Heartbeat("a", "b", term, 1.0)), now=1.0)
         assert out.messages == [] and out.hard_state is None and state(b) == before
-    assert b.implausible_terms == 3
+    assert b.guard.implausible_terms == 3
     b.step(fresh(Heartbeat("a", "b", 4, 1.0)), now=1.0)
     assert (b.term, b.leader) == (4, "a")
 
@@ -144,7 +145,7 @@ def test_a_forged_heartbeat_with_a_huge_term_over_tcp_changes_nobody(trio: dict[
             with socket.create_connection(node.address, timeout=2) as sock:
                 sock.sendall(line)
         # Handled once the core counted the in-range forgeries (the out-of-range one never decodes).
-        wait_until(lambda n=node: n.call(lambda c, now: c.implausible_terms >= 2 or c.term != term, 2),
+        wait_until(lambda n=node: n.call(lambda c, now: c.guard.implausible_terms >= 2 or c.term != term, 2),
                    3, f"{name} never handled the forged heartbeats")
     after = {name: hard(node) for name, node in trio.items()}
     assert after == before

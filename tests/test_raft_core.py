@@ -35,8 +35,8 @@ class Core(RaftCore):
     """The real core, taking also messages a test wrote by hand (unstamped: seq 0) however often
     it sends them; the stamps' own rule is tested in test_raft_attacks_terms.py."""
 
-    def _fresh(self, m: Message, now: float) -> bool:
-        return m.seq == 0 or super()._fresh(m, now)
+    def _admits(self, m: Message, now: float) -> bool:
+        return self.guard.plausible(m, self.term, now) if m.seq == 0 else super()._admits(m, now)
 
 
 def core(node: str = "a", peers: Iterable[str] = PEERS, *, now: float = 0.0,

@@ -1,7 +1,7 @@
 """Replayed messages (issue 13, item 4): genuine heartbeats of a leader, captured on the wire and
 sent again unchanged after it died, used to keep its followers following it for as long as the
 replay lasted. Each message now carries its sender's (epoch, seq) and a receiver takes from each
-sender only messages newer than the newest it took (core.RaftCore._fresh).
+sender only messages newer than the newest it took (guard.SenderGuard.fresh).
 
 Three real peers over TCP; every connection between them passes a recording proxy.
 """
@@ -109,7 +109,7 @@ def test_replayed_heartbeats_of_a_dead_leader_do_not_keep_its_followers(
         stop_replay.set()
         replayer.join(5)
     assert replayed[0] > 0 and nodes[new].status.term > term
-    stale = sum(nodes[n].call(lambda c, now: c.stale_messages, 2) for n in followers)
+    stale = sum(nodes[n].call(lambda c, now: c.guard.stale_messages, 2) for n in followers)
     assert stale > 0, "no replayed message was recognised as stale"
     print(f"new leader {new} in term {nodes[new].status.term} {elected_after:.2f} s after the leader died; "
           f"{replayed[0]} heartbeats replayed, {stale} dropped as stale")

@@ -20,7 +20,7 @@ Checked throughout, the run failing at the first violation:
   never changes within a term;
 * every message goes out after the hard state it depends on was persisted (votes, terms);
 * what a peer sends is stamped newer than all it sent before, across restarts (else its peers
-  would drop it as a replay: core.RaftCore._fresh); a duplicated message is dropped by the
+  would drop it as a replay: guard.SenderGuard.fresh); a duplicated message is dropped by the
   receiver, as a real replay is;
 * no vote is granted twice in one term by one node, across restarts;
 * the lease rule, on simulated time: when a node's lease starts, no other node still holds a
@@ -335,8 +335,8 @@ class Simulation:
 
     def _replay(self, count: int) -> None:
         """An attacker on the network sends messages it saw delivered again, unchanged: none may
-        have any effect (core.RaftCore._fresh). Only to the receiver's same start (a restarted
-        receiver has forgotten what it took: a limit _fresh states) and from the sender's
+        have any effect (guard.SenderGuard.fresh). Only to the receiver's same start (a restarted
+        receiver has forgotten what it took: a limit SenderGuard.fresh states) and from the sender's
         latest start (an older start's messages are taken again after a long silence: ditto)."""
         delivered = list(self._delivered)
         for message, incarnation in self.rng.sample(delivered, min(count, len(delivered))):

@@ -30,7 +30,7 @@ Roles: follower -> (election timeout) pre-candidate -> (majority of pre-votes) c
   because it is the very leader they stick to, so nobody else can win meanwhile.
 * **Terms that cannot be pushed out of reach** (not in the paper: the paper trusts its peers).
   No term goes above ``MAX_TERM``, and a message whose term jumps further ahead of ours than the
-  elections its sender could have seen since we last heard from it is dropped (``_plausible``).
+  elections its sender could have seen since we last heard from it is dropped (guard.py).
   Without authentication a forger can still raise the term, but only by a few per election
   timeout, never to where nobody can campaign again.
 """
@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from DistributedMutex.backends.raft.guard import SenderGuard
 from DistributedMutex.backends.raft.messages import (
     MAX_TERM,
     Heartbeat,
@@ -55,15 +56,6 @@ from DistributedMutex.backends.raft.messages import (
     Vote,
     VoteReply,
 )
-
-# How far one peer may move our term without an election we could have seen (see _plausible).
-# TERM_SLACK: at once, after any silence (a leader's recampaign to a fencing store's term, a
-# burst of elections between two messages); TERM_RATE: more per ``lo`` of silence from that peer.
-TERM_SLACK = 1000
-TERM_RATE_PER_PEER = 2
-# How far below the newest seq taken from a peer a message never seen is still taken (_fresh):
-# a peer sends about n messages a heartbeat, so this is many rounds of reordering.
-REPLAY_WINDOW = 1024
 
 
 def default_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
@@ -118,11 +110,6 @@ class RaftCore:
         self.term, self.voted_for = persisted.term, persisted.voted_for
         self.epoch = persisted.epoch
         self._seq = 0  # the last seq we stamped on a message
-        # peer -> (epoch, seq) of its newest message taken, when we last took one, and the seqs
-        # of that epoch taken within REPLAY_WINDOW of it (see _fresh)
-        self._newest: dict[str, tuple[int, int, float, set[int]]] = {}
-        self._forget_after = 2 * hi
-        self.stale_messages = 0  # dropped by _fresh, for the runtime to report
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.leader_info: LeaderInfo | None = None
@@ -138,10 +125,8 @@ class RaftCore:
         self._next_heartbeat_at = math.inf
         self._elected_at = -math.inf
         self._quorum_sent_at = -math.inf
-        # Per peer: how many terms it may still move us ahead, as of when (see _plausible).
-        self._term_budget: dict[str, tuple[float, float]] = {p: (TERM_SLACK, now) for p in self.others}
-        self._term_rate = TERM_RATE_PER_PEER * (len(self.others) + 1)
-        self.implausible_terms = 0  # messages dropped by _plausible, for the runtime to report
+        # Replays and implausible terms are dropped before any handler sees them (guard.py).
+        self.guard = SenderGuard(self.others, lo=lo, hi=hi, now=now)
 
     # -- what the runtime reads --------------------------------------------------------------
 
@@ -188,10 +173,7 @@ class RaftCore:
         """Handle one message from a peer."""
         before = (self.term, self.voted_for)
         out = Outputs()
-        if (message.dst == self.id and message.src in self.others and self._fresh(message, now)
-                and self._plausible(message, now)):
-            # Only now: a message dropped for its term must not make the sender's next ones stale.
-            self._take(message, now)
+        if message.dst == self.id and message.src in self.others and self._admits(message, now):
             # A match, not a table of handlers: each case narrows ``message`` to its own type.
             match message:
                 case PreVote():
@@ -374,74 +356,10 @@ class RaftCore:
 
     # -- small rules -------------------------------------------------------------------------
 
-    def _fresh(self, m: Message, now: float) -> bool:
-        """Whether ``m`` is one we never took from its sender: else it is a replay (a captured
-        message sent again) and has no effect.
+    def _admits(self, m: Message, now: float) -> bool:
+        """Neither a replay nor a term far beyond what elections could explain (guard.py)."""
+        return self.guard.admits(m, self.term, now)
 
-        A sender stamps ``(epoch, seq)`` on all it sends: ``seq`` counts up within one start and
-        ``epoch`` rises at every start (storage.py: the wall clock in microseconds), so what one
-        peer sends is ordered across its restarts. As IPsec does (RFC 4303, 3.4.3), we keep the
-        newest stamp taken from each sender and which of the ``REPLAY_WINDOW`` seqs below it we
-        took: a seq taken before, or older than the window, or of an older epoch, is dropped. A
-        message overtaken by a newer one but never seen is still taken: Raft is built for
-        reordering, and dropping those would cost elections for nothing. Dropping is safe, too:
-        Raft is built for lost messages.
-
-        What this protects against without authentication: genuine messages captured and sent
-        again unchanged (a dead leader's heartbeats replayed: issue 13), and old messages that
-        resurface late. Not against a forger, who writes a fresh stamp itself (authenticated
-        peers, TLS, are the answer to that), nor against a replay to a receiver that restarted
-        since it last heard the sender (it starts with an empty memory; a lone follower misled
-        that way cannot elect anybody). One forged stamp far ahead must not silence the real
-        peer for good, though: an *earlier epoch* is taken again once nothing was taken from
-        that sender for ``_forget_after`` (two maximum election timeouts). A replay of the same
-        epoch never is, however long the silence: that is the dead leader's case."""
-        newest = self._newest.get(m.src)
-        if newest is None:
-            fresh = True
-        else:
-            epoch, seq, taken_at, taken = newest
-            fresh = (m.epoch > epoch
-                     or (m.epoch == epoch and (m.seq > seq or (m.seq > seq - REPLAY_WINDOW and m.seq not in taken)))
-                     or (m.epoch < epoch and now - taken_at >= self._forget_after))
-        if not fresh:
-            self.stale_messages += 1
-        return fresh
-
-    def _take(self, m: Message, now: float) -> None:
-        """Remember ``m``'s stamp as taken (see _fresh)."""
-        newest = self._newest.get(m.src)
-        if newest is None or m.epoch != newest[0]:
-            self._newest[m.src] = (m.epoch, m.seq, now, {m.seq})
-            return
-        _, seq, _, taken = newest
-        taken.add(m.seq)
-        if m.seq > seq:
-            seq = m.seq
-            if len(taken) > 2 * REPLAY_WINDOW:  # now and then, not at every message
-                taken.intersection_update(range(seq - REPLAY_WINDOW + 1, seq + 1))
-        self._newest[m.src] = (m.epoch, seq, now, taken)
-
-    def _plausible(self, m: Message, now: float) -> bool:
-        """Whether ``m``'s term is one an honest peer could have reached since we last heard it.
-
-        With pre-vote, a term only rises in an election a majority agreed to hold, and each node
-        starts one at most once per ``lo`` (its election timeout) unless a leader hands over. So in
-        ``t`` seconds of silence from a peer the cluster held at most about ``n * t / lo``
-        elections; we allow twice that (``TERM_RATE_PER_PEER`` per node: hand-overs, clock rate
-        drift) plus ``TERM_SLACK`` at any time. It is a token bucket per peer: a jump spends
-        terms, silence earns them back, at most ``TERM_SLACK`` carried over while the peer talks.
-        So a forger can move us at most ``TERM_SLACK`` at once and ``rate`` per ``lo`` after that
-        per peer id it claims: it would need millions of years to reach ``MAX_TERM``, and a peer
-        back from a partition, however long, still catches up with the cluster's term."""
-        budget, since = self._term_budget[m.src]
-        available = budget + self._term_rate * max(0.0, now - since) / self.lo
-        jump = m.term - self.term
-        if jump > available:
-            self.implausible_terms += 1
-            return False
-        self._term_budget[m.src] = (min(TERM_SLACK, available - max(jump, 0)), now)
-        return True
 
     def _check_quorum_at(self) -> float:
         # A new leader gets one lo from its election to hear from a majority.

@@ -12,7 +12,7 @@ connection. Nothing here touches a socket; the runtime (node.py) and the simulat
 Every message also carries ``epoch`` (its sender's start, strictly higher at each start) and
 ``seq`` (a counter over everything that start sent): a receiver takes from each sender only
 messages newer than the newest it took, so a captured message sent again, or one overtaken by a
-newer one, has no effect (core.RaftCore._fresh). Peers of this version only: both are required.
+newer one, has no effect (guard.SenderGuard.fresh). Peers of this version only: both are required.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from DistributedMutex.fencing import MAX_TERM as MAX_TERM  # re-exported: the Ra
 # MAX_TERM (fencing.py: 2^53 - 1) is the highest term a message or a state file may carry. No
 # honest cluster gets near it (an election a millisecond for 285 years), every store can hold it,
 # and it is exact as a JSON number in every parser: whoever reads our status sees the true term.
-MAX_COUNTER = 2**53 - 1  # a message's epoch and seq (core._fresh): exact in JSON too
+MAX_COUNTER = 2**53 - 1  # a message's epoch and seq (guard.SenderGuard.fresh): exact in JSON too
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class PreVote:
     src: str
     dst: str
     term: int  # the term the sender would campaign in: its own term + 1
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 
@@ -54,7 +54,7 @@ class PreVoteReply:
     dst: str
     term: int  # the proposed term if granted, else the replier's own term
     granted: bool
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 
@@ -64,7 +64,7 @@ class Vote:
     dst: str
     term: int
     transfer: bool = False  # campaigning because the leader sent TimeoutNow: not bound by stickiness
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 
@@ -74,7 +74,7 @@ class VoteReply:
     dst: str
     term: int
     granted: bool
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 
@@ -85,7 +85,7 @@ class Heartbeat:
     term: int
     sent_at: float  # on the leader's monotonic clock; only the leader ever compares it
     info: LeaderInfo | None = None
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 
@@ -96,7 +96,7 @@ class HeartbeatReply:
     term: int
     sent_at: float  # the heartbeat's, echoed
     ok: bool
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 
@@ -105,7 +105,7 @@ class TimeoutNow:
     src: str
     dst: str
     term: int
-    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see core._fresh
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
     seq: int = field(default=0, compare=False)
 
 

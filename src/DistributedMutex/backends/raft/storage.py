@@ -24,10 +24,10 @@ class StateFile:
     def load(self) -> HardState:
         """The state last saved (the initial state if there is none), with this start's epoch.
 
-        The epoch, stamped on every message this start sends (core.RaftCore._fresh), is the wall
+        The epoch, stamped on every message this start sends (guard.SenderGuard.fresh), is the wall
         clock in microseconds: it rises at every start with no write, unless the clock was set
         back by more than the time between two starts. Then the others take this peer's messages
-        again only after two election timeouts (see _fresh): a slow restart, never a wrong one.
+        again only after two election timeouts (guard.SenderGuard.fresh): a slow restart, never a wrong one.
         ValueError, naming the file, if it is unreadable or out of range: a peer must say so at
         start, not wedge on it later."""
         loaded = self._read()
