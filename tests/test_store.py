@@ -108,6 +108,20 @@ def test_a_stale_leaders_write_is_refused(backend: Backend) -> None:
     assert backend.query("SELECT term, leader_id FROM weather ORDER BY id") == [(1, "old"), (2, "new")]
 
 
+@pytest.mark.parametrize("term", [2**53, 2**63 - 1, 2**63, 10**30, -1])
+def test_a_term_out_of_range_is_refused_as_stale_before_the_database_sees_it(backend: Backend, term: int) -> None:
+    """No OverflowError (SQLite cannot bind 2^63) or driver error escaping the leader task: the
+    fencing refusal the leader already handles, and the stored term is left as it was."""
+    store = backend.store()
+    store.register_term(5, "leader")
+    for attempt in (lambda: store.register_term(term, "forged"), lambda: store.write([reading("Hanoi")], term, "forged")):
+        with pytest.raises(StaleTermError, match=f"term {term} is outside 0..9007199254740991") as refused:
+            attempt()
+        assert (refused.value.own_term, refused.value.stored_term) == (term, 5)
+    assert store.stored_term() == 5
+    assert backend.query("SELECT COUNT(*) FROM weather") == [(0,)]
+
+
 def test_a_write_without_a_registered_term_is_refused(store: Store) -> None:
     with pytest.raises(StaleTermError):
         store.write([reading("Hanoi")], 3, "x")

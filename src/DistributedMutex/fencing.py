@@ -55,8 +55,11 @@ __all__ = ["Fence", "fenced_update"]
 
 log = logging.getLogger(__name__)
 
-# BIGINT everywhere: the largest term a fence row can hold.
-MAX_TERM = 2**63 - 1
+# The highest term there is, for every backend and every store: below BIGINT's 2^63 - 1 (every
+# SQL store can hold it) and exact as a JSON number in every language (2^53 - 1 is JavaScript's
+# Number.MAX_SAFE_INTEGER), so a term shown in a status page or an API is the true one. No
+# election reaches it (the Raft backend refuses terms above it on the wire and on disk).
+MAX_TERM = 2**53 - 1
 # A table or column: plain identifiers only, as they are written into SQL unquoted (``schema.table``
 # allowed). Quoting differs per database (`x` or "x"); plain names need none anywhere.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
@@ -299,8 +302,13 @@ def _render(sql: str, params: Mapping[str, object], paramstyle: str) -> tuple[st
 
 def _check_term(argument: str, term: object) -> int:
     # bool is an int: True would be term 1.
-    if isinstance(term, bool) or not isinstance(term, int) or not 0 < term <= MAX_TERM:
+    if isinstance(term, bool) or not isinstance(term, int):
         raise ConfigurationError(argument, f"must be a positive integer (a leadership's term), got {term!r}")
+    if not 0 < term <= MAX_TERM:
+        # A term of thousands of digits would not even print (Python 3.11+): say how long it is.
+        shown = str(term) if term.bit_length() <= 64 else f"a number of {term.bit_length()} bits"
+        raise ConfigurationError(argument, f"must be a positive integer (a leadership's term) of at most "
+                                           f"{MAX_TERM}, got {shown}")
     return term
 
 

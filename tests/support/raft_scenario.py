@@ -21,8 +21,8 @@ HOLD = 2 * HI  # the leadership must last this long after it first appears
 STABLE_MAX_DELAY = 0.05  # once stable, a message takes at most this long (Raft's own liveness assumption)
 
 FAULTS = ("partition", "one-way", "isolate-leader", "cut-link", "heal", "crash", "bounce", "pause", "transfer",
-          "recampaign")
-FAULT_WEIGHTS = (2, 1, 2, 2, 3, 2, 2, 2, 2, 1)
+          "recampaign", "replay")
+FAULT_WEIGHTS = (2, 1, 2, 2, 3, 2, 2, 2, 2, 1, 2)
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Stats:
     messages: int = 0
     elections: int = 0
     transfers: int = 0
+    replayed: int = 0  # delivered messages sent again by the "replay" fault (none may have an effect)
     crashes: int = 0
     first_lease: float = math.nan  # seconds from stabilisation to the first valid lease
 
@@ -67,6 +68,7 @@ class Peer:
     name: str
     offset: float
     disk: HardState = field(default_factory=HardState)
+    last_stamp: tuple[int, int] = (0, 0)  # the (epoch, seq) of the last message it sent
     core: RaftCore | None = None
     paused: bool = False
     buffered: list[Message] = field(default_factory=list)

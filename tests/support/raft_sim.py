@@ -19,6 +19,9 @@ Checked throughout, the run failing at the first violation:
 * a node's term never goes back (in memory, across restarts, and on disk), and its persisted vote
   never changes within a term;
 * every message goes out after the hard state it depends on was persisted (votes, terms);
+* what a peer sends is stamped newer than all it sent before, across restarts (else its peers
+  would drop it as a replay: guard.SenderGuard.fresh); a duplicated message is dropped by the
+  receiver, as a real replay is;
 * no vote is granted twice in one term by one node, across restarts;
 * the lease rule, on simulated time: when a node's lease starts, no other node still holds a
   valid one. (Becoming leader is not enough to act: a frozen candidate that wakes up to old votes
@@ -40,7 +43,9 @@ import math
 import random
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role
 from DistributedMutex.backends.raft.messages import Message, Vote, VoteReply
@@ -88,6 +93,8 @@ class Simulation:
         self._majority: list[str] = []
         self._stable_at = math.inf
         self._long_delay, self._max_delay = self.scenario.long_delay, self.scenario.max_delay
+        # What an attacker on the network saw: recent deliveries, with the receiver's incarnation.
+        self._delivered: deque[tuple[Message, int]] = deque(maxlen=500)
         self._loss: dict[tuple[str, str], float] = {}
         self._new_weather()
 
@@ -155,6 +162,11 @@ class Simulation:
         peer.disk = state
 
     def _check_sent(self, peer: Peer, message: Message) -> None:
+        stamp = (message.epoch, message.seq)
+        if stamp <= peer.last_stamp:
+            self.fail(f"{peer.name} sent {message} stamped {stamp}, not after its previous {peer.last_stamp}: "
+                      "its peers would drop it as a replay")
+        peer.last_stamp = stamp
         if message.term > peer.disk.term and not isinstance(message, _PROPOSALS):
             self.fail(f"{peer.name} sent {message} before persisting its term (disk has {peer.disk})")
         if isinstance(message, VoteReply) and message.granted:
@@ -214,6 +226,7 @@ class Simulation:
             return
         if self.verbose:
             self._say("%s <- %s", peer.name, message)
+        self._delivered.append((message, peer.incarnation))
         self._apply(peer, peer.core.step(message, self.now + peer.offset), f"on {type(message).__name__}")
 
     def _tick(self, payload: object) -> None:
@@ -234,6 +247,8 @@ class Simulation:
             return
         peer.incarnation += 1
         peer.next_tick = math.inf
+        # What storage.py does at every start: a higher epoch (the wall clock's).
+        peer.disk = replace(peer.disk, epoch=peer.disk.epoch + 1)
         peer.core = self._core_class(name, self.scenario.nodes, election_timeout=(LO, HI), heartbeat_interval=HEARTBEAT,
                              rng=random.Random(f"{self.seed}-{name}-{peer.incarnation}"), persisted=peer.disk,
                              now=self.now + peer.offset)
@@ -309,12 +324,33 @@ class Simulation:
             leader.claim = -math.inf  # the mutex stops acting before it releases
             assert leader.core is not None
             self._apply(leader, leader.core.transfer_leadership(self.now + leader.offset), "transfer")
+        elif kind == "replay":
+            self._replay(rng.randint(1, 20))
         elif kind == "recampaign" and leader is not None:
             assert leader.core is not None
             at_least = leader.core.term + rng.randint(1, 3)
             self._say("%s re-campaigns for term >= %d", leader.name, at_least)
             self._apply(leader, leader.core.recampaign(at_least, self.now + leader.offset), "re-campaign")
         self._push(self.now + rng.expovariate(1 / self.scenario.fault_every), FAULT, None)
+
+    def _replay(self, count: int) -> None:
+        """An attacker on the network sends messages it saw delivered again, unchanged: none may
+        have any effect (guard.SenderGuard.fresh). Only to the receiver's same start (a restarted
+        receiver has forgotten what it took: a limit SenderGuard.fresh states) and from the sender's
+        latest start (an older start's messages are taken again after a long silence: ditto)."""
+        delivered = list(self._delivered)
+        for message, incarnation in self.rng.sample(delivered, min(count, len(delivered))):
+            peer = self.peers[message.dst]
+            if (peer.core is None or peer.paused or incarnation != peer.incarnation
+                    or message.epoch != self.peers[message.src].disk.epoch):
+                continue
+            before = (peer.core.role, peer.core.term, peer.core.voted_for, peer.core.leader)
+            out = peer.core.step(message, self.now + peer.offset)
+            after = (peer.core.role, peer.core.term, peer.core.voted_for, peer.core.leader)
+            if out.messages or out.hard_state is not None or after != before:
+                self.fail(f"a replayed {message} had an effect on {peer.name}: {before} -> {after}, "
+                          f"sent {out.messages}")
+            self.stats.replayed += 1
 
     def _new_weather(self) -> None:
         """Each link its own loss rate: a follower on a bad link misses heartbeats and campaigns
@@ -396,7 +432,7 @@ def summary(results: list[Stats], seconds: float) -> str:
     return (f"{len(results)} runs in {seconds:.1f} s ({len(results) / seconds:.0f} runs/s, "
             f"{sum(r.events for r in results) / seconds:.0f} events/s); "
             f"{sum(r.elections for r in results)} elections, {sum(r.transfers for r in results)} transfers, "
-            f"{sum(r.crashes for r in results)} crashes; first lease after stabilising: median "
+            f"{sum(r.crashes for r in results)} crashes, {sum(r.replayed for r in results)} replays without effect; first lease after stabilising: median "
             f"{leases[len(leases) // 2]:.2f} s, p99 {leases[int(len(leases) * 0.99)]:.2f} s, "
             f"max {leases[-1]:.2f} s (bound {LIVENESS_BOUND:g} s)")
 

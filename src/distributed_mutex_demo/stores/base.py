@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 from distributed_mutex_demo.config import OPENWEATHERMAP
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
+from DistributedMutex.fencing import MAX_TERM
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Store(Protocol):
 
 def check_may_register(stored: int | None, term: int) -> None:
     """The fencing rule, registering: a term older than the stored one is refused."""
+    check_term_in_range(stored, term)
     if stored is not None and stored > term:
         raise StaleTermError(term, stored)
 
@@ -62,6 +64,7 @@ def check_may_register(stored: int | None, term: int) -> None:
 def check_may_write(stored: int | None, term: int, still_leader: Callable[[], bool]) -> None:
     """The fencing rule, writing (inside the transaction that holds the fencing row): the stored
     term must be ours, and we must still lead; otherwise the write is rolled back."""
+    check_term_in_range(stored, term)
     if stored != term:
         raise StaleTermError(term, stored if stored is not None else 0)
     if not still_leader():
@@ -103,3 +106,13 @@ def close_quietly(closable: Closable) -> None:
         closable.close()
     except Exception:  # noqa: BLE001 - it is broken already; we only let go of it
         pass
+
+
+def check_term_in_range(stored: int | None, term: int) -> None:
+    """A term above the highest there is (fencing.MAX_TERM) is refused like a stale one, before
+    the database sees it: SQLite and MySQL cannot bind 2^63 and above (an OverflowError or a
+    driver error would escape the leader task), and no election reaches it. The stored term is
+    reported as it is, so that the leader does not try to move its term past it."""
+    if not 0 <= term <= MAX_TERM:
+        raise StaleTermError(term, stored if stored is not None else 0,
+                             f"term {term} is outside 0..{MAX_TERM}, the terms a store holds")

@@ -46,7 +46,7 @@ from DistributedMutex.backends.raft.arguments import (
     raft_timing,
 )
 from DistributedMutex.backends.raft.core import Role
-from DistributedMutex.backends.raft.messages import LeaderInfo
+from DistributedMutex.backends.raft.messages import MAX_TERM, LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
 from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
@@ -155,6 +155,8 @@ class RaftBackend:
                 raise LeaseLostError(f"no longer the Raft leader of term {term}")
             if at_least <= term:
                 return self._lease(status, max(status.lease_sent_at, lease.sent_at))
+            if at_least > MAX_TERM:
+                raise StorageRejectedError(f"at_least={at_least} is above the highest Raft term, {MAX_TERM}")
             if terms.moving is not None:
                 # An earlier advance_term (given up on by its caller) still campaigns.
                 raise StorageUnavailableError(f"already campaigning again from term {terms.moving}")

@@ -28,6 +28,11 @@ Roles: follower -> (election timeout) pre-candidate -> (majority of pre-votes) c
   because only a leader that gave up its lease sends TimeoutNow, and only for its own term.
 * **Re-campaign** (``recampaign``): the leader moves to a higher term; its followers vote for it
   because it is the very leader they stick to, so nobody else can win meanwhile.
+* **Terms that cannot be pushed out of reach** (not in the paper: the paper trusts its peers).
+  No term goes above ``MAX_TERM``, and a message whose term jumps further ahead of ours than the
+  elections its sender could have seen since we last heard from it is dropped (guard.py).
+  Without authentication a forger can still raise the term, but only by a few per election
+  timeout, never to where nobody can campaign again.
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from DistributedMutex.backends.raft.guard import SenderGuard
 from DistributedMutex.backends.raft.messages import (
+    MAX_TERM,
     Heartbeat,
     HeartbeatReply,
     LeaderInfo,
@@ -69,6 +76,9 @@ class HardState:
 
     term: int = 0
     voted_for: str | None = None
+    # This start's epoch (storage.py: the wall clock at start), stamped on every message we send.
+    # Not saved and not part of what the state *is*: two states with one term and vote are equal.
+    epoch: int = field(default=0, compare=False)
 
 
 @dataclass(slots=True)
@@ -98,6 +108,8 @@ class RaftCore:
         self.info = info
         self._rng = rng
         self.term, self.voted_for = persisted.term, persisted.voted_for
+        self.epoch = persisted.epoch
+        self._seq = 0  # the last seq we stamped on a message
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.leader_info: LeaderInfo | None = None
@@ -113,12 +125,14 @@ class RaftCore:
         self._next_heartbeat_at = math.inf
         self._elected_at = -math.inf
         self._quorum_sent_at = -math.inf
+        # Replays and implausible terms are dropped before any handler sees them (guard.py).
+        self.guard = SenderGuard(self.others, lo=lo, hi=hi, now=now)
 
     # -- what the runtime reads --------------------------------------------------------------
 
     @property
     def hard_state(self) -> HardState:
-        return HardState(self.term, self.voted_for)
+        return HardState(self.term, self.voted_for, self.epoch)
 
     @property
     def quorum_acked_sent_at(self) -> float:
@@ -159,7 +173,7 @@ class RaftCore:
         """Handle one message from a peer."""
         before = (self.term, self.voted_for)
         out = Outputs()
-        if message.dst == self.id and message.src in self.others:
+        if message.dst == self.id and message.src in self.others and self._admits(message, now):
             # A match, not a table of handlers: each case narrows ``message`` to its own type.
             match message:
                 case PreVote():
@@ -195,6 +209,8 @@ class RaftCore:
         before = (self.term, self.voted_for)
         out = Outputs()
         if self.role is Role.LEADER:
+            if at_least > MAX_TERM:
+                raise ValueError(f"term {at_least} is above the highest term, {MAX_TERM}")
             self._step_down(now)
             self._campaign(now, out, transfer=False, at_least=at_least)
         return self._finish(out, before)
@@ -272,6 +288,9 @@ class RaftCore:
     # -- transitions -------------------------------------------------------------------------
 
     def _start_pre_vote(self, now: float, out: Outputs) -> None:
+        if self.term >= MAX_TERM:  # unreachable by elections (see MAX_TERM): only a bad state file
+            self._election_deadline = now + self._random_timeout()
+            return
         self.role = Role.PRE_CANDIDATE
         self.leader, self.leader_info = None, None
         self._granted = {self.id}
@@ -282,6 +301,9 @@ class RaftCore:
         out.messages.extend(PreVote(self.id, peer, self.term + 1) for peer in self.others)
 
     def _campaign(self, now: float, out: Outputs, *, transfer: bool, at_least: int = 0) -> None:
+        if max(self.term + 1, at_least) > MAX_TERM:
+            self._election_deadline = now + self._random_timeout()
+            return
         self.role = Role.CANDIDATE
         self.term = max(self.term + 1, at_least)
         self.voted_for = self.id
@@ -334,6 +356,11 @@ class RaftCore:
 
     # -- small rules -------------------------------------------------------------------------
 
+    def _admits(self, m: Message, now: float) -> bool:
+        """Neither a replay nor a term far beyond what elections could explain (guard.py)."""
+        return self.guard.admits(m, self.term, now)
+
+
     def _check_quorum_at(self) -> float:
         # A new leader gets one lo from its election to hear from a majority.
         return max(self._quorum_sent_at, self._elected_at) + self.lo
@@ -352,4 +379,9 @@ class RaftCore:
     def _finish(self, out: Outputs, before: tuple[int, str | None]) -> Outputs:
         if (self.term, self.voted_for) != before:
             out.hard_state = self.hard_state
+        stamped = []
+        for message in out.messages:
+            self._seq += 1
+            stamped.append(replace(message, epoch=self.epoch, seq=self._seq))
+        out.messages = stamped
         return out

@@ -8,14 +8,26 @@ connection. Nothing here touches a socket; the runtime (node.py) and the simulat
     Heartbeat(sent_at)     the leader's AppendEntries with no entries; carries who the leader is
     HeartbeatReply         echoes ``sent_at``: the leader's lease runs from the echoed send time
     TimeoutNow             the leader steps aside: campaign at once (leadership transfer)
+
+Every message also carries ``epoch`` (its sender's start, strictly higher at each start) and
+``seq`` (a counter over everything that start sent): a receiver takes from each sender only
+messages newer than the newest it took, so a captured message sent again, or one overtaken by a
+newer one, has no effect (guard.SenderGuard.fresh). Peers of this version only: both are required.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from DistributedMutex.fencing import MAX_TERM as MAX_TERM  # re-exported: the Raft modules take it from here
+
+# MAX_TERM (fencing.py: 2^53 - 1) is the highest term a message or a state file may carry. No
+# honest cluster gets near it (an election a millisecond for 285 years), every store can hold it,
+# and it is exact as a JSON number in every parser: whoever reads our status sees the true term.
+MAX_COUNTER = 2**53 - 1  # a message's epoch and seq (guard.SenderGuard.fresh): exact in JSON too
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,8 @@ class PreVote:
     src: str
     dst: str
     term: int  # the term the sender would campaign in: its own term + 1
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +54,8 @@ class PreVoteReply:
     dst: str
     term: int  # the proposed term if granted, else the replier's own term
     granted: bool
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +64,8 @@ class Vote:
     dst: str
     term: int
     transfer: bool = False  # campaigning because the leader sent TimeoutNow: not bound by stickiness
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,8 @@ class VoteReply:
     dst: str
     term: int
     granted: bool
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,8 @@ class Heartbeat:
     term: int
     sent_at: float  # on the leader's monotonic clock; only the leader ever compares it
     info: LeaderInfo | None = None
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +96,8 @@ class HeartbeatReply:
     term: int
     sent_at: float  # the heartbeat's, echoed
     ok: bool
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +105,8 @@ class TimeoutNow:
     src: str
     dst: str
     term: int
+    epoch: int = field(default=0, compare=False)  # stamped by the sender's core: see guard.SenderGuard.fresh
+    seq: int = field(default=0, compare=False)
 
 
 Message = PreVote | PreVoteReply | Vote | VoteReply | Heartbeat | HeartbeatReply | TimeoutNow
@@ -93,7 +119,7 @@ _NAMES: dict[type[Message], str] = {cls: name for name, cls in _KINDS.items()}
 # Field name -> the type its JSON value must have; checked on decode, since peers are remote.
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "src": (str,), "dst": (str,), "term": (int,), "granted": (bool,), "transfer": (bool,),
-    "sent_at": (int, float), "ok": (bool,),
+    "sent_at": (int, float), "ok": (bool,), "epoch": (int,), "seq": (int,),
 }
 
 
@@ -109,7 +135,19 @@ def encode(message: Message) -> bytes:
 
 
 def decode(line: bytes | str) -> Message:
-    """The message in one line; ValueError if it is not one (a peer must not crash us)."""
+    """The message in one line; ValueError if it is not one, and never another exception: the
+    transport drops ValueError frames, and anything else would kill its reader thread."""
+    try:
+        return _decode(line)
+    except ValueError:
+        raise
+    except (RecursionError, OverflowError, TypeError, KeyError, AttributeError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack (short lines can do it);
+        # the rest only if a check below missed a shape: still a malformed frame, not a crash.
+        raise ValueError(f"malformed message ({type(exc).__name__})") from None
+
+
+def _decode(line: bytes | str) -> Message:
     record = json.loads(line)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
@@ -136,15 +174,23 @@ def _checked(name: str, value: object) -> object:
         raise ValueError(f"field {name!r} has the wrong type")
     # (The isinstance tests below repeat the check above for the type checker, which cannot
     # follow a tuple of types picked by name.)
-    if name == "term" and isinstance(value, int) and value < 0:
-        raise ValueError("negative term")
-    if name == "sent_at" and isinstance(value, (int, float)) and not math.isfinite(value):
-        raise ValueError("sent_at is not a finite number")
+    if name == "term" and isinstance(value, int) and not 0 <= value <= MAX_TERM:
+        raise ValueError(f"term out of range 0..{MAX_TERM}")
+    if name in ("epoch", "seq") and isinstance(value, int) and not 0 <= value <= MAX_COUNTER:
+        raise ValueError(f"{name} out of range 0..{MAX_COUNTER}")
+    if name == "sent_at" and isinstance(value, (int, float)):
+        # An integer too big for a float (1e308 written out) would raise OverflowError later.
+        if isinstance(value, int) and abs(value) > 2**53:
+            raise ValueError("sent_at is out of range")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError("sent_at is not a finite number")
     return value
 
 
 def _leader_info(value: object) -> LeaderInfo:
     if (not isinstance(value, dict) or not isinstance(value.get("instance_id"), str)
-            or not isinstance(value.get("host"), str) or not isinstance(value.get("pid"), int)):
+            or not isinstance(value.get("host"), str) or not isinstance(value.get("pid"), int)
+            or isinstance(value.get("pid"), bool) or not 0 <= value["pid"] < 2**63):
         raise ValueError("malformed leader info")
     return LeaderInfo(value["instance_id"], value["host"], value["pid"])

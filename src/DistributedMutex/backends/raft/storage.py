@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from DistributedMutex.backends.raft.core import HardState
+from DistributedMutex.backends.raft.messages import MAX_COUNTER, MAX_TERM
 
 
 class StateFile:
@@ -20,18 +22,35 @@ class StateFile:
         self._temp = data_dir / f".{node_id}.json.tmp"
 
     def load(self) -> HardState:
-        """The state last saved; the initial state if there is none. ValueError if unreadable."""
+        """The state last saved (the initial state if there is none), with this start's epoch.
+
+        The epoch, stamped on every message this start sends (guard.SenderGuard.fresh), is the wall
+        clock in microseconds: it rises at every start with no write, unless the clock was set
+        back by more than the time between two starts. Then the others take this peer's messages
+        again only after two election timeouts (guard.SenderGuard.fresh): a slow restart, never a wrong one.
+        ValueError, naming the file, if it is unreadable or out of range: a peer must say so at
+        start, not wedge on it later."""
+        loaded = self._read()
+        return HardState(loaded.term, loaded.voted_for, min(time.time_ns() // 1000, MAX_COUNTER))
+
+    def _read(self) -> HardState:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return HardState()
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.path} is not a Raft state file (not UTF-8 text)") from None
         try:
             record = json.loads(text)
             term, voted_for = record["term"], record["voted_for"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path} is not a Raft state file ({exc})") from None
-        if not (isinstance(term, int) and term >= 0 and (voted_for is None or isinstance(voted_for, str))):
-            raise ValueError(f"{self.path} holds an impossible state: {record!r}")
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+            raise ValueError(f"{self.path} is not a Raft state file ({type(exc).__name__})") from None
+        # bool is an int in Python: a term of true is no term.
+        if not isinstance(term, int) or isinstance(term, bool) or not 0 <= term <= MAX_TERM:
+            raise ValueError(f"{self.path} holds an impossible term (need an integer 0..{MAX_TERM}): "
+                             f"{_short(term)}")
+        if voted_for is not None and not isinstance(voted_for, str):
+            raise ValueError(f"{self.path} holds an impossible vote (need a peer id or null): {_short(voted_for)}")
         return HardState(term, voted_for)
 
     def save(self, state: HardState) -> None:
@@ -50,3 +69,14 @@ class StateFile:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _short(value: object) -> str:
+    """A value for a one-line error: a corrupt file may hold a number of thousands of digits."""
+    text = value if isinstance(value, str) and len(value) < 80 else None
+    if text is None:
+        try:
+            text = json.dumps(value)
+        except ValueError:  # an int too long to print in Python 3.11+
+            text = "a number too long to print"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
