@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from DistributedMutex.timing import ElectionTiming
 
 
+# The highest term there is, for every backend and every store: below BIGINT's 2^63 - 1 (every
+# SQL store can hold it) and exact as a JSON number in every language (2^53 - 1 is JavaScript's
+# Number.MAX_SAFE_INTEGER), so a term shown in a status page or an API is the true one. No
+# election reaches it (the Raft backend refuses terms above it on the wire and on disk).
+MAX_TERM = 2**53 - 1
+
 @dataclass(frozen=True)
 class Identity:
     """Who an instance is, as recorded next to the lease for everyone to read."""

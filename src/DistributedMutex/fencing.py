@@ -49,17 +49,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from DistributedMutex.backend import MAX_TERM
 from DistributedMutex.errors import ConfigurationError, StaleTermError
 
 __all__ = ["Fence", "fenced_update"]
 
 log = logging.getLogger(__name__)
 
-# The highest term there is, for every backend and every store: below BIGINT's 2^63 - 1 (every
-# SQL store can hold it) and exact as a JSON number in every language (2^53 - 1 is JavaScript's
-# Number.MAX_SAFE_INTEGER), so a term shown in a status page or an API is the true one. No
-# election reaches it (the Raft backend refuses terms above it on the wire and on disk).
-MAX_TERM = 2**53 - 1
 # A table or column: plain identifiers only, as they are written into SQL unquoted (``schema.table``
 # allowed). Quoting differs per database (`x` or "x"); plain names need none anywhere.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")

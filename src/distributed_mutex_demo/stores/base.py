@@ -16,8 +16,8 @@ from typing import Generic, Protocol, TypeVar
 
 from distributed_mutex_demo.config import OPENWEATHERMAP
 from distributed_mutex_demo.weather import Reading
+from DistributedMutex.backend import MAX_TERM
 from DistributedMutex.errors import StaleTermError
-from DistributedMutex.fencing import MAX_TERM
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def close_quietly(closable: Closable) -> None:
 
 
 def check_term_in_range(stored: int | None, term: int) -> None:
-    """A term above the highest there is (fencing.MAX_TERM) is refused like a stale one, before
+    """A term above the highest there is (backend.MAX_TERM) is refused like a stale one, before
     the database sees it: SQLite and MySQL cannot bind 2^63 and above (an OverflowError or a
     driver error would escape the leader task), and no election reaches it. The stored term is
     reported as it is, so that the leader does not try to move its term past it."""

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from DistributedMutex.fencing import MAX_TERM as MAX_TERM  # re-exported: the Raft modules take it from here
+from DistributedMutex.backend import MAX_TERM as MAX_TERM  # re-exported: the Raft modules take it from here
 
 # MAX_TERM (fencing.py: 2^53 - 1) is the highest term a message or a state file may carry. No
 # honest cluster gets near it (an election a millisecond for 285 years), every store can hold it,
