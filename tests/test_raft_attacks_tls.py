@@ -8,9 +8,13 @@ what the listener counted. The same attacks without TLS: test_raft_attacks_net.p
 
 from __future__ import annotations
 
+import logging
+import os
 import resource
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,17 +22,21 @@ from pathlib import Path
 
 import pytest
 
-from DistributedMutex.backends.raft.certificates import PeerCertificate
+from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
 from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.limits import ListenerLimits
 from DistributedMutex.backends.raft.messages import Heartbeat, Message, PreVote, TimeoutNow, Vote, encode
 from DistributedMutex.backends.raft.node import RaftNode
 from DistributedMutex.backends.raft.transport import query_status
 from harness.processes import wait_until
-from support.raft_local import ROOMY
+from support.raft_local import INFO, ROOMY, addresses
 from support.raft_tls import Authority, client_context, start_tls_trio, tls_connection, tls_of
 
 State = dict[str, tuple[int, str | None, Role]]
+DEFAULT = (1.0, 2.0)  # the library's default election timeout, for the floods
+FLOOD_SECONDS = float(os.environ.get("RAFT_FLOOD_SECONDS", "8"))
+FLOOD_RSS_BOUND = 64 * 2**20  # growth of this process (three peers) under a flood
+TESTS = Path(__file__).parent
 
 
 @pytest.fixture
@@ -130,6 +138,36 @@ def test_a_certificate_of_another_ca_is_refused_at_the_handshake(cluster: tuple[
         assert node.transport_counts().get("tls_refused", 0) >= 2, node.transport_counts()
 
 
+def test_a_peer_with_a_certificate_of_another_ca_cannot_join_and_both_sides_say_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """c's certificate comes from a CA of its own, and its tls_ca holds both CAs, so c starts and
+    trusts a and b; but they refuse c (at its handshake, and as a server they are refused by the
+    check of c's certificate): a and b elect without it, c never leaves term 0, each side says why."""
+    peers = addresses("a", "b", "c")
+    files = make_certificates(tmp_path / "tls", ["a", "b"])
+    rogue = Authority.create(tmp_path / "rogue", "rogue CA").issue("c", ["c"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(files["a"].ca.read_bytes() + rogue.ca.read_bytes())
+    files["c"] = PeerCertificate(rogue.cert, rogue.key, bundle)
+    nodes = {name: RaftNode(name, peers, tmp_path / name, ROOMY, info=INFO, tls=tls_of(files[name], name))
+             for name in peers}
+    with caplog.at_level(logging.WARNING):
+        try:
+            for node in nodes.values():
+                node.start()
+            leader = leader_of({n: nodes[n] for n in ("a", "b")})
+            time.sleep(ROOMY[1])  # c times out at least once meanwhile, and campaigns for nobody's vote
+            assert state_of(nodes["c"])[0] == 0 and nodes["c"].status.leader is None, nodes["c"].status
+            assert leader.status.leads_with_lease(time.monotonic()) and leader.status.term == state_of(leader)[0]
+            assert leader.transport_counts().get("tls_refused", 0) >= 1, leader.transport_counts()
+        finally:
+            for node in nodes.values():
+                node.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("raft: not talking to c at") and "fails verification" in m for m in said), said
+    assert any("refused this peer's certificate" in m for m in said), said
+
+
 def test_a_certificate_naming_no_peer_is_refused(cluster: tuple[dict[str, RaftNode], dict], tmp_path: Path) -> None:
     nodes, files = cluster
     # Signed by the cluster's CA itself: only the name is wrong.
@@ -157,6 +195,30 @@ def test_an_authenticated_peer_claiming_another_id_is_dropped(cluster: tuple[dic
     assert query_status(leader.address, 2, tls=tls_of(files[follower], follower))["role"] == "leader"
 
 
+def test_what_the_guard_drops_from_an_authenticated_peer_is_counted_and_logged(
+        cluster: tuple[dict[str, RaftNode], dict], caplog: pytest.LogCaptureFixture) -> None:
+    """A genuine peer's key can still send nonsense under its own id: a term far ahead (the jump
+    budget) and a stale stamp (the replay window) are dropped by the core's guard, visibly."""
+    nodes, files = cluster
+    leader = leader_of(nodes)
+    follower = next(name for name in nodes if name != leader.node_id)
+    before, term = state(nodes), leader.status.term
+    far = Heartbeat(follower, leader.node_id, term + 10**6, 1.0, epoch=time.time_ns() // 1000 + 10**9, seq=1)
+    stale = PreVote(follower, leader.node_id, term + 1, epoch=1, seq=1)  # older than the follower's start
+    with caplog.at_level(logging.WARNING), tls_connection(leader.address, client_context(files[follower])) as sock:
+        sock.sendall(encode(far) + encode(stale))
+        counted = wait_until(lambda: leader.refused_counts() if sum(leader.refused_counts().values()) >= 2 else None,
+                             5, "the guard did not count both")
+        assert not refused(sock, 0.3), "an authenticated peer's own connection was closed"
+    assert counted == {"implausible_term": 1, "replayed": 1}
+    status = query_status(leader.address, 2, tls=tls_of(files[follower], follower))
+    assert status["refused"] == counted, status
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("raft.node")]
+    assert any(f"dropped a Heartbeat from {follower}: its term {term + 10**6} is further ahead" in m for m in said), said
+    assert any(f"dropped a PreVote from {follower}: a replay (epoch 1, seq 1" in m for m in said), said
+    assert state(nodes) == before and leader.status.leads_with_lease(time.monotonic())
+
+
 def test_two_thousand_idle_plain_and_tls_connections_leave_the_leader_leading(
         cluster: tuple[dict[str, RaftNode], dict]) -> None:
     nodes, files = cluster
@@ -164,7 +226,7 @@ def test_two_thousand_idle_plain_and_tls_connections_leave_the_leader_leading(
     if soft != resource.RLIM_INFINITY and soft < 4000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4000, hard), hard))
     leader = leader_of(nodes)
-    before, threads = state(nodes), threading.active_count()
+    before, threads, baseline = state(nodes), threading.active_count(), rss()
     listener = leader.listener
     assert listener is not None
     follower = next(name for name in nodes if name != leader.node_id)
@@ -189,7 +251,8 @@ def test_two_thousand_idle_plain_and_tls_connections_leave_the_leader_leading(
         status = query_status(leader.address, 2, tls=tls_of(files[follower], follower))
         grown = threading.active_count() - threads
         print(f"2,000 idle connections (500 TLS) in {opened:.1f} s: {grown:+d} threads, {listener.connections} "
-              f"held, counts {listener.counts()}")
+              f"held, RSS {baseline / 2**20:.0f} -> {rss() / 2**20:.0f} MB (the clients' side included), "
+              f"counts {listener.counts()}")
         assert status["role"] == "leader", status
         assert lost == [], f"the leader lost its lease while the connections came: {lost}"
         assert grown <= 2, f"{grown} more threads"
@@ -199,3 +262,58 @@ def test_two_thousand_idle_plain_and_tls_connections_leave_the_leader_leading(
             sock.close()
     assert state(nodes) == before
     assert leader.status.leads_with_lease(time.monotonic())
+
+
+@pytest.mark.parametrize("mode", ["handshake", "stream"])
+def test_the_leader_holds_through_a_tls_flood(tmp_path: Path, mode: str) -> None:
+    """"handshake": strangers opening TLS connections as fast as 8 threads can (each costs the
+    peer a key exchange and a signature before it refuses the missing certificate); "stream": an
+    authenticated follower's 8 connections streaming stale heartbeats (its own id: allowed, and
+    held to each connection's quota)."""
+    nodes, files = start_tls_trio(tmp_path, DEFAULT)
+    try:
+        leader = leader_of(nodes, timeout=15)
+        term = leader.status.term
+        follower = next(name for name in nodes if name != leader.node_id)
+        extra = ([] if mode == "handshake" else
+                 [str(files[follower].cert), str(files[follower].key), str(files[follower].ca), follower,
+                  leader.node_id])
+        baseline, peak, lost = rss(), 0, []
+        flood = subprocess.Popen(
+            [sys.executable, "-m", "support.raft_tls_flood", *map(str, leader.address), str(FLOOD_SECONDS), "8", mode,
+             *extra], cwd=TESTS, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": f"{TESTS.parent / 'src'}:{TESTS}"})
+        try:
+            deadline = time.monotonic() + FLOOD_SECONDS
+            while time.monotonic() < deadline:
+                status = leader.status
+                if status.role is not Role.LEADER or status.term != term:
+                    lost.append((round(deadline - time.monotonic(), 2), status.role.value, status.term))
+                peak = max(peak, rss())
+                time.sleep(0.1)
+            out, _ = flood.communicate(timeout=FLOOD_SECONDS + 10)
+        finally:
+            flood.kill()
+            flood.wait(5)
+        done = int(out.split()[-1])
+        print(f"TLS flood ({mode}): {done} {'handshakes' if mode == 'handshake' else 'bytes'} in "
+              f"{FLOOD_SECONDS:g} s; RSS {baseline / 2**20:.0f} -> peak {peak / 2**20:.0f} MB; "
+              f"{leader.transport_counts()}")
+        assert done > 0, "the flood did nothing"
+        assert lost == [], f"the leader lost its leadership under the flood: {lost}"
+        assert {n: state_of(node)[0] for n, node in nodes.items()} == {n: term for n in nodes}
+        assert peak - baseline < FLOOD_RSS_BOUND, f"memory grew by {(peak - baseline) / 2**20:.0f} MB"
+    finally:
+        for node in nodes.values():
+            node.stop()
+
+
+def state_of(node: RaftNode) -> tuple[int, str | None, Role]:
+    return node.call(lambda core, now: (core.term, core.voted_for, core.role), 5)
+
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")

@@ -118,10 +118,17 @@ class PeerLink:
 
     def _connected(self) -> socket.socket | None:
         sock = self._sock
-        if sock is not None and _peer_closed(sock):
+        closed = None if sock is None else _closed(sock)
+        if closed is not None:
             # The peer never writes on this connection: readable means it closed or restarted.
             self._drop_connection()
             sock = None
+            if closed:
+                # TLS 1.3: the server refuses our certificate only after our handshake is done, so
+                # this is where we hear of it. Not again at once: it would only refuse again.
+                _refusals.warning(f"refused by {self.peer_id}", "raft: %s at %s:%d refused this peer's certificate "
+                                  "(%s)", self.peer_id, *self.address, closed)
+                self._retry_at = time.monotonic() + self._retry_interval
         if sock is not None:
             return sock
         if time.monotonic() < self._retry_at:
@@ -197,35 +204,37 @@ def query_status(address: tuple[str, int], timeout: float, *, tls: TlsConfig | N
     return status
 
 
-def _peer_closed(sock: socket.socket) -> bool:
+def _closed(sock: socket.socket) -> str | None:
+    """None while the connection is open; "" once the peer closed it; a TLS alert's reason if the
+    peer refused us (a certificate it does not accept)."""
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
-        return True
+        return ""
     if not readable:
-        return False
+        return None
     if isinstance(sock, ssl.SSLSocket):
         # TLS records cannot be peeked at; the peer never writes application data, so whatever a
-        # read brings is the end (close_notify, EOF) or a record that is not data (want-read).
+        # read brings is the end (close_notify, EOF, an alert) or a record that is not data.
         timeout = sock.gettimeout()
         try:
             sock.setblocking(False)
-            return sock.recv(1) == b""
-        except ssl.SSLWantReadError:
-            return False
-        except (ssl.SSLWantWriteError, BlockingIOError):
-            return False
+            return "" if sock.recv(1) == b"" else None
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return None
+        except ssl.SSLError as exc:
+            return str(exc.reason or exc).lower().replace("_", " ") if "ALERT" in str(exc.reason) else ""
         except OSError:
-            return True
+            return ""
         finally:
             try:
                 sock.settimeout(timeout)
             except OSError:
                 pass
     try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
+        return "" if sock.recv(1, socket.MSG_PEEK) == b"" else None
     except OSError:
-        return True
+        return ""
 
 
 def close_socket(sock: socket.socket) -> None:
