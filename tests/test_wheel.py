@@ -35,6 +35,7 @@ EXTRAS = {
     "azure": {"azure-storage-blob", "azure-core", "azure-identity"},
     "zookeeper": {"kazoo"},
     "metrics": {"prometheus-client"},
+    "certificates": {"cryptography"},
     "demo": {"distributed-mutex", "requests", "mysql-connector-python", "python-dotenv"},
 }
 # Raft's default election timeout is 1-2 s: the followers miss the dead leader's heartbeats within
@@ -109,6 +110,7 @@ def test_without_extras_import_loads_no_third_party_module_and_a_missing_extra_i
         "AzureBlobLeaseBackend": ("azure.storage.blob", "azure"),
         "AzureBlobLeaseBackend.from_container_sas_url": ("azure.storage.blob", "azure"),
         "DistributedMutex.metrics": ("prometheus_client", "metrics"),
+        "make_certificates": ("cryptography", "certificates"),
     }.items():
         refusal = report["refusals"][what]
         assert refusal["message"] == (f"{what.split('.from_')[0]}: needs the module {module!r}, which is not "
