@@ -181,8 +181,8 @@ def test_status_finds_the_leader_of_an_authenticated_cluster_and_a_stranger_gets
         # Refused by the peers themselves, not only by the client's own check of their certificates.
         leader.wait_for(r"raft: refused a connection from 127\.0\.0\.1 at the TLS handshake", timeout=5)
 
-        # Nothing moved: the same leader in the same term.
-        done = status({**base, "RAFT_ID": "c", **tls_env(good["c"])}, tmp_path)
+        # Nothing moved: the same leader in the same term (asked as c, named by INSTANCE_ID this time).
+        done = status({**base, "INSTANCE_ID": "c", **tls_env(good["c"])}, tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         again = json.loads(done.stdout)
         assert (again["leader_id"], again["term"]) == (first["leader_id"], first["term"]), (first, again)

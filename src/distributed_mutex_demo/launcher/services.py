@@ -61,6 +61,11 @@ class Services:
         self.start_azurite()
         return f"lease blob {self.container}/{LEASE_BLOB}"
 
+    @property
+    def note(self) -> str:
+        """For the panel's header: how the Raft peers talk (the other backends' services say nothing)."""
+        return "peers: mutual TLS" if self.raft_tls else ""
+
     def stop(self) -> None:
         for service in (self.azurite, self.zookeeper):
             if service is not None and service.poll() is None:
