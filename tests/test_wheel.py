@@ -89,7 +89,7 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
         assert {r.name.lower() for r in wanted} == expected, f"[{extra}]: {[str(r) for r in wanted]}"
         for requirement in wanted:
             if requirement.name == "distributed-mutex":  # the demo pulls in the other extras
-                assert requirement.extras == {"azure", "zookeeper", "metrics"}
+                assert requirement.extras == {"azure", "zookeeper", "metrics", "certificates"}
                 continue
             assert requirement.specifier, f"[{extra}] {requirement.name} has no version range"
             pin = pins.get(requirement.name.lower())
