@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +47,7 @@ from DistributedMutex.backends.raft.arguments import (
     check_peers,
     raft_timing,
 )
+from DistributedMutex.backends.raft.connection import tls_reason
 from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.messages import MAX_TERM, LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
@@ -319,6 +321,8 @@ def _ask(peer: tuple[str, tuple[str, int]], tls: TlsConfig | None) -> dict[str, 
     peer_id, address = peer
     try:
         return query_status(address, STATUS_TIMEOUT, tls=tls, peer_id=peer_id)
+    except ssl.SSLError as exc:  # OpenSSL's text ends in "(_ssl.c:1006)": the short reason says it
+        return f"{address[0]}:{address[1]}: TLS refused ({tls_reason(exc)})"
     except (OSError, ValueError) as exc:
         return f"{address[0]}:{address[1]}: {exc}"
 
