@@ -12,12 +12,12 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.backend_groups import ZooKeeperGroup
-from bench.designs import BACKEND_DESIGNS, RAFT_TIMEOUT
+from bench.designs import BACKEND_DESIGNS, RAFT_TIMEOUT, Design
 from bench.group import Group, Life, Slot
 from bench.measure import rounded, rss_mib
 from harness.services import free_port
@@ -67,6 +67,17 @@ CONTENDERS: dict[str, list[Contender]] = {
 }
 
 
+def peer_design(backend: str) -> Design:
+    """The backend's design, whose ``renew`` is the span the kill's random phase is drawn from: on
+    ZooKeeper the slowest periodic message of either side, kazoo's ping after a third of the session
+    timeout of silence (both sides' sessions are kazoo's); on Raft the heartbeats (0.1 s) are within
+    the renew interval already."""
+    design = BACKEND_DESIGNS[backend]
+    if backend == "zookeeper":
+        return replace(design, renew=max(design.renew, design.lease / 3))
+    return design
+
+
 def peer_unavailable(backend: str) -> str | None:
     """Why the real peers of ``backend`` cannot run here, or None."""
     import importlib.util
@@ -85,7 +96,7 @@ class PeerGroup(Group):
     def __init__(self, bench: Any, name: str, contender: Contender, size: int = 3) -> None:
         self.contender = contender
         self.ready_path = bench.out / f"{name}.ready.jsonl"
-        super().__init__(bench, name, BACKEND_DESIGNS[contender.backend], size)
+        super().__init__(bench, name, peer_design(contender.backend), size)
 
     def env(self, slot: Slot) -> dict[str, str]:
         ours = ("MYSQL_", "AZURE_", "BENCH_", "ZOOKEEPER_", "RAFT_", "ELECTION_BACKEND", "PSO_", "PEER_")
