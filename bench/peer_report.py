@@ -57,6 +57,11 @@ def peers_report(results: dict[str, Any]) -> str:
         return ""
     parts = [peer_table(backend, column) for backend, column in peers.items()]
     parts.append(problems_text(results.get("peers_problems", [])))
+    load = results.get("peers_load") or {}
+    if load:
+        parts.append(f"Machine during the real-peer phase: {load.get('machine_busy_pct')} % of all CPUs busy "
+                     f"(everyone's processes), load average {load.get('loadavg_start')} -> {load.get('loadavg_end')} "
+                     f"on {load.get('cpus')} CPUs: read CPU and milliseconds with that in mind")
     notes = [f"  {c['label']}: {c['note']}" for column in peers.values() for c in column["contenders"].values()]
     parts.append("Contenders:\n" + "\n".join(notes))
     return "\n\n".join(parts)
