@@ -196,17 +196,22 @@ class Demo:
             threading.Thread(target=self._replace, args=(victim,), daemon=True).start()
             return self.say(f"demo: {kind} of the leader {victim.name} ({MEANS[kind][self.backend]})")
         self.busy.set()
-        threading.Thread(target=self._hold, args=(kind, victim, hold), daemon=True).start()
+        threading.Thread(target=self._hold, args=(action, victim, hold), daemon=True).start()
         if kind == "pause":
             return self.say(f"demo: pausing the leader {victim.name} for {hold:g} s "
                             f"({MEANS[kind][self.backend]}), then resuming it")
         return self.say(f"demo: cutting the leader {victim.name} off {MEANS[kind][self.backend]} for {hold:g} s")
 
-    def _hold(self, kind: str, victim: Instance, hold: float) -> None:
+    def _hold(self, action: Action, victim: Instance, hold: float) -> None:
+        def frozen() -> None:  # the failover is timed from the freeze, not from the button
+            with self.state.lock:
+                action.at = self.state.now()
+                self.state.changed()
+
         try:
-            if kind == "pause":
+            if action.kind == "pause":
                 caught = pause(victim.pid, hold, store=self.sqlite, next_write=lambda: self._next_write(victim),
-                               stopping=self.stopping.is_set)
+                               stopping=self.stopping.is_set, frozen=frozen)
                 self._mark(victim, paused=False)
                 self.say(f"demo: resumed {victim.name}" + (" while its write waited for the database: the store "
                                                            "must refuse it" if caught else ""))

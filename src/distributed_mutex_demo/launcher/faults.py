@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
 
 def pause(pid: int, hold: float, *, store: Path | None, next_write: Callable[[], float | None],
-          stopping: Callable[[], bool]) -> bool:
+          stopping: Callable[[], bool], frozen: Callable[[], None]) -> bool:
     """Freeze ``pid`` for ``hold`` seconds. With ``store`` (the demo's SQLite file) and a write
     expected (``next_write``: its time.monotonic(), or None), freeze it while that write waits for
-    the lock. Returns whether the freeze caught a write in flight."""
+    the lock. ``frozen`` is called as it freezes. Returns whether the freeze caught a write in flight."""
     due = next_write() if store is not None else None
     caught = False
     lock: sqlite3.Connection | None = None
@@ -49,6 +49,7 @@ def pause(pid: int, hold: float, *, store: Path | None, next_write: Callable[[],
             lock = None
     try:
         _signal(pid, signal.SIGSTOP)
+        frozen()
     finally:
         if lock is not None:
             with contextlib.suppress(sqlite3.Error):

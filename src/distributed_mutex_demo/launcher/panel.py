@@ -30,7 +30,8 @@ def render(state: dict[str, Any]) -> Group:
                            (leader["name"] if leader else "none", "bold"),
                            f"  term {leader['term'] if leader else '-'}",
                            f"  lease left {'-' if lease is None else f'{lease:4.1f} s'}",
-                           f"  {state['note']}" if state["note"] else "")
+                           f"  {state['note']}" if state["note"] else "",
+                           f"\nweb view: {state['url']}" if state["url"] else "")
     table = Table(box=None, show_header=False, padding=(0, 1))
     for i in state["instances"][-8:]:  # the newest: stopped ones pile up over a long run
         role = {"leader": Text("LEADER", "bold"), "worker": Text("worker"),

@@ -80,6 +80,7 @@ class DemoState:
     disabled: dict[str, str] = field(default_factory=dict)  # action -> why this backend cannot do it
     where: str = ""
     note: str = ""
+    url: str = ""  # the web page's, when it is served
     version: int = 0
     lock: threading.Condition = field(default_factory=threading.Condition)
 
@@ -123,7 +124,7 @@ class DemoState:
                                   "lease_left": i.lease_left if role == "leader" else None})
             return {
                 "backend": self.backend, "elapsed": round(self.now(), 1), "failover_every": self.failover_every,
-                "where": self.where, "note": self.note, "version": self.version,
+                "where": self.where, "note": self.note, "url": self.url, "version": self.version,
                 "leader": None if leader is None else {"name": leader.instance, "term": leader.term,
                                                        "since": round(leader.start, 1)},
                 "instances": instances,
