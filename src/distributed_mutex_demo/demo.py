@@ -15,8 +15,9 @@ state live, with buttons to kill, stop, pause or cut off the leader and to add a
 (launcher/web.py); DEMO_WEB=0 turns it off.
 
 Who leads and since when is read from the instances' leadership journal (LEADERSHIP_JOURNAL), the
-lease's time left from the blob (every renewal stamps its Last-Modified), the last write from the
-leader's log. ``DEMO_SECONDS=N`` ends the demo after N seconds with a summary and exit code 0.
+lease's time left from each instance's /healthz, the last write and read from their logs; all of it
+kept in one state object (launcher/state.py) that the panel and the page read. ``DEMO_SECONDS=N``
+ends the demo after N seconds with a summary and exit code 0.
 
 Settings the demo reads (on top of the instances' own, which pass through): DEMO_SECONDS (0: until
 you quit), DEMO_INSTANCES (3), DEMO_FAILOVER_EVERY (seconds between automatic failovers, 30; 0: none),
