@@ -44,19 +44,19 @@ def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     # The first automatic stop is graceful: the lease is released and another instance takes it at once.
-    match = re.search(r"^failover after the graceful stop of (node-\d): (node-\d) led after (\d+\.\d) s$",
+    match = re.search(r"^failover after the graceful stop of (node-\d+[a-z]?): (node-\d+[a-z]?) led after (\d+\.\d) s$",
                       output, re.MULTILINE)
     assert match, output[-3000:]
     assert match[1] != match[2] and float(match[3]) < 5, match[0]
     assert re.search(r"^failover time after a graceful stop: median \d+\.\d s", output, re.MULTILINE), output[-2000:]
-    assert re.search(r"\[node-\d\] .*stored \d+ readings", output), "no leader wrote anything"
+    assert re.search(r"\[node-\d+[a-z]?\] .*stored \d+ readings", output), "no leader wrote anything"
     # Every stopped leader was replaced, and the replacements kept running.
     running = re.search(r"^\d+ leader stops, \d+ failovers, (\d+) instances running at the end$", output, re.MULTILINE)
     assert running, output[-2000:]
     # The fast backends may end the run between a stop and its replacement: at most one missing.
     assert int(running[1]) == 3 if kill_bound is None else int(running[1]) >= 2, running[0]
     if kill_bound is not None:
-        kill = re.search(r"^failover after the kill of (node-\d): (node-\d) led after (\d+\.\d) s$", output, re.MULTILINE)
+        kill = re.search(r"^failover after the kill of (node-\d+[a-z]?): (node-\d+[a-z]?) led after (\d+\.\d) s$", output, re.MULTILINE)
         assert kill, output[-3000:]
         assert float(kill[3]) <= kill_bound, kill[0]
     if backend == "raft":
@@ -103,10 +103,10 @@ def test_the_live_panel_takes_keys(demo_env: dict[str, str]) -> None:
     try:
         read_until(rb"LEADER", 30)  # the panel marks the leader
         os.write(controller, b"s")
-        read_until(rb"failover after the graceful stop of node-\d: node-\d leads", 20)
+        read_until(rb"failover after the graceful stop of node-\d+[a-z]?: node-\d+[a-z]? leads", 20)
         os.write(controller, b"q")
         assert process.wait(30) == 0
-        read_until(rb"failover after the graceful stop of node-\d: node-\d led after \d+\.\d s", 5)
+        read_until(rb"failover after the graceful stop of node-\d+[a-z]?: node-\d+[a-z]? led after \d+\.\d s", 5)
     finally:
         if process.poll() is None:
             process.kill()

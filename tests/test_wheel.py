@@ -36,7 +36,7 @@ EXTRAS = {
     "zookeeper": {"kazoo"},
     "metrics": {"prometheus-client"},
     "certificates": {"cryptography"},
-    "demo": {"distributed-mutex", "requests", "mysql-connector-python", "python-dotenv"},
+    "demo": {"distributed-mutex", "requests", "mysql-connector-python", "python-dotenv", "starlette", "uvicorn", "rich"},
 }
 # Raft's default election timeout is 1-2 s: the followers miss the dead leader's heartbeats within
 # 2 s, elect within a round trip, and the new leader acts at once (its term is new). 2 x the
@@ -72,7 +72,9 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
     info = WheelInfo.read(wheel)
     for name in ("DistributedMutex/__init__.py", "DistributedMutex/py.typed", "DistributedMutex/backends/raft/core.py",
                  "DistributedMutex/backends/azure/lease.py", "DistributedMutex/backends/zookeeper/backend.py",
-                 "distributed_mutex_demo/cli.py", "distributed_mutex_demo/stores/sqlite.py"):
+                 "distributed_mutex_demo/cli.py", "distributed_mutex_demo/stores/sqlite.py",
+                 "distributed_mutex_demo/launcher/static/index.html", "distributed_mutex_demo/launcher/static/demo.js",
+                 "distributed_mutex_demo/launcher/static/demo.css"):
         assert name in info.names, f"{name} is not in {wheel.name}"
     assert not [n for n in info.names if n.startswith(("tests/", "bench/", "support/"))]
 

@@ -136,12 +136,11 @@ class WeatherApp:
             log.warning("cannot store readings (%d kept for the next round): %s", len(batch), problem)
             return False
         try:
-            inserted = await blocking(self._store.write, batch, ctx.term, ctx.instance_id, ctx.is_active)
+            inserted = await blocking(self._write, batch, ctx)
         except StoreUnavailableError as exc:
             log.warning("cannot store readings (%d kept for the next round): %s", len(batch), exc)
             return True
-        except StaleTermError as exc:
-            log.error("%s; dropping %d readings", exc, len(batch))
+        except StaleTermError:
             pending.clear()
             return True
         for _ in batch:
@@ -150,6 +149,15 @@ class WeatherApp:
             self._on_stored(inserted)
         log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
         return True
+
+    def _write(self, batch: list[Reading], ctx: LeaderContext) -> int:
+        try:
+            return self._store.write(batch, ctx.term, ctx.instance_id, ctx.is_active)
+        except StaleTermError as exc:
+            # Said here, in the write's own thread: a leader paused inside its write wakes with its
+            # role task already cancelled, and nobody would be left to say that the store refused it.
+            log.error("%s; dropping %d readings", exc, len(batch))
+            raise
 
     async def _try_register(self, ctx: LeaderContext) -> str | None:
         """Record our term in the store; None once done, otherwise why it could not be."""

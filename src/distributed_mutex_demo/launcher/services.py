@@ -14,15 +14,21 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distributed_mutex_demo.errors import LaunchError
+from distributed_mutex_demo.launcher.faults import Cuts
 from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
 from DistributedMutex.errors import MissingExtraError
+
+if TYPE_CHECKING:
+    from harness.tcpproxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[3]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
@@ -45,9 +51,14 @@ class Services:
         self.azurite_port = 0
         self.zookeeper: subprocess.Popen[bytes] | None = None
         self.zookeeper_port = 0
-        # Raft: the cluster is fixed (RAFT_PEERS); a stopped member comes back under its own name.
+        # Raft: the cluster is fixed (RAFT_PEERS): a replacement runs in the slot (RAFT_ID, its
+        # certificate and its saved state) of the member it replaces, under a name of its own.
         self.raft_peers = {f"node-{i}": free_port() for i in range(1, instances + 1)} if backend == "raft" else {}
         self.raft_tls: dict[str, PeerCertificate] = {}  # member -> its certificate, key and the CA
+        # Every instance (Raft: every member slot) reaches its storage or its peers through a TCP
+        # proxy of the chaos harness, so that the demo can cut it off (faults.py).
+        self.cuts = Cuts()
+        self.raft_links: dict[tuple[str, str], int] = {}  # (from, to) -> the proxy's port
 
     def start(self) -> str:
         """Start what the backend needs; returns where the election happens, for the first line."""
@@ -67,6 +78,7 @@ class Services:
         return "peers: mutual TLS" if self.raft_tls else ""
 
     def stop(self) -> None:
+        self.cuts.close()
         for service in (self.azurite, self.zookeeper):
             if service is not None and service.poll() is None:
                 service.terminate()
@@ -76,18 +88,34 @@ class Services:
                     service.kill()
                     service.wait()
 
-    def backend_env(self, name: str) -> dict[str, str]:
-        """The settings that point instance ``name`` at the election."""
+    def backend_env(self, slot: str) -> dict[str, str]:
+        """The settings that point a new instance (Raft: running as member ``slot``) at the election,
+        through a proxy of its own (Raft: the member's links, made once)."""
         if self.backend == "zookeeper":
-            return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": f"127.0.0.1:{self.zookeeper_port}",
+            proxy = self.cuts.add(slot, tcp_proxy(self.zookeeper_port))
+            return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": f"127.0.0.1:{proxy.port}",
                     "ZOOKEEPER_PATH": "/election"}
         if self.backend == "raft":
-            files = self.raft_tls[name]
-            return {"ELECTION_BACKEND": "raft", "RAFT_ID": name, "RAFT_DATA_DIR": str(self.workdir / "raft"),
-                    "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in self.raft_peers.items()),
+            files = self.raft_tls[slot]
+            peers = {peer: port if peer == slot else self.raft_links[(slot, peer)]
+                     for peer, port in self.raft_peers.items()}
+            return {"ELECTION_BACKEND": "raft", "RAFT_ID": slot, "RAFT_DATA_DIR": str(self.workdir / "raft"),
+                    "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in peers.items()),
                     "RAFT_TLS_CERT": str(files.cert), "RAFT_TLS_KEY": str(files.key), "RAFT_TLS_CA": str(files.ca)}
-        return {"ELECTION_BACKEND": "azure", "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
+        proxy = self.cuts.add(slot, tcp_proxy(self.azurite_port))
+        return {"ELECTION_BACKEND": "azure", "AZURE_STORAGE_CONNECTION_STRING": self.connection_string(proxy.port),
                 "CONTAINER_NAME": self.container}
+
+    def lease_duration(self) -> float:
+        """How long a leader's lease lasts, as the instances are configured (for the countdown)."""
+        if self.backend == "raft":  # the lease is the shortest election timeout (backends/raft)
+            text = os.environ.get("RAFT_ELECTION_TIMEOUT", "").strip() or "1000-2000"
+            return float(text.split("-")[0]) / 1000
+        name, default = ("ZOOKEEPER_SESSION_TIMEOUT", "5") if self.backend == "zookeeper" else ("LEASE_DURATION", "15")
+        try:
+            return float(os.environ.get(name, "").strip() or default)
+        except ValueError:  # the instances refuse it themselves, naming it
+            return float(default)
 
     # -- Raft ---------------------------------------------------------------------------------
 
@@ -99,6 +127,15 @@ class Services:
         except MissingExtraError:
             raise LaunchError("the Raft demo makes its peers' certificates with the module 'cryptography', which "
                               "is not installed: pip install 'distributed-mutex[demo]'") from None
+        # A proxy on every directed link (as harness/raft_cluster.py): cutting a member off blackholes
+        # both ways. The proxies pass TLS through untouched: the members still authenticate each other.
+        for a in self.raft_peers:
+            for b, port in self.raft_peers.items():
+                if a != b:
+                    proxy = tcp_proxy(port)
+                    self.cuts.add(a, proxy)
+                    self.cuts.add(b, proxy)
+                    self.raft_links[(a, b)] = proxy.port
 
     # -- ZooKeeper ---------------------------------------------------------------------------
 
@@ -132,30 +169,9 @@ class Services:
             raise LaunchError("Azurite is not installed (run `npm ci`; `make demo` does it) and there is no Docker")
         self.azurite = self._launch("Azurite", command, ROOT, self.azurite_port, answers_http, timeout=60)
 
-    @property
-    def connection_string(self) -> str:
+    def connection_string(self, port: int) -> str:
         return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{DEV_ACCOUNT};")
-
-    def lease_left(self) -> float | None:
-        """Seconds until the lease could run out: Last-Modified (stamped by every renewal) + lease.
-        Only the blob lease has a time left to show."""
-        if self.backend != "azure":
-            return None
-        try:
-            from azure.storage.blob import BlobClient
-
-            blob = BlobClient.from_connection_string(self.connection_string, self.container, LEASE_BLOB,
-                                                     api_version="2026-06-06", retry_total=0,
-                                                     connection_timeout=1, read_timeout=1)
-            properties = blob.get_blob_properties()
-        except Exception:  # noqa: BLE001 - the panel just shows "-"
-            return None
-        if properties.lease.state != "leased" or properties.last_modified is None:
-            return None
-        renewed: float = properties.last_modified.timestamp()
-        lease = float(os.environ.get("LEASE_DURATION", "15"))
-        return max(0.0, renewed + lease - time.time())
+                f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};")
 
     def _launch(self, name: str, command: list[str], cwd: Path, port: int, ready: Callable[[int], bool],
                 timeout: float) -> subprocess.Popen[bytes]:
@@ -180,6 +196,15 @@ def die_with_parent() -> None:
     """Children get SIGTERM if the demo itself dies (even by SIGKILL): nothing is left behind."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def tcp_proxy(upstream_port: int) -> TcpProxy:
+    """A started proxy of the chaos harness's (the demo runs from a checkout: harness/ is beside src/)."""
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))
+    from harness.tcpproxy import TcpProxy
+
+    return TcpProxy(upstream_port).start()
 
 
 def free_port() -> int:
