@@ -61,6 +61,14 @@ def build_weather_client(settings: Settings) -> WeatherClient:
     return OpenWeatherClient(settings.require_api_key(), settings.openweather_url)
 
 
+def weather_source(settings: Settings, client: WeatherClient) -> str:
+    """Where the readings come from, for the start-up line. With WEATHER_SIMULATION=auto the
+    station is a fallback, announced when it takes over (one line), not here."""
+    if settings.weather_simulation == "always":
+        return f"the simulated station (WEATHER_SIMULATION=always; {client.name} is not asked)"
+    return client.name
+
+
 def check_store(store: Store) -> None:
     """Open the store once at start: a refused login or privilege, or an SQLite file that cannot be
     used, is a configuration error (raised); an unreachable server may come back, so that is one
@@ -140,7 +148,8 @@ def run_demo(settings: Settings, metrics: WeatherMetrics | None = None) -> int:
         return EXIT_CONFIG
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size,
-                     on_stored=metrics.stored if metrics is not None else None)
+                     on_stored=metrics.stored if metrics is not None else None,
+                     simulation=settings.weather_simulation)
     choice = CHOICES[settings.election_backend]
     journal = open_journal(settings)
     # The blob lease's timing comes from the settings; the other backends' from the backend itself.
@@ -152,7 +161,7 @@ def run_demo(settings: Settings, metrics: WeatherMetrics | None = None) -> int:
     if settings.ignored:
         log.warning("ignoring %s: %s only for another ELECTION_BACKEND than %s", ", ".join(settings.ignored),
                     "it is" if len(settings.ignored) == 1 else "they are", settings.election_backend)
-    log.info("weather from %s, readings stored in %s", client.name, store.description)
+    log.info("weather from %s, readings stored in %s", weather_source(settings, client), store.description)
     warning = free_tier_warning(settings)
     if warning:
         log.warning("%s", warning)
