@@ -54,6 +54,7 @@ class WeatherApp:
         wall_clock: Callable[[], datetime] = utc_now,
         on_stored: Callable[[int], None] | None = None,
         simulation: str = "auto",
+        backend: str | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -64,6 +65,7 @@ class WeatherApp:
         self._out = out or sys.stdout
         self._now = wall_clock
         self._on_stored = on_stored  # told how many new rows each write stored (for metrics)
+        self._backend = backend  # ELECTION_BACKEND, named when the store's terms are not ours
         # WEATHER_SIMULATION: when to use the simulated station instead of the provider.
         self._fallback = FallbackSchedule(simulation, client.name, fetch_interval=fetch_interval,
                                           max_backoff=MAX_BACKOFF)
@@ -192,15 +194,21 @@ class WeatherApp:
 
     async def _register_term(self, ctx: LeaderContext) -> None:
         """Record our term before the first write. A store that has seen a newer term while we
-        hold the lease means the lease record was reset (new blob or container, same database):
-        move our term past the store's, under the lease, rather than stay unable to write."""
+        hold the lease holds another election's terms: most often another ELECTION_BACKEND's (each
+        counts from 1, and switching backends in one directory shares the SQLite file), or the
+        lease record was reset (new blob or container, same database). Either way, move our term
+        past the store's, under the lease, rather than stay unable to write."""
         try:
             await blocking(self._store.register_term, ctx.term, ctx.instance_id)
         except StaleTermError as exc:
             if not isinstance(ctx, LeaderContext):  # a bare RoleContext (a test's): no lease to move
                 raise
-            log.warning("the store has term %d, newer than this leadership's %d: the lease record "
-                        "was reset while the database was kept", exc.stored_term, ctx.term)
+            ours = f" (ELECTION_BACKEND={self._backend})" if self._backend else ""
+            log.warning(
+                "the store has term %d, newer than this leadership's %d: most likely it holds another "
+                "ELECTION_BACKEND's terms (each backend counts its own; give each its own SQLITE_PATH or "
+                "MYSQL_DATABASE), otherwise the lease record was reset while the database was kept; "
+                "moving this leadership%s to term %d", exc.stored_term, ctx.term, ours, exc.stored_term + 1)
             await ctx.advance_term(exc.stored_term + 1)
             await blocking(self._store.register_term, ctx.term, ctx.instance_id)
         log.info("recorded term %d in the store", ctx.term)

@@ -149,7 +149,7 @@ def run_demo(settings: Settings, metrics: WeatherMetrics | None = None) -> int:
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size,
                      on_stored=metrics.stored if metrics is not None else None,
-                     simulation=settings.weather_simulation)
+                     simulation=settings.weather_simulation, backend=settings.election_backend)
     choice = CHOICES[settings.election_backend]
     journal = open_journal(settings)
     # The blob lease's timing comes from the settings; the other backends' from the backend itself.
