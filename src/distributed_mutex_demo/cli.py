@@ -1,10 +1,16 @@
 """The command line: ``python src/DistributedMutex/test.py [--status]``.
 
-Exit codes: 0 after a clean stop (SIGINT/SIGTERM) or a --status that found a leader; 2 for a
-configuration error, storage that refuses our credentials, no Azure AD token at start, MySQL
-refusing the login or a privilege at start, or an SQLite file that cannot be used; 3 for --status
-without a leader; 1 when the lease storage cannot be reached for --status. docs/bad-input.md lists
-every message.
+Exit codes of the demo: 0 after a clean stop (SIGINT/SIGTERM); 2 for a configuration error,
+storage that refuses our credentials, no Azure AD token at start, MySQL refusing the login or a
+privilege at start, or an SQLite file that cannot be used. docs/bad-input.md lists every message.
+
+Exit codes of --status (README.md, docs/bad-input.md; tests/test_status.py checks each):
+    0  a leader holds the lease: its JSON line on stdout
+    3  nobody leads (nobody ever did, or the last leader's lease ran out): the JSON line too
+    1  the backend cannot be asked (storage, ZooKeeper or every Raft peer unreachable): one line
+       on stderr, "error: cannot read who leads: ..."
+    2  a bad setting ("configuration error: ..."), or the storage refusing the credentials
+       ("error: ...")
 """
 
 from __future__ import annotations
@@ -199,8 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "term, the others print the newest rows. Settings come from the environment, .env or "
                     "constant.py (docs/configuration.md).")
     parser.add_argument("--status", action="store_true",
-                        help="print the current leader and term as one JSON line and exit "
-                             "(0 with a leader, 3 without)")
+                        help="print the current leader and term as one JSON line and exit: 0 with a "
+                             "leader, 3 without, 1 when the backend cannot be reached, 2 for a bad setting "
+                             "or refused credentials")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(member=not args.status)
