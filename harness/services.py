@@ -73,7 +73,9 @@ class Azurite:
 
     def start(self, timeout: float = 30.0) -> Azurite:
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
-        args = ["--blobPort", str(self.port), "--disableTelemetry", *storage,
+        # --silent: no access-log line per request (thousands per test run, into a file nobody reads);
+        # what it says at start and its errors still go to the log file.
+        args = ["--blobPort", str(self.port), "--disableTelemetry", "--silent", *storage,
                 *(["--cert", str(self.certificate)] if self.certificate else []), *self.extra_args]
         if self.docker:
             # Same port inside and out, and every path mounted where it is: the arguments stay as they are.

@@ -63,6 +63,7 @@ OPEN_METEO_ROWS = {  # row -> (endpoint, behaviour of the stand-in)
     "open-meteo-500": ("forecast", "500"), "open-meteo-503": ("forecast", "503"),
     "open-meteo-400": ("forecast", "400"), "open-meteo-other-status": ("forecast", "403"),
     "open-meteo-timeout": ("forecast", "timeout"), "open-meteo-unreachable": ("", "unreachable"),
+    "open-meteo-unreachable-no-simulation": ("", "unreachable"),
     "open-meteo-not-json": ("forecast", "malformed"), "open-meteo-geocoding-not-json": ("geocoding", "malformed"),
     "open-meteo-missing-field": ("forecast", "incomplete"), "open-meteo-absurd": ("forecast", "absurd"),
     "open-meteo-fahrenheit": ("forecast", "fahrenheit"),
@@ -72,7 +73,15 @@ WEATHER_ROWS = {
     "weather-other-status": "403", "weather-timeout": "timeout", "weather-not-json": "malformed",
     "weather-missing-field": "incomplete", "weather-absurd": "absurd",
     "weather-401": "wrong key", "weather-unreachable": "unreachable",
+    "weather-unreachable-no-simulation": "unreachable",
 }
+# The provider cannot be reached: the simulated station takes over (said once), unless switched off.
+SIMULATED_ROWS = {"weather-timeout", "weather-unreachable", "open-meteo-timeout", "open-meteo-unreachable"}
+
+
+def simulation(row_id: str) -> str:
+    return "off" if row_id.endswith("-no-simulation") else "auto"
+
 SINGLE_ROWS = {
     "storage-unreachable", "storage-wrong-key", "storage-api-version", "sas-not-valid-yet", "sas-wrong-key",
     "sas-expired-while-running", "sas-container-missing", "account-url-no-credential", "mysql-unreachable",
@@ -327,8 +336,14 @@ def test_a_bad_weather_answer_gives_its_documented_line_and_the_leader_goes_on(
                                        mysql_server.password, database))
     client = OpenWeatherClient(key, url, timeout=(0.5, 0.5))
     try:
-        lead_through_bad_answers(WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1),
-                                 store, row_id, caplog, retried=behaviour in ("wrong key", "unreachable"))
+        app = WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1,
+                         simulation=simulation(row_id))
+        lead_through_bad_answers(app, store, row_id, caplog,
+                                 retried=behaviour == "wrong key" or row_id.endswith("-no-simulation"))
+        if row_id in SIMULATED_ROWS:  # both cities stored, by the station, and the line said once
+            assert {(r.city, r.provider) for r in store.latest()} == {("Atlantis", "simulated"), ("Hanoi", "simulated")}
+            assert sum(ROWS[row_id].pattern(city="Atlantis").fullmatch(r.getMessage()) is not None
+                       for r in caplog.records) == 1
     finally:
         store.close()
         client.close()
@@ -350,10 +365,15 @@ def test_a_bad_open_meteo_answer_gives_its_documented_line_and_the_leader_goes_o
     store = SQLiteStore(str(tmp_path / "weather.sqlite3"))
     client = OpenMeteoClient(geocoding, forecast, timeout=(0.5, 0.5))
     try:
-        lead_through_bad_answers(WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1),
-                                 store, row_id, caplog, retried=behaviour == "unreachable")
-        if behaviour != "unreachable":
+        app = WeatherApp(client, store, ("Atlantis", "Hanoi"), fetch_interval=1, read_interval=1,
+                         simulation=simulation(row_id))
+        lead_through_bad_answers(app, store, row_id, caplog, retried=row_id.endswith("-no-simulation"))
+        if row_id in SIMULATED_ROWS:
+            assert {r.provider for r in store.latest()} == {"simulated"}
+        elif behaviour != "unreachable":
             assert {r.provider for r in store.latest()} == {"open-meteo"}
+        else:
+            assert store.latest() == []  # nothing to write while it pauses
     finally:
         store.close()
         client.close()

@@ -2,7 +2,9 @@
 
 Both are async role tasks for DistributedMutex: blocking calls (HTTP, the store) run in daemon threads,
 and the tasks are cancelled the moment their role ends, so a leader stops fetching and writing
-before its lease can run out.
+before its lease can run out. When the weather service cannot be reached, the leader writes the
+simulated station's readings instead (simulated_weather.py, WEATHER_SIMULATION), so that writes,
+reads and fencing refusals happen in an offline run too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TextIO
 
+from distributed_mutex_demo.config import SIMULATED
 from distributed_mutex_demo.errors import (
     CityNotFoundError,
     StoreUnavailableError,
@@ -23,6 +26,7 @@ from distributed_mutex_demo.errors import (
     WeatherResponseError,
     WeatherUnavailableError,
 )
+from distributed_mutex_demo.simulated_weather import FallbackSchedule, simulate
 from distributed_mutex_demo.stores import Store, StoredReading
 from distributed_mutex_demo.weather import Reading, WeatherClient
 from DistributedMutex.backend import LeaderRecord, utc_now
@@ -49,6 +53,8 @@ class WeatherApp:
         out: TextIO | None = None,
         wall_clock: Callable[[], datetime] = utc_now,
         on_stored: Callable[[int], None] | None = None,
+        simulation: str = "auto",
+        backend: str | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -59,6 +65,10 @@ class WeatherApp:
         self._out = out or sys.stdout
         self._now = wall_clock
         self._on_stored = on_stored  # told how many new rows each write stored (for metrics)
+        self._backend = backend  # ELECTION_BACKEND, named when the store's terms are not ours
+        # WEATHER_SIMULATION: when to use the simulated station instead of the provider.
+        self._fallback = FallbackSchedule(simulation, client.name, fetch_interval=fetch_interval,
+                                          max_backoff=MAX_BACKOFF)
 
     # -- leader ------------------------------------------------------------------------------
 
@@ -74,7 +84,7 @@ class WeatherApp:
         failures = 0
         while ctx.is_active():
             started = time.monotonic()
-            readings, backoff = await self._fetch_all(ctx)
+            readings, backoff = await self._fetch_round(ctx)
             self._buffer(pending, readings)
             if pending and ctx.is_active():
                 ctx.report_progress()
@@ -96,8 +106,30 @@ class WeatherApp:
             await ctx.asleep(min(left, self._fetch_interval))
             ctx.report_progress()
 
-    async def _fetch_all(self, ctx: LeaderContext) -> tuple[list[Reading], float | None]:
-        """One reading per city that answered; the second value asks for a back-off (seconds)."""
+    async def _fetch_round(self, ctx: LeaderContext) -> tuple[list[Reading], float | None]:
+        """The provider's readings; while it cannot be reached (and WEATHER_SIMULATION allows),
+        the simulated station's for the cities it did not answer, and no back-off: the station
+        always answers, and the schedule says when to ask the provider again."""
+        fallback = self._fallback
+        readings: list[Reading] = []
+        if fallback.ask_provider():
+            readings, backoff, unreachable = await self._fetch_all(ctx)
+            if unreachable is None:
+                if ctx.is_active():  # not a round cut short before anyone was asked
+                    fallback.answered()
+                return readings, backoff
+            if not fallback.enabled:
+                log.warning("%s unavailable: %s: pausing this round", self._client.name, unreachable)
+                return readings, self._fetch_interval
+            fallback.unreachable(unreachable)
+        answered = {reading.city for reading in readings}
+        now = self._now()
+        readings += [simulate(city, now) for city in self._cities if city not in answered]
+        return readings, None
+
+    async def _fetch_all(self, ctx: LeaderContext) -> tuple[list[Reading], float | None, str | None]:
+        """One reading per city that answered; the second value asks for a back-off (seconds), the
+        third says why the provider could not be reached (it stops the round)."""
         readings: list[Reading] = []
         for city in self._cities:
             # Before every call: a process frozen past its deadline must not fetch when it wakes,
@@ -111,14 +143,13 @@ class WeatherApp:
                 log.warning("%s: skipped", exc)
             except WeatherAuthError as exc:
                 log.error("%s", exc)  # every city would fail the same way: stop this round
-                return readings, self._fetch_interval
+                return readings, self._fetch_interval, None
             except WeatherBackoffError as exc:
                 log.warning("%s: pausing this round", exc)
-                return readings, exc.retry_after or self._fetch_interval
+                return readings, exc.retry_after or self._fetch_interval, None
             except WeatherUnavailableError as exc:
-                log.warning("%s unavailable: %s: pausing this round", self._client.name, exc)
-                return readings, self._fetch_interval
-        return readings, None
+                return readings, self._fetch_interval, str(exc)
+        return readings, None, None
 
     def _buffer(self, pending: deque[Reading], readings: list[Reading]) -> None:
         for reading in readings:
@@ -147,7 +178,9 @@ class WeatherApp:
             pending.popleft()
         if self._on_stored is not None:
             self._on_stored(inserted)
-        log.info("stored %d readings (%d new) as leader of term %d", len(batch), inserted, ctx.term)
+        simulated = sum(reading.provider == SIMULATED for reading in batch)
+        log.info("stored %d readings (%d new%s) as leader of term %d", len(batch), inserted,
+                 f", {simulated} simulated" if simulated else "", ctx.term)
         return True
 
     def _write(self, batch: list[Reading], ctx: LeaderContext) -> int:
@@ -169,15 +202,21 @@ class WeatherApp:
 
     async def _register_term(self, ctx: LeaderContext) -> None:
         """Record our term before the first write. A store that has seen a newer term while we
-        hold the lease means the lease record was reset (new blob or container, same database):
-        move our term past the store's, under the lease, rather than stay unable to write."""
+        hold the lease holds another election's terms: most often another ELECTION_BACKEND's (each
+        counts from 1, and switching backends in one directory shares the SQLite file), or the
+        lease record was reset (new blob or container, same database). Either way, move our term
+        past the store's, under the lease, rather than stay unable to write."""
         try:
             await blocking(self._store.register_term, ctx.term, ctx.instance_id)
         except StaleTermError as exc:
             if not isinstance(ctx, LeaderContext):  # a bare RoleContext (a test's): no lease to move
                 raise
-            log.warning("the store has term %d, newer than this leadership's %d: the lease record "
-                        "was reset while the database was kept", exc.stored_term, ctx.term)
+            ours = f" (ELECTION_BACKEND={self._backend})" if self._backend else ""
+            log.warning(
+                "the store has term %d, newer than this leadership's %d: most likely it holds another "
+                "ELECTION_BACKEND's terms (each backend counts its own; give each its own SQLITE_PATH or "
+                "MYSQL_DATABASE), otherwise the lease record was reset while the database was kept; "
+                "moving this leadership%s to term %d", exc.stored_term, ctx.term, ours, exc.stored_term + 1)
             await ctx.advance_term(exc.stored_term + 1)
             await blocking(self._store.register_term, ctx.term, ctx.instance_id)
         log.info("recorded term %d in the store", ctx.term)
@@ -217,7 +256,11 @@ def render_table(rows: Sequence[StoredReading], now: datetime, leader: LeaderRec
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
-    return "\n".join([title, fmt(header), *(fmt(line) for line in lines)]) + "\n\n"
+    table = [title, fmt(header), *(fmt(line) for line in lines)]
+    if any(r.provider == SIMULATED for r in rows):
+        table.append(f"({SIMULATED}: made up by the demo's simulated station while the weather service "
+                     "could not be reached; not real weather)")
+    return "\n".join(table) + "\n\n"
 
 
 def _age(delta: timedelta) -> str:

@@ -1,10 +1,16 @@
 """The command line: ``python src/DistributedMutex/test.py [--status]``.
 
-Exit codes: 0 after a clean stop (SIGINT/SIGTERM) or a --status that found a leader; 2 for a
-configuration error, storage that refuses our credentials, no Azure AD token at start, MySQL
-refusing the login or a privilege at start, or an SQLite file that cannot be used; 3 for --status
-without a leader; 1 when the lease storage cannot be reached for --status. docs/bad-input.md lists
-every message.
+Exit codes of the demo: 0 after a clean stop (SIGINT/SIGTERM); 2 for a configuration error,
+storage that refuses our credentials, no Azure AD token at start, MySQL refusing the login or a
+privilege at start, or an SQLite file that cannot be used. docs/bad-input.md lists every message.
+
+Exit codes of --status (README.md, docs/bad-input.md; tests/test_status.py checks each):
+    0  a leader holds the lease: its JSON line on stdout
+    3  nobody leads (nobody ever did, or the last leader's lease ran out): the JSON line too
+    1  the backend cannot be asked (storage, ZooKeeper or every Raft peer unreachable): one line
+       on stderr, "error: cannot read who leads: ..."
+    2  a bad setting ("configuration error: ..."), or the storage refusing the credentials
+       ("error: ...")
 """
 
 from __future__ import annotations
@@ -59,6 +65,14 @@ def build_weather_client(settings: Settings) -> WeatherClient:
     if settings.weather_provider == OPEN_METEO:
         return OpenMeteoClient(settings.open_meteo_geocoding_url, settings.open_meteo_forecast_url)
     return OpenWeatherClient(settings.require_api_key(), settings.openweather_url)
+
+
+def weather_source(settings: Settings, client: WeatherClient) -> str:
+    """Where the readings come from, for the start-up line. With WEATHER_SIMULATION=auto the
+    station is a fallback, announced when it takes over (one line), not here."""
+    if settings.weather_simulation == "always":
+        return f"the simulated station (WEATHER_SIMULATION=always; {client.name} is not asked)"
+    return client.name
 
 
 def check_store(store: Store) -> None:
@@ -140,7 +154,8 @@ def run_demo(settings: Settings, metrics: WeatherMetrics | None = None) -> int:
         return EXIT_CONFIG
     app = WeatherApp(client, store, settings.weather_cities, fetch_interval=settings.fetch_interval,
                      read_interval=settings.read_interval, buffer_size=settings.reading_buffer_size,
-                     on_stored=metrics.stored if metrics is not None else None)
+                     on_stored=metrics.stored if metrics is not None else None,
+                     simulation=settings.weather_simulation, backend=settings.election_backend)
     choice = CHOICES[settings.election_backend]
     journal = open_journal(settings)
     # The blob lease's timing comes from the settings; the other backends' from the backend itself.
@@ -152,7 +167,7 @@ def run_demo(settings: Settings, metrics: WeatherMetrics | None = None) -> int:
     if settings.ignored:
         log.warning("ignoring %s: %s only for another ELECTION_BACKEND than %s", ", ".join(settings.ignored),
                     "it is" if len(settings.ignored) == 1 else "they are", settings.election_backend)
-    log.info("weather from %s, readings stored in %s", client.name, store.description)
+    log.info("weather from %s, readings stored in %s", weather_source(settings, client), store.description)
     warning = free_tier_warning(settings)
     if warning:
         log.warning("%s", warning)
@@ -190,8 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "term, the others print the newest rows. Settings come from the environment, .env or "
                     "constant.py (docs/configuration.md).")
     parser.add_argument("--status", action="store_true",
-                        help="print the current leader and term as one JSON line and exit "
-                             "(0 with a leader, 3 without)")
+                        help="print the current leader and term as one JSON line and exit: 0 with a "
+                             "leader, 3 without, 1 when the backend cannot be reached, 2 for a bad setting "
+                             "or refused credentials")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(member=not args.status)

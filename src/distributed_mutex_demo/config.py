@@ -68,6 +68,7 @@ __all__ = [
     "OPEN_METEO",
     "SAS_PERMISSIONS_NEEDED",
     "SECRET_SETTINGS",
+    "SIMULATED",
     "STORAGE_AUTH_SETTINGS",
     "MySQLSettings",
     "Settings",
@@ -95,6 +96,7 @@ DEFAULTS: dict[str, str | None] = {
     "OPENWEATHER_URL": "https://api.openweathermap.org/data/2.5/weather",
     "OPEN_METEO_GEOCODING_URL": "https://geocoding-api.open-meteo.com/v1/search",
     "OPEN_METEO_FORECAST_URL": "https://api.open-meteo.com/v1/forecast",
+    "WEATHER_SIMULATION": "auto",  # auto | off | always: the simulated station (simulated_weather.py)
     "WEATHER_CITIES": "Hanoi,Tokyo,New York,London,Paris",
     "FETCH_INTERVAL": "60",
     "READ_INTERVAL": "10",
@@ -129,6 +131,9 @@ FREE_TIER_CALLS_PER_MINUTE = 60
 OPEN_METEO_FREE_CALLS_PER_DAY = 10_000
 OPENWEATHERMAP, OPEN_METEO = "openweathermap", "open-meteo"
 WEATHER_PROVIDERS = (OPENWEATHERMAP, OPEN_METEO)
+# The provider column of the simulated station's readings (not a WEATHER_PROVIDER value).
+SIMULATED = "simulated"
+SIMULATION_MODES = ("auto", "off", "always")
 # The settings of the MySQL store other than MYSQL_HOST, which alone chooses MySQL over SQLite.
 _MYSQL_DETAILS = ("MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE")
 
@@ -176,6 +181,7 @@ class Settings:
     weather_provider: str = OPEN_METEO
     open_meteo_geocoding_url: str = DEFAULTS["OPEN_METEO_GEOCODING_URL"] or ""
     open_meteo_forecast_url: str = DEFAULTS["OPEN_METEO_FORECAST_URL"] or ""
+    weather_simulation: str = "auto"  # one of SIMULATION_MODES
     election_backend: str = AZURE
     # The chosen backend's own settings (the blob lease's are the fields above): see election_backends.
     own: ZooKeeperSettings | RaftSettings | None = None
@@ -304,6 +310,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
                              default=OPENWEATHERMAP if api_key else OPEN_METEO),
         open_meteo_geocoding_url=get("OPEN_METEO_GEOCODING_URL", http_url),
         open_meteo_forecast_url=get("OPEN_METEO_FORECAST_URL", http_url),
+        weather_simulation=get("WEATHER_SIMULATION", _simulation_mode),
         election_backend=backend,
         own=CHOICES[backend].read(get, instance_id, member),
         ignored=tuple(name for other, choice in CHOICES.items() if other != backend
@@ -369,6 +376,13 @@ def _weather_provider(name: str, value: str) -> str:
     text = value.strip().lower()
     if text not in WEATHER_PROVIDERS:
         raise ConfigurationError(name, f"must be {' or '.join(WEATHER_PROVIDERS)}, got {value!r}")
+    return text
+
+
+def _simulation_mode(name: str, value: str) -> str:
+    text = value.strip().lower()
+    if text not in SIMULATION_MODES:
+        raise ConfigurationError(name, f"must be auto, off or always, got {value!r}")
     return text
 
 

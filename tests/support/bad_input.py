@@ -124,6 +124,7 @@ CONFIG_CASES: dict[str, Case] = {
     # the weather API
     "api-key-missing": Case({"OPENWEATHER_API_KEY": None, "WEATHER_PROVIDER": "openweathermap"}),  # type: ignore[dict-item]
     "weather-provider-unknown": Case({"WEATHER_PROVIDER": "accuweather"}),
+    "weather-simulation-unknown": Case({"WEATHER_SIMULATION": "sometimes"}),
     "api-key-empty": Case({"OPENWEATHER_API_KEY": "  "}),
     "api-key-with-space": Case({"OPENWEATHER_API_KEY": "two words"}),
     "weather-url-not-http": Case({"OPENWEATHER_URL": "ftp://example.com"}),
