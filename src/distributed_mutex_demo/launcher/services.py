@@ -157,14 +157,16 @@ class Services:
 
     def start_azurite(self) -> None:
         self.azurite_port = free_port()
+        # --silent: no access-log line per request into azurite.log (a renewal every few seconds).
         location = self.workdir / "azurite"
         location.mkdir()
         if AZURITE_BLOB.exists() and shutil.which("node"):
             command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.azurite_port),
-                       "--location", str(location), "--disableTelemetry"]
+                       "--location", str(location), "--disableTelemetry", "--silent"]
         elif shutil.which("docker"):
             command = ["docker", "run", "--rm", "-p", f"127.0.0.1:{self.azurite_port}:10000", AZURITE_IMAGE,
-                       "azurite-blob", "--blobHost", "0.0.0.0", "--inMemoryPersistence", "--disableTelemetry"]
+                       "azurite-blob", "--blobHost", "0.0.0.0", "--inMemoryPersistence", "--disableTelemetry",
+                       "--silent"]
         else:
             raise LaunchError("Azurite is not installed (run `npm ci`; `make demo` does it) and there is no Docker")
         self.azurite = self._launch("Azurite", command, ROOT, self.azurite_port, answers_http, timeout=60)
