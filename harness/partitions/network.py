@@ -90,6 +90,7 @@ class Network:
     subnet: str = field(default="", init=False)
     host_address: str = field(default="", init=False)
     blocked: set[tuple[str, str]] = field(default_factory=set, init=False)  # (from, to): dropped
+    lock_path: Path | None = field(default=None, init=False)  # held while the network exists
     _lock: IO[str] | None = field(default=None, init=False)
     _made_bridge: bool = field(default=False, init=False)
 
@@ -146,13 +147,17 @@ class Network:
             net = ipaddress.ip_network(f"{SUPERNET}.{third}.0/24")
             if any(_overlaps(word, net) for word in used.split()):
                 continue
-            lock = (LOCK_DIR / f"{PREFIX}-{SUPERNET}.{third}.lock").open("w")
+            path = LOCK_DIR / f"{PREFIX}-{SUPERNET}.{third}.lock"
+            lock = path.open("w")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                # close() unlinks the file it holds: a lock on a file already unlinked is no lock.
+                if os.stat(path).st_ino != os.fstat(lock.fileno()).st_ino:
+                    raise BlockingIOError
+            except (BlockingIOError, FileNotFoundError):
                 lock.close()
                 continue
-            self._lock = lock
+            self._lock, self.lock_path = lock, path
             return third
         raise NetworkError(f"no free /24 in {SUPERNET}.0.0/16")
 
@@ -228,6 +233,7 @@ class Network:
                 errors.append(f"ip link del {self.bridge}: {done.stderr.strip()}")
             self._made_bridge = False
         if self._lock is not None:
+            Path(self._lock.name).unlink(missing_ok=True)  # still holding it: see _claim_subnet
             self._lock.close()
             self._lock = None
         if errors:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from harness.chaos.invariants import describe_overlap, leaderless_gaps, overlaps, recovery_after, row_violations
@@ -18,7 +19,7 @@ HOLD = 2.0  # s: a cut stays this long after the majority's new leader acts and 
 FLAP_CUT, FLAP_HEAL, FLAP_TOTAL = 2.0, 2.0, 30.0  # s
 
 
-class NotApplicable(Exception):
+class NotApplicableError(Exception):
     """The scenario does not exist for this backend (raft has no storage service to cut off)."""
 
 
@@ -61,11 +62,14 @@ def one_way_in(cluster: Cluster, leader: str) -> tuple[float, float]:
 
 
 def flapping(cluster: Cluster, leader: str, total: float = FLAP_TOTAL) -> tuple[float, float]:
-    """The leader's links to its peers (or service) cut FLAP_CUT s, healed FLAP_HEAL s, for ``total`` s."""
+    """The leader's links to its peers (or service) cut FLAP_CUT s, healed FLAP_HEAL s, for ``total`` s;
+    each cut takes the instance leading at that moment (the last one cut if none leads), so that
+    leadership keeps moving while the links flap."""
     at = time.monotonic()
     try:
         while time.monotonic() < at + total:
             cycle = time.monotonic()
+            leader = cluster.leader() or leader
             cluster.network.cut([leader], cluster.peers(leader))
             hold_until(cycle + FLAP_CUT)
             cluster.network.heal()
@@ -78,7 +82,7 @@ def flapping(cluster: Cluster, leader: str, total: float = FLAP_TOTAL) -> tuple[
 def storage(cluster: Cluster, leader: str) -> tuple[float, float]:
     """The leader cut off from its storage/coordination service only (both ways)."""
     if not cluster.service_names():
-        raise NotApplicable(f"{cluster.backend} has no storage or coordination service: its instances elect "
+        raise NotApplicableError(f"{cluster.backend} has no storage or coordination service: its instances elect "
                             "among themselves (the isolation and split scenarios cut them)")
     return _cut_and_hold(cluster, leader, lambda: cluster.network.cut([leader], cluster.service_names()))
 
@@ -111,9 +115,12 @@ class ScenarioResult:
     violations: list[str] = field(default_factory=list)
 
 
-def run_scenario(backend: str, scenario: str, workdir: Path, **options: object) -> ScenarioResult:
-    """A fresh cluster of ``backend`` in namespaces, the scenario, the checks; everything removed."""
+def run_scenario(backend: str, scenario: str, workdir: Path, flap_seconds: float = FLAP_TOTAL,
+                 **options: object) -> ScenarioResult:
+    """A fresh cluster of ``backend`` in namespaces (``options``: its constructor's), the scenario,
+    the checks; everything removed afterwards, also on failure."""
     result = ScenarioResult(scenario, backend)
+    action = partial(flapping, total=flap_seconds) if scenario == "flapping" else SCENARIOS[scenario]
     with BACKENDS[backend](workdir, **options) as cluster:  # type: ignore[arg-type]
         result.bound = cluster.bound
         leader = cluster.wait_for_leader(START_TIMEOUT, "no leader after the instances started")
@@ -123,7 +130,7 @@ def run_scenario(backend: str, scenario: str, workdir: Path, **options: object) 
         result.victim = leader
         result.fault_at = time.monotonic()  # the scenario's own times replace these when it returns
         try:
-            result.fault_at, result.healed_at = SCENARIOS[scenario](cluster, leader)
+            result.fault_at, result.healed_at = action(cluster, leader)
             now = cluster.wait_for_leader(cluster.bound + 10, "no leader after the partition healed")
             # Settled: the leader acting now has stored readings since the healing.
             cluster.instances[now].wait_for(r"stored \d+ readings", timeout=15, after=result.healed_at)
