@@ -90,6 +90,9 @@ def storage(cluster: Cluster, leader: str) -> tuple[float, float]:
 SCENARIOS: dict[str, Callable[[Cluster, str], tuple[float, float]]] = {
     "isolation": isolation, "split": split, "one-way-out": one_way_out, "one-way-in": one_way_in,
     "flapping": flapping, "storage": storage}
+# Instances per scenario where 3 would make it another scenario's twin: a raft split of 3 leaves the
+# leader alone, as isolation does; of 5, it keeps one follower on its (minority) side.
+INSTANCES = {("split", "raft"): 5}
 APPLIES = {"raft": ("isolation", "split", "one-way-out", "one-way-in", "flapping"),
            "zookeeper": tuple(SCENARIOS), "azure": ("storage",)}
 
@@ -120,6 +123,7 @@ def run_scenario(backend: str, scenario: str, workdir: Path, flap_seconds: float
     """A fresh cluster of ``backend`` in namespaces (``options``: its constructor's), the scenario,
     the checks; everything removed afterwards, also on failure."""
     result = ScenarioResult(scenario, backend)
+    options.setdefault("instances", INSTANCES.get((scenario, backend), 3))
     action = partial(flapping, total=flap_seconds) if scenario == "flapping" else SCENARIOS[scenario]
     with BACKENDS[backend](workdir, **options) as cluster:  # type: ignore[arg-type]
         result.bound = cluster.bound
