@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.group import Group, Link, Slot
 from harness.counting import LineCounter, mntr
+from harness.raft_tls import ClusterTls
 from harness.services import ZooKeeperServer, free_port
 from harness.tcpproxy import TcpProxy
 
@@ -89,7 +90,9 @@ class RaftGroup(Group):
     """ELECTION_BACKEND=raft: 3 fixed members. Member A reaches member B only through the proxy
     A->B (A's RAFT_PEERS gives B the proxy's address; A's own entry is where A listens), so every
     message crosses exactly one proxy, where a LineCounter sees it. A killed member is restarted with
-    the same RAFT_ID, RAFT_DATA_DIR and port."""
+    the same RAFT_ID, RAFT_DATA_DIR and port. The members run mutual TLS (a throwaway CA per group,
+    RAFT_TLS_*); each proxy terminates it on both sides, so it still reads the messages
+    (harness.raft_tls)."""
 
     poll_interval = 0.1  # ready() copies the links' message log: not 50 times a second
 
@@ -103,18 +106,20 @@ class RaftGroup(Group):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for slot in self.slots:
             slot.port = free_port()
+        self.tls = ClusterTls(self.bench.out / "raft" / f"{self.name}-tls", [slot.name for slot in self.slots])
         for slot in self.slots:
             for peer in self.slots:
                 if peer is not slot:
                     assert peer.port is not None
                     counter = LineCounter()
-                    slot.links[peer.name] = Link(TcpProxy(peer.port, watch=counter).start(), counter)
+                    proxy = TcpProxy(peer.port, watch=counter, tls=self.tls.relay(slot.name, peer.name))
+                    slot.links[peer.name] = Link(proxy.start(), counter)
 
     def backend_env(self, slot: Slot) -> dict[str, str]:
         peers = ",".join(f"{s.name}=127.0.0.1:{s.port if s is slot else slot.links[s.name].proxy.port}"
                          for s in self.slots)
         return {"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers, "RAFT_ID": slot.name,
-                "RAFT_DATA_DIR": str(self.data_dir)}
+                "RAFT_DATA_DIR": str(self.data_dir), **self.tls.env(slot.name)}
 
     def _between(self, a: Slot, b: Slot, since: float) -> list[Any]:
         """Every message on the link between a and b (both directions' proxies) since ``since``."""

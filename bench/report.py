@@ -69,6 +69,8 @@ def backend_table(columns: dict[str, Any]) -> str:
 
 
 def report(results: dict[str, Any]) -> str:
+    from bench.peer_report import peers_report  # it formats with fmt and table, from here
+
     parts = []
     designs = results.get("designs", {})
     if designs:
@@ -95,6 +97,9 @@ def report(results: dict[str, Any]) -> str:
     columns = results.get("backends", {})
     if columns:
         parts.append(backend_table(columns))
+    peers = peers_report(results)
+    if peers:
+        parts.append(peers)
     contention = results.get("contention", [])
     if contention:
         rows = [[r["contenders"], r["crash"]["n"], r["crash"]["median"], r["crash"]["max"], r["requests_per_s"],

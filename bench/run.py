@@ -41,6 +41,8 @@ from typing import Any
 
 from bench.designs import BACKENDS, DESIGNS, ZOOKEEPER_TICK, backend_unavailable
 from bench.measure import LoadMeter
+from bench.peer_groups import CONTENDERS, peer_unavailable
+from bench.peer_phase import run_peers
 from bench.phases import Bench
 from bench.report import report
 from bench.targets import backend_targets, estimate, steady_cost, targets
@@ -54,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help=f"election backends, one column each: comma-separated, from {', '.join(BACKENDS)} "
                              "('' for none); azure reuses the 'ours' design's trials when that runs")
+    parser.add_argument("--peers", default="zookeeper,raft",
+                        help="real peers against ours, from zookeeper (kazoo's Election), raft (PySyncObj) "
+                             "('' for none)")
+    parser.add_argument("--peer-trials", type=int, default=10,
+                        help="crash and graceful trials per contender in the real-peer phase, interleaved (10)")
     parser.add_argument("--zk-tick", type=float, default=ZOOKEEPER_TICK,
                         help=f"tickTime of the benchmark's ZooKeeper servers, s ({ZOOKEEPER_TICK:g}: the packaged "
                              "zoo.cfg's); a session expires up to one tick after its timeout")
@@ -85,6 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if missing:
             parser.error("; ".join(f"backend {b} cannot run here: {why}" for b, why in missing.items())
                          + f" (leave it out: --backends {','.join(b for b in args.backends if b not in missing)!r})")
+    args.peers = list(dict.fromkeys(b.strip() for b in args.peers.split(",") if b.strip()))
+    unknown = [b for b in args.peers if b not in CONTENDERS]
+    if unknown:
+        parser.error(f"--peers: unknown backend(s) {', '.join(unknown)}; known: {', '.join(CONTENDERS)}")
+    if not args.report:
+        missing = {b: why for b in args.peers if (why := backend_unavailable(b) or peer_unavailable(b))}
+        if missing:
+            parser.error("; ".join(f"the real peers of {b} cannot run here: {why}" for b, why in missing.items())
+                         + f" (leave them out: --peers {','.join(b for b in args.peers if b not in missing)!r})")
     if args.zk_tick <= 0:
         parser.error("--zk-tick: a positive number of seconds")
     return args
@@ -148,6 +164,15 @@ def run(args: argparse.Namespace) -> int:
             phase = bench.run_backends()
             results["backends"], results["backends_load"] = phase["backends"], phase["load"]
             results["errors"] += phase["errors"]
+        if args.peer_trials and args.peers:
+            bench.say(f"phase 2b: real peers against ours ({', '.join(args.peers)}), {args.peer_trials} interleaved "
+                      "trials per contender and signal (all cells at once)")
+            phase = run_peers(bench)
+            results["peers"], results["peers_problems"], results["peers_load"] = (
+                phase["peers"], phase["problems"], phase["load"])
+            # A peer's problem is a finding about the peer; one of ours is a failure of the product.
+            results["errors"] += [f"{p['group']}: {p['kind']}: {p['detail']}" for p in phase["problems"]
+                                  if p["contender"] in ("ours", "-")]
         for n in args.contenders:
             bench.say(f"phase 3: {n} contenders")
             try:
@@ -165,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
             {"group": g.name, "design": g.design.key, "backend": g.backend, "slots": [s.name for s in g.slots],
              "intervals": g.leadership_intervals(g.end or time.monotonic()), "kills": g.kills,
              "trials": g.trials, "end": g.end or time.monotonic()}
-            for g in bench.groups if not g.name.startswith("cont") or len(g.slots) <= 10]
+            for g in bench.groups
+            if not g.name.startswith("peer-") and (not g.name.startswith("cont") or len(g.slots) <= 10)]
         results["t0_mono"] = bench.t0
         json_path = bench.out / "results.json"
         json_path.write_text(json.dumps(results, indent=2, default=str))

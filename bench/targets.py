@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from bench.designs import BACKEND_DESIGNS, DESIGNS, RAFT_TIMEOUT, ZOOKEEPER_TICK, Design, design_window
+from bench.peer_groups import CONTENDERS, peer_design
 
 
 def expected_failover(design: Design, mode: str) -> float:
@@ -28,11 +29,17 @@ def estimate(args: argparse.Namespace) -> float:
                    + (3 if b == "zookeeper" else 0)
                    for b in args.backends if not (b == "azure" and reuse_azure) for mode in ("crash", "graceful")]
     backends = (max(per_backend) + 10) if per_backend and args.trials else 0
+    # The real peers: every cell at once; a cell's groups take their trials in turn.
+    per_cell = [args.peer_trials * len(CONTENDERS[b])
+                * (expected_failover(peer_design(b), mode) + peer_design(b).renew / 2 + 3)
+                + (design_window(BACKEND_DESIGNS[b], args.design_window) if mode == "crash" else 0)
+                for b in args.peers for mode in ("crash", "graceful")]
+    peers = (max(per_cell) + 15) if per_cell and args.peer_trials else 0
     ours = DESIGNS["ours"]
     contention = sum(0.6 * n + 10 + args.settle + args.window
                      + args.contention_trials * (expected_failover(ours, "crash") + ours.renew / 2 + 2 + 0.05 * n)
                      for n in args.contenders)
-    return designs + backends + contention + 10
+    return designs + backends + peers + contention + 10
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,6 +2,10 @@
 on loopback, with a TCP proxy on every directed link: member A reaches member B through the proxy
 A->B, so one member can be cut off from all the others, and every message can be counted.
 
+Authenticated by default (``tls=True``): a throwaway CA per cluster, each member's certificate in
+RAFT_TLS_CERT/RAFT_TLS_KEY/RAFT_TLS_CA, and proxies that terminate TLS on both sides so that
+they still read the messages (harness.raft_tls).
+
 Used by tests/test_raft_processes.py and by ``python -m harness.raft_measure``.
 """
 
@@ -18,6 +22,7 @@ from typing import Any
 from DistributedMutex.journal import read_journal
 from harness.fake_openweather import FakeOpenWeather
 from harness.processes import SCRIPT, Instance, wait_until
+from harness.raft_tls import ClusterTls
 from harness.services import free_port
 from harness.tcpproxy import TcpProxy
 
@@ -43,12 +48,14 @@ class MessageCount:
 class RaftProcesses:
     """One Raft cluster of demo instances, with a proxy on every directed link between members."""
 
-    def __init__(self, workdir: Path, size: int, weather: FakeOpenWeather) -> None:
+    def __init__(self, workdir: Path, size: int, weather: FakeOpenWeather, *, tls: bool = True) -> None:
         self.workdir = workdir
         self.members = [f"node-{i}" for i in range(1, size + 1)]
         self.ports = {name: free_port() for name in self.members}
         self.counts = MessageCount()
-        self.proxies = {(a, b): TcpProxy(self.ports[b], watch=self.counts).start()
+        self.tls = ClusterTls(workdir / "tls", self.members) if tls else None
+        self.proxies = {(a, b): TcpProxy(self.ports[b], watch=self.counts,
+                                         tls=self.tls.relay(a, b) if self.tls else None).start()
                         for a in self.members for b in self.members if a != b}
         self.journal_path = workdir / "leadership.jsonl"
         self.running: dict[str, Instance] = {}
@@ -63,7 +70,7 @@ class RaftProcesses:
         """Its own real address, and every other member's through the proxy name -> other."""
         peers = ",".join(f"{peer}=127.0.0.1:{self.ports[peer] if peer == name else self.proxies[name, peer].port}"
                          for peer in self.members)
-        return {**self.base, "RAFT_PEERS": peers, "RAFT_ID": name}
+        return {**self.base, "RAFT_PEERS": peers, "RAFT_ID": name, **(self.tls.env(name) if self.tls else {})}
 
     def start(self, name: str) -> Instance:
         self.running[name] = Instance(name, self.env_for(name), self.workdir)

@@ -11,24 +11,44 @@ the server:
 A ``watch`` (see harness.httpwatch) sees every chunk, both ways, with the time it was read: what
 the instance really sent and what the server really answered, as evidence independent of the
 instance's own logs.
+
+``tls=TlsRelay(server, client)`` terminates TLS on both sides, so that the watch still reads the
+plain protocol (the Raft links of harness.raft_cluster and the bench, which run mutual TLS): the
+proxy presents ``server``'s certificate to whoever connects and dials upstream with ``client``'s.
+A connection whose first byte is not a TLS handshake is relayed as plain TCP, as without ``tls``.
+One thread serves both directions of a TLS connection: an SSL socket must not be read and
+written by two threads at once.
 """
 
 from __future__ import annotations
 
 import itertools
+import select
 import socket
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 from typing import Protocol
+
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
 
 
 class Watch(Protocol):
     def seen(self, connection: int, to_server: bool, data: bytes, at: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class TlsRelay:
+    server: ssl.SSLContext  # presented to the connecting side (the upstream's own certificate)
+    client: ssl.SSLContext  # presented upstream (the connecting side's own certificate)
+
+
 class TcpProxy:
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", watch: Watch | None = None) -> None:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", watch: Watch | None = None,
+                 tls: TlsRelay | None = None) -> None:
         self._upstream = (upstream_host, upstream_port)
+        self.tls = tls
         self._listener: socket.socket | None = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.watch = watch
@@ -97,18 +117,87 @@ class TcpProxy:
                     self._cut.append(client)
                 threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
                 continue
-            try:
-                upstream = socket.create_connection(self._upstream, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                _close(client)
-                continue
-            connection = next(self._ids)
-            with self._lock:
-                self._open.append((client, upstream))
-            for source, target, to_server in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pump, args=(connection, source, target, to_server),
-                                 daemon=True).start()
+            if self.tls is not None:
+                threading.Thread(target=self._sniff, args=(client, self.tls), daemon=True).start()
+            else:
+                self._relay_plain(client)
+
+    def _relay_plain(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self._upstream, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            _close(client)
+            return
+        connection = next(self._ids)
+        with self._lock:
+            self._open.append((client, upstream))
+        for source, target, to_server in ((client, upstream, True), (upstream, client, False)):
+            threading.Thread(target=self._pump, args=(connection, source, target, to_server),
+                             daemon=True).start()
+
+    def _sniff(self, client: socket.socket, tls: TlsRelay) -> None:
+        """TLS if the client starts with a handshake record, else plain."""
+        try:
+            client.settimeout(5)
+            first = client.recv(1, socket.MSG_PEEK)
+        except OSError:
+            _close(client)
+            return
+        if not first or first[0] != TLS_HANDSHAKE:
+            client.settimeout(None)
+            self._relay_plain(client)
+            return
+        try:
+            inside = tls.server.wrap_socket(client, server_side=True)
+        except OSError:
+            _close(client)
+            return
+        try:
+            upstream = tls.client.wrap_socket(socket.create_connection(self._upstream, timeout=5))
+        except OSError:
+            _close(inside)
+            return
+        connection = next(self._ids)
+        with self._lock:
+            self._open.append((inside, upstream))
+        self._pump_tls(connection, inside, upstream)
+
+    def _pump_tls(self, connection: int, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
+        """Both directions in this one thread (see the module's docstring)."""
+        sides = {client: (upstream, True), upstream: (client, False)}
+        while True:
+            # Decrypted bytes already in an SSL buffer make no select event: serve those first.
+            ready = [s for s in sides if s.pending()]
+            if not ready:
+                try:
+                    ready, _, _ = select.select(list(sides), [], [], 1.0)
+                except (OSError, ValueError):
+                    ready = [client]  # closed by blackhole/down: the recv below ends it
+            for source in ready:
+                target, to_server = sides[source]
+                try:
+                    data = source.recv(65536)
+                except ssl.SSLWantReadError:
+                    continue  # a record not complete yet
+                except OSError:
+                    data = b""
+                if not data:
+                    _close(client)
+                    _close(upstream)
+                    return
+                if self.watch is not None:
+                    self.watch.seen(connection, to_server, data, time.monotonic())
+                if to_server and self.latency > 0:
+                    time.sleep(self.latency)
+                if not self._passing.is_set() or source in self._cut:
+                    continue  # blackholed: read and drop
+                try:
+                    target.sendall(data)
+                except OSError:
+                    _close(client)
+                    _close(upstream)
+                    return
 
     def _pump(self, connection: int, source: socket.socket, target: socket.socket, to_server: bool) -> None:
         while True:

@@ -1,6 +1,7 @@
 """The benchmark (bench/, `make bench`) in its smallest configuration: the 'ours' design and the three
 election backends (azure, zookeeper, raft), one crash and one graceful trial each, 3 contenders without
-kills. Checks the shape of results.json and of the printed table, and that the numbers are physically
+kills; and the real-peer phase alone in its short form (2 interleaved trials per contender and signal).
+Checks the shape of results.json and of the printed table, and that the numbers are physically
 plausible, not that the targets are met (that is the full run's job)."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, mysql_server: MySQLServer
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--designs", "ours", "--backends", ",".join(BACKENDS), "--trials", "1",
          "--contenders", "3", "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1",
-         "--no-plot", "--out", str(out)],
+         "--peers", "", "--no-plot", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
     return run.stdout, json.loads((out / "results.json").read_text())
@@ -118,3 +119,56 @@ def test_tiny_benchmark_has_a_column_per_backend(tiny_run: tuple[str, dict[str, 
     targets = results["backend_targets"]
     assert [t["backend"] for t in targets] == [b for b in BACKENDS for _ in range(2)]
     assert {t["verdict"] for t in targets} <= {"PASS", "MISS"}
+
+
+@pytest.fixture(scope="module")
+def peers_run(tmp_path_factory: pytest.TempPathFactory, mysql_server: MySQLServer) -> tuple[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench-peers")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", ".")))
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--designs", "", "--backends", "", "--contenders", "", "--peers",
+         "zookeeper,raft", "--peer-trials", "2", "--design-window", "6", "--no-plot", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    return run.stdout, json.loads((out / "results.json").read_text())
+
+
+PEER_KEYS = {"zookeeper": ["ours", "kazoo"], "raft": ["ours", "pysyncobj", "pysyncobj-ct"]}
+
+
+@pytest.mark.slow
+def test_real_peers_short_form(peers_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, results = peers_run
+    assert not results["errors"], results["errors"]
+    for backend, title in (("zookeeper", "Real peers on ZooKeeper"), ("raft", "Real peers on Raft")):
+        table = stdout[stdout.index(title):]
+        header = table.splitlines()[2]
+        assert all(f"ours/{key}" in header for key in PEER_KEYS[backend][1:]), header
+    column_of = results["peers"]
+    assert list(column_of) == ["zookeeper", "raft"]
+    for backend, column in column_of.items():
+        assert list(column["contenders"]) == PEER_KEYS[backend]
+        for key, contender in column["contenders"].items():
+            for mode in ("crash", "graceful"):
+                lowest, highest = PLAUSIBLE[backend, mode]
+                summary = contender[mode]
+                assert summary["n"] == 2, (backend, key, mode, summary)
+                assert lowest < summary["min"] <= summary["median"] <= summary["max"] <= highest, (backend, key, mode)
+                for trial in summary["trials"]:
+                    assert trial["new_leader"] != trial["victim"], trial
+                    assert trial["signal_mono"] < trial["new_start_mono"], trial
+            rest = contender["rest"]
+            assert rest["window_s"] >= 5 and not rest["leader_changed"], (backend, key, rest)
+            assert 0 <= rest["leader_cpu_pct"] < 50 and 0 <= rest["worker_cpu_pct"] < 50, (backend, key, rest)
+            # A Python process with its election library: more than an interpreter, far less than a JVM.
+            assert 8 < rest["leader_rss_mib"] < 300 and 8 < rest["worker_rss_mib"] < 300, (backend, key, rest)
+        for peer in PEER_KEYS[backend][1:]:
+            ratio = column["ratios"][peer]
+            assert ratio["crash_median"] > 0 and ratio["graceful_median"] > 0, (backend, peer, ratio)
+            assert ratio["leader_rss"] > 0, (backend, peer, ratio)
+    # The same kill phase for every contender of a cell, trial by trial (common random numbers).
+    for backend, column in column_of.items():
+        phases = {tuple(t["phase_s"] for t in c["crash"]["trials"]) for c in column["contenders"].values()}
+        assert len(phases) == 1, (backend, phases)
+    assert {p["kind"] for p in results["peers_problems"]} <= {"two leaders", "no takeover", "error"}
+    assert not [p for p in results["peers_problems"] if p["contender"] == "ours"], results["peers_problems"]

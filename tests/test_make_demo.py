@@ -59,6 +59,14 @@ def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_
         kill = re.search(r"^failover after the kill of (node-\d): (node-\d) led after (\d+\.\d) s$", output, re.MULTILINE)
         assert kill, output[-3000:]
         assert float(kill[3]) <= kill_bound, kill[0]
+    if backend == "raft":
+        # Authenticated by default: the demo made a CA and each member presents its own certificate.
+        assert re.search(r"^demo: \d instances, a Raft cluster of .*, peers authenticated by mutual TLS", output,
+                         re.MULTILINE), output[:2000]
+        started = set(re.findall(r"\[(node-\d)\] .*starting: Raft peer \1 of 3 .*, peers authenticated by mutual TLS",
+                                 output))
+        assert started >= {"node-1", "node-2", "node-3"}, output[-3000:]
+        assert "not authenticated" not in output and "refused a connection" not in output, output[-3000:]
     assert "Traceback" not in output
     assert processes_with(marker) == [], "the demo left processes behind"
 

@@ -191,6 +191,7 @@ def test_anyone_may_ask_for_the_status_in_json(tmp_path: Path) -> None:
         backend.close()
     assert status.pop("role") in ("follower", "pre-candidate")  # b never answers: a may be asking for votes
     assert status.pop("transport") == {}  # what the listener refused: nothing yet
+    assert status.pop("refused") == {"implausible_term": 0, "replayed": 0}  # nor the core's guard
     assert status == {"node": "a", "term": 0, "leader": None, "leader_info": None, "lease_state": "available"}
 
 

@@ -5,7 +5,8 @@
     ELECTION_BACKEND=zookeeper  the sequential-ephemeral-znode recipe (ZOOKEEPER_HOSTS,
                                 ZOOKEEPER_PATH, ZOOKEEPER_SESSION_TIMEOUT)
     ELECTION_BACKEND=raft       Raft's election among the instances themselves (RAFT_PEERS,
-                                RAFT_ID, RAFT_DATA_DIR, RAFT_ELECTION_TIMEOUT)
+                                RAFT_ID, RAFT_DATA_DIR, RAFT_ELECTION_TIMEOUT; RAFT_TLS_CERT,
+                                RAFT_TLS_KEY, RAFT_TLS_CA for mutual TLS between the peers)
 
 Each backend owns the loop's timing (its default_timing(): the blob lease from its lease duration,
 a ZooKeeper session from its timeout, Raft from its election timeout); the demo passes a timing of
@@ -24,6 +25,7 @@ from pathlib import Path
 from distributed_mutex_demo.settings_sources import Getter
 from DistributedMutex.addresses import host_port
 from DistributedMutex.backends.raft.arguments import PEER_ID, check_data_dir, raft_timing
+from DistributedMutex.backends.raft.tls import check_tls_needed, load_tls
 from DistributedMutex.backends.zookeeper.arguments import (
     parse_session_timeout,
     parse_znode_path,
@@ -42,7 +44,9 @@ AZURE_NAMES = {"connection_string": "AZURE_STORAGE_CONNECTION_STRING",
                "api_version": "AZURE_STORAGE_API_VERSION", "credential": "DefaultAzureCredential"}
 ZOOKEEPER_NAMES = {"hosts": "ZOOKEEPER_HOSTS", "path": "ZOOKEEPER_PATH", "session_timeout": "ZOOKEEPER_SESSION_TIMEOUT"}
 RAFT_NAMES = {"peers": "RAFT_PEERS", "node_id": "RAFT_ID", "data_dir": "RAFT_DATA_DIR",
-              "election_timeout": "RAFT_ELECTION_TIMEOUT"}
+              "election_timeout": "RAFT_ELECTION_TIMEOUT", "tls_cert": "RAFT_TLS_CERT", "tls_key": "RAFT_TLS_KEY",
+              "tls_ca": "RAFT_TLS_CA"}
+RAFT_TLS_SETTINGS = ("RAFT_TLS_CERT", "RAFT_TLS_KEY", "RAFT_TLS_CA")
 # The blob lease's safety margin is no setting: the messages call it by what it is.
 TIMING_NAMES = {"lease_duration": "LEASE_DURATION", "renew_interval": "RENEW_INTERVAL",
                 "acquire_interval": "ACQUIRE_INTERVAL", "safety_margin": "safety margin"}
@@ -69,6 +73,14 @@ class RaftSettings:
     node_id: str
     data_dir: Path
     election_timeout: tuple[float, float]  # seconds, (min, max)
+    # PEM files for mutual TLS between the peers, all three or none (None: plain TCP, loopback only).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.tls_cert is not None
 
     def timing(self) -> ElectionTiming:
         """What RaftBackend.default_timing() says for this election timeout."""
@@ -121,19 +133,51 @@ def parse_election_timeout(name: str, value: str) -> tuple[float, float]:
 
 
 def read_raft(get: Getter, instance_id: str, *, member: bool = True) -> RaftSettings:
-    """``member=False``: for --status, which only asks the peers: RAFT_ID may then be anyone's."""
+    """``member=False``: for --status, which only asks the peers: RAFT_ID may then be anyone's,
+    unless RAFT_TLS_* are set: --status then presents that certificate, which names one peer id.
+
+    The TLS files are checked here with the library's own checks (the messages RaftBackend would
+    give, in the settings' names), so that a mistake stops the program before anything else."""
     peers: dict[str, tuple[str, int]] | None = get("RAFT_PEERS", parse_raft_peers)
     if peers is None:
         raise ConfigurationError("RAFT_PEERS", "is required with ELECTION_BACKEND=raft: the whole cluster as "
                                                "id=host:port,... (every instance lists the same ids)")
+    files: list[Path | None] = [get(name, _pem_path, default=None) for name in RAFT_TLS_SETTINGS]
+    cert, key, ca = files
+    missing = [name for name, path in zip(RAFT_TLS_SETTINGS, files, strict=True) if path is None]
+    if 0 < len(missing) < len(files):
+        # Said here rather than by the library, which names all the missing ones at once: one setting per error.
+        given = [name for name in RAFT_TLS_SETTINGS if name not in missing]
+        verb = "is" if len(given) == 1 else "are"
+        raise ConfigurationError(missing[0], f"is not set, but {' and '.join(given)} {verb}: mutual TLS needs "
+                                             f"RAFT_TLS_CERT, RAFT_TLS_KEY and RAFT_TLS_CA, all three or none")
     node_id = get("RAFT_ID", _peer_id, default=None) or instance_id
     if node_id not in peers and not member:
+        if not missing:
+            # The peers accept a status query only from a certificate naming one of them.
+            raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS ({', '.join(peers)})"
+                                                f": with RAFT_TLS_CERT, --status presents that certificate, so set "
+                                                f"RAFT_ID to the peer id it names")
         node_id = next(iter(peers))  # never started: --status only reads the peers' answers
     if node_id not in peers:
         raise ConfigurationError("RAFT_ID", f"{node_id!r} is not one of the ids in RAFT_PEERS "
                                             f"({', '.join(peers)}): set RAFT_ID to this instance's id")
+    if load_tls(node_id, cert, key, ca, _raft_name) is None:
+        check_tls_needed(peers, _raft_name)
     return RaftSettings(peers=peers, node_id=str(node_id), data_dir=get("RAFT_DATA_DIR", _data_dir),
-                        election_timeout=get("RAFT_ELECTION_TIMEOUT", parse_election_timeout))
+                        election_timeout=get("RAFT_ELECTION_TIMEOUT", parse_election_timeout),
+                        tls_cert=cert, tls_key=key, tls_ca=ca)
+
+
+def _raft_name(argument: str) -> str:
+    return RAFT_NAMES.get(argument, argument)
+
+
+def _pem_path(name: str, value: str) -> Path:
+    if not value.strip():
+        raise ConfigurationError(name, "is empty: the path of a PEM file (unset all three RAFT_TLS_* for plain "
+                                       "TCP on loopback)")
+    return Path(value.strip()).expanduser()
 
 
 def _peer_id(name: str, value: str) -> str:

@@ -117,6 +117,10 @@ DEFAULTS: dict[str, str | None] = {
     "RAFT_ID": None,  # this instance's id in RAFT_PEERS; unset: INSTANCE_ID
     "RAFT_DATA_DIR": "raft-data",  # <RAFT_DATA_DIR>/<RAFT_ID>.json keeps the term and vote
     "RAFT_ELECTION_TIMEOUT": "1000-2000",  # milliseconds, min-max
+    # Mutual TLS between the peers (PEM files), all three or none; none: plain TCP, loopback peers only.
+    "RAFT_TLS_CERT": None,  # this peer's certificate, naming RAFT_ID as subjectAltName=DNS:<id>
+    "RAFT_TLS_KEY": None,  # its private key (unencrypted, chmod 600)
+    "RAFT_TLS_CA": None,  # the CA that signed every peer's certificate
 }
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")

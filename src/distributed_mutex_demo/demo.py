@@ -3,7 +3,8 @@
 It starts Azurite (the project's pinned npm package; Docker when there is no Node.js), then N
 instances of ``src/DistributedMutex/test.py`` sharing one lease blob, each line of their logs under
 a coloured prefix. With ELECTION_BACKEND=zookeeper it starts a ZooKeeper server instead (the Debian
-package's jar); with ELECTION_BACKEND=raft it needs nothing: the instances are the Raft cluster.
+package's jar); with ELECTION_BACKEND=raft it needs nothing: the instances are the Raft cluster,
+authenticated by mutual TLS with a throwaway CA and a certificate per member that it makes.
 Now and then it stops the leader, alternating a kill (SIGKILL: the lease must
 run out) and a graceful stop (SIGTERM: the lease is released), and starts a fresh instance in its
 place, so failover happens in front of you. Keys: k kills the leader, s stops it gracefully, a adds

@@ -18,6 +18,7 @@ from distributed_mutex_demo.backend_settings import (
     AZURE_NAMES,
     RAFT,
     RAFT_NAMES,
+    RAFT_TLS_SETTINGS,
     TIMING_NAMES,
     ZOOKEEPER,
     ZOOKEEPER_NAMES,
@@ -163,14 +164,17 @@ def build_raft(settings: Settings) -> ElectionBackend:
 
     raft = _raft(settings)
     return RaftBackend(raft.peers, raft.node_id, raft.data_dir, election_timeout=raft.election_timeout,
-                       names=RAFT_NAMES)
+                       names=RAFT_NAMES, tls_cert=raft.tls_cert, tls_key=raft.tls_key, tls_ca=raft.tls_ca)
 
 
 def describe_raft(settings: Settings) -> str:
     raft = _raft(settings)
     low, high = raft.election_timeout
-    return (f"Raft peer {raft.node_id} of {len(raft.peers)} ({', '.join(raft.peers)}), election timeout "
-            f"{low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
+    # Whether anyone who reaches the port can vote or lead: the first thing to know about a Raft peer.
+    transport = (f"peers authenticated by mutual TLS (CA {raft.tls_ca})" if raft.authenticated
+                 else "plain TCP on loopback, peers not authenticated")
+    return (f"Raft peer {raft.node_id} of {len(raft.peers)} ({', '.join(raft.peers)}), {transport}, election "
+            f"timeout {low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
 
 
 CHOICES: dict[str, BackendChoice] = {
@@ -184,7 +188,7 @@ CHOICES: dict[str, BackendChoice] = {
         read=lambda get, instance_id, member: read_zookeeper(get), timing=lambda settings: None,
         build=build_zookeeper, describe=describe_zookeeper),
     RAFT: BackendChoice(
-        settings=("RAFT_PEERS", "RAFT_ID", "RAFT_DATA_DIR", "RAFT_ELECTION_TIMEOUT"),
+        settings=("RAFT_PEERS", "RAFT_ID", "RAFT_DATA_DIR", "RAFT_ELECTION_TIMEOUT", *RAFT_TLS_SETTINGS),
         read=lambda get, instance_id, member: read_raft(get, instance_id, member=member),
         timing=lambda settings: None, build=build_raft, describe=describe_raft),
 }

@@ -23,6 +23,12 @@ ROWS_TESTED_ELSEWHERE = {
     "account-url-token-refused": "tests/test_azure_ad.py",
     "account-url-storage-refuses-token": "tests/test_azure_ad.py",
     "zk-session-timeout-not-granted": "tests/test_zookeeper_backend.py",
+    # Raft's mutual TLS: certificates made for each test.
+    **{row: "tests/test_demo_raft_tls.py" for row in (
+        "raft-tls-only-some", "raft-tls-empty", "raft-tls-file-missing", "raft-tls-not-a-certificate",
+        "raft-tls-key-encrypted", "raft-tls-key-not-the-certificates", "raft-tls-cert-names-another-id",
+        "raft-tls-cert-expired", "raft-tls-cert-not-yet-valid", "raft-tls-cert-other-ca",
+        "raft-peers-beyond-loopback-without-tls", "raft-status-tls-without-raft-id")},
 }
 
 

@@ -276,7 +276,8 @@ class Demo:
             return
         record, left = self.leader_record(), self.services.lease_left()  # a storage call: not under the lock
         with self.lock:  # the pump threads append to the log meanwhile
-            self.out.write(render_panel(elapsed, record, left, self.snapshot(), self.disruptions, self.log))
+            self.out.write(render_panel(elapsed, record, left, self.snapshot(), self.disruptions, self.log,
+                                        self.services.note))
             self.out.flush()
 
     def summary(self) -> str:

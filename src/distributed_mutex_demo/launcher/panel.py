@@ -23,12 +23,14 @@ KEYS_HELP = "keys: k kill the leader, s stop it gracefully, a add an instance, q
 
 
 def render_panel(elapsed: float, record: dict[str, Any] | None, lease_left: float | None,
-                 nodes: Iterable[Node], disruptions: list[Disruption], log: Iterable[str]) -> str:
-    """The whole screen: the leader and its term, one row per instance, then the newest log lines."""
+                 nodes: Iterable[Node], disruptions: list[Disruption], log: Iterable[str], note: str = "") -> str:
+    """The whole screen: the leader and its term, one row per instance, then the newest log lines.
+    ``note``: what the header says about the election besides (a Raft cluster's transport)."""
     rows = [f"{BOLD}leader election demo{RESET}  {elapsed:5.0f} s   "
             f"leader: {BOLD}{record['instance'] if record else 'none'}{RESET}"
             f"  term {record['term'] if record else '-'}"
-            f"  lease left {'-' if lease_left is None else f'{lease_left:4.1f} s'}"]
+            f"  lease left {'-' if lease_left is None else f'{lease_left:4.1f} s'}"
+            + (f"  {note}" if note else "")]
     for node in nodes:
         if not node.alive and time.monotonic() - node.started > 0 and node.process.returncode is not None:
             state = f"{DIM}exited ({node.process.returncode}){RESET}"

@@ -1,7 +1,9 @@
 """The election's service for ``make demo``: Azurite (the project's pinned npm package; its Docker
 image when there is no Node.js) or a ZooKeeper server (the Debian package's jar). A Raft cluster
-needs none: the instances are the cluster, each on a port chosen here. Every child dies with the
-demo, even when the demo is killed (PR_SET_PDEATHSIG)."""
+needs none: the instances are the cluster, each on a port chosen here, authenticated by mutual TLS
+with a throwaway CA and a certificate per member made in the work directory (make_certificates),
+as a real cluster would be. Every child dies with the demo, even when the demo is killed
+(PR_SET_PDEATHSIG)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from distributed_mutex_demo.errors import LaunchError
+from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
+from DistributedMutex.errors import MissingExtraError
 
 ROOT = Path(__file__).resolve().parents[3]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
@@ -43,6 +47,7 @@ class Services:
         self.zookeeper_port = 0
         # Raft: the cluster is fixed (RAFT_PEERS); a stopped member comes back under its own name.
         self.raft_peers = {f"node-{i}": free_port() for i in range(1, instances + 1)} if backend == "raft" else {}
+        self.raft_tls: dict[str, PeerCertificate] = {}  # member -> its certificate, key and the CA
 
     def start(self) -> str:
         """Start what the backend needs; returns where the election happens, for the first line."""
@@ -50,9 +55,16 @@ class Services:
             self.start_zookeeper()
             return f"ZooKeeper on 127.0.0.1:{self.zookeeper_port}, znodes under /election"
         if self.backend == "raft":
-            return f"a Raft cluster of {', '.join(self.raft_peers)}"
+            self.make_raft_certificates()
+            return (f"a Raft cluster of {', '.join(self.raft_peers)}, peers authenticated by mutual TLS "
+                    f"(a throwaway CA in {self.workdir / 'tls'})")
         self.start_azurite()
         return f"lease blob {self.container}/{LEASE_BLOB}"
+
+    @property
+    def note(self) -> str:
+        """For the panel's header: how the Raft peers talk (the other backends' services say nothing)."""
+        return "peers: mutual TLS" if self.raft_tls else ""
 
     def stop(self) -> None:
         for service in (self.azurite, self.zookeeper):
@@ -70,10 +82,23 @@ class Services:
             return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": f"127.0.0.1:{self.zookeeper_port}",
                     "ZOOKEEPER_PATH": "/election"}
         if self.backend == "raft":
+            files = self.raft_tls[name]
             return {"ELECTION_BACKEND": "raft", "RAFT_ID": name, "RAFT_DATA_DIR": str(self.workdir / "raft"),
-                    "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in self.raft_peers.items())}
+                    "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in self.raft_peers.items()),
+                    "RAFT_TLS_CERT": str(files.cert), "RAFT_TLS_KEY": str(files.key), "RAFT_TLS_CA": str(files.ca)}
         return {"ELECTION_BACKEND": "azure", "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
                 "CONTAINER_NAME": self.container}
+
+    # -- Raft ---------------------------------------------------------------------------------
+
+    def make_raft_certificates(self) -> None:
+        """A CA and a certificate per member, as a user makes them for a real cluster (docs/demo.md).
+        Loopback would allow plain TCP, but the demo shows the cluster as it should run anywhere."""
+        try:
+            self.raft_tls = make_certificates(self.workdir / "tls", self.raft_peers)
+        except MissingExtraError:
+            raise LaunchError("the Raft demo makes its peers' certificates with the module 'cryptography', which "
+                              "is not installed: pip install 'distributed-mutex[demo]'") from None
 
     # -- ZooKeeper ---------------------------------------------------------------------------
 

@@ -7,10 +7,12 @@ import importlib
 import importlib.resources
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 
 before = set(sys.modules)
 import DistributedMutex  # noqa: E402
+from DistributedMutex.backends.raft import make_certificates  # noqa: E402
 
 loaded = {name.split(".")[0] for name in set(sys.modules) - before}
 refusals: dict[str, dict[str, object]] = {}
@@ -32,6 +34,7 @@ refusal("AzureBlobLeaseBackend", lambda: DistributedMutex.AzureBlobLeaseBackend(
 refusal("AzureBlobLeaseBackend.from_container_sas_url",
         lambda: DistributedMutex.AzureBlobLeaseBackend.from_container_sas_url("https://a/c?sig=x", "blob"))
 refusal("DistributedMutex.metrics", lambda: importlib.import_module("DistributedMutex.metrics"))
+refusal("make_certificates", lambda: make_certificates(tempfile.mkdtemp(), ["a"]))
 
 print(json.dumps({
     "file": DistributedMutex.__file__,

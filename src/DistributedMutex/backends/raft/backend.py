@@ -25,8 +25,10 @@ replaces it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,9 +47,11 @@ from DistributedMutex.backends.raft.arguments import (
     check_peers,
     raft_timing,
 )
+from DistributedMutex.backends.raft.connection import tls_reason
 from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.messages import MAX_TERM, LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
+from DistributedMutex.backends.raft.tls import TlsConfig, check_tls_needed, load_tls
 from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
@@ -79,12 +83,18 @@ class RaftBackend:
 
     def __init__(self, peers: Mapping[str, tuple[str, int] | str], node_id: str, data_dir: str | PathLike[str],
                  election_timeout: tuple[float, float] = DEFAULT_ELECTION_TIMEOUT, *,
-                 heartbeat_interval: float | None = None, names: Mapping[str, str] | None = None) -> None:
+                 heartbeat_interval: float | None = None, names: Mapping[str, str] | None = None,
+                 tls_cert: str | PathLike[str] | None = None, tls_key: str | PathLike[str] | None = None,
+                 tls_ca: str | PathLike[str] | None = None) -> None:
         """``peers``: every peer of the cluster, this one included, as ``{id: (host, port)}``;
         ``node_id``: this peer's id in it; ``data_dir``: where its term and vote are kept
         (``<data_dir>/<node_id>.json``); ``election_timeout``: (min, max) seconds;
         ``heartbeat_interval``: seconds between the leader's heartbeat rounds, by default a tenth of
         the minimum election timeout, at most arguments.max_heartbeat_interval (0.35 of it).
+        ``tls_cert``, ``tls_key``, ``tls_ca``: PEM files for mutual TLS between the peers (all three
+        or none): this peer's certificate, naming ``node_id`` as subjectAltName=DNS:<node_id>, its
+        unencrypted key, and the CA that signed every peer's certificate (tls.py). Without them the
+        peers talk plain TCP, which only a cluster on loopback addresses may do.
         ``names``: what the caller calls these arguments in its own settings, for messages."""
         self._names = dict(names or {})
         self._peers = check_peers(self._name("peers"), peers)
@@ -93,11 +103,19 @@ class RaftBackend:
         self._election_timeout = check_election_timeout(self._name("election_timeout"), election_timeout)
         self._heartbeat_interval = check_heartbeat_interval(self._name("heartbeat_interval"), heartbeat_interval,
                                                             self._election_timeout)
+        self._tls = load_tls(self._node_id, tls_cert, tls_key, tls_ca, self._name)
+        if self._tls is None:
+            check_tls_needed(self._peers, self._name)
         self._node: RaftNode | None = None
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None
         self._terms = _Terms()
         self._terms_lock = threading.Lock()  # for writers; readers take one consistent _view
+
+    @property
+    def tls(self) -> TlsConfig | None:
+        """The checked TLS files and contexts; None: plain TCP (loopback only)."""
+        return self._tls
 
     @property
     def lease_duration(self) -> float:
@@ -207,12 +225,17 @@ class RaftBackend:
             if self._node is None:
                 node = RaftNode(self._node_id, self._peers, self._data_dir, self._election_timeout,
                                 info=LeaderInfo(identity.instance_id, identity.host, identity.pid),
-                                heartbeat_interval=self._heartbeat_interval, on_change=self._changed)
+                                heartbeat_interval=self._heartbeat_interval, on_change=self._changed,
+                                tls=self._tls)
                 try:
                     node.start()
                 except (OSError, ValueError) as exc:
                     raise StorageRejectedError(self._start_failure(exc)) from None
                 self._node = node
+                if self._tls is None:
+                    log.warning("raft: the peers are not authenticated (no %s, %s, %s): any process on this machine "
+                                "can vote, lead or move the term; set them to use mutual TLS",
+                                self._name("tls_cert"), self._name("tls_key"), self._name("tls_ca"))
             return self._node
 
     def _start_failure(self, exc: OSError | ValueError) -> str:
@@ -284,7 +307,7 @@ class RaftBackend:
     def _ask_peers(self) -> LeaderRecord | None:
         """Who leads, from the peers' own answers: the leader named in the highest term wins."""
         with ThreadPoolExecutor(max_workers=len(self._peers)) as pool:
-            answers = list(pool.map(_ask, self._peers.values()))
+            answers = list(pool.map(functools.partial(_ask, tls=self._tls), self._peers.items()))
         statuses = [answer for answer in answers if isinstance(answer, dict)]
         if not statuses:
             tried = ", ".join(f"{peer}={host}:{port}" for peer, (host, port) in self._peers.items())
@@ -294,9 +317,12 @@ class RaftBackend:
         return _record_from_json(best)
 
 
-def _ask(address: tuple[str, int]) -> dict[str, Any] | str:
+def _ask(peer: tuple[str, tuple[str, int]], tls: TlsConfig | None) -> dict[str, Any] | str:
+    peer_id, address = peer
     try:
-        return query_status(address, STATUS_TIMEOUT)
+        return query_status(address, STATUS_TIMEOUT, tls=tls, peer_id=peer_id)
+    except ssl.SSLError as exc:  # OpenSSL's text ends in "(_ssl.c:1006)": the short reason says it
+        return f"{address[0]}:{address[1]}: TLS refused ({tls_reason(exc)})"
     except (OSError, ValueError) as exc:
         return f"{address[0]}:{address[1]}: {exc}"
 

@@ -20,6 +20,7 @@ class ListenerLimits:
     max_per_source: int = 128
     idle_timeout: float = 60.0  # no complete message for this long: closed (a link reconnects)
     write_timeout: float = 5.0  # a status reply not read by then: closed
+    handshake_timeout: float = 5.0  # TLS: a handshake not done by then is closed (a peer's takes milliseconds)
     queue_quota: int = 32  # messages of one connection waiting for the driver, at most
     log_interval: float = 10.0  # rate-limited warnings: per kind, so many lines per interval
     log_burst: int = 3

@@ -2,6 +2,12 @@
 
 Whoever connects is a stranger until proven otherwise, so each connection is held to limits:
 
+* with TLS (tls.py), a connection is a TLS server socket whose handshake runs in the selector loop
+  like any read, within ``handshake_timeout``: the client must present a certificate from the
+  cluster's CA (else refused at the handshake: ``tls_refused``) that names a peer id of the peer
+  list as subjectAltName=DNS:<id> (else ``unknown_certificate``), and from then on its messages
+  must come from that id (else ``wrong_sender``, the connection closed). Any such peer may ask
+  for the status.
 * a message is checked where it is read: its sender must be in the peer list (and not this node),
   its addressee this node; anything else closes the connection and is counted (``transport`` in
   the status reply, with the other counts below). Without TLS a forger can still claim a listed
@@ -37,33 +43,19 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
 
+from DistributedMutex.backends.raft.connection import Connection, Handshake, tls_reason
 from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter, raise_fd_limit
 from DistributedMutex.backends.raft.messages import Message, decode
+from DistributedMutex.backends.raft.tls import TlsConfig, dns_names, peer_ids
 from DistributedMutex.backends.raft.transport import MAX_LINE
 from DistributedMutex.backends.raft.transport import close_socket as _close
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 16 * 1024  # one read per ready connection per round: the others' turn comes next
 # Accept errors that mean "out of something for now": back off and try again.
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 Deliver = Callable[[Message, Callable[[], None]], None]  # the message, and "the driver took it"
-
-
-class _Connection:
-    __slots__ = ("buffer", "last_message", "out", "out_since", "paused", "queued", "sock", "source", "spoke")
-
-    def __init__(self, sock: socket.socket, source: str, now: float) -> None:
-        self.sock = sock
-        self.source = source
-        self.buffer = bytearray()
-        self.out = bytearray()  # a status reply not yet written
-        self.out_since = 0.0
-        self.last_message = now
-        self.spoke = False  # sent at least one complete line
-        self.queued = 0  # its messages the driver has not taken yet
-        self.paused = False  # not read until the driver took some of its messages
 
 
 class Listener:
@@ -71,11 +63,14 @@ class Listener:
     a status request is answered with ``status()`` on the same connection."""
 
     def __init__(self, address: tuple[str, int], deliver: Deliver, status: Callable[[], dict[str, Any]], *,
-                 node_id: str, peers: Collection[str], limits: ListenerLimits | None = None) -> None:
+                 node_id: str, peers: Collection[str], limits: ListenerLimits | None = None,
+                 tls: TlsConfig | None = None) -> None:
         self._deliver = deliver
         self._status = status
         self._node_id = node_id
-        self._senders = frozenset(peers) - {node_id}
+        self._peers = frozenset(peers)
+        self._senders = self._peers - {node_id}
+        self._tls = tls
         self._limits = limits or ListenerLimits()
         self._max_connections = raise_fd_limit(self._limits.max_connections)
         self._warn = LogLimiter(log, self._limits.log_interval, self._limits.log_burst)
@@ -92,8 +87,8 @@ class Listener:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._server, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._connections: dict[socket.socket, _Connection] = {}
-        self._resumed: list[_Connection] = []  # un-paused by the driver, to be read again
+        self._connections: dict[socket.socket, Connection] = {}
+        self._resumed: list[Connection] = []  # un-paused by the driver, to be read again
         self._accept_paused_until = 0.0  # out of file descriptors: not accepting until then
         self._backoff = 0.0
         self._closed = False
@@ -146,7 +141,7 @@ class Listener:
                 self._accept()
             elif key.data == "wake":
                 self._woken()
-            elif isinstance(key.data, _Connection):
+            elif isinstance(key.data, Connection):
                 self._serve_connection(key.data, mask)
         now = time.monotonic()
         if self._accept_paused_until and now >= self._accept_paused_until:
@@ -204,33 +199,63 @@ class Listener:
                 self._count("evicted")
                 self._drop(victim)
         sock.setblocking(False)
-        connection = _Connection(sock, source, time.monotonic())
+        now = time.monotonic()
+        if self._tls is not None:
+            try:
+                sock = self._tls.server.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except OSError:  # reset before we got to it
+                _close(sock)
+                return
+        connection = Connection(sock, source, now, handshake_until=0.0 if self._tls is None
+                                else now + self._limits.handshake_timeout)
         self._connections[sock] = connection
         self._selector.register(sock, selectors.EVENT_READ, connection)
 
     @staticmethod
-    def _victim(crowd: Collection[_Connection]) -> _Connection | None:
+    def _victim(crowd: Collection[Connection]) -> Connection | None:
         return min(crowd, key=lambda c: (c.spoke, c.last_message), default=None)
 
-    def _serve_connection(self, connection: _Connection, mask: int) -> None:
+    def _serve_connection(self, connection: Connection, mask: int) -> None:
         if connection.sock not in self._connections:
             return  # dropped earlier in this round
-        if mask & selectors.EVENT_WRITE:
+        if connection.handshake_until:
+            self._handshake(connection)
+        elif mask & selectors.EVENT_WRITE:
             self._flush(connection)
         elif mask & selectors.EVENT_READ:
-            try:
-                data = connection.sock.recv(READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._drop(connection)
-                return
-            connection.buffer += data
-            self._handle_lines(connection)
+            self._read(connection)
 
-    def _handle_lines(self, connection: _Connection) -> None:
+    def _read(self, connection: Connection) -> None:
+        data = connection.read()
+        if data is None:
+            return  # a partial TLS record (or nothing yet): the rest comes with a later event
+        if not data:
+            self._drop(connection)
+            return
+        connection.buffer += data
+        self._handle_lines(connection)
+
+    def _handshake(self, connection: Connection) -> None:
+        """One step of a TLS handshake; once done, who the client is (its certificate's peer ids)."""
+        try:
+            step = connection.handshake()
+        except OSError as exc:  # ssl.SSLError included: not TLS, or no certificate from our CA
+            self._refuse(connection, "tls_refused", "raft: refused a connection from %s at the TLS handshake (%s)",
+                         connection.source, tls_reason(exc))
+            return
+        if step is Handshake.DONE:
+            certificate = connection.certificate()
+            connection.ids = peer_ids(certificate, self._peers)
+            if not connection.ids:
+                self._refuse(connection, "unknown_certificate", "raft: refused a connection from %s: its "
+                             "certificate names %s, no peer of %s", connection.source,
+                             ", ".join(dns_names(certificate))[:200] or "no DNS name", self._node_id)
+                return
+        self._update_interest(connection)
+        if step is Handshake.DONE and connection.has_pending():
+            self._read(connection)
+
+    def _handle_lines(self, connection: Connection) -> None:
         buffer = connection.buffer
         start = 0
         while not connection.paused and not connection.out:
@@ -249,7 +274,7 @@ class Listener:
         else:
             self._update_interest(connection)
 
-    def _handle(self, connection: _Connection, line: bytes) -> bool:
+    def _handle(self, connection: Connection, line: bytes) -> bool:
         """Handle one line; False to drop the connection (it does not speak our protocol)."""
         connection.spoke = True
         connection.last_message = time.monotonic()
@@ -271,6 +296,10 @@ class Listener:
         if message.dst != self._node_id:
             return self._refused("not_for_me", "raft: dropping a connection from %s: a message for %r, not %s",
                                  connection.source, message.dst[:64], self._node_id)
+        if connection.ids is not None and message.src not in connection.ids:
+            return self._refused("wrong_sender", "raft: dropping a connection from %s: its certificate names %s, "
+                                 "its message claims to come from %r", connection.source,
+                                 ", ".join(sorted(connection.ids)), message.src)
         with self._lock:
             connection.queued += 1
             if connection.queued >= self._limits.queue_quota:
@@ -284,11 +313,11 @@ class Listener:
         self._warn.warning(kind.replace("_", " ") + " messages", message, *args)
         return False
 
-    def _refuse(self, connection: _Connection, kind: str, message: str, *args: object) -> None:
+    def _refuse(self, connection: Connection, kind: str, message: str, *args: object) -> None:
         self._refused(kind, message, *args)
         self._drop(connection)
 
-    def _taken(self, connection: _Connection) -> None:
+    def _taken(self, connection: Connection) -> None:
         """Called by the driver as it takes one of this connection's messages."""
         with self._lock:
             connection.queued -= 1
@@ -298,7 +327,7 @@ class Listener:
         if resume:
             self._wake(connection)
 
-    def _wake(self, connection: _Connection | None = None) -> None:
+    def _wake(self, connection: Connection | None = None) -> None:
         if connection is not None:
             with self._lock:
                 self._resumed.append(connection)
@@ -319,10 +348,12 @@ class Listener:
             if connection.sock in self._connections and not connection.paused:
                 self._handle_lines(connection)  # what it sent while paused, then read it again
 
-    def _update_interest(self, connection: _Connection) -> None:
+    def _update_interest(self, connection: Connection) -> None:
         """Read it unless paused or a reply waits to go out (then write only: a client that asks
         and never reads cannot make the reply grow)."""
-        if connection.out:
+        if connection.handshake_until:
+            events = selectors.EVENT_WRITE if connection.want_write else selectors.EVENT_READ
+        elif connection.out:
             events = selectors.EVENT_WRITE
         elif connection.paused:
             events = 0
@@ -340,22 +371,20 @@ class Listener:
         elif key.events != events:
             self._selector.modify(connection.sock, events, connection)
 
-    def _flush(self, connection: _Connection) -> None:
-        try:
-            sent = connection.sock.send(connection.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+    def _flush(self, connection: Connection) -> None:
+        if not connection.send_out():
             self._drop(connection)
             return
-        del connection.out[:sent]
         if not connection.out:
             self._handle_lines(connection)  # what it sent meanwhile
 
     def _sweep(self, now: float) -> None:
         limits = self._limits
         for connection in list(self._connections.values()):
-            if connection.out and now - connection.out_since > limits.write_timeout:
+            if connection.handshake_until and now > connection.handshake_until:
+                self._count("handshake_timeout")
+                self._drop(connection)
+            elif connection.out and now - connection.out_since > limits.write_timeout:
                 self._count("write_timeout")
                 self._drop(connection)
             elif not connection.paused and now - connection.last_message > limits.idle_timeout:
@@ -364,7 +393,7 @@ class Listener:
         self._warn.flush()
         self._accept_warn.flush()
 
-    def _drop(self, connection: _Connection) -> None:
+    def _drop(self, connection: Connection) -> None:
         if self._connections.pop(connection.sock, None) is None:
             return
         try:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
-import fcntl
 import functools
 import logging
-import os
 import queue
 import random
 import threading
@@ -29,10 +27,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
-from DistributedMutex.backends.raft.limits import ListenerLimits
+from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter
 from DistributedMutex.backends.raft.listener import Listener
 from DistributedMutex.backends.raft.messages import LeaderInfo, Message, encode
-from DistributedMutex.backends.raft.storage import StateFile
+from DistributedMutex.backends.raft.storage import StateFile, StateLock
+from DistributedMutex.backends.raft.tls import TlsConfig
 from DistributedMutex.backends.raft.transport import PeerLink
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ class RaftNode:
     def __init__(self, node_id: str, peers: dict[str, tuple[str, int]], data_dir: Path,
                  election_timeout: tuple[float, float], *, info: LeaderInfo,
                  heartbeat_interval: float | None = None, on_change: Callable[[], None] | None = None,
-                 listener_limits: ListenerLimits | None = None) -> None:
+                 listener_limits: ListenerLimits | None = None, tls: TlsConfig | None = None) -> None:
         self.node_id = node_id
         self.address = peers[node_id]
         self._peers = peers
@@ -110,6 +109,7 @@ class RaftNode:
         self._info = info
         self._on_change = on_change
         self._listener_limits = listener_limits
+        self._tls = tls
         self._state = StateFile(data_dir, node_id)
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._changed = threading.Condition()
@@ -118,7 +118,11 @@ class RaftNode:
         self._unsaved: HardState | None = None
         self._links: dict[str, PeerLink] = {}
         self._listener: Listener | None = None
-        self._lock_fd = -1
+        self._state_lock = StateLock(data_dir, node_id)
+        # What the core's guard dropped (guard.py), as of the driver's last step: for the status.
+        self._refused = {"implausible_term": 0, "replayed": 0}
+        limits = listener_limits or ListenerLimits()
+        self._warn = LogLimiter(log, limits.log_interval, limits.log_burst)
         self._driver: threading.Thread | None = None
         # Set by stop(): from then on the driver persists and sends nothing, and exits.
         self._stopping = threading.Event()
@@ -129,7 +133,7 @@ class RaftNode:
         """Load the state, take this peer's address, start the threads. OSError if the address
         is taken or the data directory cannot be used; ValueError if the state file is corrupt."""
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_state()
+        self._state_lock.take()
         try:
             persisted = self._state.load()
             now = time.monotonic()
@@ -138,16 +142,18 @@ class RaftNode:
                                   persisted=persisted, now=now, info=self._info)
             self._status = self._snapshot()
             self._listener = Listener(self.address, self._delivered, self._status_json, node_id=self.node_id,
-                                      peers=list(self._peers), limits=self._listener_limits)
+                                      peers=list(self._peers), limits=self._listener_limits, tls=self._tls)
         except BaseException:
-            self._unlock_state()
+            self._state_lock.release()
             raise
         low = self.election_timeout[0]
-        self._links = {peer: PeerLink(peer, address, connect_timeout=min(1.0, low / 2), retry_interval=low / 10)
+        self._links = {peer: PeerLink(peer, address, connect_timeout=min(1.0, low / 2), retry_interval=low / 10,
+                                      tls=self._tls)
                        for peer, address in self._peers.items() if peer != self.node_id}
         self._driver = threading.Thread(target=self._drive, name=f"raft-{self.node_id}", daemon=True)
         self._driver.start()
-        log.info("raft: peer %s listening on %s:%d (term %d%s)", self.node_id, *self.address, persisted.term,
+        log.info("raft: peer %s listening on %s:%d (%s, term %d%s)", self.node_id, *self.address,
+                 "mutual TLS" if self._tls else "plain TCP", persisted.term,
                  f", voted for {persisted.voted_for}" if persisted.voted_for else "")
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -184,6 +190,12 @@ class RaftNode:
     def transport_counts(self) -> dict[str, int]:
         """What the listener refused or closed, by reason (also in the status reply, "transport")."""
         return {} if self._listener is None else self._listener.counts()
+
+    def refused_counts(self) -> dict[str, int]:
+        """What reached the driver but the core's guard dropped, by reason (the status's "refused"):
+        ``implausible_term`` (a term jump no election could explain), ``replayed`` (a message
+        already taken, or older than the replay window)."""
+        return dict(self._refused)
 
     @property
     def listener(self) -> Listener | None:
@@ -270,7 +282,7 @@ class RaftNode:
             if item is _STOP or self._stopping.is_set():
                 # What is still queued is dropped: a vote handled now would be saved after stop().
                 self._drop_queued_calls()
-                self._unlock_state()
+                self._state_lock.release()
                 return
             if isinstance(item, _Delivery):
                 item.taken()
@@ -299,7 +311,13 @@ class RaftNode:
             if isinstance(item, tuple):
                 answer = self._run_call(core, now, *item)
             elif item is not None:
+                guard = core.guard
+                before = (guard.implausible_terms, guard.stale_messages)
                 self._carry_out(core.step(item, now))
+                if (guard.implausible_terms, guard.stale_messages) != before:
+                    self._note_refusal(core, item, before)
+            else:
+                self._warn.flush()  # an idle moment: say how many warnings were held back
             if now >= core.wake_at:
                 self._carry_out(core.tick(now))
             self._publish(now)
@@ -308,6 +326,20 @@ class RaftNode:
             # its call did (a released leadership still showing as leading would be taken again).
             if answer is not None:
                 answer()
+
+    def _note_refusal(self, core: RaftCore, message: Message, before: tuple[int, int]) -> None:
+        """The guard dropped ``message``: count it for the status, and say so (rate-limited)."""
+        guard = core.guard
+        self._refused = {"implausible_term": guard.implausible_terms, "replayed": guard.stale_messages}
+        kind = type(message).__name__
+        if guard.implausible_terms != before[0]:
+            self._warn.warning("implausible terms", "raft: dropped a %s from %s: its term %d is further ahead of ours "
+                               "(%d) than elections since its last message could explain", kind, message.src,
+                               message.term, core.term)
+        else:
+            self._warn.warning("replayed messages", "raft: dropped a %s from %s: a replay (epoch %d, seq %d was "
+                               "taken already or is older than the replay window)", kind, message.src, message.epoch,
+                               message.seq)
 
     def _run_call(self, core: RaftCore, now: float, fn: Callable[[RaftCore, float], Any],
                   future: concurrent.futures.Future[Any]) -> Callable[[], None] | None:
@@ -369,23 +401,4 @@ class RaftNode:
             log.debug("raft: %s in term %d", new.role.value, new.term)
 
     def _status_json(self) -> dict[str, Any]:
-        return self.status.to_json(time.monotonic())
-
-    # -- one process per peer's state --------------------------------------------------------
-
-    def _lock_state(self) -> None:
-        """Two processes sharing one peer's state would each vote once per term: twice."""
-        path = self._data_dir / f"{self.node_id}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise OSError(f"another process runs Raft peer {self.node_id} with the state in {self._data_dir}") from None
-        self._lock_fd = fd
-
-    def _unlock_state(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-
+        return {**self.status.to_json(time.monotonic()), "refused": self.refused_counts()}

@@ -7,6 +7,7 @@ itself must reach the disk too). A crash at any point leaves either the old or t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -80,3 +81,29 @@ def _short(value: object) -> str:
         except ValueError:  # an int too long to print in Python 3.11+
             text = "a number too long to print"
     return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
+class StateLock:
+    """One process per peer's state: two sharing it would each vote once per term, so twice."""
+
+    def __init__(self, data_dir: Path, node_id: str) -> None:
+        self._path = data_dir / f"{node_id}.lock"
+        self._data_dir = data_dir
+        self._node_id = node_id
+        self._fd = -1
+
+    def take(self) -> None:
+        """OSError if another process holds it."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OSError(f"another process runs Raft peer {self._node_id} with the state in "
+                          f"{self._data_dir}") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -10,6 +10,10 @@ was away would only deliver stale news when it comes back.
 
 Anyone may also connect and send ``{"type": "status"}``: the answer (one JSON line) comes back on
 the same connection. That is how ``--status`` asks a cluster it is not a member of.
+
+With TLS (tls.py) every connection is mutual TLS: a link presents this peer's certificate and
+talks only to a server whose certificate names the peer it dials; the status query does the same
+(so asking needs a certificate from the cluster's CA: any peer's will do).
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from typing import Any
 
+from DistributedMutex.backends.raft.limits import LogLimiter
+from DistributedMutex.backends.raft.tls import TlsConfig, dns_names, peer_ids
+
 log = logging.getLogger(__name__)
+_refusals = LogLimiter(log, 10.0, 3)  # a peer with a wrong certificate is dialled again and again
 
 MAX_LINE = 64 * 1024  # far above any message; a longer line is not from a peer
 STATUS_REQUEST = b'{"type":"status"}\n'
@@ -33,9 +42,10 @@ class PeerLink:
     """The outgoing connection to one peer, written by its own thread."""
 
     def __init__(self, peer_id: str, address: tuple[str, int], *, connect_timeout: float,
-                 retry_interval: float, queue_size: int = 256) -> None:
+                 retry_interval: float, queue_size: int = 256, tls: TlsConfig | None = None) -> None:
         self.peer_id = peer_id
         self.address = address
+        self._tls = tls
         self._connect_timeout = connect_timeout
         self._retry_interval = retry_interval
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_size)  # None: stop
@@ -108,19 +118,34 @@ class PeerLink:
 
     def _connected(self) -> socket.socket | None:
         sock = self._sock
-        if sock is not None and _peer_closed(sock):
+        closed = None if sock is None else _closed(sock)
+        if closed is not None:
             # The peer never writes on this connection: readable means it closed or restarted.
             self._drop_connection()
             sock = None
+            if closed:
+                # TLS 1.3: the server refuses our certificate only after our handshake is done, so
+                # this is where we hear of it. Not again at once: it would only refuse again.
+                _refusals.warning(f"refused by {self.peer_id}", "raft: %s at %s:%d refused this peer's certificate "
+                                  "(%s)", self.peer_id, *self.address, closed)
+                self._retry_at = time.monotonic() + self._retry_interval
         if sock is not None:
             return sock
         if time.monotonic() < self._retry_at:
             return None
         try:
-            sock = socket.create_connection(self.address, timeout=self._connect_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = connect(self.address, self._connect_timeout, self._tls, self.peer_id)
+        except WrongPeerError as exc:
+            _refusals.warning(f"wrong peer {self.peer_id}", "raft: not talking to %s at %s:%d: %s", self.peer_id,
+                              *self.address, exc)
+            self._retry_at = time.monotonic() + self._retry_interval
+            return None
         except OSError as exc:
-            log.debug("raft: cannot reach %s at %s:%d (%s)", self.peer_id, *self.address, exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                _refusals.warning(f"wrong peer {self.peer_id}", "raft: not talking to %s at %s:%d: its certificate "
+                                  "fails verification (%s)", self.peer_id, *self.address, exc.verify_message)
+            else:
+                log.debug("raft: cannot reach %s at %s:%d (%s)", self.peer_id, *self.address, exc)
             self._retry_at = time.monotonic() + self._retry_interval
             return None
         self._sock = sock
@@ -132,10 +157,39 @@ class PeerLink:
             close_socket(sock)
 
 
-def query_status(address: tuple[str, int], timeout: float) -> dict[str, Any]:
-    """Ask one peer for its status; OSError or ValueError if it does not answer properly in time."""
+class WrongPeerError(OSError):
+    """The server's certificate is from the cluster's CA but does not name the peer we dialled."""
+
+
+def connect(address: tuple[str, int], timeout: float, tls: TlsConfig | None, peer_id: str | None) -> socket.socket:
+    """A connection to a peer, through mutual TLS if ``tls``: the server's certificate must then
+    name ``peer_id`` (if given). OSError (ssl.SSLError, WrongPeerError included) otherwise."""
+    sock = socket.create_connection(address, timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is None:
+            return sock
+        # The handshake runs within the connect timeout (the socket's), and so does a stalled server.
+        wrapped = tls.client.wrap_socket(sock, server_side=False)
+    except BaseException:
+        close_socket(sock)
+        raise
+    if peer_id is not None and peer_id not in peer_ids(wrapped.getpeercert(), [peer_id]):
+        names = dns_names(wrapped.getpeercert())
+        close_socket(wrapped)
+        raise WrongPeerError(f"its certificate names {', '.join(names) or 'no DNS name'}, not {peer_id}")
+    return wrapped
+
+
+def query_status(address: tuple[str, int], timeout: float, *, tls: TlsConfig | None = None,
+                 peer_id: str | None = None) -> dict[str, Any]:
+    """Ask one peer for its status; OSError or ValueError if it does not answer properly in time.
+
+    ``tls``: through mutual TLS with these files (the asker's certificate must be from the
+    cluster's CA and name one of its peers); ``peer_id``: the id the answering peer's certificate
+    must name."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection(address, timeout=timeout) as sock:
+    with connect(address, timeout, tls, peer_id) as sock:
         sock.sendall(STATUS_REQUEST)
         answer = b""
         while not answer.endswith(b"\n"):
@@ -150,17 +204,37 @@ def query_status(address: tuple[str, int], timeout: float) -> dict[str, Any]:
     return status
 
 
-def _peer_closed(sock: socket.socket) -> bool:
+def _closed(sock: socket.socket) -> str | None:
+    """None while the connection is open; "" once the peer closed it; a TLS alert's reason if the
+    peer refused us (a certificate it does not accept)."""
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
-        return True
+        return ""
     if not readable:
-        return False
+        return None
+    if isinstance(sock, ssl.SSLSocket):
+        # TLS records cannot be peeked at; the peer never writes application data, so whatever a
+        # read brings is the end (close_notify, EOF, an alert) or a record that is not data.
+        timeout = sock.gettimeout()
+        try:
+            sock.setblocking(False)
+            return "" if sock.recv(1) == b"" else None
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return None
+        except ssl.SSLError as exc:
+            return str(exc.reason or exc).lower().replace("_", " ") if "ALERT" in str(exc.reason) else ""
+        except OSError:
+            return ""
+        finally:
+            try:
+                sock.settimeout(timeout)
+            except OSError:
+                pass
     try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
+        return "" if sock.recv(1, socket.MSG_PEEK) == b"" else None
     except OSError:
-        return True
+        return ""
 
 
 def close_socket(sock: socket.socket) -> None:
