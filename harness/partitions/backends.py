@@ -1,7 +1,8 @@
 """The three backends as clusters in network namespaces: their services, their instances' settings,
 and the bound on leaderless time each one's timing promises (stated here, from its timing).
 
-    raft       n instances, each a Raft peer on its namespace's address (RAFT_PEERS); no service
+    raft       n instances, each a Raft peer on its namespace's address (RAFT_PEERS), mutual TLS
+               with the cluster's own throwaway CA (RAFT_TLS_*); no service
     zookeeper  a 3-server ensemble, each server in its own namespace, listening on its address
     azure      Azurite (blob service) in its own namespace; the instances hold a lease on one blob
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from DistributedMutex.backends.raft.arguments import raft_timing
+from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
 from DistributedMutex.backends.zookeeper.arguments import zookeeper_timing
 from DistributedMutex.timing import ElectionTiming
 from harness.partitions.cluster import Cluster
@@ -24,16 +26,16 @@ RAFT_PORT = 7000  # each peer in its own namespace: the same port everywhere
 
 
 def raft_env(name: str, peers: dict[str, str], data_dir: Path, election_timeout: tuple[float, float],
-             port: int = RAFT_PORT) -> dict[str, str]:
-    """The settings of the Raft instance ``name`` among ``peers`` (id -> address), in one place."""
+             certificates: dict[str, PeerCertificate], port: int = RAFT_PORT) -> dict[str, str]:
+    """The settings of the Raft instance ``name`` among ``peers`` (id -> address), in one place.
+    The namespaces' addresses are not loopback ones: the peers must talk mutual TLS, each with its
+    certificate from the cluster's CA (``certificates``: make_certificates' files by peer id)."""
     low, high = election_timeout
-    env = {"RAFT_PEERS": ",".join(f"{peer}={address}:{port}" for peer, address in peers.items()),
-           "RAFT_ID": name, "RAFT_DATA_DIR": str(data_dir),
-           "RAFT_ELECTION_TIMEOUT": f"{low * 1000:g}-{high * 1000:g}"}
-    # --- TLS: a cluster on non-loopback addresses needs mutual TLS (issue 13). Once the Raft
-    # transport has it, add RAFT_TLS_CERT / RAFT_TLS_KEY / RAFT_TLS_CA here (one CA and one
-    # certificate per peer id, made once per cluster in the work directory). ---
-    return env
+    files = certificates[name]
+    return {"RAFT_PEERS": ",".join(f"{peer}={address}:{port}" for peer, address in peers.items()),
+            "RAFT_ID": name, "RAFT_DATA_DIR": str(data_dir),
+            "RAFT_ELECTION_TIMEOUT": f"{low * 1000:g}-{high * 1000:g}",
+            "RAFT_TLS_CERT": str(files.cert), "RAFT_TLS_KEY": str(files.key), "RAFT_TLS_CA": str(files.ca)}
 
 
 class RaftCluster(Cluster):
@@ -44,6 +46,7 @@ class RaftCluster(Cluster):
         super().__init__(workdir, instances)
         self.election_timeout = election_timeout
         self.timing = raft_timing(election_timeout)
+        self.certificates: dict[str, PeerCertificate] = {}
 
     @property
     def bound(self) -> float:
@@ -59,9 +62,13 @@ class RaftCluster(Cluster):
     def peers(self, name: str) -> list[str]:
         return self.others(name)
 
+    def start_services(self) -> None:
+        """No service: the cluster's throwaway CA and a certificate per peer id."""
+        self.certificates = make_certificates(self.workdir / "tls", self.names)
+
     def env(self, name: str) -> dict[str, str]:
         addresses = {n: self.network.members[n].address for n in self.names}
-        return {**raft_env(name, addresses, self.workdir / "raft", self.election_timeout),
+        return {**raft_env(name, addresses, self.workdir / "raft", self.election_timeout, self.certificates),
                 "OPENWEATHER_URL": self.weather_url(name)}
 
     def minority(self, leader: str) -> list[str]:

@@ -137,10 +137,14 @@ class Cluster:
 
     def wait_for_leader(self, timeout: float, message: str, not_: str | None = None,
                         after: float = 0.0) -> str:
-        """The instance acting as leader (other than ``not_``; started at or after ``after``)."""
-        return wait_until(lambda: next((i.instance for i in reversed(self.intervals())
-                                  if i.open and i.instance != not_ and i.start >= after), None),
-                    timeout, message)
+        """The instance acting as leader (other than ``not_``; started at or after ``after``); fails
+        at once, with their last lines, when every instance has exited (e.g. refused its settings)."""
+        def leading() -> str | None:
+            if self.instances and len(self.dead()) == len(self.instances):
+                raise AssertionError(f"{message}: every instance exited\n{self.describe()}")
+            return next((i.instance for i in reversed(self.intervals())
+                         if i.open and i.instance != not_ and i.start >= after), None)
+        return wait_until(leading, timeout, message)
 
     def wait_for_stop(self, name: str, timeout: float) -> None:
         wait_until(lambda: not any(i.open and i.instance == name for i in self.intervals()), timeout,
