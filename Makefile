@@ -4,7 +4,9 @@
 #              needs: requirements.txt into the venv, and Azurite only for ELECTION_BACKEND=azure
 # make lint  - ruff
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
-#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1")
+#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1"); then the partitions on real sockets,
+#              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
+#              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options)
 # make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):
 #              table on stdout, results.json and timeline.png in bench-results/<time>/
 #              (BENCH_ARGS="--trials 2 --contenders 3,10" for a smaller run; --help for all options)
@@ -36,6 +38,7 @@ lint: deps
 
 chaos: deps
 	PYTHONPATH=src:. $(PY) -m harness.chaos $(CHAOS_ARGS)
+	PYTHONPATH=src:. $(PY) -m harness.partitions $(PARTITION_ARGS)
 
 bench: deps $(VENV)/.bench-installed
 	PYTHONPATH=src:. $(PY) -m bench $(BENCH_ARGS)

@@ -40,8 +40,11 @@ class Request:
 
 
 class FakeOpenWeather:
-    def __init__(self, api_key: str = "test-api-key-1234") -> None:
+    def __init__(self, api_key: str = "test-api-key-1234", host: str = "127.0.0.1") -> None:
+        """``host``: the address to listen on (the partition harness: its bridge's address, which
+        its network namespaces reach)."""
         self.api_key = api_key
+        self.host = host
         self.requests: list[Request] = []
         self.timeout_seconds = 5.0
         self.fixed_dt: int | None = None  # same observation time for every answer, if set
@@ -49,18 +52,18 @@ class FakeOpenWeather:
         self._counts: dict[str, int] = defaultdict(int)
         self._last_dt: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
+        return f"http://{self.host}:{self._server.server_address[1]}{PATH}"
 
     def url_for(self, client: str) -> str:
         """A URL whose requests are logged as coming from ``client`` (the chaos harness gives each
         instance its own, so the log says who fetched without trusting the instances)."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/{client}{PATH}"
+        return f"http://{self.host}:{self._server.server_address[1]}/{client}{PATH}"
 
     def log(self) -> list[Request]:
         with self._lock:

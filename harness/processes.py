@@ -24,17 +24,21 @@ class Line:
 
 
 class Instance:
-    """``python src/DistributedMutex/test.py`` (or ``script``) with the given settings, run from ``cwd``."""
+    """``python src/DistributedMutex/test.py`` (or ``script``) with the given settings, run from ``cwd``.
+
+    ``prefix``: words run before the interpreter, e.g. ``("ip", "netns", "exec", NS)`` to run it in
+    a network namespace (harness/partitions/); that command execs the interpreter, so the process
+    signalled and waited for is still the instance itself."""
 
     def __init__(self, name: str, env: dict[str, str], cwd: Path, args: tuple[str, ...] = (),
-                 script: Path = SCRIPT) -> None:
+                 script: Path = SCRIPT, prefix: tuple[str, ...] = ()) -> None:
         self.name = name
         self.lines: list[Line] = []
         self._changed = threading.Condition()
         full_env = self.clean_environment()
         full_env.update(env, PYTHONUNBUFFERED="1", INSTANCE_ID=name)
         self.process = subprocess.Popen(
-            [sys.executable, str(script), *args], env=full_env, cwd=cwd,
+            [*prefix, sys.executable, str(script), *args], env=full_env, cwd=cwd,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
         self.started = time.monotonic()

@@ -43,17 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def connection_string(port: int, key: str = AZURITE_KEY) -> str:
+def connection_string(port: int, key: str = AZURITE_KEY, host: str = "127.0.0.1") -> str:
     return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+            f"BlobEndpoint=http://{host}:{port}/{AZURITE_ACCOUNT};")
 
 
 class Azurite:
     """The blob service of Azurite on a free port, in memory (or on disk, to survive restarts)."""
 
     def __init__(self, location: Path | None = None, *, extra_args: tuple[str, ...] = (),
-                 certificate: Path | None = None) -> None:
-        """``certificate``: serve https with it (pass its key in ``extra_args``: --key PATH)."""
+                 certificate: Path | None = None, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> None:
+        """``certificate``: serve https with it (pass its key in ``extra_args``: --key PATH).
+        ``host`` and ``prefix``: the address to serve on and words run before the command (the
+        partition harness: a network namespace's address and ``ip netns exec NS``)."""
         # From the project's npm package; without Node.js, Azurite's Docker image (same version).
         self.docker = not (AZURITE_BLOB.exists() and shutil.which("node")) and shutil.which("docker") is not None
         if not self.docker and not AZURITE_BLOB.exists():
@@ -64,12 +66,14 @@ class Azurite:
         self.location = location
         self.extra_args = extra_args
         self.certificate = certificate
+        self.host = host
+        self.prefix = prefix
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="azurite-", suffix=".log", delete=False)  # noqa: SIM115
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.port)
+        return connection_string(self.port, host=self.host)
 
     def start(self, timeout: float = 30.0) -> Azurite:
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
@@ -86,7 +90,7 @@ class Azurite:
                        AZURITE_IMAGE, "azurite-blob", "--blobHost", "0.0.0.0", *args]
             timeout = max(timeout, 300.0)  # the first run pulls the image
         else:
-            command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", *args]
+            command = [*self.prefix, str(AZURITE_BLOB), "--blobHost", self.host, *args]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -95,7 +99,7 @@ class Azurite:
                 raise RuntimeError(f"Azurite exited at start (code {self.process.returncode}); "
                                    f"see {self._log.name}")
             try:
-                urllib.request.urlopen(f"{self.scheme}://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}?comp=list",
+                urllib.request.urlopen(f"{self.scheme}://{self.host}:{self.port}/{AZURITE_ACCOUNT}?comp=list",
                                        timeout=1, context=self._tls_context())
             except urllib.error.HTTPError:
                 return self  # it answered (403 without a signature): it is up
@@ -140,6 +144,10 @@ class ZooKeeperServer:
                                "apt-get install zookeeper (`.ci/run` does it)")
         self.java = java
         self.tick = tick
+        # Where it serves its clients, and words run before java (the partition harness: a
+        # network namespace's address and ``ip netns exec NS``).
+        self.host = "127.0.0.1"
+        self.prefix: tuple[str, ...] = ()
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="zookeeper-"))
         self.log = self.directory / "server.log"
@@ -149,7 +157,7 @@ class ZooKeeperServer:
 
     @property
     def hosts(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ZooKeeperServer:
         self.launch()
@@ -158,7 +166,7 @@ class ZooKeeperServer:
     def config_lines(self) -> list[str]:
         """zoo.cfg; a member of an ensemble (harness/zk_ensemble.py) adds its quorum's lines."""
         return [f"tickTime={round(self.tick * 1000)}", f"dataDir={self.directory / 'data'}",
-                f"clientPort={self.port}", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
+                f"clientPort={self.port}", f"clientPortAddress={self.host}", "admin.enableServer=false",
                 f"4lw.commands.whitelist={','.join(ZOOKEEPER_WORDS)}"]
 
     def launch(self) -> None:
@@ -170,7 +178,7 @@ class ZooKeeperServer:
         with self.log.open("ab") as log:
             # The jar's manifest lists its own classpath (Debian's package); no log4j config: quiet.
             self.process = subprocess.Popen(
-                [self.java, "-Xmx256m", "-cp", str(ZOOKEEPER_JAR), self.main_class, str(config)],
+                [*self.prefix, self.java, "-Xmx256m", "-cp", str(ZOOKEEPER_JAR), self.main_class, str(config)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def serving(self) -> bool:
@@ -209,7 +217,7 @@ class ZooKeeperServer:
 
     def command(self, word: str, timeout: float = 5.0) -> str:
         """A four-letter word's answer (ZOOKEEPER_WORDS are enabled)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as connection:
+        with socket.create_connection((self.host, self.port), timeout=timeout) as connection:
             connection.sendall(word.encode("ascii"))
             chunks = []
             while chunk := connection.recv(65536):

@@ -31,6 +31,8 @@ that kept its leadership is stored exactly once; after each fault heals a leader
 The package: model.py (settings, what a round records), cluster.py (the instances and the
 services, the rounds, what is observed), faults.py (the faults), invariants.py (the checks),
 report.py (the report, its table, the command line); ``python -m harness.chaos`` runs it.
+The partitions on real sockets (harness/partitions/, run by ``make chaos`` after the rounds) judge
+their scenarios with the same checks: invariants.py's overlaps, row_violations, leaderless_gaps.
 """
 
 from __future__ import annotations

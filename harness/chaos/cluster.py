@@ -12,10 +12,9 @@ from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
 
-from DistributedMutex.journal import read_journal
 from harness.chaos.faults import ACTIONS
 from harness.chaos.invariants import Judge
-from harness.chaos.model import STALE_REFUSED, ChaosSettings, Interval, RoundResult
+from harness.chaos.model import STALE_REFUSED, ChaosSettings, Interval, RoundResult, journal_intervals
 from harness.fake_openweather import FakeOpenWeather
 from harness.httpwatch import HttpWatch
 from harness.processes import Instance
@@ -167,23 +166,8 @@ class Chaos:
 
     def intervals(self, now: float | None = None) -> list[Interval]:
         """Leadership intervals from the journal; a killed instance's open one ends at its death."""
-        now = time.monotonic() if now is None else now
         deaths = {name: at for slot in self.slots for name, at in slot.deaths.items()}
-        opened: dict[str, Interval] = {}
-        done: list[Interval] = []
-        for record in read_journal(self.journal):
-            name = record["instance"]
-            if record["event"] == "start":
-                opened[name] = Interval(name, record["term"], record["mono"], now, True)
-            elif record["event"] == "stop" and name in opened:
-                interval = opened.pop(name)
-                interval.end, interval.open, interval.reason = record["acting_until"], False, record["reason"]
-                done.append(interval)
-        for name, interval in opened.items():
-            if name in deaths:
-                interval.end, interval.open, interval.reason = deaths[name], False, "killed"
-            done.append(interval)
-        return sorted(done, key=lambda i: i.start)
+        return journal_intervals(self.journal, time.monotonic() if now is None else now, deaths)
 
     def leader_name(self) -> str | None:
         current = [i for i in self.intervals() if i.open]

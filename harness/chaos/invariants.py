@@ -6,7 +6,8 @@ one; no reading lost or stored twice; recovery within its bound; no traceback.""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from DistributedMutex.timing import ElectionTiming
 from harness.chaos.model import SEND_SLACK, Interval, RoundResult, containing, epoch
@@ -39,12 +40,8 @@ class Judge:
             by_slot.setdefault(interval.slot, []).append(interval)
 
         # 1. No two instances act as leader at overlapping times.
-        for n, a in enumerate(intervals):
-            for b in intervals[n + 1:]:
-                overlap = min(a.end, b.end) - max(a.start, b.start)
-                if a.instance != b.instance and overlap > 0 and self._first_time(("overlap", a.start, b.start)):
-                    violations.append(f"overlap {overlap:.3f} s: {a.instance} (term {a.term}) and "
-                                      f"{b.instance} (term {b.term})")
+        violations.extend(describe_overlap(a, b, overlap) for a, b, overlap in overlaps(intervals)
+                          if self._first_time(("overlap", a.start, b.start)))
 
         # 2. Every fetch inside a leadership of its instance, within the lease of a granted call.
         fetches = [r for r in self.chaos.weather.log() if r.client]
@@ -64,19 +61,13 @@ class Judge:
         # now was fetched (and logged: the server logs before it answers) before we read it.
         rows = self.chaos.rows()
         served = {(r.city, r.dt) for r in self.chaos.weather.log() if r.client and r.dt is not None}
-        for row_id, city, observed_at, leader_id, term, stored_at in rows:
-            if row_id <= self.last_row_checked:
-                continue
+        fresh = [row for row in rows if row[0] > self.last_row_checked]
+        self.highest_term, found = row_violations(fresh, intervals, self.highest_term, self.chaos.to_mono)
+        violations.extend(found)
+        for row_id, city, observed_at, leader_id, _term, stored_at in fresh:
             self.last_row_checked = row_id
-            if term < self.highest_term:
-                violations.append(f"stale row {row_id}: term {term} after term {self.highest_term}")
-            self.highest_term = max(self.highest_term, term)
-            at = self.chaos.to_mono(stored_at)
-            if containing([i for i in intervals if i.instance == leader_id], at, SEND_SLACK) is None:
-                violations.append(f"row {row_id} written by {leader_id} at {at:.2f} while not leading")
-            self._check_within_lease(leader_id.rsplit("-g", 1)[0], at, f"row {row_id}", violations)
-            self._check_not_in_another_leadership(leader_id.rsplit("-g", 1)[0], at, f"row {row_id}", intervals,
-                                                  violations)
+            self._check_within_lease(leader_id.rsplit("-g", 1)[0], self.chaos.to_mono(stored_at), f"row {row_id}",
+                                     violations)
             if (city, epoch(observed_at)) not in served:
                 violations.append(f"row {row_id} ({city}, {observed_at}) matches no reading the weather server served")
 
@@ -135,13 +126,9 @@ class Judge:
 
     def _check_not_in_another_leadership(self, who: str, at: float, what: str, intervals: list[Interval],
                                          violations: list[str]) -> None:
-        """No slack here: an act inside another instance's leadership is an overlap, whatever the
-        journal of the one who acted says."""
-        for other in intervals:
-            if other.slot != who and other.start < at < other.end:
-                violations.append(f"{what} by {who} at {at:.2f} during {other.instance}'s leadership "
-                                  f"(term {other.term})")
-                return
+        message = in_another_leadership(who, at, what, intervals)
+        if message:
+            violations.append(message)
 
     def _check_nothing_lost(self, fetches: list[Request], by_slot: dict[str, list[Interval]],
                             result: RoundResult, violations: list[str]) -> None:
@@ -179,19 +166,75 @@ class Judge:
     def _measure_recovery(self, result: RoundResult, intervals: list[Interval]) -> None:
         window = [i for i in intervals if i.end > result.started and i.start < result.ended]
         result.failovers = sum(1 for i in window if result.started <= i.start)
-        # Leaderless stretches inside the round: (from, to).
-        gaps, moment = [], result.started
-        for interval in sorted(window, key=lambda i: i.start):
-            if interval.start > moment:
-                gaps.append((moment, interval.start))
-            moment = max(moment, interval.end)
-        if moment < result.ended:
-            gaps.append((moment, result.ended))
+        gaps = leaderless_gaps(intervals, result.started, result.ended)
         result.longest_leaderless = max((end - start for start, end in gaps), default=0.0)
         # Recovery: the longest time without a leader counted from the fault's healing (a kill
         # heals at once; a freeze or cut usually has its successor before it heals).
-        result.recovery = max((end - max(start, result.healed_at) for start, end in gaps if end > result.healed_at),
-                              default=0.0)
+        result.recovery = recovery_after(gaps, result.healed_at)
         if result.fault in ("kill", "freeze", "cut"):
             successors = [i.start for i in window if i.start >= result.fault_at and i.instance != result.victim]
             result.takeover = (min(successors) if successors else result.ended) - result.fault_at
+
+
+# -- the checks on their own: also used by the partition harness (harness/partitions/) -----------
+
+def overlaps(intervals: list[Interval]) -> list[tuple[Interval, Interval, float]]:
+    """Every pair of leaderships of two different instances that overlap, with the overlap (s)."""
+    found = []
+    for n, a in enumerate(intervals):
+        for b in intervals[n + 1:]:
+            overlap = min(a.end, b.end) - max(a.start, b.start)
+            if a.instance != b.instance and overlap > 0:
+                found.append((a, b, overlap))
+    return found
+
+
+def describe_overlap(a: Interval, b: Interval, overlap: float) -> str:
+    return f"overlap {overlap:.3f} s: {a.instance} (term {a.term}) and {b.instance} (term {b.term})"
+
+
+def in_another_leadership(who: str, at: float, what: str, intervals: list[Interval]) -> str | None:
+    """No slack here: an act inside another instance's leadership is an overlap, whatever the
+    journal of the one who acted says."""
+    for other in intervals:
+        if other.slot != who and other.start < at < other.end:
+            return f"{what} by {who} at {at:.2f} during {other.instance}'s leadership (term {other.term})"
+    return None
+
+
+def row_violations(rows: list[tuple], intervals: list[Interval], highest_term: int,
+                   to_mono: Callable[[Any], float]) -> tuple[int, list[str]]:
+    """Rows (id, city, observed_at, leader_id, term, stored_at) in insertion order, not yet judged:
+    no row of a lower term after one of a higher term (a stale write the fencing check should have
+    refused), each written by its instance while it led and inside no other instance's leadership.
+    Returns the highest term seen and the violations."""
+    violations = []
+    for row_id, _city, _observed_at, leader_id, term, stored_at in rows:
+        if term < highest_term:
+            violations.append(f"stale row {row_id}: term {term} after term {highest_term}")
+        highest_term = max(highest_term, term)
+        at = to_mono(stored_at)
+        if containing([i for i in intervals if i.instance == leader_id], at, SEND_SLACK) is None:
+            violations.append(f"row {row_id} written by {leader_id} at {at:.2f} while not leading")
+        other = in_another_leadership(leader_id.rsplit("-g", 1)[0], at, f"row {row_id}", intervals)
+        if other:
+            violations.append(other)
+    return highest_term, violations
+
+
+def leaderless_gaps(intervals: list[Interval], start: float, end: float) -> list[tuple[float, float]]:
+    """The stretches (from, to) between ``start`` and ``end`` when no instance acted as leader."""
+    window = [i for i in intervals if i.end > start and i.start < end]
+    gaps, moment = [], start
+    for interval in sorted(window, key=lambda i: i.start):
+        if interval.start > moment:
+            gaps.append((moment, interval.start))
+        moment = max(moment, interval.end)
+    if moment < end:
+        gaps.append((moment, end))
+    return gaps
+
+
+def recovery_after(gaps: list[tuple[float, float]], moment: float) -> float:
+    """The longest time without a leader counted from ``moment`` (0 if a leader acted throughout)."""
+    return max((end - max(start, moment) for start, end in gaps if end > moment), default=0.0)

@@ -8,6 +8,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+
+from DistributedMutex.journal import read_journal
 
 FAULTS = ("kill", "freeze", "cut", "slow", "azurite-restart", "mysql-down", "clock-jump")
 # A leader checks its deadline, then sends: the request may reach the server a moment later.
@@ -71,6 +74,27 @@ class RoundResult:
     stale_refused: int = 0
     buffered_flushed: int = 0
     violations: list[str] = field(default_factory=list)
+
+
+def journal_intervals(journal: Path, now: float, deaths: dict[str, float] | None = None) -> list[Interval]:
+    """Leadership intervals from the journal, by start; one still open ends ``now``, or at its
+    instance's death (``deaths``: instance name -> when the harness saw it die)."""
+    deaths = deaths or {}
+    opened: dict[str, Interval] = {}
+    done: list[Interval] = []
+    for record in read_journal(journal):
+        name = record["instance"]
+        if record["event"] == "start":
+            opened[name] = Interval(name, record["term"], record["mono"], now, True)
+        elif record["event"] == "stop" and name in opened:
+            interval = opened.pop(name)
+            interval.end, interval.open, interval.reason = record["acting_until"], False, record["reason"]
+            done.append(interval)
+    for name, interval in opened.items():
+        if name in deaths:
+            interval.end, interval.open, interval.reason = deaths[name], False, "killed"
+        done.append(interval)
+    return sorted(done, key=lambda i: i.start)
 
 
 def containing(intervals: list[Interval], at: float, slack: float) -> Interval | None:
