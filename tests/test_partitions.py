@@ -132,3 +132,17 @@ def test_the_shared_checks_catch_an_overlap_a_stale_row_and_a_long_gap() -> None
     assert any(p.startswith("row 2 written by node-1 at 25.00 while not leading") for p in problems)
     assert leaderless_gaps([a, b, c], 15.0, 40.0) == [(30.0, 35.0)]
     assert recovery_after([(30.0, 35.0)], 32.0) == 3.0
+
+
+def test_a_write_in_flight_across_a_freeze_is_still_held_to_the_term_rule() -> None:
+    """The chaos harness excuses the timing of a row the frozen leader committed on SIGCONT (it was
+    inside its write, past the store's check), never its term."""
+    a = Interval("node-1", 1, 10.0, 20.0, False)
+    b = Interval("node-2", 2, 19.5, 30.0, False)
+    stamp = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    late = [(1, "Hanoi", stamp, "node-1", 1, stamp)]  # stored at 25, inside node-2's leadership
+    assert row_violations(late, [a, b], 1, lambda _: 25.0, in_flight={1}) == (1, [])
+    _, problems = row_violations(late, [a, b], 1, lambda _: 25.0)
+    assert any("during node-2's leadership" in p for p in problems), problems
+    _, problems = row_violations(late, [a, b], 2, lambda _: 25.0, in_flight={1})
+    assert problems == ["stale row 1: term 1 after term 2"]

@@ -47,6 +47,7 @@ def report(chaos: Chaos) -> dict:
         "rows": len(chaos.rows()),
         "longest_act_after_last_grant_s": round(chaos.judge.longest_act_after_grant, 2),
         "in_flight_across_freeze": chaos.judge.in_flight_across_freeze,
+        "writes_across_freeze": chaos.judge.writes_across_freeze,
         "leases_lost_by_storage": chaos.count_lines(LOST_BY_STORAGE),
         "violations": violations,
     }
@@ -78,6 +79,8 @@ def render(report: dict) -> str:
         f"leases the storage lost (the next holder waited before acting): {report['leases_lost_by_storage']}",
         "fetches begun before a freeze that reached the server just after it (in flight, tolerated): "
         f"{report['in_flight_across_freeze']}",
+        "rows committed just after a freeze by the leader frozen inside its write (held to the term rule "
+        f"only): {report['writes_across_freeze']}",
         "PASS" if not report["violations"] else f"FAIL: {len(report['violations'])} violations",
         *report["violations"],
     ]
