@@ -21,7 +21,10 @@ Handovers, a leader cut off, an ensemble: tests/test_zookeeper_failover.py.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -112,6 +115,21 @@ def test_a_session_timeout_outside_2_to_40_s_is_refused_by_the_settings_too(seco
                                  f"of its ticks: 4 to 40 s at its default tickTime of 2 s), got {seconds:g}")
     for allowed in (2.0, 40.0):
         assert ZooKeeperSettings("127.0.0.1:2181", "/election", allowed).timing().lease_duration == allowed
+
+
+def test_a_process_with_the_zookeeper_backend_loads_kazoo_and_nothing_else_it_does_not_need() -> None:
+    """Memory per process (issue 14): no other backend's SDK, and not importlib.metadata (email,
+    zipfile, csv: a few MiB), which only the error naming kazoo's version needs."""
+    script = ("import sys; from DistributedMutex.backends.zookeeper import ZooKeeperBackend; "
+              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} | set(sys.modules))))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "kazoo" in loaded
+    unneeded = {"azure", "requests", "cryptography", "prometheus_client", "importlib.metadata", "email",
+                "distributed_mutex_demo"} & loaded
+    assert not unneeded, f"importing the ZooKeeper backend loaded {sorted(unneeded)}"
 
 
 # -- the line of contenders --------------------------------------------------------------------

@@ -34,7 +34,7 @@ session means our znode is gone, and the next acquire joins again with a new one
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -99,7 +99,7 @@ class ZooKeeperBackend:
                                          check_call_timeout(named("call_timeout"), call_timeout, asked),
                                          given, changed=self._session_changed)
         self._client: KazooClient = self._session.client
-        self._owner = uuid.uuid4().hex
+        self._owner = os.urandom(16).hex()  # 32 hex digits, as znodes._MEMBER expects (uuid4 costs an import)
         # Our znode's name and the session epoch it belongs to: every LOST starts a new epoch, in
         # which the old znode no longer exists (the server deleted it when the session ended).
         self._epoch = 0

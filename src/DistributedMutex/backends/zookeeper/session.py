@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from importlib import metadata
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
@@ -245,6 +244,9 @@ class ZooKeeperSession:
 
 
 def _installed(distribution: str) -> str:
+    # Only on this error path: importlib.metadata pulls in email, zipfile, csv... (some MiB).
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:  # imported from a source tree, not installed
