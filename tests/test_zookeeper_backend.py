@@ -239,7 +239,7 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
     caplog.set_level(logging.INFO, logger="DistributedMutex")
     most = 20 * zookeeper_server.tick  # what the server grants at most
     # 1.6 x: the timing derived from the asked timeout still renews twice within the granted lease
-    # (margin + 2 x renew interval = 0.6 x asked = 0.96 x granted).
+    # (margin + half the acting window = 0.6 x asked = 0.96 x granted).
     asked = most * 1.6
     backend = make(session_timeout=asked)
     lease = backend.acquire(Identity("greedy"), time.monotonic())
@@ -255,7 +255,7 @@ def test_a_granted_session_timeout_too_short_for_the_timing_is_rejected_in_one_l
         make: Callable[..., ZooKeeperBackend], zookeeper_server: ZooKeeperServer, inspector: KazooClient,
         election: str) -> None:
     most = 20 * zookeeper_server.tick
-    # 1.7 x: margin + 2 x renew interval of the asked timing = 1.02 x what is granted. The loop
+    # 1.7 x: margin + half the acting window of the asked timing = 1.02 x what is granted. The loop
     # would act on a lease it cannot renew in time: refused for good, before joining the line.
     backend = make(session_timeout=most * 1.7)
     with pytest.raises(StorageRejectedError) as raised:
