@@ -224,6 +224,16 @@ class ZooKeeperServer:
                 chunks.append(chunk)
         return b"".join(chunks).decode("utf-8", "replace")
 
+    def requests_from(self, session_id: int | None) -> int:
+        """``cons``: how many requests (pings too) the server has received on that session's
+        connection; 0 if it has none."""
+        for line in self.command("cons").splitlines():
+            fields = dict(part.split("=", 1) for part in line[line.find("(") + 1:line.rfind(")")].split(",")
+                          if "=" in part)
+            if session_id is not None and fields.get("sid") == f"0x{session_id:x}":
+                return int(fields.get("recved", "0"))
+        return 0
+
     def watches_by_session(self) -> dict[int, set[str]]:
         """``wchc``: every session's watched paths."""
         watches: dict[int, set[str]] = {}

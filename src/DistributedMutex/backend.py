@@ -91,9 +91,21 @@ class Lease:
 
 @dataclass(frozen=True)
 class Held:
-    """The answer to an acquire attempt when somebody else holds the lease."""
+    """The answer to an acquire attempt when somebody else holds the lease.
+
+    ``watched``: the backend has armed a notification that calls ``watch``'s ``wake()`` as soon as
+    this answer may change (ZooKeeper: a watch on the znode just below ours). The loop then does
+    not poll: it tries again when woken, and otherwise only every ``WATCHED_RECHECK`` seconds, a
+    safety net against a notification that never comes.
+    """
 
     leader: LeaderRecord | None
+    watched: bool = False
+
+
+# How often the loop asks again a backend that answered Held(watched=True) and has not woken it
+# since: a safety net, not the way a change is seen (seconds; never less than the acquire interval).
+WATCHED_RECHECK = 30.0
 
 
 @runtime_checkable

@@ -1,8 +1,9 @@
 """Storage calls off the event loop: bounded, and remembered while they may still land.
 
-    StorageCalls   runs the backend's blocking calls in daemon threads; a call the loop stopped
-                   waiting for is remembered until its thread ends, so that a late release never
-                   lands after the next acquire (with the same lease id)
+    StorageCalls   runs the backend's blocking calls off the loop, in one long-lived daemon thread
+                   (threads.CallWorker); a call the loop stopped waiting for is remembered until it
+                   returns, so that a late release never lands after the next acquire (with the
+                   same lease id), and the calls after it run in a fresh thread meanwhile
     first_of       wait for the first of several awaitables, with a timeout
     OutageLog      one log line when the storage becomes unreachable, a reminder, one when it is back
 """
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from DistributedMutex.backend import ElectionBackend, Lease
-from DistributedMutex.threads import run_in_daemon_thread
+from DistributedMutex.threads import CallWorker
 
 log = logging.getLogger("DistributedMutex.mutex")  # the loop's logger: one name for the loop's lines
 T = TypeVar("T")
@@ -30,9 +31,20 @@ class StorageCalls:
         self._release_timeout = release_timeout
         # Calls given up on (timed out) but maybe still in flight.
         self._abandoned: list[asyncio.Future[Any]] = []
+        # One thread for every call while calls return; a hung one keeps its own thread until it
+        # returns, and the next call gets a new thread (not a queue behind it: the loop must be able
+        # to release or renew while an abandoned call hangs on a dead socket).
+        self._worker = CallWorker("DistributedMutex-storage")
 
     def start(self, fn: Callable[..., T], *args: Any, name: str) -> asyncio.Future[T]:
-        return run_in_daemon_thread(fn, *args, name=name)
+        """``fn(*args)`` off the loop; ``name`` says which call it is (for logs and tests)."""
+        del name  # one thread serves every call: the name of the call is not the thread's
+        return self._worker.start(fn, *args)
+
+    def close(self) -> None:
+        """The election has stopped: end the idle worker thread (a call still in flight ends its
+        own). A later start() starts one again."""
+        self._worker.close()
 
     def abandon(self, call: asyncio.Future[Any]) -> None:
         """Stop waiting for a storage call, but remember it until its thread is done."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from DistributedMutex.arguments import check_arguments
-from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from DistributedMutex.backend import WATCHED_RECHECK, ElectionBackend, Held, Identity, LeaderRecord, Lease
 from DistributedMutex.calls import OutageLog, StorageCalls, first_of
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.journal import LeadershipJournal
@@ -169,6 +169,7 @@ class DistributedMutex:
         try:
             await self._stop_when_cancelled(self._elect(election))
         finally:
+            self._calls.close()
             self._observer.election_stopped()
             if handle_signals:
                 for signum in (signal.SIGINT, signal.SIGTERM):
@@ -272,6 +273,7 @@ class DistributedMutex:
             if not await self._calls.drain(self._stopping):
                 return None
             self._wake.clear()  # a change from now on wakes the next wait below
+            interval = self._timing.acquire_interval
             sent = self._clock()
             attempt = self._calls.start(self._backend.acquire, self._identity, sent, name="acquire")
             await first_of([attempt, self._stopping.wait()])
@@ -293,8 +295,11 @@ class DistributedMutex:
                 if isinstance(result, Lease):
                     return result
                 self._observe(result)
-            await first_of([asyncio.sleep(self._jittered(self._timing.acquire_interval)),
-                            self._stopping.wait(), self._wake.wait()])
+                if result.watched:
+                    # The backend wakes us when the leader may have changed: no polling meanwhile,
+                    # only a slow check in case a notification is lost.
+                    interval = max(self._timing.acquire_interval, WATCHED_RECHECK)
+            await first_of([asyncio.sleep(self._jittered(interval)), self._stopping.wait(), self._wake.wait()])
         return None
 
     def _observe(self, held: Held) -> None:

@@ -1,5 +1,10 @@
 """Run blocking calls off the event loop, in daemon threads.
 
+    run_in_daemon_thread   one call in a thread of its own (a plain role task, for as long as it runs)
+    blocking               the same, awaited
+    CallWorker             many short calls, one after another, in one long-lived thread (the
+                           election loop's storage calls)
+
 Why not ``asyncio.to_thread``: the default executor's threads are joined when the interpreter
 exits, so one storage call hung on a dead socket would keep a stopped instance alive. A daemon
 thread is abandoned instead; its late answer is dropped.
@@ -13,6 +18,7 @@ the loop.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,6 +30,86 @@ def run_in_daemon_thread(fn: Callable[..., T], *args: Any, name: str | None = No
     """Start ``fn(*args)`` in a new daemon thread; the returned future gets its outcome."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    body = _delivering(loop, future, fn, args)
+    clock = getattr(loop, "virtual_clock", None)  # DistributedMutex.testing.VirtualClock, or none
+    target = body if clock is None else clock.track(body, future)
+    threading.Thread(target=target, name=name or getattr(fn, "__name__", "blocking"), daemon=True).start()
+    return future
+
+
+async def blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Await ``fn(*args)`` run in a daemon thread. Cancelling the await abandons the thread."""
+    return await run_in_daemon_thread(fn, *args)
+
+
+class CallWorker:
+    """Runs blocking calls one after another in one long-lived daemon thread, as long as each call
+    returns; a call made while that thread is still busy (a call the caller gave up waiting for,
+    hung on a dead socket, or one running alongside) gets a thread of its own, which becomes the
+    worker: the busy one ends once its call returns. So the election loop, which makes one storage
+    call at a time, uses one thread for all of them, and a hung call never blocks the next one: it
+    costs one thread, and only until it returns (each backend bounds its calls), as it did when
+    every call had its own thread. At most one thread waits idle; ``close()`` ends it.
+
+    On the virtual-time event loop of DistributedMutex.testing a call is counted as working from
+    the moment it is made until its outcome has reached the loop, as with ``run_in_daemon_thread``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: queue.SimpleQueue[Callable[[], None] | None] | None = None  # the idle thread's inbox
+        self._closed = False
+        self._thread = threading.local()  # in a worker thread: its inbox, and whether it stays
+
+    def start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start ``fn(*args)`` in the worker thread (or a new one, if it is busy); the returned
+        future gets its outcome."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        body = _delivering(loop, future, fn, args, before_delivering=self._free)
+        clock = getattr(loop, "virtual_clock", None)  # DistributedMutex.testing.VirtualClock, or none
+        job = body if clock is None else clock.track(body, future)
+        with self._lock:
+            self._closed = False
+            inbox, self._idle = self._idle, None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name=self._name, daemon=True).start()
+        inbox.put(job)
+        return future
+
+    def close(self) -> None:
+        """End the idle thread; a busy one ends when its call returns. ``start`` starts one again."""
+        with self._lock:
+            self._closed = True
+            inbox, self._idle = self._idle, None
+        if inbox is not None:
+            inbox.put(None)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+        self._thread.inbox, self._thread.stays = inbox, False
+        while (job := inbox.get()) is not None:
+            job()  # calls _free, below, before it hands the outcome over
+            if not self._thread.stays:
+                return
+
+    def _free(self) -> None:
+        """In the worker thread, its call done: wait for the next call, unless another thread already
+        does (this one was busy meanwhile) or the worker is closed. Before the outcome reaches the
+        loop, so that the loop's next call, made as soon as it has the outcome, finds it free."""
+        inbox = getattr(self._thread, "inbox", None)
+        if inbox is None:
+            return
+        with self._lock:
+            self._thread.stays = self._idle is None and not self._closed
+            if self._thread.stays:
+                self._idle = inbox
+
+
+def _delivering(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], fn: Callable[..., T],
+                args: tuple[Any, ...], before_delivering: Callable[[], None] | None = None) -> Callable[[], None]:
+    """``fn(*args)``, its outcome handed to ``future`` on ``loop`` (dropped if nobody waits any more)."""
 
     def deliver(ok: bool, value: Any) -> None:
         if future.done():  # cancelled by a timeout: nobody wants the answer any more
@@ -39,17 +125,11 @@ def run_in_daemon_thread(fn: Callable[..., T], *args: Any, name: str | None = No
             outcome = (True, fn(*args))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
             outcome = (False, exc)
+        if before_delivering is not None:
+            before_delivering()
         try:
             loop.call_soon_threadsafe(deliver, *outcome)
         except RuntimeError:
             pass  # the loop has closed: the process is shutting down
 
-    clock = getattr(loop, "virtual_clock", None)  # DistributedMutex.testing.VirtualClock, or none
-    target = body if clock is None else clock.track(body, future)
-    threading.Thread(target=target, name=name or getattr(fn, "__name__", "blocking"), daemon=True).start()
-    return future
-
-
-async def blocking(fn: Callable[..., T], *args: Any) -> T:
-    """Await ``fn(*args)`` run in a daemon thread. Cancelling the await abandons the thread."""
-    return await run_in_daemon_thread(fn, *args)
+    return body

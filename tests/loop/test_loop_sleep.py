@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from DistributedMutex import DistributedMutex, Identity
+from DistributedMutex.backend import Lease
 from DistributedMutex.roles import LeaderContext
 from DistributedMutex.testing import MemoryBackend, MemoryStore, VirtualClock, running, wait_until
 from DistributedMutex.threads import blocking
@@ -99,7 +100,16 @@ def test_a_renewal_landing_at_the_deadline_does_not_leave_the_lease_without_a_le
     that said False there left the lease held with no leader task, for good."""
     caplog.set_level(logging.INFO, logger="DistributedMutex")
     store = MemoryStore(clock=clock)
-    backend = MemoryBackend(store)
+    renewed = threading.Event()  # a renewal came back from the store
+
+    class Renewals(MemoryBackend):
+        def renew(self, lease: Lease, now: float) -> Lease:
+            try:
+                return super().renew(lease, now)
+            finally:
+                renewed.set()
+
+    backend = Renewals(store)
     rounds: list[float] = []
     returned: list[tuple[float, bool]] = []
 
@@ -128,14 +138,15 @@ def test_a_renewal_landing_at_the_deadline_does_not_leave_the_lease_without_a_le
         async with running(a):
             await wait_until(lambda: store.holder() == "a", within=1, what="a leading")
             backend.pause()  # the renewal sent at 0.1 hangs
+            renewed.clear()
             await asyncio.sleep(0.3 - clock())
             # The event loop is held up from 0.3 to 0.36: past the deadline, the renewal's answer
             # comes in (the lease lasts until 0.5 at the store), and the task's sleep ends.
             clock.advance(0.06)
             backend.resume()
-            for thread in ours("renew"):
-                thread.join(5)
-                assert not thread.is_alive(), "the renewal did not come back"
+            # (real time, the event loop held up) the storage calls run in a worker thread that
+            # outlives them: wait for the call itself
+            assert renewed.wait(5), "the renewal did not come back"
             for thread in ours("leader-task"):
                 thread.join(0.2)  # (real time) time for a plain task to return, if its sleep let it
             await asyncio.sleep(1)

@@ -26,9 +26,17 @@ DEFAULT_PATH = "/election"
 
 
 def zookeeper_timing(session_timeout: float) -> ElectionTiming:
-    """The session is the lease: it outlives a request the server answered by its timeout."""
+    """The session is the lease: it outlives a request the server answered by its timeout.
+
+    The leader renews about as often as kazoo would ping anyway (after a third of the session
+    timeout without a request, less a random 0.01-0.4 s): a renewal is a request, so kazoo then
+    sends no ping, and the session of a leader that crashes was last heard of no later than an
+    idle kazoo client's. Renewing more often makes the server keep a crashed leader's session
+    longer: every renewal moves its expiry on (measured: a 1 s renewal at a 5 s session took over
+    about 0.8 s later after a SIGKILL than kazoo's own recipe). Two renewals still fit in the
+    acting window: 2 x (t/3 - 0.2) <= t - max(0.5, t/5) for every t from 2 to 40 s."""
     margin = max(0.5, session_timeout / 5)
-    return ElectionTiming(lease_duration=session_timeout, renew_interval=(session_timeout - margin) / 4,
+    return ElectionTiming(lease_duration=session_timeout, renew_interval=session_timeout / 3 - 0.2,
                           acquire_interval=min(1.0, session_timeout), safety_margin=margin)
 
 

@@ -34,7 +34,7 @@ session means our znode is gone, and the next acquire joins again with a new one
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -99,13 +99,19 @@ class ZooKeeperBackend:
                                          check_call_timeout(named("call_timeout"), call_timeout, asked),
                                          given, changed=self._session_changed)
         self._client: KazooClient = self._session.client
-        self._owner = uuid.uuid4().hex
+        self._owner = os.urandom(16).hex()  # 32 hex digits, as znodes._MEMBER expects (uuid4 costs an import)
         # Our znode's name and the session epoch it belongs to: every LOST starts a new epoch, in
         # which the old znode no longer exists (the server deleted it when the session ended).
         self._epoch = 0
         self._member: tuple[int, str] | None = None
         self._recorded: str | None = None  # the member whose data says it leads (acquired_at)
         self._watching: str | None = None  # the predecessor our watch is on, while it is armed
+        # Set while the znode below ours is the leader's (the lowest): (epoch, our znode, the
+        # predecessor, the term base and version read with the line). When that znode goes, nobody
+        # is left below ours (sequence numbers only grow: no znode can join below), so we lead:
+        # _heir then holds what acquire needs to take over in one transaction, without a listing.
+        self._next_in_line: tuple[int, str, str, tuple[int, int | None]] | None = None
+        self._heir: tuple[int, str, tuple[int, int | None]] | None = None
 
     # -- the ElectionBackend interface -------------------------------------------------------
 
@@ -126,6 +132,14 @@ class ZooKeeperBackend:
         with self._session.serial("join the election"):
             client = self._session.ready()
             self._session.check_granted(self._timing)
+            heir, self._heir = self._heir, None
+            if heir is not None and heir[0] == self._epoch and heir[1] == self._current_member():
+                # The leader just below us went: we are the lowest, so take over in one round trip
+                # (the transaction fails if our znode or the term base changed meanwhile; then the
+                # recipe below reads the line as usual).
+                lease = self._lead(identity, parse(heir[1]), heir[2], now)
+                if lease is not None:
+                    return lease
             for _ in range(_ROUNDS):
                 line, base = self._readline_of(client)
                 member = self._adopt(client, line)
@@ -138,7 +152,7 @@ class ZooKeeperBackend:
                     if lease is None:
                         continue
                     return lease
-                held = self._follow(client, line[0], line[position - 1], base[0])
+                held = self._follow(client, member, line[0], line[position - 1], base)
                 if held is not None:
                     return held
             raise StorageUnavailableError(f"the contenders under {self._path} kept changing while we "
@@ -245,26 +259,41 @@ class ZooKeeperBackend:
         """From kazoo's thread, before the loop is woken: what a state change does to our znode."""
         if state in (KazooState.SUSPENDED, KazooState.LOST):
             self._watching = None
+            self._next_in_line = None
         if state == KazooState.LOST:
             self._epoch += 1
 
     def _on_watch(self, event: WatchedEvent) -> None:
         """The watch on our predecessor. Must not block either."""
         if event.type == EventType.CHANGED and event.path:
-            # The predecessor wrote its data (it became the leader): it is still there, so there is
-            # nothing to re-check; re-arm the one-shot watch without a round trip of the loop's.
+            # The predecessor wrote its data: it became the leader. It is still there, so re-arm the
+            # one-shot watch here; the loop is woken to read the new leader (ctx.leader).
             self._client.get_async(event.path, watch=self._on_watch).rawlink(self._rearmed)
+            self._session.wake_loop()
             return
         self._watching = None
         if event.type == EventType.DELETED:
-            log.debug("the znode below ours went (%s): looking again", event.path)
-            self._session.wake_loop()
+            self._predecessor_gone(event.path)
         # NONE: the connection changed; the session has seen it and wakes the loop.
 
     def _rearmed(self, result: IAsyncResult) -> None:
-        if result.exception is not None:
+        if isinstance(result.exception, NoNodeError):
+            self._watching = None
+            self._predecessor_gone(self._child(self._next_in_line[2]) if self._next_in_line else None)
+        elif result.exception is not None:
             self._watching = None
             self._session.wake_loop()
+
+    def _predecessor_gone(self, path: str | None) -> None:
+        """The znode below ours went; if it was the leader's, we lead now (see _next_in_line)."""
+        next_in_line = self._next_in_line
+        if next_in_line is not None and path == self._child(next_in_line[2]):
+            self._heir = (next_in_line[0], next_in_line[1], next_in_line[3])
+            log.debug("the leader's znode below ours went (%s): taking over", path)
+        else:
+            log.debug("the znode below ours went (%s): looking again", path)
+        self._next_in_line = None
+        self._session.wake_loop()
 
     # -- the recipe --------------------------------------------------------------------------
 
@@ -314,6 +343,7 @@ class ZooKeeperBackend:
               now: float) -> Lease | None:
         """We are the lowest: we lead. None if our znode vanished meanwhile."""
         self._watching = None
+        self._next_in_line = None
         term = base[0] + member.seq + 1
         # We led with this very znode before and stepped down without losing it (the connection
         # was suspended, and the session survived): a new leadership, so a new term, as after any
@@ -328,12 +358,15 @@ class ZooKeeperBackend:
         self._recorded = member.name
         return Lease(term=term, token=member.name, sent_at=now, duration=self._session.lease_duration())
 
-    def _follow(self, client: KazooClient, leader: Contender, below: Contender, base: int) -> Held | None:
-        """Watch the znode just below ours and read the leader's; None if either vanished."""
+    def _follow(self, client: KazooClient, member: Contender, leader: Contender, below: Contender,
+                base: tuple[int, int | None]) -> Held | None:
+        """Watch the znode just below ours and read the leader's; None if either vanished. The
+        answer says ``watched``: the loop need not ask again before the watch wakes it."""
         arm = self._watching != below.name
+        # Marked before the request: a watch event or a suspension from here on clears them, and a
+        # stale mark would leave us without a watch until the loop's safety recheck.
+        self._next_in_line = (self._epoch, member.name, below.name, base) if below == leader else None
         if arm:
-            # Marked before the request: a watch event or a suspension from here on clears it,
-            # and a stale mark would leave us without a watch until the next poll.
             self._watching = below.name
         watched = client.get_async(self._child(below.name), watch=self._on_watch) if arm else None
         leader_read = watched if watched is not None and below == leader else \
@@ -343,12 +376,12 @@ class ZooKeeperBackend:
                 self._session.wait(watched, "watch the znode below ours")
             data, _ = self._session.wait(leader_read, "read the leader's znode")
         except NoNodeError:
-            self._watching = None
+            self._watching = self._next_in_line = None
             return None  # it went between our listing and now: look again
         except BaseException:
-            self._watching = None
+            self._watching = self._next_in_line = None
             raise
-        return Held(record(leader, data, base))
+        return Held(record(leader, data, base[0]), watched=self._watching == below.name)
 
     def _raise_term(self, member: str, at_least: int, *, data: bytes | None = None,
                     base: tuple[int, int | None] | None = None) -> int:
@@ -368,10 +401,15 @@ class ZooKeeperBackend:
                 transaction.check(self._child(member), -1)
             else:
                 transaction.set_data(self._child(member), data)
-            if raised != value and version is None:
+            if version is None:
+                # Also when not raising it: creating it fails if somebody else did meanwhile.
                 transaction.create(self._term_path, str(raised).encode())
             elif raised != value:
                 transaction.set_data(self._term_path, str(raised).encode(), version)
+            else:
+                # The term is the base read plus our sequence number: only if the base is still the
+                # one read (a leader may have raised it since, were the read an old one).
+                transaction.check(self._term_path, version)
             results = self._session.wait(transaction.commit_async(), "write the term")
             failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, RolledBackError)]
             if not failures:

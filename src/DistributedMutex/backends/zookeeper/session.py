@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from importlib import metadata
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
@@ -155,7 +154,10 @@ class ZooKeeperSession:
         asked for): the server clamps what it grants (by default to at most 20 ticks, 40 s), and a
         leader must be able to renew twice within its acting window."""
         granted = self.lease_duration()
-        if granted <= timing.safety_margin + 2 * timing.renew_interval:
+        # The loop renews more often on a lease shorter than the timing's (Election.renew_every),
+        # so that two renewals fit; refused here is a lease whose acting window would be
+        # at most half the one asked for.
+        if granted <= timing.safety_margin + (timing.lease_duration - timing.safety_margin) / 2:
             raise StorageRejectedError(
                 f"ZooKeeper at {self.hosts} granted a session timeout of {granted:g} s, far less than the "
                 f"{self.asked:g} s asked for: a leader could not renew in time; set {self.name('session_timeout')} "
@@ -245,6 +247,9 @@ class ZooKeeperSession:
 
 
 def _installed(distribution: str) -> str:
+    # Only on this error path: importlib.metadata pulls in email, zipfile, csv... (some MiB).
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:  # imported from a source tree, not installed
