@@ -137,7 +137,7 @@ class Session:
             cursor = connection.cursor()
             try:
                 try:
-                    cursor.execute(query, params)  # type: ignore[arg-type]  # our own, checked SQL
+                    cursor.execute(query, params)
                 except psycopg.Error:
                     # The server skipped the rest, COMMIT included: end the failed transaction.
                     if not connection.closed and connection.info.transaction_status != 0:
