@@ -51,8 +51,9 @@ def check_call_timeout(name: str, value: object, renew_interval: float) -> float
     """Every statement's bound: below the renew interval, so that a stuck renewal is retried in time."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or not 0.05 <= value < renew_interval):
+        shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
         raise ConfigurationError(name, f"must be a number of seconds from 0.05 and below the "
-                                       f"{renew_interval:g} s renew interval, got {value!r}")
+                                       f"{renew_interval:g} s renew interval, got {shown}")
     return float(value)
 
 
@@ -76,16 +77,18 @@ def check_url(name: str, value: object) -> str:
         raise ConfigurationError(name, "must be a PostgreSQL URL like postgresql://user@host:5432/database, "
                                        "got nothing")
     text = value.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port  # raises ValueError for a port that is no number or out of range
-    except ValueError as exc:
-        raise ConfigurationError(name, f"{mask_url(text)} is not a PostgreSQL URL ({exc})") from None
+    if "://" not in text:
+        raise ConfigurationError(name, "must be a libpq URL like postgresql://user@host:5432/database (key=value "
+                                       "connection strings are not taken here)")
+    parts = urlsplit(text)
     if parts.scheme.lower() not in _SCHEMES:
-        raise ConfigurationError(name, f"must start with postgresql:// (a libpq URL), got "
-                                       f"{(parts.scheme + '://') if parts.scheme else 'no scheme'}")
-    if port == 0:
-        raise ConfigurationError(name, f"{mask_url(text)}: port 0 is no TCP port")
+        raise ConfigurationError(name, f"must start with postgresql:// (a libpq URL), got {parts.scheme}://")
+    try:
+        port = parts.port  # ValueError for a port that is no number or out of range
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and re.search(r":[^/@\]]*$", parts.netloc.rpartition("@")[2] or "")):
+        raise ConfigurationError(name, f"{mask_url(text)}: the port must be a number from 1 to 65535")
     if parts.fragment:
         raise ConfigurationError(name, f"{mask_url(text)} must not carry a #fragment")
     return text
@@ -103,6 +106,8 @@ def mask_url(url: str) -> str:
         user, sep, _ = userinfo.partition(":")
         netloc = f"{user}{':***' if sep else ''}@{hostport}"
     query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if not netloc:  # postgresql:///db (the local socket): urlunsplit would drop the //
+        return f"{parts.scheme}://{parts.path}" + (f"?{query}" if query else "")
     return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, ""))
 
 
