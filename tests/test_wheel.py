@@ -63,7 +63,7 @@ def pinned() -> dict[str, str]:
     """requirements.txt: name -> pinned version."""
     pins = {}
     for line in (ROOT / "requirements.txt").read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", line)
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
         if match:
             pins[match[1].lower()] = match[2]
     return pins
