@@ -20,7 +20,7 @@ AZURITE_PORT ?= 10000
 TEST_WORKERS ?= 3
 # The demo needs Azurite only for the blob lease (the default backend; ZooKeeper and Raft need none).
 DEMO_BACKEND = $(or $(ELECTION_BACKEND),azure)
-DEMO_DEPS = $(VENV)/.demo-installed $(if $(filter zookeeper raft,$(DEMO_BACKEND)),,node_modules/.installed)
+DEMO_DEPS = $(VENV)/.demo-installed $(if $(filter zookeeper raft postgres,$(DEMO_BACKEND)),,node_modules/.installed)
 
 .PHONY: test demo lint chaos bench deps demo-deps azurite clean
 

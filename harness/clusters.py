@@ -80,3 +80,24 @@ class RaftCluster:
         return {"ELECTION_BACKEND": "raft",
                 "RAFT_PEERS": ",".join(f"{peer}=127.0.0.1:{port}" for peer, port in self.peers.items()),
                 "RAFT_ID": name, "RAFT_DATA_DIR": str(self.data_dir), "RAFT_ELECTION_TIMEOUT": f"{low}-{high}"}
+
+
+@dataclass
+class PostgresCluster:
+    url: str  # libpq URL of the database (or of PgBouncer in front of it, with pooled and notify_url)
+    table: str = field(default_factory=lambda: f"conf_{uuid.uuid4().hex[:16]}")
+    notify_url: str | None = None
+    pooled: bool = False
+    backend: str = "postgres"
+    # The default 5 s lease runs out by the server's clock; a contender's next attempt (0.5 s)
+    # takes it; 2 s for three processes on two busy cores.
+    crash_bound: float = 5 + 0.5 + 2
+    # Released at once and NOTIFYed: a listening contender tries at once (polling: within 0.5 s).
+    graceful_bound: float = 1.0
+
+    def env_for(self, name: str) -> dict[str, str]:
+        env = {"ELECTION_BACKEND": "postgres", "POSTGRES_URL": self.url, "POSTGRES_TABLE": self.table,
+               "POSTGRES_POOLED": "true" if self.pooled else "false"}
+        if self.notify_url:
+            env["POSTGRES_NOTIFY_URL"] = self.notify_url
+        return env

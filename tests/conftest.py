@@ -17,6 +17,7 @@ from azure.storage.blob import BlobServiceClient, generate_container_sas
 from DistributedMutex.backends.azure.lease import DEFAULT_API_VERSION
 from harness.fake_open_meteo import FakeOpenMeteo
 from harness.fake_openweather import FakeOpenWeather
+from harness.postgres import PgBouncer, PostgresServer
 from harness.processes import Instance
 from harness.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer, ZooKeeperServer
 
@@ -60,6 +61,34 @@ def database(mysql_server: MySQLServer) -> Iterator[str]:
     mysql_server.drop_database(name)
     yield name
     mysql_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    server = PostgresServer()
+    try:
+        server.check()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer) -> Iterator[PgBouncer]:
+    try:
+        bouncer = PgBouncer(postgres_server).start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def lease_table(postgres_server: PostgresServer) -> Iterator[str]:
+    """A lease table of the test's own in the server's database, dropped afterwards."""
+    table = f"dm_lease_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    yield table
+    postgres_server.drop_table(table)
 
 
 @pytest.fixture(scope="session")

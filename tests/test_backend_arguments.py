@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+from DistributedMutex.backends.postgres import PostgresLeaseBackend
 from DistributedMutex.backends.raft import RaftBackend
 from DistributedMutex.backends.raft.arguments import raft_timing
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
@@ -180,3 +181,55 @@ def test_a_connection_string_the_sdk_refuses_is_named_not_shown() -> None:
         backend(secret, "c-x")
     assert str(raised.value) == "connection_string: is not accepted by the Azure SDK"
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+# -- PostgresLeaseBackend ---------------------------------------------------------------------------
+
+PG_URL = "postgresql://app:Pw-arg-777@db.internal:5432/weather"
+
+
+def test_postgres_defaults_are_the_documented_ones() -> None:
+    """A 5 s lease by the server's clock: renew every 1.6 s, look every 0.5 s, stop 1 s early."""
+    backend = PostgresLeaseBackend(PG_URL)
+    timing = backend.default_timing()
+    assert (timing.lease_duration, timing.renew_interval, timing.acquire_interval, timing.safety_margin) == (
+        5.0, 1.6, 0.5, 1.0)
+    assert backend.lease_basis == "lease_duration 5 s"
+    assert backend.description == "PostgreSQL db.internal:5432/weather, table distributed_mutex_leases, election 'leader'"
+    assert "Pw-arg-777" not in backend.description
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"url": "mysql://db/weather"}, "url: must start with postgresql:// (a libpq URL), got mysql://"),
+    ({"url": "host=db dbname=weather"}, "url: must be a libpq URL like postgresql://user@host:5432/database "
+                                        "(key=value connection strings are not taken here)"),
+    ({"url": "postgresql://app:Pw-arg-777@db:0/weather"},
+     "url: postgresql://app:***@db:0/weather: the port must be a number from 1 to 65535"),
+    ({"url": None}, "url: must be a PostgreSQL URL like postgresql://user@host:5432/database, got nothing"),
+    ({"election": ""}, "election: must be 1-200 printable characters (the election's row in the table), got ''"),
+    ({"table": "Leases"}, "table: must be a lower-case SQL identifier (letters, digits and _, not starting with "
+                          "a digit), schema.table allowed, got 'Leases'"),
+    ({"table": "a.b.c"}, "table: must be a lower-case SQL identifier (letters, digits and _, not starting with "
+                         "a digit), schema.table allowed, got 'a.b.c'"),
+    ({"lease_duration": 1}, "lease_duration: must be from 2 to 300 seconds, got 1"),
+    ({"lease_duration": math.inf}, "lease_duration: must be a number of seconds from 2 to 300, got inf"),
+    ({"lease_duration": "5"}, "lease_duration: must be a number of seconds from 2 to 300, got '5'"),
+    ({"call_timeout": 1.6}, "call_timeout: must be a number of seconds from 0.05 and below the 1.6 s renew "
+                            "interval, got 1.6"),
+    ({"call_timeout": 0}, "call_timeout: must be a number of seconds from 0.05 and below the 1.6 s renew "
+                          "interval, got 0"),
+    ({"pooled": "yes"}, "pooled: must be True or False, got 'yes'"),
+    ({"notify_url": "db:5432"}, "notify_url: must be a libpq URL like postgresql://user@host:5432/database "
+                                "(key=value connection strings are not taken here)"),
+])
+def test_postgres_bad_arguments_are_one_line_naming_the_argument(arguments: dict[str, Any], message: str) -> None:
+    given = {"url": PG_URL, **arguments}
+    with pytest.raises(ConfigurationError) as caught:
+        PostgresLeaseBackend(**given)
+    assert str(caught.value) == message
+    assert "Pw-arg-777" not in str(caught.value)
+
+
+def test_postgres_messages_use_the_callers_names() -> None:
+    with pytest.raises(ConfigurationError, match=r"^POSTGRES_LEASE_DURATION: must be from 2 to 300 seconds, got 400$"):
+        PostgresLeaseBackend(PG_URL, lease_duration=400, names={"lease_duration": "POSTGRES_LEASE_DURATION"})

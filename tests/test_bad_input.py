@@ -85,7 +85,7 @@ def simulation(row_id: str) -> str:
 SINGLE_ROWS = {
     "storage-unreachable", "storage-wrong-key", "storage-api-version", "sas-not-valid-yet", "sas-wrong-key",
     "sas-expired-while-running", "sas-container-missing", "account-url-no-credential", "mysql-unreachable",
-    "mysql-wrong-password", "metrics-port-in-use", "metrics-host-not-local",
+    "mysql-wrong-password", "metrics-port-in-use", "metrics-host-not-local", "pg-database-missing",
 }
 
 
@@ -127,7 +127,7 @@ def run_program(directory: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 @pytest.mark.parametrize("row_id", ["sas-missing-write", "sas-expired", "sas-and-connection-string",
                                     "account-url-with-query", "mysql-database-hostile", "constant-py-raises",
-                                    "api-key-missing", "mysql-setting-without-host"])
+                                    "api-key-missing", "mysql-setting-without-host", "pg-url-bad-port"])
 def test_a_configuration_mistake_stops_the_program_with_one_line(tmp_path: Path, row_id: str) -> None:
     case = CONFIG_CASES[row_id]
     for name, text in case.files.items():
@@ -229,6 +229,17 @@ def test_metrics_host_not_local(spawn, demo_env) -> None:
     # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
     env = dict(demo_env, METRICS_PORT=str(free_port()), METRICS_HOST="192.0.2.1")
     assert_stops_with(spawn("foreign-host", env), "metrics-host-not-local")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+def test_postgres_database_missing(spawn, weather: FakeOpenWeather, postgres_server) -> None:
+    # Trust auth ignores the password: it must not be shown all the same.
+    url = f"postgresql://{postgres_server.user}:Pw-least-4242@{postgres_server.host}:{postgres_server.port}/dm_no_such"
+    env = {"ELECTION_BACKEND": "postgres", "POSTGRES_URL": url, "OPENWEATHER_API_KEY": weather.api_key,
+           "OPENWEATHER_URL": weather.url, "WEATHER_CITIES": "Hanoi"}
+    masked = url.replace("Pw-least-4242", "***")
+    assert_stops_with(spawn("no-database", env), "pg-database-missing", url=masked, database="dm_no_such")
 
 
 # -- MySQL -----------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""One conformance suite, the same assertions for every election backend (azure, zookeeper, raft).
+"""One conformance suite, the same assertions for every election backend (azure, zookeeper, raft,
+postgres).
 
 Per backend, one scenario runs real processes of `python src/DistributedMutex/test.py` (three
 members sharing an SQLite file, a leadership journal and the local weather stand-in):
@@ -31,11 +32,11 @@ from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
 from DistributedMutex.journal import read_journal
-from harness.clusters import MEMBERS, AzureCluster, BackendCluster, RaftCluster, ZooKeeperCluster
+from harness.clusters import MEMBERS, AzureCluster, BackendCluster, PostgresCluster, RaftCluster, ZooKeeperCluster
 from harness.fake_openweather import FakeOpenWeather
 from harness.processes import SCRIPT, Instance, wait_until
 
-BACKENDS = ("azure", "zookeeper", "raft")
+BACKENDS = ("azure", "zookeeper", "raft", "postgres")
 STORED = r"stored \d+ readings"
 
 
@@ -72,6 +73,11 @@ def make_cluster(request: pytest.FixtureRequest, backend: str, workdir: Path) ->
         return AzureCluster(request.getfixturevalue("azurite"))
     if backend == "zookeeper":
         return ZooKeeperCluster(request.getfixturevalue("zookeeper_server").hosts)
+    if backend == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        cluster = PostgresCluster(server.url)
+        request.addfinalizer(lambda: server.drop_table(cluster.table))
+        return cluster
     return RaftCluster(workdir / "raft")
 
 

@@ -1,5 +1,6 @@
 """The ElectionBackend contract (DistributedMutex.testing.contract) on the real backends: Azurite,
-a ZooKeeper server, and three Raft peers on loopback, as a third-party backend would run it."""
+a ZooKeeper server, three Raft peers on loopback, and PostgreSQL (direct and through PgBouncer in
+transaction pooling mode), as a third-party backend would run it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 
 from DistributedMutex.backend import ElectionBackend
 from DistributedMutex.backends.azure import AzureBlobLeaseBackend
+from DistributedMutex.backends.postgres import PostgresLeaseBackend
 from DistributedMutex.backends.raft import RaftBackend
 from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 from DistributedMutex.testing.contract import BackendContract
+from harness.postgres import PgBouncer, PostgresServer
 from harness.services import Azurite, ZooKeeperServer, free_port
 
 MakeBackend = Callable[[], ElectionBackend]
@@ -65,6 +68,43 @@ class TestRaftBackend(BackendContract):
 
         def make() -> ElectionBackend:
             made.append(RaftBackend(peers, free.pop(0), tmp_path, election_timeout=(1.0, 2.0)))
+            return made[-1]
+
+        yield make
+        for backend in made:
+            backend.close()
+
+
+class TestPostgresLeaseBackend(BackendContract):
+    handover_within = 1.0  # a released row is free at once: the next statement takes it
+
+    @pytest.fixture
+    def make_backend(self, postgres_server: PostgresServer, lease_table: str) -> Iterator[MakeBackend]:
+        made: list[PostgresLeaseBackend] = []
+
+        def make() -> ElectionBackend:
+            made.append(PostgresLeaseBackend(postgres_server.url, "contract", table=lease_table))
+            return made[-1]
+
+        yield make
+        for backend in made:
+            backend.close()
+
+
+class TestPostgresLeaseBackendThroughPgBouncer(BackendContract):
+    """The same contract with every statement through PgBouncer in transaction pooling mode, whose
+    pool of four server connections is shared by all contenders: no session state may be relied on."""
+
+    handover_within = 1.0
+
+    @pytest.fixture
+    def make_backend(self, pgbouncer: PgBouncer, postgres_server: PostgresServer,
+                     lease_table: str) -> Iterator[MakeBackend]:
+        made: list[PostgresLeaseBackend] = []
+
+        def make() -> ElectionBackend:
+            made.append(PostgresLeaseBackend(pgbouncer.url, "contract", table=lease_table, pooled=True,
+                                             notify_url=postgres_server.url))
             return made[-1]
 
         yield make

@@ -16,7 +16,8 @@ Each program runs from a file in a fresh directory, with PYTHONPATH=src and the 
 names: Azurite in AZURE_STORAGE_CONNECTION_STRING for AzureBlobLeaseBackend, a ZooKeeper server in
 ZOOKEEPER_HOSTS for ZooKeeperBackend, three free ports from RAFT_PORT on for RaftBackend, and for
 code that imports mysql.connector the MySQL server in MYSQL_HOST, MYSQL_PORT, MYSQL_USER and
-MYSQL_PASSWORD with a fresh, empty database in MYSQL_DATABASE. The file begins with blank lines, so
+MYSQL_PASSWORD with a fresh, empty database in MYSQL_DATABASE, and for PostgresLeaseBackend or
+psycopg a fresh database's URL in POSTGRES_URL. The file begins with blank lines, so
 a traceback's line numbers are the Markdown file's.
 """
 
@@ -101,6 +102,13 @@ def test_example_runs(block: Block, request: pytest.FixtureRequest, tmp_path: Pa
         env["ZOOKEEPER_HOSTS"] = request.getfixturevalue("zookeeper_server").hosts
     if "RaftBackend" in block.code:
         env["RAFT_PORT"] = str(_free_ports(3))
+    if "PostgresLeaseBackend" in block.code or "psycopg" in block.code:
+        postgres = request.getfixturevalue("postgres_server")
+        database = postgres.create_database()
+        request.addfinalizer(lambda: postgres.drop_database(database))
+        from harness.postgres import with_database
+
+        env["POSTGRES_URL"] = with_database(postgres.url, database)
     if "mysql.connector" in block.code:
         mysql, database = request.getfixturevalue("mysql_server"), request.getfixturevalue("database")
         with mysql.connect() as connection, connection.cursor() as cursor:

@@ -1,4 +1,4 @@
-"""DistributedMutex.fencing on real databases: SQLite files and MariaDB, each with a connection
+"""DistributedMutex.fencing on real databases: SQLite files, MariaDB and PostgreSQL (psycopg 3), each with a connection
 in the driver's default transaction mode and one in autocommit mode (the fence begins its own
 transaction then). The two "leaders" are two connections used from two threads."""
 
@@ -20,6 +20,7 @@ from DistributedMutex import DistributedMutex, RoleContext
 from DistributedMutex.backends.raft import RaftBackend
 from DistributedMutex.errors import ConfigurationError, StaleTermError
 from DistributedMutex.fencing import Fence, _render, fenced_update
+from harness.postgres import PostgresServer, with_database
 from harness.processes import wait_until
 from harness.services import MySQLServer, free_port
 
@@ -79,11 +80,36 @@ def mariadb_store(server: MySQLServer, database: str, *, autocommit: bool) -> St
     return Store(connect, waits_for_lock)
 
 
-@pytest.fixture(params=["sqlite", "sqlite-autocommit", "mariadb", "mariadb-autocommit"])
+def postgresql_store(server: PostgresServer, database: str, *, autocommit: bool) -> Store:
+    import psycopg
+
+    def connect() -> Any:
+        # A stuck test fails instead of hanging: no lock is waited for longer than 10 s.
+        return psycopg.connect(with_database(server.url, database), autocommit=autocommit, connect_timeout=5,
+                               options="-c lock_timeout=10000")
+
+    def waits_for_lock(connection: Any) -> bool:
+        return bool(server.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                                   (connection.info.backend_pid,)))
+    return Store(connect, waits_for_lock)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
+    name = postgres_server.create_database()
+    yield name
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "sqlite-autocommit", "mariadb", "mariadb-autocommit", "postgresql",
+                        "postgresql-autocommit"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     autocommit = request.param.endswith("-autocommit")
     if request.param.startswith("sqlite"):
         return sqlite_store(tmp_path / "fence.db", autocommit=autocommit)
+    if request.param.startswith("postgresql"):
+        return postgresql_store(request.getfixturevalue("postgres_server"),
+                                request.getfixturevalue("postgres_database"), autocommit=autocommit)
     return mariadb_store(request.getfixturevalue("mysql_server"), request.getfixturevalue("database"),
                          autocommit=autocommit)
 

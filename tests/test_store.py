@@ -1,4 +1,4 @@
-"""The stores on real databases, MySQL (MariaDB here) and SQLite alike: schema, fencing by term,
+"""The stores on real databases, MySQL (MariaDB here), PostgreSQL and SQLite alike: schema, fencing by term,
 one row per observation, the provider of each row; then what only MySQL has: reconnecting, logins,
 and adding the provider column to a table an earlier version made."""
 
@@ -16,9 +16,11 @@ from distributed_mutex_demo.config import MySQLSettings, load_settings
 from distributed_mutex_demo.errors import StoreAccessError, StoreUnavailableError
 from distributed_mutex_demo.stores import Store, open_store
 from distributed_mutex_demo.stores.mysql import PROVIDER_COLUMN, WeatherStore
+from distributed_mutex_demo.stores.postgres import PostgresStore
 from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
+from harness.postgres import with_database
 from harness.services import free_port
 from support.old_schema import OLD_WEATHER_TABLE
 
@@ -48,9 +50,20 @@ class Backend:
         return store
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture
+def pg_database(postgres_server) -> Iterator[str]:
+    name = postgres_server.create_database()
+    yield name
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["mysql", "sqlite", "postgresql"])
 def backend(request, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "mysql":
+    if request.param == "postgresql":
+        server, database = request.getfixturevalue("postgres_server"), request.getfixturevalue("pg_database")
+        url = with_database(server.url, database)
+        chosen = Backend(lambda: PostgresStore(url), lambda sql: server.execute(sql, database=database))
+    elif request.param == "mysql":
         mysql_server, database = request.getfixturevalue("mysql_server"), request.getfixturevalue("database")
         settings = MySQLSettings(mysql_server.host, mysql_server.port, mysql_server.user, mysql_server.password,
                                  database)

@@ -9,7 +9,7 @@
     DistributedMutex(lead, backend=RaftBackend(peers, node_id="a", data_dir="state")).run()
 
 The backends are imported on first use, so that their third-party packages (azure-storage-blob,
-kazoo) are loaded only by those who use them; ``DistributedMutex.testing`` holds an in-memory
+kazoo, psycopg) are loaded only by those who use them; ``DistributedMutex.testing`` holds an in-memory
 backend for tests.
 """
 
@@ -34,6 +34,7 @@ from DistributedMutex.timing import ElectionTiming
 
 if TYPE_CHECKING:  # imported lazily at run time: see __getattr__
     from DistributedMutex.backends.azure import AzureBlobLeaseBackend
+    from DistributedMutex.backends.postgres import PostgresLeaseBackend
     from DistributedMutex.backends.raft import RaftBackend
     from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 
@@ -53,6 +54,7 @@ __all__ = [
     "Lease",
     "LeaseLostError",
     "MissingExtraError",
+    "PostgresLeaseBackend",
     "RaftBackend",
     "Role",
     "RoleContext",
@@ -69,6 +71,7 @@ _LAZY = {
     "AzureBlobLeaseBackend": "DistributedMutex.backends.azure",
     "ZooKeeperBackend": "DistributedMutex.backends.zookeeper",
     "RaftBackend": "DistributedMutex.backends.raft",
+    "PostgresLeaseBackend": "DistributedMutex.backends.postgres",
 }
 
 

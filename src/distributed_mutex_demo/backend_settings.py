@@ -7,6 +7,7 @@
     ELECTION_BACKEND=raft       Raft's election among the instances themselves (RAFT_PEERS,
                                 RAFT_ID, RAFT_DATA_DIR, RAFT_ELECTION_TIMEOUT; RAFT_TLS_CERT,
                                 RAFT_TLS_KEY, RAFT_TLS_CA for mutual TLS between the peers)
+    ELECTION_BACKEND=postgres   a lease on a row of a PostgreSQL table (POSTGRES_*: postgres_settings.py)
 
 Each backend owns the loop's timing (its default_timing(): the blob lease from its lease duration,
 a ZooKeeper session from its timeout, Raft from its election timeout); the demo passes a timing of
@@ -22,6 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from distributed_mutex_demo.postgres_settings import POSTGRES
 from distributed_mutex_demo.settings_sources import Getter
 from DistributedMutex.addresses import host_port
 from DistributedMutex.backends.raft.arguments import PEER_ID, check_data_dir, raft_timing
@@ -36,7 +38,7 @@ from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.timing import ElectionTiming
 
 AZURE, ZOOKEEPER, RAFT = "azure", "zookeeper", "raft"
-BACKENDS = (AZURE, ZOOKEEPER, RAFT)
+BACKENDS = (AZURE, ZOOKEEPER, RAFT, POSTGRES)
 # library argument -> the setting it comes from
 AZURE_NAMES = {"connection_string": "AZURE_STORAGE_CONNECTION_STRING",
                "container_sas_url": "AZURE_STORAGE_CONTAINER_SAS_URL", "account_url": "AZURE_STORAGE_ACCOUNT_URL",

@@ -6,6 +6,7 @@ the rule:
 
     parsers.py           single values (numbers, names, URLs, ...)
     storage_settings.py  the blob lease's storage and its three ways of authenticating
+    postgres_settings.py ELECTION_BACKEND=postgres and the PostgreSQL store (POSTGRES_*)
     backend_settings.py  the other backends' settings, and the library arguments they become
     election_backends.py the table ELECTION_BACKEND chooses from
 """
@@ -39,6 +40,7 @@ from distributed_mutex_demo.parsers import (
     text_of_length,
     whole_number_in,
 )
+from distributed_mutex_demo.postgres_settings import POSTGRES_DEFAULTS, PostgresSettings, read_postgres_store
 from distributed_mutex_demo.settings_sources import Getter, merge_sources
 from distributed_mutex_demo.storage_settings import (
     SAS_PERMISSIONS_NEEDED,
@@ -59,6 +61,7 @@ from DistributedMutex.backends.azure.arguments import (
     CONTAINER_NAME,
     CONTAINER_NAME_RULE,
 )
+from DistributedMutex.backends.postgres.arguments import url_password
 from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.timing import ElectionTiming
 
@@ -123,6 +126,7 @@ DEFAULTS: dict[str, str | None] = {
     "RAFT_TLS_CERT": None,  # this peer's certificate, naming RAFT_ID as subjectAltName=DNS:<id>
     "RAFT_TLS_KEY": None,  # its private key (unencrypted, chmod 600)
     "RAFT_TLS_CA": None,  # the CA that signed every peer's certificate
+    **POSTGRES_DEFAULTS,  # POSTGRES_URL, ... and POSTGRES_STORE (postgres_settings.py)
 }
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -168,7 +172,7 @@ class Settings:
     read_interval: float
     reading_buffer_size: int
     leader_stall_timeout: float
-    mysql: MySQLSettings | None  # None: the readings go to SQLite (sqlite_path)
+    mysql: MySQLSettings | None  # None: the readings go to SQLite (sqlite_path), or PostgreSQL (postgres_store_url)
     log_level: str
     leadership_journal: str | None = None
     sources: tuple[str, ...] = ()
@@ -184,9 +188,11 @@ class Settings:
     weather_simulation: str = "auto"  # one of SIMULATION_MODES
     election_backend: str = AZURE
     # The chosen backend's own settings (the blob lease's are the fields above): see election_backends.
-    own: ZooKeeperSettings | RaftSettings | None = None
+    own: ZooKeeperSettings | RaftSettings | PostgresSettings | None = None
     # Settings given for another backend than the chosen one: ignored, and said so at start.
     ignored: tuple[str, ...] = ()
+    # POSTGRES_STORE=true: the readings go to PostgreSQL at this URL (POSTGRES_URL).
+    postgres_store_url: str | None = None
 
     @property
     def storage_auth(self) -> str:
@@ -204,6 +210,10 @@ class Settings:
     @property
     def raft(self) -> RaftSettings | None:
         return self.own if isinstance(self.own, RaftSettings) else None
+
+    @property
+    def postgres(self) -> PostgresSettings | None:
+        return self.own if isinstance(self.own, PostgresSettings) else None
 
     def timing(self) -> ElectionTiming | None:
         """The timing the demo passes to DistributedMutex: the blob lease's from its settings
@@ -233,6 +243,10 @@ class Settings:
         values += connection_string_secrets(self.connection_string)
         if self.container_sas_url:
             values += sas_url_secrets(self.container_sas_url)
+        if self.postgres is not None:
+            values += self.postgres.secrets()
+        if self.postgres_store_url:
+            values += url_password(self.postgres_store_url)
         return [v for v in values if len(v) >= 4]
 
 
@@ -268,6 +282,7 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
             f"sends the SAS over plain http to {insecure}, which is not this machine: use https, "
             "or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
     mysql, sqlite_path = _store_settings(get)
+    postgres_store_url = _postgres_store(get, mysql)
     backend = get("ELECTION_BACKEND", parse_backend)
     instance_id = get("INSTANCE_ID", matching(
         _INSTANCE_ID, "1-64 letters, digits or . _ : @ -, starting with a letter or digit"),
@@ -314,7 +329,9 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
         election_backend=backend,
         own=CHOICES[backend].read(get, instance_id, member),
         ignored=tuple(name for other, choice in CHOICES.items() if other != backend
-                      for name in choice.settings if get.is_set(name)),
+                      for name in choice.settings if get.is_set(name)
+                      and not (name == "POSTGRES_URL" and postgres_store_url)),
+        postgres_store_url=postgres_store_url,
     )
     if get.is_set("METRICS_HOST") and settings.metrics_port is None:
         # Otherwise it would be ignored in silence, and the user would look for an endpoint that is not there.
@@ -370,6 +387,18 @@ def _store_settings(get: Getter) -> tuple[MySQLSettings | None, str]:
             stray, "is set but MYSQL_HOST is not: set MYSQL_HOST (e.g. 127.0.0.1) to store the readings "
             "in MySQL, or leave the MYSQL_* settings unset to store them in SQLite at SQLITE_PATH")
     return None, sqlite_path
+
+
+def _postgres_store(get: Getter, mysql: MySQLSettings | None) -> str | None:
+    """POSTGRES_URL when POSTGRES_STORE=true; never together with MYSQL_HOST or SQLITE_PATH."""
+    url = read_postgres_store(get)
+    if url is not None:
+        other = "MYSQL_HOST" if mysql is not None else "SQLITE_PATH" if get.is_set("SQLITE_PATH") else None
+        if other:
+            raise ConfigurationError(
+                other, "cannot be used together with POSTGRES_STORE=true: store the readings in one database "
+                "(PostgreSQL at POSTGRES_URL, MySQL at MYSQL_HOST, or SQLite at SQLITE_PATH)")
+    return url
 
 
 def _weather_provider(name: str, value: str) -> str:

@@ -21,7 +21,8 @@ ends the demo after N seconds with a summary and exit code 0.
 
 Settings the demo reads (on top of the instances' own, which pass through): DEMO_SECONDS (0: until
 you quit), DEMO_INSTANCES (3), DEMO_FAILOVER_EVERY (seconds between automatic failovers, 30; 0: none),
-ELECTION_BACKEND (azure, zookeeper or raft), DEMO_WEB (1: serve the page, 0: not).
+ELECTION_BACKEND (azure, zookeeper, raft or postgres: POSTGRES_URL, default this machine's server),
+DEMO_WEB (1: serve the page, 0: not).
 
 This module reads those settings and runs the demo; distributed_mutex_demo/launcher/ has its parts.
 """
@@ -35,7 +36,7 @@ import sys
 from distributed_mutex_demo.errors import LaunchError
 from distributed_mutex_demo.launcher.cluster import Demo
 
-BACKENDS = ("azure", "zookeeper", "raft")
+BACKENDS = ("azure", "zookeeper", "raft", "postgres")
 
 
 def _backend() -> str:

@@ -27,6 +27,13 @@ from distributed_mutex_demo.backend_settings import (
     read_raft,
     read_zookeeper,
 )
+from distributed_mutex_demo.postgres_settings import (
+    POSTGRES,
+    POSTGRES_NAMES,
+    POSTGRES_SETTINGS,
+    PostgresSettings,
+    read_postgres,
+)
 from distributed_mutex_demo.redaction import all_secrets, redact
 from distributed_mutex_demo.settings_sources import Getter
 from DistributedMutex.backend import ElectionBackend
@@ -51,7 +58,7 @@ def _nothing(backend: ElectionBackend) -> None:
 class BackendChoice:
     settings: tuple[str, ...]  # the settings only this backend reads (set for another one: ignored)
     # Its own settings, from the sources (the blob lease's are fields of Settings itself: None).
-    read: Callable[[Getter, str, bool], ZooKeeperSettings | RaftSettings | None]
+    read: Callable[[Getter, str, bool], ZooKeeperSettings | RaftSettings | PostgresSettings | None]
     timing: Callable[[Settings], ElectionTiming | None]  # None: the backend's default_timing()
     build: Callable[[Settings], ElectionBackend]
     describe: Callable[[Settings], str]  # where the election happens, for the start-up line
@@ -177,6 +184,46 @@ def describe_raft(settings: Settings) -> str:
             f"timeout {low * 1000:g}-{high * 1000:g} ms, state in {raft.data_dir}")
 
 
+# -- PostgreSQL ------------------------------------------------------------------------------------------
+
+def _postgres(settings: Settings) -> PostgresSettings:
+    assert settings.postgres is not None, "read with ELECTION_BACKEND=postgres"
+    return settings.postgres
+
+
+def build_postgres(settings: Settings) -> ElectionBackend:
+    from DistributedMutex.backends.postgres import PostgresLeaseBackend
+
+    pg = _postgres(settings)
+    return PostgresLeaseBackend(pg.url, pg.election, table=pg.table, lease_duration=pg.lease_duration,
+                                call_timeout=pg.call_timeout, notify_url=pg.notify_url, pooled=pg.pooled,
+                                names=POSTGRES_NAMES)
+
+
+def check_postgres(backend: ElectionBackend) -> None:
+    """Read the lease row once at start (creating the table): a refusal (login, database,
+    privileges) stops the program; a server that does not answer is said once, clearly, and the
+    election loop keeps trying."""
+    try:
+        backend.read_leader()
+    except StorageRejectedError:
+        raise
+    except BackendError as exc:
+        log.warning("%s: is PostgreSQL running? Start it, or set POSTGRES_URL to one that is (waiting for it)",
+                    exc)
+
+
+def describe_postgres(settings: Settings) -> str:
+    from DistributedMutex.backends.postgres.arguments import describe_url
+
+    pg = _postgres(settings)
+    timing = pg.timing()
+    pooled = (" through a transaction pooler" + ("" if pg.notify_url else ", polling")) if pg.pooled else ""
+    return (f"PostgreSQL {describe_url(pg.url)}{pooled}, table {pg.table}, election {pg.election!r} (lease "
+            f"{timing.lease_duration:g} s by the server's clock, renew {timing.renew_interval:g} s, acquire "
+            f"{timing.acquire_interval:g} s)")
+
+
 CHOICES: dict[str, BackendChoice] = {
     AZURE: BackendChoice(
         settings=("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL",
@@ -191,6 +238,9 @@ CHOICES: dict[str, BackendChoice] = {
         settings=("RAFT_PEERS", "RAFT_ID", "RAFT_DATA_DIR", "RAFT_ELECTION_TIMEOUT", *RAFT_TLS_SETTINGS),
         read=lambda get, instance_id, member: read_raft(get, instance_id, member=member),
         timing=lambda settings: None, build=build_raft, describe=describe_raft),
+    POSTGRES: BackendChoice(
+        settings=POSTGRES_SETTINGS, read=lambda get, instance_id, member: read_postgres(get),
+        timing=lambda settings: None, build=build_postgres, describe=describe_postgres, check=check_postgres),
 }
 
 

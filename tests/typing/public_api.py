@@ -16,11 +16,13 @@ from DistributedMutex import (
     AzureBlobLeaseBackend,
     DistributedMutex,
     ElectionBackend,
+    PostgresLeaseBackend,
     RaftBackend,
     RoleContext,
     ZooKeeperBackend,
 )
 from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend as AzureClass
+from DistributedMutex.backends.postgres.backend import PostgresLeaseBackend as PostgresClass
 from DistributedMutex.backends.raft.backend import RaftBackend as RaftClass
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend as ZooKeeperClass
 
@@ -53,4 +55,11 @@ def azure(connection_string: str) -> None:
     backend = AzureBlobLeaseBackend(connection_string, "container", "blob")
     assert_type(backend, AzureClass)
     AzureBlobLeaseBackend(connection_string, "container", "blob", lease_duration="15")  # type: ignore[arg-type]
+    DistributedMutex(lead, backend=backend).run()
+
+
+def postgres(url: str) -> None:
+    backend = PostgresLeaseBackend(url, "weather", lease_duration=5)
+    assert_type(backend, PostgresClass)
+    PostgresLeaseBackend(url, "weather", lease_duration="5")  # type: ignore[arg-type]
     DistributedMutex(lead, backend=backend).run()

@@ -3,6 +3,7 @@
     azure/      AzureBlobLeaseBackend: a lease on one blob        (extra ``azure``)
     zookeeper/  ZooKeeperBackend: the sequential-ephemeral recipe (extra ``zookeeper``)
     raft/       RaftBackend: an election among the instances       (no dependency)
+    postgres/   PostgresLeaseBackend: a lease on a table's row     (extra ``postgres``)
 
 A backend whose extra is not installed can still be imported; constructing it raises
 ``MissingExtraError``, whose one line says what to install.

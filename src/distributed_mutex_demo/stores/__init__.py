@@ -1,7 +1,10 @@
-"""Where the readings are kept: MySQL when MYSQL_HOST is set, otherwise a local SQLite file.
+"""Where the readings are kept: MySQL when MYSQL_HOST is set, PostgreSQL when POSTGRES_STORE=true,
+otherwise a local SQLite file.
 
-    base.py    the Store interface, a stored reading, the fencing rule
-    mysql.py   WeatherStore, on MySQL or MariaDB
+    base.py      the Store interface, a stored reading, the fencing rule
+    mysql.py     WeatherStore, on MySQL or MariaDB
+    postgres.py  PostgresStore, on PostgreSQL (its writes also fenced by the lease row when the
+                 election runs in the same database)
     sqlite.py  SQLiteStore, one local file shared by the instances of one machine
 """
 
@@ -24,9 +27,17 @@ __all__ = ["OneConnection", "Store", "StoredReading", "check_may_register", "che
 
 
 def open_store(settings: Settings) -> Store:
-    """MySQL when MYSQL_HOST is set, otherwise the SQLite file SQLITE_PATH. Nothing is opened yet.
+    """MySQL when MYSQL_HOST is set, PostgreSQL when POSTGRES_STORE=true, otherwise the SQLite file
+    SQLITE_PATH. Nothing is opened yet.
 
     Each store's driver is imported only when it is chosen."""
+    if settings.postgres_store_url is not None:
+        from distributed_mutex_demo.stores.postgres import PostgresStore
+
+        pg = settings.postgres
+        # The election's row is in the same database: every write checks it first.
+        lease = (pg.table, pg.election) if pg is not None and pg.url == settings.postgres_store_url else None
+        return PostgresStore(settings.postgres_store_url, lease=lease)
     if settings.mysql is not None:
         from distributed_mutex_demo.stores.mysql import WeatherStore
 
