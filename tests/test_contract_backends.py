@@ -1,5 +1,6 @@
 """The ElectionBackend contract (DistributedMutex.testing.contract) on the real backends: Azurite,
-a ZooKeeper server, and three Raft peers on loopback, as a third-party backend would run it."""
+a ZooKeeper server, three Raft peers on loopback, and the machine's Redis server (a key prefix per
+test), as a third-party backend would run it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from DistributedMutex.backend import ElectionBackend
 from DistributedMutex.backends.azure import AzureBlobLeaseBackend
 from DistributedMutex.backends.raft import RaftBackend
+from DistributedMutex.backends.redis import RedisLeaseBackend
 from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 from DistributedMutex.testing.contract import BackendContract
 from harness.services import Azurite, ZooKeeperServer, free_port
@@ -65,6 +67,23 @@ class TestRaftBackend(BackendContract):
 
         def make() -> ElectionBackend:
             made.append(RaftBackend(peers, free.pop(0), tmp_path, election_timeout=(1.0, 2.0)))
+            return made[-1]
+
+        yield make
+        for backend in made:
+            backend.close()
+
+
+class TestRedisLeaseBackend(BackendContract):
+    # release deletes the key and publishes on the election's channel; a lease lasts 5 s
+    handover_within = 1.0
+
+    @pytest.fixture
+    def make_backend(self, redis_url: str, redis_prefix: str) -> Iterator[MakeBackend]:
+        made: list[RedisLeaseBackend] = []
+
+        def make() -> ElectionBackend:
+            made.append(RedisLeaseBackend(redis_url, redis_prefix))
             return made[-1]
 
         yield make

@@ -34,6 +34,7 @@ SCRIPTS = Path(__file__).parent / "support" / "installed"
 EXTRAS = {
     "azure": {"azure-storage-blob", "azure-core", "azure-identity"},
     "zookeeper": {"kazoo"},
+    "redis": {"redis"},
     "metrics": {"prometheus-client"},
     "certificates": {"cryptography"},
     "demo": {"distributed-mutex", "requests", "mysql-connector-python", "python-dotenv", "starlette", "uvicorn", "rich"},
@@ -91,7 +92,7 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
         assert {r.name.lower() for r in wanted} == expected, f"[{extra}]: {[str(r) for r in wanted]}"
         for requirement in wanted:
             if requirement.name == "distributed-mutex":  # the demo pulls in the other extras
-                assert requirement.extras == {"azure", "zookeeper", "metrics", "certificates"}
+                assert requirement.extras == {"azure", "zookeeper", "redis", "metrics", "certificates"}
                 continue
             assert requirement.specifier, f"[{extra}] {requirement.name} has no version range"
             pin = pins.get(requirement.name.lower())
@@ -109,6 +110,7 @@ def test_without_extras_import_loads_no_third_party_module_and_a_missing_extra_i
 
     for what, (module, extra) in {
         "ZooKeeperBackend": ("kazoo", "zookeeper"),
+        "RedisLeaseBackend": ("redis", "redis"),
         "AzureBlobLeaseBackend": ("azure.storage.blob", "azure"),
         "AzureBlobLeaseBackend.from_container_sas_url": ("azure.storage.blob", "azure"),
         "DistributedMutex.metrics": ("prometheus_client", "metrics"),

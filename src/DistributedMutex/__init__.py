@@ -35,6 +35,7 @@ from DistributedMutex.timing import ElectionTiming
 if TYPE_CHECKING:  # imported lazily at run time: see __getattr__
     from DistributedMutex.backends.azure import AzureBlobLeaseBackend
     from DistributedMutex.backends.raft import RaftBackend
+    from DistributedMutex.backends.redis import RedisLeaseBackend
     from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "LeaseLostError",
     "MissingExtraError",
     "RaftBackend",
+    "RedisLeaseBackend",
     "Role",
     "RoleContext",
     "StaleTermError",
@@ -69,6 +71,7 @@ _LAZY = {
     "AzureBlobLeaseBackend": "DistributedMutex.backends.azure",
     "ZooKeeperBackend": "DistributedMutex.backends.zookeeper",
     "RaftBackend": "DistributedMutex.backends.raft",
+    "RedisLeaseBackend": "DistributedMutex.backends.redis",
 }
 
 
