@@ -1,4 +1,5 @@
-"""One conformance suite, the same assertions for every election backend (azure, zookeeper, raft).
+"""One conformance suite, the same assertions for every election backend (azure, zookeeper, raft,
+redis).
 
 Per backend, one scenario runs real processes of `python src/DistributedMutex/test.py` (three
 members sharing an SQLite file, a leadership journal and the local weather stand-in):
@@ -31,11 +32,12 @@ from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
 from DistributedMutex.journal import read_journal
-from harness.clusters import MEMBERS, AzureCluster, BackendCluster, RaftCluster, ZooKeeperCluster
+from harness.clusters import MEMBERS, AzureCluster, BackendCluster, RaftCluster, RedisCluster, ZooKeeperCluster
 from harness.fake_openweather import FakeOpenWeather
 from harness.processes import SCRIPT, Instance, wait_until
+from harness.redis_server import delete_prefix
 
-BACKENDS = ("azure", "zookeeper", "raft")
+BACKENDS = ("azure", "zookeeper", "raft", "redis")
 STORED = r"stored \d+ readings"
 
 
@@ -72,6 +74,10 @@ def make_cluster(request: pytest.FixtureRequest, backend: str, workdir: Path) ->
         return AzureCluster(request.getfixturevalue("azurite"))
     if backend == "zookeeper":
         return ZooKeeperCluster(request.getfixturevalue("zookeeper_server").hosts)
+    if backend == "redis":
+        cluster = RedisCluster(request.getfixturevalue("redis_url"))
+        request.addfinalizer(lambda: delete_prefix(cluster.url, cluster.prefix))
+        return cluster
     return RaftCluster(workdir / "raft")
 
 
