@@ -1,8 +1,9 @@
 """RedisLeaseBackend against real servers, beyond the contract (test_contract_backends.py):
 
-    reset       a server that forgets everything (restart without persistence, FLUSHALL): the term
-                restarts for a contender that saw nothing, and the fenced store refuses its write;
-                a contender that saw the old terms continues above them and waits out the old holder
+    terms       from the server's clock in milliseconds, one more per change within a millisecond
+    reset       a server that forgets everything (restart without persistence, FLUSHALL): a new
+                holder's term is still above the old one, and the fenced store refuses the old
+                leader's late write; a contender that saw the old term waits out the old holder
     prompt      a release wakes a subscribed contender at once; a crashed holder's key expiry too
     outages     a dead server is StorageUnavailableError within the call timeout; CLIENT KILL of
                 the holder's connection costs it nothing; the subscriber comes back after a restart
@@ -48,55 +49,85 @@ def lease_of(result: Lease | Held) -> Lease:
     return result
 
 
-def test_a_server_reset_restarts_the_term_and_the_fenced_store_refuses_the_repeated_term(
+def server_millis(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        seconds, micros = client.time()
+    finally:
+        client.close()
+    return seconds * 1000 + micros // 1000
+
+
+def test_terms_follow_the_servers_clock_in_milliseconds_and_grow_by_one_within_one(
+        redis_url: str, redis_prefix: str, backends: list[RedisLeaseBackend]) -> None:
+    backend = RedisLeaseBackend(redis_url, redis_prefix)
+    backends.append(backend)
+    before = server_millis(redis_url)
+    lease = lease_of(backend.acquire(A, time.monotonic()))
+    assert before <= lease.term <= server_millis(redis_url)
+    terms = [lease.term]
+    for _ in range(5):  # faster than one per millisecond, at times: the counter goes on by one then
+        backend.release(lease)
+        lease = lease_of(backend.acquire(A, time.monotonic()))
+        terms.append(lease.term)
+    assert terms == sorted(set(terms)), terms
+
+
+def test_a_server_reset_mid_run_and_the_fenced_store_refuses_the_old_leaders_late_write(
         redis_server: RedisServer, backends: list[RedisLeaseBackend], tmp_path: Path) -> None:
+    """The server forgets everything (restart without persistence). A contender that saw nothing
+    cannot know: it takes the lease at once while the old holder may still be acting (one Redis
+    primary cannot prevent that). Its term comes from the server's clock, above the old one, so the
+    fenced store refuses the old leader's late write; a contender that saw the old term knows the
+    server lost it and waits out the old holder's lease before acting."""
     prefix = new_prefix("reset")
     old, survivor, newcomer = (RedisLeaseBackend(redis_server.url, prefix) for _ in range(3))
     backends += [old, survivor, newcomer]
-    fence = Fence(sqlite3.connect(tmp_path / "store.db", isolation_level=None, check_same_thread=False), "readings")
+    store = sqlite3.connect(tmp_path / "store.db", isolation_level=None, check_same_thread=False)
+    fence, late_fence = Fence(store, "readings"), Fence(store, "readings")
     fence.create_table()
 
     lease = lease_of(old.acquire(A, time.monotonic()))
-    for _ in range(3):  # a few changes of holder: the term is 4 when the server forgets it
-        old.release(lease)
-        lease = lease_of(old.acquire(A, time.monotonic()))
-    assert lease.term == 4
     fence.register(lease.term)
     held = survivor.acquire(B, time.monotonic())
-    assert isinstance(held, Held) and held.leader is not None and held.leader.term == 4
+    assert isinstance(held, Held) and held.leader is not None and held.leader.term == lease.term
 
     redis_server.restart()  # no persistence: the lease, the counter and the record are gone
 
-    with pytest.raises((LeaseLostError, StorageUnavailableError)):
-        old.renew(lease, time.monotonic())  # the old holder finds out at its next renewal
     fresh = lease_of(newcomer.acquire(C, time.monotonic()))
-    assert fresh.term == 1, "a contender that saw nothing starts the counter again"
-    assert fresh.predecessor_until == float("-inf"), "it cannot know that the server forgot anything"
-    with pytest.raises(StaleTermError, match="has term 4, newer than this leader's term 1"):
-        fence.register(fresh.term)  # the fenced store keeps the data safe
+    assert fresh.term > lease.term, "the term repeated after the reset"
+    assert fresh.predecessor_until == float("-inf"), "it saw nothing: it cannot know that the server forgot"
+    fence.register(fresh.term)
+    refused = pytest.raises(StaleTermError, match=f"has term {fresh.term}, newer than this leader's term {lease.term}")
+    with refused, late_fence.transaction(lease.term) as cursor:  # the old leader, paused through all this
+        cursor.execute("SELECT 1")
+    with pytest.raises(LeaseLostError):
+        old.renew(lease, time.monotonic())  # and it finds out at its next renewal
 
     newcomer.release(fresh)
+    redis_server.restart()
     before = time.monotonic()
     continued = lease_of(survivor.acquire(B, before))
-    assert continued.term == 5, "a contender that saw term 4 continues the counter above it"
+    assert continued.term > fresh.term
     assert continued.predecessor_until >= before + continued.duration, (
-        "the server had lost the election: the new holder must wait out the old holder's lease")
-    fence.register(continued.term)
+        "it had seen a higher term than the server's counter: it must wait out the old holder's lease")
 
 
-def test_flushall_mid_run_then_the_renewal_fails_and_terms_continue_above_the_seen_one(
+def test_flushall_mid_run_ends_the_holders_renewal_and_terms_continue_above_the_seen_one(
         redis_server: RedisServer, backends: list[RedisLeaseBackend]) -> None:
     prefix = new_prefix("flush")
     leader, other = RedisLeaseBackend(redis_server.url, prefix), RedisLeaseBackend(redis_server.url, prefix)
     backends += [leader, other]
-    lease = lease_advanced = lease_of(leader.acquire(A, time.monotonic()))
-    lease_advanced = leader.advance_term(lease, A, 41)
-    assert lease_advanced.term == 41
+    lease = lease_of(leader.acquire(A, time.monotonic()))
+    far = 4 * 10**15  # above any clock in milliseconds: the next term comes from the term seen, not the clock
+    advanced = leader.advance_term(lease, A, far)
+    assert advanced.term == far
     assert isinstance(other.acquire(B, time.monotonic()), Held)
     redis_server.client().flushall()
     with pytest.raises(LeaseLostError):
-        leader.renew(lease_advanced, time.monotonic())
-    assert lease_of(other.acquire(B, time.monotonic())).term == 42
+        leader.renew(advanced, time.monotonic())
+    continued = lease_of(other.acquire(B, time.monotonic()))
+    assert continued.term == far + 1 and continued.predecessor_until > time.monotonic()
 
 
 def test_a_release_wakes_a_subscribed_contender_at_once(redis_url: str, redis_prefix: str,
@@ -244,4 +275,4 @@ def test_read_leader_says_available_after_a_release_and_none_before_any_election
     lease = lease_of(backend.acquire(A, time.monotonic()))
     backend.release(lease)
     record = backend.read_leader()
-    assert record is not None and record.instance_id == "a" and record.term == 1 and not record.is_held
+    assert record is not None and record.instance_id == "a" and record.term == lease.term and not record.is_held

@@ -7,10 +7,19 @@ node):
     {P}:lease   a string, ``<owner>:<term>``, with the lease's expiry (PX): who holds the lease now.
                 ``owner`` is one backend object's random id; the term in the value makes every
                 leadership's value unique, so a script that compares it compares holder and term.
-    {P}:term    the term counter: the highest term ever given, incremented with every new holder
+    {P}:term    the term counter: the highest term ever given, raised with every new holder
     {P}:leader  a hash: the last holder's value, term, instance_id, host, pid, acquired_at
 
 and one pub/sub channel, ``{P}:changes``, published on every takeover, release and term change.
+
+Terms are a counter that also keeps up with the server's clock: a new holder's term is the highest
+of (counter + 1), (the highest term the contender has seen + 1) and the server's time in
+milliseconds. So terms grow by one per change of holder within a millisecond and otherwise jump to
+the clock; what it buys is that a server which lost the counter (a restart without persistence,
+FLUSHALL, a failover to a replica that had not received the last writes) still gives terms above
+every term given before, unless its clock is behind the old primary's by more than the time the
+failover took. A repeated term is what a fenced store cannot catch (it accepts a writer with the
+term it has stored); a lower one it refuses.
 
 Expiry is the server's: ``PX`` is counted on the primary's clock from when it ran the script, which
 is after the client sent its request; the client acts only until ``sent_at + lease - margin`` on its
@@ -38,7 +47,9 @@ if seen > stored then
   lost = 1
   stored = seen
 end
-local term = string.format('%d', stored + 1)
+local now = redis.call('TIME')  -- {seconds, microseconds}: the server's clock, in milliseconds below
+local next_term = math.max(stored + 1, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+local term = string.format('%d', next_term)
 local value = mine .. term
 if holder then
   -- our own earlier leadership (we stepped down, or never heard the answer): a new term
@@ -50,7 +61,7 @@ redis.call('SET', KEYS[2], term)
 redis.call('HSET', KEYS[3], 'holder', value, 'term', term, 'instance_id', ARGV[4], 'host', ARGV[5],
            'pid', ARGV[6], 'acquired_at', ARGV[7])
 redis.call('PUBLISH', ARGV[8], 'acquired ' .. value)
-return {1, stored + 1, lost}
+return {1, next_term, lost}
 """
 
 # KEYS: lease.  ARGV: our value (owner:term), lease ms.  Returns 1 if extended, 0 if not ours.
