@@ -36,17 +36,18 @@ PROGRAM = ROOT / "src" / "DistributedMutex" / "test.py"
 # What each disruption means for each backend, as the demo says it.
 MEANS = {
     "kill": {"azure": "its lease must run out", "zookeeper": "its session must expire",
-             "raft": "the others must miss its heartbeats"},
+             "raft": "the others must miss its heartbeats", "redis": "its key must expire"},
     "graceful stop": {"azure": "it releases its lease", "zookeeper": "it deletes its znode",
-                      "raft": "it hands leadership over"},
+                      "raft": "it hands leadership over", "redis": "it deletes its key"},
     "pause": {"azure": "frozen: its lease runs out", "zookeeper": "frozen: its session expires",
-              "raft": "frozen: its heartbeats stop"},
-    "cut off": {"azure": "from Azurite", "zookeeper": "from ZooKeeper", "raft": "from its peers"},
+              "raft": "frozen: its heartbeats stop", "redis": "frozen: its key expires"},
+    "cut off": {"azure": "from Azurite", "zookeeper": "from ZooKeeper", "raft": "from its peers",
+                "redis": "from Redis"},
 }
 ACTIONS = {"kill-leader": "kill", "stop-leader": "graceful stop", "pause-leader": "pause",
            "cut-off": "cut off", "add-instance": "add"}
 # How long a pause or a cut lasts unless the viewer chooses: past the lease, so that another leads.
-HOLD = {"azure": 20.0, "zookeeper": 10.0, "raft": 5.0}
+HOLD = {"azure": 20.0, "zookeeper": 10.0, "raft": 5.0, "redis": 10.0}
 
 
 @dataclass

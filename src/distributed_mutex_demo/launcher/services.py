@@ -1,5 +1,6 @@
 """The election's service for ``make demo``: Azurite (the project's pinned npm package; its Docker
-image when there is no Node.js) or a ZooKeeper server (the Debian package's jar). A Raft cluster
+image when there is no Node.js), a ZooKeeper server (the Debian package's jar), or Redis (REDIS_URL,
+or the local one at 127.0.0.1:6379, or a redis-server of the demo's own: redis_service.py). A Raft cluster
 needs none: the instances are the cluster, each on a port chosen here, authenticated by mutual TLS
 with a throwaway CA and a certificate per member made in the work directory (make_certificates),
 as a real cluster would be. Every child dies with the demo, even when the demo is killed
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from distributed_mutex_demo.errors import LaunchError
 from distributed_mutex_demo.launcher.faults import Cuts
+from distributed_mutex_demo.launcher.redis_service import RedisService
 from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
 from DistributedMutex.errors import MissingExtraError
 
@@ -59,12 +61,16 @@ class Services:
         # proxy of the chaos harness, so that the demo can cut it off (faults.py).
         self.cuts = Cuts()
         self.raft_links: dict[tuple[str, str], int] = {}  # (from, to) -> the proxy's port
+        self.redis: RedisService | None = None
 
     def start(self) -> str:
         """Start what the backend needs; returns where the election happens, for the first line."""
         if self.backend == "zookeeper":
             self.start_zookeeper()
             return f"ZooKeeper on 127.0.0.1:{self.zookeeper_port}, znodes under /election"
+        if self.backend == "redis":
+            self.redis = RedisService(self.workdir)
+            return self.redis.start()
         if self.backend == "raft":
             self.make_raft_certificates()
             return (f"a Raft cluster of {', '.join(self.raft_peers)}, peers authenticated by mutual TLS "
@@ -79,6 +85,8 @@ class Services:
 
     def stop(self) -> None:
         self.cuts.close()
+        if self.redis is not None:
+            self.redis.stop()
         for service in (self.azurite, self.zookeeper):
             if service is not None and service.poll() is None:
                 service.terminate()
@@ -95,6 +103,10 @@ class Services:
             proxy = self.cuts.add(slot, tcp_proxy(self.zookeeper_port))
             return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": f"127.0.0.1:{proxy.port}",
                     "ZOOKEEPER_PATH": "/election"}
+        if self.backend == "redis" and self.redis is not None:
+            upstream = self.redis.upstream
+            proxy = self.cuts.add(slot, tcp_proxy(upstream[1], upstream[0])) if upstream else None
+            return self.redis.env(proxy.port if proxy else None)
         if self.backend == "raft":
             files = self.raft_tls[slot]
             peers = {peer: port if peer == slot else self.raft_links[(slot, peer)]
@@ -111,7 +123,8 @@ class Services:
         if self.backend == "raft":  # the lease is the shortest election timeout (backends/raft)
             text = os.environ.get("RAFT_ELECTION_TIMEOUT", "").strip() or "1000-2000"
             return float(text.split("-")[0]) / 1000
-        name, default = ("ZOOKEEPER_SESSION_TIMEOUT", "5") if self.backend == "zookeeper" else ("LEASE_DURATION", "15")
+        name, default = {"zookeeper": ("ZOOKEEPER_SESSION_TIMEOUT", "5"), "redis": ("REDIS_LEASE_DURATION", "5")}.get(
+            self.backend, ("LEASE_DURATION", "15"))
         try:
             return float(os.environ.get(name, "").strip() or default)
         except ValueError:  # the instances refuse it themselves, naming it
@@ -200,13 +213,13 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def tcp_proxy(upstream_port: int) -> TcpProxy:
+def tcp_proxy(upstream_port: int, upstream_host: str = "127.0.0.1") -> TcpProxy:
     """A started proxy of the chaos harness's (the demo runs from a checkout: harness/ is beside src/)."""
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))
     from harness.tcpproxy import TcpProxy
 
-    return TcpProxy(upstream_port).start()
+    return TcpProxy(upstream_port, upstream_host).start()
 
 
 def free_port() -> int:
