@@ -105,8 +105,9 @@ class Services:
                     "ZOOKEEPER_PATH": "/election"}
         if self.backend == "redis" and self.redis is not None:
             upstream = self.redis.upstream
-            proxy = self.cuts.add(slot, tcp_proxy(upstream[1], upstream[0])) if upstream else None
-            return self.redis.env(proxy.port if proxy else None)
+            if upstream is None:  # a unix socket or TLS: no proxy, so this instance cannot be cut off
+                return self.redis.env(None)
+            return self.redis.env(self.cuts.add(slot, tcp_proxy(upstream[1], upstream[0])).port)
         if self.backend == "raft":
             files = self.raft_tls[slot]
             peers = {peer: port if peer == slot else self.raft_links[(slot, peer)]
