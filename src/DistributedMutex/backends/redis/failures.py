@@ -24,6 +24,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from DistributedMutex.errors import BackendError, StorageRejectedError, StorageUnavailableError
 
+# What the backend's user must be allowed (an ACL's command list), for the message refusing it.
+NEEDED = ("+evalsha +eval +script|load +get +set +pttl +pexpire +del +hset +hgetall +time +multi +exec +publish "
+          "+subscribe +ping +client|setname +select")
 # Error replies (their first word) that a server gives while it cannot serve writes for now: a
 # replica (READONLY), data loading, a script running too long, memory full, persistence failing,
 # a cluster re-forming, a primary without enough replicas.
@@ -40,10 +43,10 @@ def translate(exc: RedisError | OSError, action: str, names: Mapping[str, str], 
     if isinstance(exc, AuthenticationError):
         return StorageRejectedError(f"Redis at {masked_url} refused the credentials in {url} ({text})",
                                     code="AUTH")
-    if isinstance(exc, (AuthorizationError, NoPermissionError)):
-        return StorageRejectedError(f"the Redis user of {url} may not {action} ({text}): it needs EVALSHA, EVAL, "
-                                    f"SCRIPT, GET, HGETALL, SUBSCRIBE and PUBLISH on the keys and channel under "
-                                    f"{prefix}", code="NOPERM")
+    if isinstance(exc, (AuthorizationError, NoPermissionError)) or _denied(text):
+        # A command a script runs is refused with a plain error reply, not NOPERM: recognised by its text.
+        return StorageRejectedError(f"the Redis user of {url} may not {action} ({text[:120]}): it needs {NEEDED} "
+                                    f"on the keys {{{prefix}}}:* and the channel {{{prefix}}}:changes", code="NOPERM")
     if isinstance(exc, BusyLoadingError):
         return StorageUnavailableError(f"Redis at {masked_url} is loading its data: {text}", code="LOADING")
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
@@ -64,6 +67,10 @@ def translate(exc: RedisError | OSError, action: str, names: Mapping[str, str], 
         return StorageRejectedError(f"Redis refused to {action}: {text}", code=code or None)
     return StorageUnavailableError(f"Redis failed to {action} ({type(exc).__name__}): {text}",
                                    code=type(exc).__name__)
+
+
+def _denied(text: str) -> bool:
+    return text.startswith("NOPERM") or "can't run this command" in text or "no permissions to" in text
 
 
 def clean(exc: BaseException, secrets: tuple[str, ...]) -> str:
