@@ -138,14 +138,16 @@ def parse_redis_url(name: str, value: object) -> RedisAddress:
 
 
 def masked_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``: what messages and logs show."""
+    """The URL with its password (if any) replaced by ``***``: what messages and logs show (a URL
+    without one is shown exactly as given)."""
     parts = urlsplit(url)
+    masked = parts
     if parts.query and "password" in parts.query.lower():  # redis-py also reads ?password=
-        parts = parts._replace(query=urlencode(
+        masked = masked._replace(query=urlencode(
             [(key, "***" if "password" in key.lower() else text)
              for key, text in parse_qsl(parts.query, keep_blank_values=True)], safe="*"))
-    if parts.password is None:
-        return parts.geturl()
-    user = quote(unquote(parts.username or ""), safe="")
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    if parts.password is not None:
+        user = quote(unquote(parts.username or ""), safe="")
+        host = parts.netloc.rpartition("@")[2]
+        masked = masked._replace(netloc=f"{user}:***@{host}")
+    return url if masked == parts else masked.geturl()
