@@ -18,9 +18,9 @@ PY := $(VENV)/bin/python
 AZURITE_PORT ?= 10000
 # Test processes side by side: most tests wait on leases and failovers, not on the CPU.
 TEST_WORKERS ?= 3
-# The demo needs Azurite only for the blob lease (the default backend; ZooKeeper and Raft need none).
+# The demo needs Azurite only for the blob lease (the default backend; ZooKeeper, Raft and Redis need none).
 DEMO_BACKEND = $(or $(ELECTION_BACKEND),azure)
-DEMO_DEPS = $(VENV)/.demo-installed $(if $(filter zookeeper raft postgres,$(DEMO_BACKEND)),,node_modules/.installed)
+DEMO_DEPS = $(VENV)/.demo-installed $(if $(filter zookeeper raft postgres redis,$(DEMO_BACKEND)),,node_modules/.installed)
 
 .PHONY: test demo lint chaos bench deps demo-deps azurite clean
 

@@ -101,3 +101,25 @@ class PostgresCluster:
         if self.notify_url:
             env["POSTGRES_NOTIFY_URL"] = self.notify_url
         return env
+
+
+@dataclass
+class RedisCluster:
+    """Three instances on one Redis server, under a key prefix of their own (``cleanup`` deletes it)."""
+
+    url: str
+    lease_duration: float = 5.0
+    prefix: str = field(default_factory=lambda: f"dm-conformance-{uuid.uuid4().hex[:12]}")
+    backend: str = "redis"
+    crash_bound: float = 0.0
+    # The leader deletes its key and publishes: the others, subscribed, try at once.
+    graceful_bound: float = 1.0
+
+    def __post_init__(self) -> None:
+        # The key expires one lease after the last renewal; a contender that found it held has a
+        # timer set to that moment. A second for three processes on 2 busy cores.
+        self.crash_bound = self.lease_duration + 1.5
+
+    def env_for(self, name: str) -> dict[str, str]:
+        return {"ELECTION_BACKEND": "redis", "REDIS_URL": self.url, "REDIS_KEY_PREFIX": self.prefix,
+                "REDIS_LEASE_DURATION": f"{self.lease_duration:g}"}

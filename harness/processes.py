@@ -51,7 +51,7 @@ class Instance:
     def clean_environment() -> dict[str, str]:
         """This process's environment without our settings that the runner may have (they would
         reach the child and change what the test says)."""
-        ours = ("MYSQL_", "AZURE_", "ZOOKEEPER_", "RAFT_", "POSTGRES_", "ELECTION_BACKEND")
+        ours = ("MYSQL_", "AZURE_", "ZOOKEEPER_", "RAFT_", "POSTGRES_", "REDIS_", "ELECTION_BACKEND")
         return {k: v for k, v in os.environ.items() if not k.startswith(ours)}
 
     def _read(self, stream, label: str) -> None:

@@ -19,6 +19,7 @@ from harness.fake_open_meteo import FakeOpenMeteo
 from harness.fake_openweather import FakeOpenWeather
 from harness.postgres import PgBouncer, PostgresServer
 from harness.processes import Instance
+from harness.redis_server import RedisServer, check_answers, delete_prefix, new_prefix, shared_url
 from harness.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MySQLServer, ZooKeeperServer
 
 _databases = itertools.count(1)
@@ -42,6 +43,37 @@ def zookeeper_server() -> Iterator[ZooKeeperServer]:
         pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
+
+
+# -- Redis: the machine's server (REDIS_URL), one key prefix per test; or one of our own ---------------
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = shared_url()
+    try:
+        check_answers(url)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix for one test's election, its keys deleted afterwards."""
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own (restart it, FLUSHALL it, kill its clients), stopped after."""
+    try:
+        server = RedisServer().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
 from DistributedMutex.backends.postgres import PostgresLeaseBackend
 from DistributedMutex.backends.raft import RaftBackend
 from DistributedMutex.backends.raft.arguments import raft_timing
+from DistributedMutex.backends.redis import RedisLeaseBackend
 from DistributedMutex.backends.zookeeper.backend import ZooKeeperBackend
 from DistributedMutex.errors import ConfigurationError
 
@@ -132,6 +133,59 @@ def test_zookeeper_takes_a_program_s_own_setting_names() -> None:
     assert str(raised.value) == "ZOOKEEPER_HOSTS: 'zk1:2181/apps' has a path: give the znode path in ZOOKEEPER_PATH instead"
     with pytest.raises(ConfigurationError, match=r"^ZOOKEEPER_SESSION_TIMEOUT: must be from 2 to 40"):
         ZooKeeperBackend("127.0.0.1:2181", session_timeout=100, names=names)
+
+
+# -- RedisLeaseBackend ------------------------------------------------------------------------------
+
+def test_redis_defaults_are_the_documented_ones() -> None:
+    backend = RedisLeaseBackend("redis://127.0.0.1:6379/0")
+    timing = backend.default_timing()
+    assert (timing.lease_duration, timing.renew_interval, timing.acquire_interval, timing.safety_margin) == (
+        5.0, 1.0, 1.0, 1.0)
+    assert backend.keys == ("{distributed-mutex:election}:lease", "{distributed-mutex:election}:term",
+                            "{distributed-mutex:election}:leader")
+    assert backend.lease_basis == "lease_duration 5 s"
+    backend.close()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"url": "http://cache:6379"}, "url: 'http://cache:6379' must start with redis://, rediss:// (TLS) or unix://"),
+    ({"url": "redis://:hunter2-Secret@cache:70000/0"}, "url: 'cache:70000': the port must be a number from 1 to 65535"),
+    ({"url": "redis://:hunter2-Secret@cache/one"}, "url: 'redis://:***@cache/one': the database must be a number"),
+    ({"url": "redis://:hunter2-Secret@cache/0?retry_on_timeout=yes&password=hunter2-Secret"},
+     "url: 'redis://:***@cache/0?retry_on_timeout=yes&password=***' sets password, retry_on_timeout in its query"),
+    ({"url": "unix://"}, "url: 'unix://' names no socket: write unix:///path/to/redis.sock"),
+    ({"url": ""}, "url: must be a URL like redis://127.0.0.1:6379/0, got ''"),
+    ({"url": 6379}, "url: must be a URL like redis://127.0.0.1:6379/0, got 6379"),
+    ({"key_prefix": "a b"}, "key_prefix: must be 1-200 letters, digits or . _ : / @ - (the election's keys start "
+                            "with it), got 'a b'"),
+    ({"key_prefix": "app:*"}, "key_prefix: must be 1-200 letters"),
+    ({"key_prefix": ""}, "key_prefix: must be 1-200 letters"),
+    ({"lease_duration": 1.5}, "lease_duration: must be from 2 to 60 seconds, got 1.5"),
+    ({"lease_duration": 61}, "lease_duration: must be from 2 to 60 seconds, got 61"),
+    ({"lease_duration": float("nan")}, "lease_duration: must be from 2 to 60 seconds, got nan"),
+    ({"lease_duration": True}, "lease_duration: must be a number of seconds, got True"),
+    ({"call_timeout": 1.0}, "call_timeout: must be above 0 and below the 1 s renew interval of a 5 s lease, got 1"),
+    ({"call_timeout": 0}, "call_timeout: must be above 0 and below the 1 s renew interval of a 5 s lease, got 0"),
+    ({"call_timeout": "fast"}, "call_timeout: must be a number of seconds, got 'fast'"),
+])
+def test_redis_bad_arguments_are_one_line_in_the_library_s_terms_without_the_password(options: dict,
+                                                                                       message: str) -> None:
+    arguments: dict[str, Any] = {"url": "redis://127.0.0.1:6379/0", **options}
+    with pytest.raises(ConfigurationError) as raised:
+        RedisLeaseBackend(arguments.pop("url"), **arguments)
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert "\n" not in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+def test_redis_takes_a_program_s_own_setting_names() -> None:
+    names = {"url": "REDIS_URL", "key_prefix": "REDIS_KEY_PREFIX", "lease_duration": "REDIS_LEASE_DURATION"}
+    with pytest.raises(ConfigurationError, match=r"^REDIS_URL: 'ftp://x' must start with redis://"):
+        RedisLeaseBackend("ftp://x", names=names)
+    with pytest.raises(ConfigurationError, match=r"^REDIS_KEY_PREFIX: must be 1-200"):
+        RedisLeaseBackend("redis://x", "a b", names=names)
+    with pytest.raises(ConfigurationError, match=r"^REDIS_LEASE_DURATION: must be from 2 to 60"):
+        RedisLeaseBackend("redis://x", lease_duration=100, names=names)
 
 
 # -- AzureBlobLeaseBackend --------------------------------------------------------------------------

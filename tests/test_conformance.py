@@ -1,5 +1,5 @@
 """One conformance suite, the same assertions for every election backend (azure, zookeeper, raft,
-postgres).
+postgres, redis).
 
 Per backend, one scenario runs real processes of `python src/DistributedMutex/test.py` (three
 members sharing an SQLite file, a leadership journal and the local weather stand-in):
@@ -32,11 +32,20 @@ from distributed_mutex_demo.stores.sqlite import SQLiteStore
 from distributed_mutex_demo.weather import Reading
 from DistributedMutex.errors import StaleTermError
 from DistributedMutex.journal import read_journal
-from harness.clusters import MEMBERS, AzureCluster, BackendCluster, PostgresCluster, RaftCluster, ZooKeeperCluster
+from harness.clusters import (
+    MEMBERS,
+    AzureCluster,
+    BackendCluster,
+    PostgresCluster,
+    RaftCluster,
+    RedisCluster,
+    ZooKeeperCluster,
+)
 from harness.fake_openweather import FakeOpenWeather
 from harness.processes import SCRIPT, Instance, wait_until
+from harness.redis_server import delete_prefix
 
-BACKENDS = ("azure", "zookeeper", "raft", "postgres")
+BACKENDS = ("azure", "zookeeper", "raft", "postgres", "redis")
 STORED = r"stored \d+ readings"
 
 
@@ -78,6 +87,10 @@ def make_cluster(request: pytest.FixtureRequest, backend: str, workdir: Path) ->
         cluster = PostgresCluster(server.url)
         request.addfinalizer(lambda: server.drop_table(cluster.table))
         return cluster
+    if backend == "redis":
+        redis_cluster = RedisCluster(request.getfixturevalue("redis_url"))
+        request.addfinalizer(lambda: delete_prefix(redis_cluster.url, redis_cluster.prefix))
+        return redis_cluster
     return RaftCluster(workdir / "raft")
 
 

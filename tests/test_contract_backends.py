@@ -1,6 +1,7 @@
 """The ElectionBackend contract (DistributedMutex.testing.contract) on the real backends: Azurite,
-a ZooKeeper server, three Raft peers on loopback, and PostgreSQL (direct and through PgBouncer in
-transaction pooling mode), as a third-party backend would run it."""
+a ZooKeeper server, three Raft peers on loopback, PostgreSQL (direct and through PgBouncer in
+transaction pooling mode) and the machine's Redis server (a key prefix per test), as a third-party
+backend would run it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from DistributedMutex.backend import ElectionBackend
 from DistributedMutex.backends.azure import AzureBlobLeaseBackend
 from DistributedMutex.backends.postgres import PostgresLeaseBackend
 from DistributedMutex.backends.raft import RaftBackend
+from DistributedMutex.backends.redis import RedisLeaseBackend
 from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 from DistributedMutex.testing.contract import BackendContract
 from harness.postgres import PgBouncer, PostgresServer
@@ -105,6 +107,16 @@ class TestPostgresLeaseBackendThroughPgBouncer(BackendContract):
         def make() -> ElectionBackend:
             made.append(PostgresLeaseBackend(pgbouncer.url, "contract", table=lease_table, pooled=True,
                                              notify_url=postgres_server.url))
+class TestRedisLeaseBackend(BackendContract):
+    # release deletes the key and publishes on the election's channel; a lease lasts 5 s
+    handover_within = 1.0
+
+    @pytest.fixture
+    def make_backend(self, redis_url: str, redis_prefix: str) -> Iterator[MakeBackend]:
+        made: list[RedisLeaseBackend] = []
+
+        def make() -> ElectionBackend:
+            made.append(RedisLeaseBackend(redis_url, redis_prefix))
             return made[-1]
 
         yield make

@@ -14,7 +14,9 @@ How a block runs is said by an HTML comment on the line before its fence (tests/
 
 Each program runs from a file in a fresh directory, with PYTHONPATH=src and the services its code
 names: Azurite in AZURE_STORAGE_CONNECTION_STRING for AzureBlobLeaseBackend, a ZooKeeper server in
-ZOOKEEPER_HOSTS for ZooKeeperBackend, three free ports from RAFT_PORT on for RaftBackend, and for
+ZOOKEEPER_HOSTS for ZooKeeperBackend, three free ports from RAFT_PORT on for RaftBackend, the
+machine's Redis in REDIS_URL (with a key prefix of the test's own in REDIS_KEY_PREFIX) for
+RedisLeaseBackend, and for
 code that imports mysql.connector the MySQL server in MYSQL_HOST, MYSQL_PORT, MYSQL_USER and
 MYSQL_PASSWORD with a fresh, empty database in MYSQL_DATABASE, and for PostgresLeaseBackend or
 psycopg a fresh database's URL in POSTGRES_URL. The file begins with blank lines, so
@@ -109,6 +111,8 @@ def test_example_runs(block: Block, request: pytest.FixtureRequest, tmp_path: Pa
         from harness.postgres import with_database
 
         env["POSTGRES_URL"] = with_database(postgres.url, database)
+    if "RedisLeaseBackend" in block.code:  # the machine's Redis, under a key prefix deleted afterwards
+        env.update(REDIS_URL=request.getfixturevalue("redis_url"), REDIS_KEY_PREFIX=request.getfixturevalue("redis_prefix"))
     if "mysql.connector" in block.code:
         mysql, database = request.getfixturevalue("mysql_server"), request.getfixturevalue("database")
         with mysql.connect() as connection, connection.cursor() as cursor:

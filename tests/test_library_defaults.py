@@ -31,10 +31,12 @@ from DistributedMutex import (
     ElectionBackend,
     ElectionTiming,
     RaftBackend,
+    RedisLeaseBackend,
     RoleContext,
     ZooKeeperBackend,
 )
 from harness.processes import Instance
+from harness.redis_server import RedisServer
 from harness.services import Azurite, ZooKeeperServer, free_port
 
 CONTENDER = Path(__file__).resolve().parent / "support" / "default_contender.py"
@@ -140,6 +142,19 @@ def test_zookeeper_with_defaults_elects_leads_and_fails_over(contenders: Contend
         reader.close()
 
 
+def test_redis_with_defaults_elects_leads_and_fails_over(contenders: Contenders, redis_server: RedisServer) -> None:
+    """RedisLeaseBackend(url): keys under distributed-mutex:election (a server of the test's own, so
+    that the default prefix meets nobody else's), a 5 s lease renewed every second."""
+    for name in ("a", "b", "c"):
+        contenders.start(name, "redis", redis_server.url)
+    reader = RedisLeaseBackend(redis_server.url)
+    try:
+        # The killed leader's key expires 5 s after its last renewal; the contenders' timers fire then.
+        elect_lead_and_fail_over(contenders, reader, crash_bound=5.0 + 1.5)
+    finally:
+        reader.close()
+
+
 def test_azure_with_defaults_elects_leads_and_fails_over(contenders: Contenders, azurite: Azurite,
                                                          container_name: str) -> None:
     """AzureBlobLeaseBackend(connection_string, container, blob): a 15 s lease, renewed every 5 s,
@@ -161,6 +176,7 @@ BACKENDS: dict[str, Build] = {
     "raft": lambda tmp: RaftBackend(peers={"a": ("127.0.0.1", 7001)}, node_id="a", data_dir=tmp),
     "zookeeper": lambda tmp: ZooKeeperBackend("127.0.0.1:2181"),
     "azure": lambda tmp: AzureBlobLeaseBackend("UseDevelopmentStorage=true", "container", "blob"),
+    "redis": lambda tmp: RedisLeaseBackend("redis://127.0.0.1:6379/0"),
 }
 
 
@@ -171,6 +187,8 @@ BACKENDS: dict[str, Build] = {
                                                   "RaftBackend can guarantee (election_timeout minimum 1 s)"),
     ("zookeeper", ElectionTiming(), "timing: lease_duration=15 s is longer than the 5 s lease ZooKeeperBackend can "
                                     "guarantee (session_timeout 5 s)"),
+    ("redis", ElectionTiming(), "timing: lease_duration=15 s is longer than the 5 s lease RedisLeaseBackend can "
+                                "guarantee (lease_duration 5 s)"),
     ("azure", ElectionTiming(20, 6, 2), "timing: lease_duration=20 s is longer than the 15 s lease "
                                         "AzureBlobLeaseBackend can guarantee (lease_duration 15 s)"),
     # A margin below the backend's own: the leader would act closer to the lease's end than its

@@ -28,7 +28,8 @@ def processes_with(marker: str) -> list[int]:
 
 # Per backend: how long the demo runs, and the longest a kill may take to fail over (None: the
 # blob lease's 15 s do not fit in the run; its kills are measured in test_demo_processes).
-DEMO_RUNS = {"azure": (20, None), "zookeeper": (18, 8.0), "raft": (16, 4.0), "postgres": (18, 8.0)}
+DEMO_RUNS = {"azure": (20, None), "zookeeper": (18, 8.0), "raft": (16, 4.0), "postgres": (18, 8.0),
+             "redis": (16, 7.0)}
 
 
 @pytest.mark.parametrize("backend", list(DEMO_RUNS))

@@ -35,6 +35,7 @@ EXTRAS = {
     "azure": {"azure-storage-blob", "azure-core", "azure-identity"},
     "zookeeper": {"kazoo"},
     "postgres": {"psycopg"},
+    "redis": {"redis"},
     "metrics": {"prometheus-client"},
     "certificates": {"cryptography"},
     "demo": {"distributed-mutex", "requests", "mysql-connector-python", "python-dotenv", "starlette", "uvicorn", "rich"},
@@ -92,7 +93,7 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
         assert {r.name.lower() for r in wanted} == expected, f"[{extra}]: {[str(r) for r in wanted]}"
         for requirement in wanted:
             if requirement.name == "distributed-mutex":  # the demo pulls in the other extras
-                assert requirement.extras == {"azure", "zookeeper", "postgres", "metrics", "certificates"}
+                assert requirement.extras == {"azure", "zookeeper", "postgres", "redis", "metrics", "certificates"}
                 continue
             assert requirement.specifier, f"[{extra}] {requirement.name} has no version range"
             pin = pins.get(requirement.name.lower())
@@ -111,6 +112,7 @@ def test_without_extras_import_loads_no_third_party_module_and_a_missing_extra_i
     for what, (module, extra) in {
         "ZooKeeperBackend": ("kazoo", "zookeeper"),
         "PostgresLeaseBackend": ("psycopg", "postgres"),
+        "RedisLeaseBackend": ("redis", "redis"),
         "AzureBlobLeaseBackend": ("azure.storage.blob", "azure"),
         "AzureBlobLeaseBackend.from_container_sas_url": ("azure.storage.blob", "azure"),
         "DistributedMutex.metrics": ("prometheus_client", "metrics"),

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported lazily at run time: see __getattr__
     from DistributedMutex.backends.azure import AzureBlobLeaseBackend
     from DistributedMutex.backends.postgres import PostgresLeaseBackend
     from DistributedMutex.backends.raft import RaftBackend
+    from DistributedMutex.backends.redis import RedisLeaseBackend
     from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "MissingExtraError",
     "PostgresLeaseBackend",
     "RaftBackend",
+    "RedisLeaseBackend",
     "Role",
     "RoleContext",
     "StaleTermError",
@@ -72,6 +74,7 @@ _LAZY = {
     "ZooKeeperBackend": "DistributedMutex.backends.zookeeper",
     "RaftBackend": "DistributedMutex.backends.raft",
     "PostgresLeaseBackend": "DistributedMutex.backends.postgres",
+    "RedisLeaseBackend": "DistributedMutex.backends.redis",
 }
 
 

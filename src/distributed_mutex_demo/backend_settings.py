@@ -8,9 +8,11 @@
                                 RAFT_ID, RAFT_DATA_DIR, RAFT_ELECTION_TIMEOUT; RAFT_TLS_CERT,
                                 RAFT_TLS_KEY, RAFT_TLS_CA for mutual TLS between the peers)
     ELECTION_BACKEND=postgres   a lease on a row of a PostgreSQL table (POSTGRES_*: postgres_settings.py)
+    ELECTION_BACKEND=redis      a lease on one key of a Redis primary (REDIS_URL,
+                                REDIS_KEY_PREFIX, REDIS_LEASE_DURATION)
 
 Each backend owns the loop's timing (its default_timing(): the blob lease from its lease duration,
-a ZooKeeper session from its timeout, Raft from its election timeout); the demo passes a timing of
+a ZooKeeper session from its timeout, Raft from its election timeout, Redis from its lease); the demo passes a timing of
 its own only for the blob lease, whose RENEW_INTERVAL and ACQUIRE_INTERVAL are settings.
 
 The ``*_NAMES`` tables say which setting each library argument comes from: the backends are given
@@ -28,6 +30,13 @@ from distributed_mutex_demo.settings_sources import Getter
 from DistributedMutex.addresses import host_port
 from DistributedMutex.backends.raft.arguments import PEER_ID, check_data_dir, raft_timing
 from DistributedMutex.backends.raft.tls import check_tls_needed, load_tls
+from DistributedMutex.backends.redis.arguments import (
+    RedisAddress,
+    check_key_prefix,
+    parse_lease_duration,
+    parse_redis_url,
+    redis_timing,
+)
 from DistributedMutex.backends.zookeeper.arguments import (
     parse_session_timeout,
     parse_znode_path,
@@ -38,7 +47,8 @@ from DistributedMutex.errors import ConfigurationError
 from DistributedMutex.timing import ElectionTiming
 
 AZURE, ZOOKEEPER, RAFT = "azure", "zookeeper", "raft"
-BACKENDS = (AZURE, ZOOKEEPER, RAFT, POSTGRES)
+REDIS = "redis"
+BACKENDS = (AZURE, ZOOKEEPER, RAFT, POSTGRES, REDIS)
 # library argument -> the setting it comes from
 AZURE_NAMES = {"connection_string": "AZURE_STORAGE_CONNECTION_STRING",
                "container_sas_url": "AZURE_STORAGE_CONTAINER_SAS_URL", "account_url": "AZURE_STORAGE_ACCOUNT_URL",
@@ -49,6 +59,7 @@ RAFT_NAMES = {"peers": "RAFT_PEERS", "node_id": "RAFT_ID", "data_dir": "RAFT_DAT
               "election_timeout": "RAFT_ELECTION_TIMEOUT", "tls_cert": "RAFT_TLS_CERT", "tls_key": "RAFT_TLS_KEY",
               "tls_ca": "RAFT_TLS_CA"}
 RAFT_TLS_SETTINGS = ("RAFT_TLS_CERT", "RAFT_TLS_KEY", "RAFT_TLS_CA")
+REDIS_NAMES = {"url": "REDIS_URL", "key_prefix": "REDIS_KEY_PREFIX", "lease_duration": "REDIS_LEASE_DURATION"}
 # The blob lease's safety margin is no setting: the messages call it by what it is.
 TIMING_NAMES = {"lease_duration": "LEASE_DURATION", "renew_interval": "RENEW_INTERVAL",
                 "acquire_interval": "ACQUIRE_INTERVAL", "safety_margin": "safety margin"}
@@ -87,6 +98,27 @@ class RaftSettings:
     def timing(self) -> ElectionTiming:
         """What RaftBackend.default_timing() says for this election timeout."""
         return raft_timing(self.election_timeout)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    address: RedisAddress  # REDIS_URL, checked; ``masked`` is what may be shown
+    key_prefix: str
+    lease_duration: float  # seconds
+
+    def timing(self) -> ElectionTiming:
+        """What RedisLeaseBackend.default_timing() says for this lease."""
+        return redis_timing(self.lease_duration)
+
+    def secrets(self) -> list[str]:
+        """The password in REDIS_URL, for the filter that keeps it out of every log line."""
+        return [self.address.password] if self.address.password else []
+
+
+def read_redis(get: Getter) -> RedisSettings:
+    return RedisSettings(address=get("REDIS_URL", parse_redis_url),
+                         key_prefix=get("REDIS_KEY_PREFIX", lambda name, value: check_key_prefix(name, value.strip())),
+                         lease_duration=get("REDIS_LEASE_DURATION", parse_lease_duration))
 
 
 def read_zookeeper(get: Getter) -> ZooKeeperSettings:

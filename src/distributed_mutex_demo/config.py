@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from distributed_mutex_demo.backend_settings import AZURE, RaftSettings, ZooKeeperSettings, parse_backend
+from distributed_mutex_demo.backend_settings import AZURE, RaftSettings, RedisSettings, ZooKeeperSettings, parse_backend
 from distributed_mutex_demo.election_backends import CHOICES
 from distributed_mutex_demo.parsers import (
     SECRET_SETTINGS,
@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 DEFAULTS: dict[str, str | None] = {
-    "ELECTION_BACKEND": AZURE,  # azure | zookeeper | raft (backend_settings.py)
+    "ELECTION_BACKEND": AZURE,  # azure | zookeeper | raft | redis (backend_settings.py)
     "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
     "AZURE_STORAGE_API_VERSION": "2026-06-06",
     "AZURE_STORAGE_ALLOW_HTTP": "false",  # plain http to a non-local storage endpoint
@@ -127,6 +127,10 @@ DEFAULTS: dict[str, str | None] = {
     "RAFT_TLS_KEY": None,  # its private key (unencrypted, chmod 600)
     "RAFT_TLS_CA": None,  # the CA that signed every peer's certificate
     **POSTGRES_DEFAULTS,  # POSTGRES_URL, ... and POSTGRES_STORE (postgres_settings.py)
+    # ELECTION_BACKEND=redis: one Redis primary; the password in the URL is never shown.
+    "REDIS_URL": "redis://127.0.0.1:6379/0",  # redis://[[user]:password@]host[:port][/db], rediss:// for TLS
+    "REDIS_KEY_PREFIX": "distributed-mutex:weather-leader",  # the election's keys: {prefix}:lease, :term, :leader
+    "REDIS_LEASE_DURATION": "5",  # seconds, 2-60: a crashed leader is replaced within about this
 }
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -188,7 +192,7 @@ class Settings:
     weather_simulation: str = "auto"  # one of SIMULATION_MODES
     election_backend: str = AZURE
     # The chosen backend's own settings (the blob lease's are the fields above): see election_backends.
-    own: ZooKeeperSettings | RaftSettings | PostgresSettings | None = None
+    own: ZooKeeperSettings | RaftSettings | PostgresSettings | RedisSettings | None = None
     # Settings given for another backend than the chosen one: ignored, and said so at start.
     ignored: tuple[str, ...] = ()
     # POSTGRES_STORE=true: the readings go to PostgreSQL at this URL (POSTGRES_URL).
@@ -214,6 +218,10 @@ class Settings:
     @property
     def postgres(self) -> PostgresSettings | None:
         return self.own if isinstance(self.own, PostgresSettings) else None
+
+    @property
+    def redis(self) -> RedisSettings | None:
+        return self.own if isinstance(self.own, RedisSettings) else None
 
     def timing(self) -> ElectionTiming | None:
         """The timing the demo passes to DistributedMutex: the blob lease's from its settings
@@ -247,6 +255,8 @@ class Settings:
             values += self.postgres.secrets()
         if self.postgres_store_url:
             values += url_password(self.postgres_store_url)
+        if self.redis is not None:
+            values += self.redis.secrets()
         return [v for v in values if len(v) >= 4]
 
 

@@ -3,8 +3,10 @@
 It starts Azurite (the project's pinned npm package; Docker when there is no Node.js), then N
 instances of ``src/DistributedMutex/test.py`` sharing one lease blob, each line of their logs under
 a coloured prefix. With ELECTION_BACKEND=zookeeper it starts a ZooKeeper server instead (the Debian
-package's jar); with ELECTION_BACKEND=raft it needs nothing: the instances are the Raft cluster,
-authenticated by mutual TLS with a throwaway CA and a certificate per member that it makes.
+package's jar); with ELECTION_BACKEND=redis it uses REDIS_URL, or the local Redis at 127.0.0.1:6379,
+or starts a redis-server of its own when nothing answers there; with ELECTION_BACKEND=raft it needs
+nothing: the instances are the Raft cluster, authenticated by mutual TLS with a throwaway CA and a
+certificate per member that it makes.
 Every DEMO_FAILOVER_EVERY seconds it stops the leader, alternating a kill (SIGKILL: the lease must
 run out) and a graceful stop (SIGTERM: the lease is released), and starts a fresh instance (a name
 never used before) in its place, so failover happens in front of you. Keys: k kills the leader, s
@@ -21,8 +23,8 @@ ends the demo after N seconds with a summary and exit code 0.
 
 Settings the demo reads (on top of the instances' own, which pass through): DEMO_SECONDS (0: until
 you quit), DEMO_INSTANCES (3), DEMO_FAILOVER_EVERY (seconds between automatic failovers, 30; 0: none),
-ELECTION_BACKEND (azure, zookeeper, raft or postgres: POSTGRES_URL, default this machine's server),
-DEMO_WEB (1: serve the page, 0: not).
+ELECTION_BACKEND (azure, zookeeper, raft, postgres: POSTGRES_URL, default this machine's server, or
+redis: REDIS_URL), DEMO_WEB (1: serve the page, 0: not).
 
 This module reads those settings and runs the demo; distributed_mutex_demo/launcher/ has its parts.
 """
@@ -36,7 +38,7 @@ import sys
 from distributed_mutex_demo.errors import LaunchError
 from distributed_mutex_demo.launcher.cluster import Demo
 
-BACKENDS = ("azure", "zookeeper", "raft", "postgres")
+BACKENDS = ("azure", "zookeeper", "raft", "postgres", "redis")
 
 
 def _backend() -> str:

@@ -19,12 +19,16 @@ from distributed_mutex_demo.backend_settings import (
     RAFT,
     RAFT_NAMES,
     RAFT_TLS_SETTINGS,
+    REDIS,
+    REDIS_NAMES,
     TIMING_NAMES,
     ZOOKEEPER,
     ZOOKEEPER_NAMES,
     RaftSettings,
+    RedisSettings,
     ZooKeeperSettings,
     read_raft,
+    read_redis,
     read_zookeeper,
 )
 from distributed_mutex_demo.postgres_settings import (
@@ -58,7 +62,7 @@ def _nothing(backend: ElectionBackend) -> None:
 class BackendChoice:
     settings: tuple[str, ...]  # the settings only this backend reads (set for another one: ignored)
     # Its own settings, from the sources (the blob lease's are fields of Settings itself: None).
-    read: Callable[[Getter, str, bool], ZooKeeperSettings | RaftSettings | PostgresSettings | None]
+    read: Callable[[Getter, str, bool], ZooKeeperSettings | RaftSettings | PostgresSettings | RedisSettings | None]
     timing: Callable[[Settings], ElectionTiming | None]  # None: the backend's default_timing()
     build: Callable[[Settings], ElectionBackend]
     describe: Callable[[Settings], str]  # where the election happens, for the start-up line
@@ -224,6 +228,39 @@ def describe_postgres(settings: Settings) -> str:
             f"{timing.acquire_interval:g} s)")
 
 
+# -- Redis ------------------------------------------------------------------------------------------------
+
+def _redis(settings: Settings) -> RedisSettings:
+    assert settings.redis is not None, "read with ELECTION_BACKEND=redis"
+    return settings.redis
+
+
+def build_redis(settings: Settings) -> ElectionBackend:
+    from DistributedMutex.backends.redis import RedisLeaseBackend
+
+    own = _redis(settings)
+    return RedisLeaseBackend(own.address.url, own.key_prefix, lease_duration=own.lease_duration, names=REDIS_NAMES)
+
+
+def check_redis(backend: ElectionBackend) -> None:
+    """Read the election once at start: refused credentials or permissions, a database the server
+    lacks, or keys of another program raise StorageRejectedError; an unreachable server is left to
+    the election loop, which says so and keeps trying."""
+    try:
+        backend.read_leader()
+    except StorageRejectedError:
+        raise
+    except BackendError:
+        pass
+
+
+def describe_redis(settings: Settings) -> str:
+    own = _redis(settings)
+    timing = own.timing()
+    return (f"Redis {own.address.masked}, keys {{{own.key_prefix}}}:* (lease {timing.lease_duration:g} s, renew "
+            f"{timing.renew_interval:g} s, acquire {timing.acquire_interval:g} s)")
+
+
 CHOICES: dict[str, BackendChoice] = {
     AZURE: BackendChoice(
         settings=("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "AZURE_STORAGE_ACCOUNT_URL",
@@ -241,6 +278,10 @@ CHOICES: dict[str, BackendChoice] = {
     POSTGRES: BackendChoice(
         settings=POSTGRES_SETTINGS, read=lambda get, instance_id, member: read_postgres(get),
         timing=lambda settings: None, build=build_postgres, describe=describe_postgres, check=check_postgres),
+    REDIS: BackendChoice(
+        settings=("REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_LEASE_DURATION"),
+        read=lambda get, instance_id, member: read_redis(get), timing=lambda settings: None,
+        build=build_redis, describe=describe_redis, check=check_redis),
 }
 
 

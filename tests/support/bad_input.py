@@ -16,13 +16,17 @@ from harness.processes import ROOT, Instance
 SECRET_ACCOUNT_KEY = "c2VjcmV0LWFjY291bnQta2V5LTEyMzQ="  # base64 of "secret-account-key-1234"
 SECRET_SIG = "U0FTLVNFQ1JFVC1zaWduYXR1cmUtOTk5/+=="  # a SAS signature: base64, so it gets %-encoded
 FUTURE, PAST = "2099-01-01T00:00:00Z", "2020-01-01T00:00:00Z"
-SECRETS = (SECRET_ACCOUNT_KEY, SECRET_SIG, quote(SECRET_SIG, safe=""), "Pw-least-4242", "Pw-WRONG-99")
+REDIS_SECRET = "Redis-Secret-77"  # the password in every REDIS_URL here
+SECRETS = (SECRET_ACCOUNT_KEY, SECRET_SIG, quote(SECRET_SIG, safe=""), "Pw-least-4242", "Pw-WRONG-99", REDIS_SECRET)
 DOC = ROOT / "docs" / "bad-input.md"
 # Rows whose test needs fixtures of its own module.
 ROWS_TESTED_ELSEWHERE = {
     "account-url-token-refused": "tests/test_azure_ad.py",
     "account-url-storage-refuses-token": "tests/test_azure_ad.py",
     "zk-session-timeout-not-granted": "tests/test_zookeeper_backend.py",
+    # Redis: a server of the test's own (a password, nothing listening).
+    "redis-password-refused": "tests/test_redis_demo.py",
+    "redis-unreachable": "tests/test_redis_demo.py",
     # Raft's mutual TLS: certificates made for each test.
     **{row: "tests/test_demo_raft_tls.py" for row in (
         "raft-tls-only-some", "raft-tls-empty", "raft-tls-file-missing", "raft-tls-not-a-certificate",
@@ -132,6 +136,16 @@ CONFIG_CASES: dict[str, Case] = {
                                                "RAFT_ELECTION_TIMEOUT": "1500"}),
     "raft-election-timeout-reversed": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": RAFT_PEERS, "RAFT_ID": "a", "RAFT_ELECTION_TIMEOUT": "2000-1000"}),
     "raft-data-dir-is-a-file": Case({"ELECTION_BACKEND": "raft", "RAFT_PEERS": RAFT_PEERS, "RAFT_ID": "a", "RAFT_DATA_DIR": "/etc/hostname"}),
+    # Redis
+    "redis-url-not-redis": Case({"ELECTION_BACKEND": "redis", "REDIS_URL": f"http://:{REDIS_SECRET}@cache:6379"}),
+    "redis-url-bad-port": Case({"ELECTION_BACKEND": "redis", "REDIS_URL": f"redis://:{REDIS_SECRET}@cache:65536/0"}),
+    "redis-url-db-not-a-number": Case({"ELECTION_BACKEND": "redis",
+                                       "REDIS_URL": f"redis://:{REDIS_SECRET}@cache:6379/zero"}),
+    "redis-url-sets-timeouts": Case({"ELECTION_BACKEND": "redis",
+                                     "REDIS_URL": f"redis://:{REDIS_SECRET}@cache:6379/0?socket_timeout=30"}),
+    "redis-key-prefix-invalid": Case({"ELECTION_BACKEND": "redis", "REDIS_KEY_PREFIX": "weather leader"}),
+    "redis-lease-too-short": Case({"ELECTION_BACKEND": "redis", "REDIS_LEASE_DURATION": "1"}),
+    "redis-lease-not-a-number": Case({"ELECTION_BACKEND": "redis", "REDIS_LEASE_DURATION": "5s"}),
     # the weather API
     "api-key-missing": Case({"OPENWEATHER_API_KEY": None, "WEATHER_PROVIDER": "openweathermap"}),  # type: ignore[dict-item]
     "weather-provider-unknown": Case({"WEATHER_PROVIDER": "accuweather"}),

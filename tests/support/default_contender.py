@@ -4,6 +4,7 @@ at its default (no timing, no identity), for tests/test_library_defaults.py.
     python tests/support/default_contender.py raft NODE_ID PEERS DATA_DIR   PEERS: a=127.0.0.1:7001,b=...
     python tests/support/default_contender.py zookeeper HOSTS
     python tests/support/default_contender.py azure CONNECTION_STRING CONTAINER BLOB
+    python tests/support/default_contender.py redis URL
 
 Prints ``lead <term> <pid> <monotonic>`` when its leader task starts and ``work <pid> <monotonic>``
 when its worker task does (CLOCK_MONOTONIC: the test reads the same clock); logs go to stderr.
@@ -62,6 +63,11 @@ def backend_from(argv: list[str]) -> ElectionBackend:
 
         connection_string, container, blob = rest
         return AzureBlobLeaseBackend(connection_string, container, blob)
+    if kind == "redis":
+        from DistributedMutex import RedisLeaseBackend
+
+        (url,) = rest
+        return RedisLeaseBackend(url)
     raise SystemExit(f"unknown backend {kind!r}")
 
 

@@ -2,6 +2,7 @@
 
     azure/      AzureBlobLeaseBackend: a lease on one blob        (extra ``azure``)
     zookeeper/  ZooKeeperBackend: the sequential-ephemeral recipe (extra ``zookeeper``)
+    redis/      RedisLeaseBackend: a lease on one key, by scripts   (extra ``redis``)
     raft/       RaftBackend: an election among the instances       (no dependency)
     postgres/   PostgresLeaseBackend: a lease on a table's row     (extra ``postgres``)
 

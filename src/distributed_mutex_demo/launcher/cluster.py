@@ -36,18 +36,21 @@ PROGRAM = ROOT / "src" / "DistributedMutex" / "test.py"
 # What each disruption means for each backend, as the demo says it.
 MEANS = {
     "kill": {"azure": "its lease must run out", "zookeeper": "its session must expire",
-             "raft": "the others must miss its heartbeats", "postgres": "its row's lease must run out"},
+             "raft": "the others must miss its heartbeats", "postgres": "its row's lease must run out",
+             "redis": "its key must expire"},
     "graceful stop": {"azure": "it releases its lease", "zookeeper": "it deletes its znode",
-                      "raft": "it hands leadership over", "postgres": "it releases its row and NOTIFYs"},
+                      "raft": "it hands leadership over", "postgres": "it releases its row and NOTIFYs",
+                      "redis": "it deletes its key"},
     "pause": {"azure": "frozen: its lease runs out", "zookeeper": "frozen: its session expires",
-              "raft": "frozen: its heartbeats stop", "postgres": "frozen: its row's lease runs out"},
+              "raft": "frozen: its heartbeats stop", "postgres": "frozen: its row's lease runs out",
+              "redis": "frozen: its key expires"},
     "cut off": {"azure": "from Azurite", "zookeeper": "from ZooKeeper", "raft": "from its peers",
-                "postgres": "from PostgreSQL"},
+                "postgres": "from PostgreSQL", "redis": "from Redis"},
 }
 ACTIONS = {"kill-leader": "kill", "stop-leader": "graceful stop", "pause-leader": "pause",
            "cut-off": "cut off", "add-instance": "add"}
 # How long a pause or a cut lasts unless the viewer chooses: past the lease, so that another leads.
-HOLD = {"azure": 20.0, "zookeeper": 10.0, "raft": 5.0, "postgres": 10.0}
+HOLD = {"azure": 20.0, "zookeeper": 10.0, "raft": 5.0, "postgres": 10.0, "redis": 10.0}
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The election's service for ``make demo``: Azurite (the project's pinned npm package; its Docker
-image when there is no Node.js) or a ZooKeeper server (the Debian package's jar); PostgreSQL is not
-started but found (POSTGRES_URL, or this machine's on 127.0.0.1:5432), the demo's lease table a
-fresh one, dropped at the end. A Raft cluster
+image when there is no Node.js), a ZooKeeper server (the Debian package's jar), or Redis (REDIS_URL,
+or the local one at 127.0.0.1:6379, or a redis-server of the demo's own: redis_service.py);
+PostgreSQL is not started but found (POSTGRES_URL, or this machine's on 127.0.0.1:5432), the demo's
+lease table a fresh one, dropped at the end. A Raft cluster
 needs none: the instances are the cluster, each on a port chosen here, authenticated by mutual TLS
 with a throwaway CA and a certificate per member made in the work directory (make_certificates),
 as a real cluster would be. Every child dies with the demo, even when the demo is killed
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from distributed_mutex_demo.errors import LaunchError
 from distributed_mutex_demo.launcher.faults import Cuts
 from distributed_mutex_demo.launcher.postgres import PostgresService
+from distributed_mutex_demo.launcher.redis_service import RedisService
 from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
 from DistributedMutex.errors import MissingExtraError
 
@@ -63,6 +65,7 @@ class Services:
         self.cuts = Cuts()
         self.raft_links: dict[tuple[str, str], int] = {}  # (from, to) -> the proxy's port
         self.postgres: PostgresService | None = None
+        self.redis: RedisService | None = None
 
     def start(self) -> str:
         """Start what the backend needs; returns where the election happens, for the first line."""
@@ -72,6 +75,9 @@ class Services:
         if self.backend == "postgres":
             self.postgres = PostgresService.find()
             return self.postgres.description
+        if self.backend == "redis":
+            self.redis = RedisService(self.workdir)
+            return self.redis.start()
         if self.backend == "raft":
             self.make_raft_certificates()
             return (f"a Raft cluster of {', '.join(self.raft_peers)}, peers authenticated by mutual TLS "
@@ -88,6 +94,8 @@ class Services:
         self.cuts.close()
         if self.postgres is not None:
             self.postgres.drop_table()
+        if self.redis is not None:
+            self.redis.stop()
         for service in (self.azurite, self.zookeeper):
             if service is not None and service.poll() is None:
                 service.terminate()
@@ -108,6 +116,11 @@ class Services:
             proxy = self.cuts.add(slot, tcp_proxy(self.postgres.port, self.postgres.host))
             return {"ELECTION_BACKEND": "postgres", "POSTGRES_URL": self.postgres.url_via(proxy.port),
                     "POSTGRES_TABLE": self.postgres.table}
+        if self.backend == "redis" and self.redis is not None:
+            upstream = self.redis.upstream
+            if upstream is None:  # a unix socket or TLS: no proxy, so this instance cannot be cut off
+                return self.redis.env(None)
+            return self.redis.env(self.cuts.add(slot, tcp_proxy(upstream[1], upstream[0])).port)
         if self.backend == "raft":
             files = self.raft_tls[slot]
             peers = {peer: port if peer == slot else self.raft_links[(slot, peer)]
@@ -124,8 +137,8 @@ class Services:
         if self.backend == "raft":  # the lease is the shortest election timeout (backends/raft)
             text = os.environ.get("RAFT_ELECTION_TIMEOUT", "").strip() or "1000-2000"
             return float(text.split("-")[0]) / 1000
-        name, default = {"zookeeper": ("ZOOKEEPER_SESSION_TIMEOUT", "5"),
-                         "postgres": ("POSTGRES_LEASE_DURATION", "5")}.get(self.backend, ("LEASE_DURATION", "15"))
+        name, default = {"zookeeper": ("ZOOKEEPER_SESSION_TIMEOUT", "5"), "postgres": ("POSTGRES_LEASE_DURATION", "5"),
+                         "redis": ("REDIS_LEASE_DURATION", "5")}.get(self.backend, ("LEASE_DURATION", "15"))
         try:
             return float(os.environ.get(name, "").strip() or default)
         except ValueError:  # the instances refuse it themselves, naming it

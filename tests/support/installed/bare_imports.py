@@ -30,6 +30,7 @@ def refusal(what: str, attempt: Callable[[], object]) -> None:
 
 refusal("ZooKeeperBackend", lambda: DistributedMutex.ZooKeeperBackend("127.0.0.1:2181"))
 refusal("PostgresLeaseBackend", lambda: DistributedMutex.PostgresLeaseBackend("postgresql://127.0.0.1/db"))
+refusal("RedisLeaseBackend", lambda: DistributedMutex.RedisLeaseBackend("redis://127.0.0.1:6379/0"))
 refusal("AzureBlobLeaseBackend", lambda: DistributedMutex.AzureBlobLeaseBackend("UseDevelopmentStorage=true",
                                                                                   "container", "blob"))
 refusal("AzureBlobLeaseBackend.from_container_sas_url",

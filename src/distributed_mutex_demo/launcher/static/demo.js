@@ -38,7 +38,7 @@ const WORDS = {
     noLeader: "hiện chưa có leader", disconnected: "demo đã kết thúc (hoặc không kết nối được)",
   },
 };
-const HOLD = { azure: 20, zookeeper: 10, raft: 5, postgres: 10 };
+const HOLD = { azure: 20, zookeeper: 10, raft: 5, postgres: 10, redis: 10 };
 let lang = localStorage.getItem("demo-lang") || "en";
 let last = null;  // the newest snapshot
 let received = 0;  // when it came (performance.now(), ms): the countdowns run on from it
