@@ -107,6 +107,13 @@ class TestPostgresLeaseBackendThroughPgBouncer(BackendContract):
         def make() -> ElectionBackend:
             made.append(PostgresLeaseBackend(pgbouncer.url, "contract", table=lease_table, pooled=True,
                                              notify_url=postgres_server.url))
+            return made[-1]
+
+        yield make
+        for backend in made:
+            backend.close()
+
+
 class TestRedisLeaseBackend(BackendContract):
     # release deletes the key and publishes on the election's channel; a lease lasts 5 s
     handover_within = 1.0

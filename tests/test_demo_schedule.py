@@ -37,9 +37,11 @@ def test_one_disruption_every_interval_whatever_its_kind_and_every_instance_name
     assert len(times) >= 4, line[0]
     assert kinds[:4] == ["graceful stop", "kill", "graceful stop", "kill"], line[0]
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(times)]
-    # Every gap is the interval (a kill on Raft fails over in 1-2 s, well within it), give or take
-    # the main loop's 0.25 s tick and a busy machine: never the old back-to-back second.
-    assert all(EVERY <= gap <= EVERY + 1.0 for gap in gaps), (gaps, line[0])
+    # Never the old back-to-back second: every gap is at least the interval. A disruption due while
+    # nobody leads waits for the next leader, so a gap may exceed the interval by a Raft failover
+    # (a kill: at most two election timeouts, 2 x 2 s, on a busy machine) plus the loop's tick.
+    assert all(EVERY <= gap <= EVERY + 2 * 2.0 + 1.0 for gap in gaps), (gaps, line[0])
+    assert sum(gap <= EVERY + 1.0 for gap in gaps) >= len(gaps) // 2, (gaps, line[0])  # mostly on time
 
     started = re.findall(r"^\[(node-\d+[a-z]?)\] .*instance \1 starting: Raft peer (node-\d) of 3", output, re.MULTILINE)
     names = [name for name, _ in started]

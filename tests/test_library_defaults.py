@@ -30,6 +30,7 @@ from DistributedMutex import (
     DistributedMutex,
     ElectionBackend,
     ElectionTiming,
+    PostgresLeaseBackend,
     RaftBackend,
     RedisLeaseBackend,
     RoleContext,
@@ -177,6 +178,7 @@ BACKENDS: dict[str, Build] = {
     "zookeeper": lambda tmp: ZooKeeperBackend("127.0.0.1:2181"),
     "azure": lambda tmp: AzureBlobLeaseBackend("UseDevelopmentStorage=true", "container", "blob"),
     "redis": lambda tmp: RedisLeaseBackend("redis://127.0.0.1:6379/0"),
+    "postgres": lambda tmp: PostgresLeaseBackend("postgresql://127.0.0.1:5432/test", "defaults"),
 }
 
 
@@ -238,6 +240,8 @@ def test_no_timing_means_the_backend_s_own(tmp_path: Path) -> None:
         "zookeeper": ElectionTiming(lease_duration=5.0, renew_interval=5 / 3 - 0.2, acquire_interval=1.0,
                                     safety_margin=1.0),
         "azure": ElectionTiming(lease_duration=15, renew_interval=5.0, acquire_interval=2, safety_margin=2),
+        "redis": ElectionTiming(lease_duration=5.0, renew_interval=1.0, acquire_interval=1.0, safety_margin=1.0),
+        "postgres": ElectionTiming(lease_duration=5.0, renew_interval=1.6, acquire_interval=0.5, safety_margin=1.0),
     }
 
 

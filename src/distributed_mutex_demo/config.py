@@ -25,11 +25,9 @@ from distributed_mutex_demo.backend_settings import AZURE, RaftSettings, RedisSe
 from distributed_mutex_demo.election_backends import CHOICES
 from distributed_mutex_demo.parsers import (
     SECRET_SETTINGS,
-    any_text,
     boolean,
     check_database_name,
     cities,
-    database_name,
     http_url,
     journal_path,
     listen_host,
@@ -40,7 +38,7 @@ from distributed_mutex_demo.parsers import (
     text_of_length,
     whole_number_in,
 )
-from distributed_mutex_demo.postgres_settings import POSTGRES_DEFAULTS, PostgresSettings, read_postgres_store
+from distributed_mutex_demo.postgres_settings import POSTGRES_DEFAULTS, PostgresSettings
 from distributed_mutex_demo.settings_sources import Getter, merge_sources
 from distributed_mutex_demo.storage_settings import (
     SAS_PERMISSIONS_NEEDED,
@@ -55,6 +53,7 @@ from distributed_mutex_demo.storage_settings import (
     sas_url_container,
     sas_url_secrets,
 )
+from distributed_mutex_demo.store_settings import MySQLSettings, read_postgres_store_choice, read_store
 from DistributedMutex.backends.azure.arguments import (
     AZURE_MAX_LEASE,
     AZURE_MIN_LEASE,
@@ -142,20 +141,8 @@ WEATHER_PROVIDERS = (OPENWEATHERMAP, OPEN_METEO)
 # The provider column of the simulated station's readings (not a WEATHER_PROVIDER value).
 SIMULATED = "simulated"
 SIMULATION_MODES = ("auto", "off", "always")
-# The settings of the MySQL store other than MYSQL_HOST, which alone chooses MySQL over SQLite.
-_MYSQL_DETAILS = ("MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE")
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True)
-class MySQLSettings:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
 
 
 @dataclass(frozen=True)
@@ -291,8 +278,8 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: Path | No
             "AZURE_STORAGE_CONTAINER_SAS_URL",
             f"sends the SAS over plain http to {insecure}, which is not this machine: use https, "
             "or set AZURE_STORAGE_ALLOW_HTTP=true (an emulator on another host)")
-    mysql, sqlite_path = _store_settings(get)
-    postgres_store_url = _postgres_store(get, mysql)
+    mysql, sqlite_path = read_store(get)
+    postgres_store_url = read_postgres_store_choice(get, mysql)
     backend = get("ELECTION_BACKEND", parse_backend)
     instance_id = get("INSTANCE_ID", matching(
         _INSTANCE_ID, "1-64 letters, digits or . _ : @ -, starting with a letter or digit"),
@@ -370,45 +357,6 @@ def free_tier_warning(settings: Settings) -> str | None:
                 f"{calls_per_minute:.0f} calls/min, over OpenWeatherMap's free tier of "
                 f"{FREE_TIER_CALLS_PER_MINUTE}/min: raise FETCH_INTERVAL")
     return None
-
-
-def _store_settings(get: Getter) -> tuple[MySQLSettings | None, str]:
-    """MySQL when MYSQL_HOST is set, otherwise SQLite at SQLITE_PATH; never a silent mix of both."""
-    host = get.optional("MYSQL_HOST", text_of_length(1, 255))
-    mysql = MySQLSettings(
-        host=host or "",
-        port=get("MYSQL_PORT", whole_number_in(1, 65535, "(a TCP port)")),
-        user=get("MYSQL_USER", text_of_length(1, 80)),
-        password=get("MYSQL_PASSWORD", any_text),
-        database=get("MYSQL_DATABASE", database_name),
-    )
-    sqlite_path = get("SQLITE_PATH", text_of_length(1, 4096))
-    if host is not None:
-        if get.is_set("SQLITE_PATH"):
-            raise ConfigurationError(
-                "SQLITE_PATH", "cannot be used together with MYSQL_HOST: set MYSQL_HOST to store the "
-                "readings in MySQL, or SQLITE_PATH to store them in a local SQLite file, not both")
-        return mysql, sqlite_path
-    # Before MYSQL_HOST had no default, a user could set only the password: that user means MySQL,
-    # and would otherwise find the readings going to a file without a word.
-    stray = next((name for name in _MYSQL_DETAILS if get.is_set(name)), None)
-    if stray:
-        raise ConfigurationError(
-            stray, "is set but MYSQL_HOST is not: set MYSQL_HOST (e.g. 127.0.0.1) to store the readings "
-            "in MySQL, or leave the MYSQL_* settings unset to store them in SQLite at SQLITE_PATH")
-    return None, sqlite_path
-
-
-def _postgres_store(get: Getter, mysql: MySQLSettings | None) -> str | None:
-    """POSTGRES_URL when POSTGRES_STORE=true; never together with MYSQL_HOST or SQLITE_PATH."""
-    url = read_postgres_store(get)
-    if url is not None:
-        other = "MYSQL_HOST" if mysql is not None else "SQLITE_PATH" if get.is_set("SQLITE_PATH") else None
-        if other:
-            raise ConfigurationError(
-                other, "cannot be used together with POSTGRES_STORE=true: store the readings in one database "
-                "(PostgreSQL at POSTGRES_URL, MySQL at MYSQL_HOST, or SQLite at SQLITE_PATH)")
-    return url
 
 
 def _weather_provider(name: str, value: str) -> str:

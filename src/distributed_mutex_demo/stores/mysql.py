@@ -33,8 +33,9 @@ from mysql.connector import errorcode
 from mysql.connector.abstracts import MySQLConnectionAbstract
 from mysql.connector.pooling import PooledMySQLConnection
 
-from distributed_mutex_demo.config import OPENWEATHERMAP, MySQLSettings, check_database_name
+from distributed_mutex_demo.config import OPENWEATHERMAP, check_database_name
 from distributed_mutex_demo.errors import StoreAccessError, StoreError, StoreUnavailableError
+from distributed_mutex_demo.store_settings import MySQLSettings
 from distributed_mutex_demo.stores.base import (
     OneConnection,
     StoredReading,

@@ -40,11 +40,8 @@ from dataclasses import replace
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
-    BadVersionError,
     KazooException,
-    NodeExistsError,
     NoNodeError,
-    RolledBackError,
     SessionExpiredError,
     SessionMovedError,
 )
@@ -62,8 +59,9 @@ from DistributedMutex.backends.zookeeper.arguments import (
     zookeeper_timing,
 )
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
+from DistributedMutex.backends.zookeeper.terms import base_from, raise_term
 from DistributedMutex.backends.zookeeper.znodes import Contender, encode, line_of, parse, record
-from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
+from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
@@ -385,54 +383,16 @@ class ZooKeeperBackend:
 
     def _raise_term(self, member: str, at_least: int, *, data: bytes | None = None,
                     base: tuple[int, int | None] | None = None) -> int:
-        """Make our znode's term at least ``at_least`` (and write ``data`` into our znode, if given)
-        in one transaction that only succeeds while our znode exists: only a live contender moves
-        the base, and only the leader asks. The base is compare-and-set over the version read, so
-        terms only grow. Returns our term; LeaseLostError if our znode is gone."""
-        seq = parse(member).seq
-        for _ in range(_ROUNDS):
-            value, version = base if base is not None else self._base_from(self._client.get_async(self._term_path))
-            base = None  # read afresh if this round loses a race
-            if value + seq + 1 >= at_least and data is None:
-                return value + seq + 1
-            raised = max(value, at_least - seq - 1)
-            transaction = self._client.transaction()
-            if data is None:
-                transaction.check(self._child(member), -1)
-            else:
-                transaction.set_data(self._child(member), data)
-            if version is None:
-                # Also when not raising it: creating it fails if somebody else did meanwhile.
-                transaction.create(self._term_path, str(raised).encode())
-            elif raised != value:
-                transaction.set_data(self._term_path, str(raised).encode(), version)
-            else:
-                # The term is the base read plus our sequence number: only if the base is still the
-                # one read (a leader may have raised it since, were the read an old one).
-                transaction.check(self._term_path, version)
-            results = self._session.wait(transaction.commit_async(), "write the term")
-            failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, RolledBackError)]
-            if not failures:
-                return raised + seq + 1
-            if isinstance(results[0], NoNodeError):
-                self._forget(member)
-                raise LeaseLostError(f"our znode {member} is gone from {self._path}")
-            if not isinstance(failures[0], (BadVersionError, NodeExistsError)):
-                raise self._session.translate(failures[0], "write the term")
-            # The base moved between our read and our write: read it again.
-        raise StorageUnavailableError(f"{self._term_path} kept changing; could not write the term")
+        """terms.raise_term for our znode; LeaseLostError if it is gone."""
+        term = raise_term(self._client, self._session, self._term_path, self._child(member), parse(member).seq,
+                          at_least, data=data, base=base)
+        if term is None:
+            self._forget(member)
+            raise LeaseLostError(f"our znode {member} is gone from {self._path}")
+        return term
 
     def _base_from(self, read: IAsyncResult) -> tuple[int, int | None]:
-        """The term base and its version (None: the node does not exist, the base is 0)."""
-        try:
-            data, stat = self._session.wait(read, "read the term base")
-        except NoNodeError:
-            return 0, None
-        try:
-            return int(data.decode("ascii").strip()), stat.version
-        except (UnicodeDecodeError, ValueError):
-            raise StorageRejectedError(f"{self._term_path} holds {data[:40]!r}, not an integer: it is this "
-                                       "election's term base; delete it or write a number") from None
+        return base_from(self._session, read, self._term_path)
 
     # -- plumbing ----------------------------------------------------------------------------
 
