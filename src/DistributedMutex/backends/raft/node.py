@@ -1,14 +1,18 @@
-"""A Raft peer as a running thing: the pure core driven by one thread on time.monotonic().
+"""A Raft peer as a running thing: the pure core driven on time.monotonic().
 
-    listener threads --(messages)--> inbox --> driver thread --> core.step / core.tick
-                                                      |-- persist the hard state (fsync) first
-                                                      |-- then hand messages to the peer links
-                                                      '-- publish a NodeStatus snapshot
+    listener thread --(messages)--> inbox --> driver thread --> core.step / core.tick
+           '--(a message, inline, when nothing waits)--'   |-- persist the hard state (fsync) first
+                                                           |-- then write the messages to the peer links
+                                                           '-- publish a NodeStatus snapshot
 
-The core is only ever touched by the driver thread; everyone else reads the latest snapshot (an
-immutable object, swapped in whole) or submits a call to the driver through the inbox. A call's
-answer is handed back only once the snapshot shows what the call did, and a call its caller gave up
-on (timed out) is never run: a late hand-over or re-campaign would act behind the caller's back.
+The core is only ever touched under ``_core_lock``: by the driver thread (its timers, the calls
+submitted to it, the messages queued for it) and by the listener thread, which handles a message
+itself when the inbox is empty and the lock is free at once (the common case: one thread wakes per
+message instead of two; a busy or stalled driver still gets every message through the inbox, in
+order, held to the listener's quotas). Everyone else reads the latest snapshot (an immutable object,
+swapped in whole) or submits a call to the driver through the inbox. A call's answer is handed back
+only once the snapshot shows what the call did, and a call its caller gave up on (timed out) is
+never run: a late hand-over or re-campaign would act behind the caller's back.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import concurrent.futures
 import enum
 import functools
 import logging
+import math
 import queue
 import random
 import threading
@@ -44,7 +49,14 @@ class _Stop(enum.Enum):
     STOP = "stop"
 
 
+class _Nudge(enum.Enum):
+    NUDGE = "nudge"
+
+
 _STOP = _Stop.STOP
+# A wake-up for the driver: a message handled inline moved the core's next deadline earlier
+# than the one the driver sleeps towards (elected: the first heartbeat round is due sooner).
+_NUDGE = _Nudge.NUDGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +69,8 @@ class _Delivery:
 
 # A call from submit(): what to run on the core, and the future its caller waits on.
 _Call = tuple[Callable[[RaftCore, float], Any], concurrent.futures.Future[Any]]
-# What the driver's inbox holds: a peer's message, a call, or _STOP.
-_Item = _Delivery | Message | _Call | _Stop
+# What the driver's inbox holds: a peer's message, a call, _NUDGE or _STOP.
+_Item = _Delivery | Message | _Call | _Stop | _Nudge
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,8 @@ class RaftNode:
         limits = listener_limits or ListenerLimits()
         self._warn = LogLimiter(log, limits.log_interval, limits.log_burst)
         self._driver: threading.Thread | None = None
+        self._core_lock = threading.Lock()  # whoever touches the core holds it (see the module's doc)
+        self._driver_wakes_at = math.inf  # the core deadline the driver sleeps towards (under _core_lock)
         # Set by stop(): from then on the driver persists and sends nothing, and exits.
         self._stopping = threading.Event()
 
@@ -202,6 +216,20 @@ class RaftNode:
         return self._listener
 
     def _delivered(self, message: Message, taken: Callable[[], None]) -> None:
+        """The listener's thread, for each message it read: handle it here and now if nothing
+        waits in the inbox (it would be overtaken) and the driver is not busy, else queue it."""
+        if self._inbox.empty() and self._core_lock.acquire(blocking=False):
+            try:
+                taken()
+                if not self._stopping.is_set():  # stopping: dropped, as a queued one would be
+                    core = self._core
+                    assert core is not None
+                    self._handle_safely(core, message, time.monotonic())
+                    if core.wake_at < self._driver_wakes_at:
+                        self._inbox.put(_NUDGE)
+            finally:
+                self._core_lock.release()
+            return
         self._inbox.put(_Delivery(message, taken))
 
     def submit(self, fn: Callable[[RaftCore, float], T]) -> concurrent.futures.Future[T]:
@@ -273,25 +301,32 @@ class RaftNode:
         core = self._core
         assert core is not None
         while True:
-            wait = core.wake_at - time.monotonic()
+            with self._core_lock:
+                self._driver_wakes_at = wake_at = core.wake_at
+            wait = wake_at - time.monotonic()
             item: _Item | None
             try:
                 item = self._inbox.get(timeout=min(max(wait, 0.0), 1.0)) if wait > 0 else self._inbox.get_nowait()
             except queue.Empty:
                 item = None
-            if item is _STOP or self._stopping.is_set():
-                # What is still queued is dropped: a vote handled now would be saved after stop().
-                self._drop_queued_calls()
-                self._state_lock.release()
-                return
-            if isinstance(item, _Delivery):
-                item.taken()
-                item = item.message
-            now = time.monotonic()
-            try:
-                self._handle(core, item, now)
-            except Exception:  # a bug must not silently kill the peer: say it, go on
-                log.exception("raft: peer %s failed to handle %r", self.node_id, item)
+            with self._core_lock:  # an inline message being handled finishes first
+                if item is _STOP or self._stopping.is_set():
+                    # What is still queued is dropped: a vote handled now would be saved after stop().
+                    self._drop_queued_calls()
+                    self._state_lock.release()
+                    return
+                if item is _NUDGE:
+                    item = None
+                elif isinstance(item, _Delivery):
+                    item.taken()
+                    item = item.message
+                self._handle_safely(core, item, time.monotonic())
+
+    def _handle_safely(self, core: RaftCore, item: Message | _Call | None, now: float) -> None:
+        try:
+            self._handle(core, item, now)
+        except Exception:  # a bug must not silently kill the peer: say it, go on
+            log.exception("raft: peer %s failed to handle %r", self.node_id, item)
 
     def _drop_queued_calls(self) -> None:
         """Stopping: tell the callers still waiting that their calls will not run."""
