@@ -102,9 +102,20 @@ class NodeStatus:
                 "lease_state": self.lease_state(now)}
 
     def changed_from(self, other: NodeStatus, now: float) -> bool:
-        """Worth waking the election loop for: who leads, in which term, or our lease's validity."""
+        """Who leads, in which term, or our lease's validity changed."""
         return ((self.role, self.term, self.leader) != (other.role, other.term, other.leader)
                 or self.leads_with_lease(now) != other.leads_with_lease(now))
+
+    def worth_waking_for(self, other: NodeStatus, now: float) -> bool:
+        """A change the election loop can act on (``other`` the status before it). Not an election
+        in flight (its outcome wakes the loop), nor being elected before a majority acked a round
+        (the loop could only be told "not yet"; the lease, a round trip later, wakes it): in a
+        hand-over the loop's call would only compete for the CPU with the election itself."""
+        if not self.changed_from(other, now):
+            return False
+        if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE) and other.role is not Role.LEADER:
+            return False
+        return not (self.role is Role.LEADER and other.role is not Role.LEADER and not self.leads_with_lease(now))
 
 
 class RaftNode:
@@ -242,8 +253,23 @@ class RaftNode:
         return future
 
     def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
-        """Run ``fn(core, now)`` on the driver thread and return its result. TimeoutError if the
-        driver did not get to it in time; it then never runs, unless it had just started."""
+        """Run ``fn(core, now)`` and return its result: in this thread if nothing waits in the
+        inbox and the core is free (one thread less to wake on a hand-over's path), else on the
+        driver thread. TimeoutError if the driver did not get to it in time; it then never runs,
+        unless it had just started."""
+        if self._inbox.empty() and self._core_lock.acquire(blocking=False):
+            inline: concurrent.futures.Future[T] = concurrent.futures.Future()
+            try:
+                if self._stopping.is_set() or self._driver is None:
+                    raise TimeoutError(f"the Raft peer {self.node_id} stopped before it got to it")
+                core = self._core
+                assert core is not None
+                self._handle(core, (fn, inline), time.monotonic())
+                if core.wake_at < self._driver_wakes_at:
+                    self._inbox.put(_NUDGE)
+            finally:
+                self._core_lock.release()
+            return inline.result(0)
         future = self.submit(fn)
         try:
             return future.result(timeout)
@@ -416,7 +442,7 @@ class RaftNode:
             self._changed.notify_all()
         if previous is not None and status.changed_from(previous, now):
             self._log_change(previous, status)
-            if self._on_change is not None:
+            if self._on_change is not None and status.worth_waking_for(previous, now):
                 self._on_change()
 
     def _snapshot(self) -> NodeStatus:
