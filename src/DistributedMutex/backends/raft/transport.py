@@ -33,6 +33,7 @@ from DistributedMutex.backends.raft.tls import TlsConfig, dns_names, peer_ids
 log = logging.getLogger(__name__)
 _refusals = LogLimiter(log, 10.0, 3)  # a peer with a wrong certificate is dialled again and again
 
+KEEP_CONNECTED = 1.0  # seconds between a link's checks that its idle connection is still up
 MAX_LINE = 64 * 1024  # far above any message; a longer line is not from a peer
 STATUS_REQUEST = b'{"type":"status"}\n'
 
@@ -47,7 +48,13 @@ class PeerLink:
     a write that did not go through whole) it is queued for the link's own thread, which connects (a
     TCP connect and a TLS handshake may take a while: never on the driver) and writes it. A write
     that does not go through whole means the peer is a whole socket buffer behind: that connection
-    is dropped (the partial line dies with it) and the message goes out on a fresh one."""
+    is dropped (the partial line dies with it) and the message goes out on a fresh one.
+
+    The thread also keeps the connection up between messages: it connects at start, and checks
+    every ``KEEP_CONNECTED`` seconds that it is still open, connecting again if not. Two followers
+    send each other nothing while a leader lives, and the peer's listener closes a connection idle
+    for a minute; without this, the first vote request of the next election and its answer would
+    each wait for a connect (a few milliseconds, more on a busy machine) on the hand-over's path."""
 
     def __init__(self, peer_id: str, address: tuple[str, int], *, connect_timeout: float,
                  retry_interval: float, queue_size: int = 256, tls: TlsConfig | None = None) -> None:
@@ -102,8 +109,13 @@ class PeerLink:
             close_socket(sock)
 
     def _run(self) -> None:
+        self._connected()
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=KEEP_CONNECTED)
+            except queue.Empty:
+                self._keep_connected()
+                continue
             if item is None:
                 return
             try:
@@ -128,6 +140,15 @@ class PeerLink:
                 if self._sock is not None and self._write_now(data):
                     return
 
+    def _keep_connected(self) -> None:
+        """Idle: drop the connection if the peer closed it, and connect (again) if there is none."""
+        with self._lock:
+            sock = self._sock
+            closed = None if sock is None else _closed(sock)
+            if closed is not None:
+                self._found_closed(closed)
+        self._connected()
+
     def _write_now(self, data: bytes) -> bool:
         """Write ``data`` whole on the open connection (the lock held); False if the connection
         was found closed or failed (it is then dropped, and ``data`` not written)."""
@@ -135,14 +156,7 @@ class PeerLink:
         assert sock is not None
         closed = _closed(sock)
         if closed is not None:
-            # The peer never writes on this connection: readable means it closed or restarted.
-            self._drop_connection()
-            if closed:
-                # TLS 1.3: the server refuses our certificate only after our handshake is done, so
-                # this is where we hear of it. Not again at once: it would only refuse again.
-                _refusals.warning(f"refused by {self.peer_id}", "raft: %s at %s:%d refused this peer's certificate "
-                                  "(%s)", self.peer_id, *self.address, closed)
-                self._retry_at = time.monotonic() + self._retry_interval
+            self._found_closed(closed)
             return False
         try:
             sent = sock.send(data)
@@ -158,6 +172,16 @@ class PeerLink:
                       self.peer_id, sent, len(data))
         self._drop_connection()
         return False
+
+    def _found_closed(self, closed: str) -> None:
+        """The peer never writes on this connection: readable means it closed or restarted."""
+        self._drop_connection()
+        if closed:
+            # TLS 1.3: the server refuses our certificate only after our handshake is done, so
+            # this is where we hear of it. Not again at once: it would only refuse again.
+            _refusals.warning(f"refused by {self.peer_id}", "raft: %s at %s:%d refused this peer's certificate "
+                              "(%s)", self.peer_id, *self.address, closed)
+            self._retry_at = time.monotonic() + self._retry_interval
 
     def _connected(self) -> bool:
         """Whether a connection is up, making one (without the lock) if there is none."""
