@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
 from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter
 from DistributedMutex.backends.raft.listener import Listener
-from DistributedMutex.backends.raft.messages import LeaderInfo, Message, encode
+from DistributedMutex.backends.raft.messages import LeaderInfo, Message, Vote, encode
 from DistributedMutex.backends.raft.storage import StateFile, StateLock
 from DistributedMutex.backends.raft.tls import TlsConfig
 from DistributedMutex.backends.raft.transport import PeerLink
@@ -415,9 +415,21 @@ class RaftNode:
         return functools.partial(future.set_result, result)
 
     def _carry_out(self, out: Outputs) -> None:
-        """Persist first; send only once the state the messages rest on is on disk."""
+        """Persist first; send only once the state the messages rest on is on disk.
+
+        One exception: our own campaign's vote requests go out before our vote for ourselves is
+        saved, the save running while they travel (on a hand-over's path, a busy disk's fsync
+        costs as much as the rest). Nothing is answered on the strength of that vote: the answers
+        wait for this call to end (the core's lock is held), so we count our own vote, and can
+        win, only once it is on disk. If we crash first, we never won, and may vote again in that
+        term after a restart: only one of the two can lead it. If the save fails, we stay silent
+        as below and hold no lease (``_snapshot``) until a save works."""
         if self._stopping.is_set():
             return  # stop() was called: whatever it waits for, nothing more may reach the disk
+        early = (self._unsaved is None and out.hard_state is not None and out.hard_state.voted_for == self.node_id
+                 and bool(out.messages) and all(isinstance(m, Vote) for m in out.messages))
+        if early:
+            self._send(out.messages)
         if out.hard_state is not None:
             self._unsaved = out.hard_state
         if self._unsaved is not None:
@@ -430,7 +442,11 @@ class RaftNode:
                           self._state.path, exc)
                 return
             self._unsaved = None
-        for message in out.messages:
+        if not early:
+            self._send(out.messages)
+
+    def _send(self, messages: list[Message]) -> None:
+        for message in messages:
             self._links[message.dst].send(encode(message))
 
     def _publish(self, now: float) -> None:
@@ -448,6 +464,8 @@ class RaftNode:
     def _snapshot(self) -> NodeStatus:
         core = self._core
         assert core is not None
+        if self._unsaved is not None:  # not on disk: a vote we counted for ourselves could be forgotten
+            return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info, -math.inf, -math.inf)
         return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info,
                           core.quorum_acked_sent_at, core.lease_until)
 
