@@ -41,14 +41,15 @@ STATUS_REQUEST = b'{"type":"status"}\n'
 class PeerLink:
     """The outgoing connection to one peer.
 
-    A message goes out at once, from the sender's own thread (the driver's), when the connection is
-    up and nothing waits ahead of it: one non-blocking write of a line far smaller than the socket's
-    buffer, no hand-over to another thread (each one costs a wake-up at every heartbeat, and
-    milliseconds on a busy machine during a hand-over). Otherwise (not connected yet, found closed,
-    a write that did not go through whole) it is queued for the link's own thread, which connects (a
-    TCP connect and a TLS handshake may take a while: never on the driver) and writes it. A write
-    that does not go through whole means the peer is a whole socket buffer behind: that connection
-    is dropped (the partial line dies with it) and the message goes out on a fresh one.
+    A message goes out at once, from the sender's own thread (whichever holds the peer's core: the
+    driver, the listener, or a caller), when the connection is up and nothing waits ahead of it:
+    one non-blocking write of a line far smaller than the socket's buffer, no hand-over to another
+    thread (each one costs a wake-up at every heartbeat, and milliseconds on a busy machine during a
+    hand-over). Otherwise (not connected yet, found closed, a write that did not go through whole)
+    it is queued for the link's own thread, which connects (a TCP connect and a TLS handshake may
+    take a while: never on the sender's thread) and writes it. A write that does not go through
+    whole means the peer is a whole socket buffer behind: that connection is dropped (the partial
+    line dies with it) and the message goes out on a fresh one.
 
     The thread also keeps the connection up between messages: it connects at start, and checks
     every ``KEEP_CONNECTED`` seconds that it is still open, connecting again if not. Two followers
