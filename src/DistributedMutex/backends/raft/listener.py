@@ -74,6 +74,10 @@ class Listener:
         self._limits = limits or ListenerLimits()
         self._max_connections = raise_fd_limit(self._limits.max_connections)
         self._warn = LogLimiter(log, self._limits.log_interval, self._limits.log_burst)
+        # How often the timeouts are checked: a quarter of the shortest, at most once a second (with
+        # the defaults), so that an idle listener wakes once a second, not four times.
+        self._sweep_every = min(1.0, min(self._limits.idle_timeout, self._limits.write_timeout,
+                                         self._limits.handshake_timeout) / 4)
         self._accept_warn = LogLimiter(log, self._limits.log_interval, 1)
         self._lock = threading.Lock()  # counts, and the queued/paused fields the driver changes
         self._counts: Counter[str] = Counter()
@@ -132,8 +136,11 @@ class Listener:
 
     def _round(self, last_sweep: float) -> float:
         """Serve what is ready; returns when the timeouts were last swept."""
+        wait = last_sweep + self._sweep_every - time.monotonic()
+        if self._accept_paused_until:
+            wait = min(wait, self._accept_paused_until - time.monotonic())
         try:
-            events = self._selector.select(0.25)
+            events = self._selector.select(max(0.0, wait))
         except InterruptedError:
             events = []
         for key, mask in events:
@@ -146,7 +153,7 @@ class Listener:
         now = time.monotonic()
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._resume_accepting()
-        if now - last_sweep >= 0.25:
+        if now - last_sweep >= self._sweep_every:
             self._sweep(now)
             return now
         return last_sweep
