@@ -2,12 +2,10 @@
 
 Whoever connects is a stranger until proven otherwise, so each connection is held to limits:
 
-* with TLS (tls.py), a connection is a TLS server socket whose handshake runs in the selector loop
-  like any read, within ``handshake_timeout``: the client must present a certificate from the
-  cluster's CA (else refused at the handshake: ``tls_refused``) that names a peer id of the peer
-  list as subjectAltName=DNS:<id> (else ``unknown_certificate``), and from then on its messages
-  must come from that id (else ``wrong_sender``, the connection closed). Any such peer may ask
-  for the status.
+* with TLS (tls.py), the handshake runs in the selector loop within ``handshake_timeout``: the
+  client must present a certificate of the cluster's CA (else ``tls_refused``) naming a listed peer
+  id as subjectAltName=DNS:<id> (else ``unknown_certificate``), and then send only as that id (else
+  ``wrong_sender``, the connection closed). Any such peer may ask for the status.
 * a message is checked where it is read: its sender must be in the peer list (and not this node),
   its addressee this node; anything else closes the connection and is counted (``transport`` in
   the status reply, with the other counts below). Without TLS a forger can still claim a listed
@@ -25,8 +23,7 @@ Whoever connects is a stranger until proven otherwise, so each connection is hel
 * running out of file descriptors (EMFILE, ENFILE) is logged once and accepting resumes after a
   back-off: the accept loop ends only with the node.
 
-Malformed frames (and messages refused as above) are logged at most a few lines per interval,
-with a count of the rest at the end of the interval.
+Malformed frames and refused messages are logged a few lines per interval, then counted.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ never run: a late hand-over or re-campaign would act behind the caller's back.
 from __future__ import annotations
 
 import concurrent.futures
-import enum
 import functools
 import logging
 import math
@@ -27,95 +26,21 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from DistributedMutex.backends.raft.inbox import _NUDGE, _STOP, _Call, _Delivery, _Item
 from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter
 from DistributedMutex.backends.raft.listener import Listener
 from DistributedMutex.backends.raft.messages import LeaderInfo, Message, Vote, encode
+from DistributedMutex.backends.raft.status import NodeStatus, log_change
 from DistributedMutex.backends.raft.storage import StateFile, StateLock
 from DistributedMutex.backends.raft.tls import TlsConfig
 from DistributedMutex.backends.raft.transport import PeerLink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class _Stop(enum.Enum):
-    """The driver's inbox's end-of-work mark (an enum member, so that ``is _STOP`` narrows)."""
-
-    STOP = "stop"
-
-
-class _Nudge(enum.Enum):
-    NUDGE = "nudge"
-
-
-_STOP = _Stop.STOP
-# A wake-up for the driver: a message handled inline moved the core's next deadline earlier
-# than the one the driver sleeps towards (elected: the first heartbeat round is due sooner).
-_NUDGE = _Nudge.NUDGE
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    """A peer's message as the listener read it: ``taken()`` tells the listener the driver has it
-    (a connection with too many messages waiting is not read until then)."""
-
-    message: Message
-    taken: Callable[[], None]
-
-# A call from submit(): what to run on the core, and the future its caller waits on.
-_Call = tuple[Callable[[RaftCore, float], Any], concurrent.futures.Future[Any]]
-# What the driver's inbox holds: a peer's message, a call, _NUDGE or _STOP.
-_Item = _Delivery | Message | _Call | _Stop | _Nudge
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """What a peer knows, as of the last thing its driver did."""
-
-    node_id: str
-    role: Role
-    term: int
-    leader: str | None  # the leader's Raft id
-    leader_info: LeaderInfo | None
-    lease_sent_at: float  # leaders: the newest heartbeat round a majority acked (else -inf)
-    lease_until: float  # leaders: until when nobody else can be elected (this clock; else -inf)
-
-    def leads_with_lease(self, now: float) -> bool:
-        return self.role is Role.LEADER and now < self.lease_until
-
-    def lease_state(self, now: float) -> str:
-        """"leased" while a leader is known to hold the lease, "available" otherwise."""
-        if self.role is Role.LEADER:
-            return "leased" if self.leads_with_lease(now) else "available"
-        return "leased" if self.leader is not None else "available"
-
-    def to_json(self, now: float) -> dict[str, Any]:
-        info = self.leader_info
-        return {"node": self.node_id, "role": self.role.value, "term": self.term, "leader": self.leader,
-                "leader_info": None if info is None else {"instance_id": info.instance_id, "host": info.host,
-                                                          "pid": info.pid},
-                "lease_state": self.lease_state(now)}
-
-    def changed_from(self, other: NodeStatus, now: float) -> bool:
-        """Who leads, in which term, or our lease's validity changed."""
-        return ((self.role, self.term, self.leader) != (other.role, other.term, other.leader)
-                or self.leads_with_lease(now) != other.leads_with_lease(now))
-
-    def worth_waking_for(self, other: NodeStatus, now: float) -> bool:
-        """A change the election loop can act on (``other`` the status before it). Not an election
-        in flight (its outcome wakes the loop), nor being elected before a majority acked a round
-        (the loop could only be told "not yet"; the lease, a round trip later, wakes it): in a
-        hand-over the loop's call would only compete for the CPU with the election itself."""
-        if not self.changed_from(other, now):
-            return False
-        if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE) and other.role is not Role.LEADER:
-            return False
-        return not (self.role is Role.LEADER and other.role is not Role.LEADER and not self.leads_with_lease(now))
 
 
 class RaftNode:
@@ -457,7 +382,7 @@ class RaftNode:
             self._status = status
             self._changed.notify_all()
         if previous is not None and status.changed_from(previous, now):
-            self._log_change(previous, status)
+            log_change(self.node_id, previous, status)
             if self._on_change is not None and status.worth_waking_for(previous, now):
                 self._on_change()
 
@@ -468,16 +393,6 @@ class RaftNode:
             return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info, -math.inf, -math.inf)
         return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info,
                           core.quorum_acked_sent_at, core.lease_until)
-
-    def _log_change(self, old: NodeStatus, new: NodeStatus) -> None:
-        if new.role is Role.LEADER and old.role is not Role.LEADER:
-            log.info("raft: elected leader of term %d", new.term)
-        elif old.role is Role.LEADER and new.role is not Role.LEADER:
-            log.info("raft: no longer leader (now %s in term %d)", new.role.value, new.term)
-        elif new.leader is not None and (new.leader, new.term) != (old.leader, old.term) and new.leader != self.node_id:
-            log.info("raft: following %s in term %d", new.leader, new.term)
-        elif new.role is not old.role:
-            log.debug("raft: %s in term %d", new.role.value, new.term)
 
     def _status_json(self) -> dict[str, Any]:
         return {**self.status.to_json(time.monotonic()), "refused": self.refused_counts()}
