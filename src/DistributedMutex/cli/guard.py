@@ -69,6 +69,11 @@ class Guard:
         self.pid: int | None = None
 
     def run(self) -> int:
+        self._read(0.0)  # the newest deadline, sent while this process started
+        if self.eof or self.kill_at != float("inf"):
+            # The wrapper is gone, or the leadership ended, before the command could start.
+            self._status("failed 0 the leadership ended before the command started")
+            return 0
         try:
             process = subprocess.Popen(self.command, preexec_fn=_die_with_parent, close_fds=True)
         except OSError as exc:
@@ -104,6 +109,8 @@ class Guard:
         while b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             words = line.decode("ascii", "replace").split()
+            if not words:
+                continue
             if len(words) == 2 and words[0] == "until":
                 self.until = float(words[1])
             elif len(words) == 3 and words[0] == "stop":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from DistributedMutex.timing import ElectionTiming
 log = logging.getLogger("DistributedMutex.run")
 OnExit = Literal["restart", "release", "stop"]
 ON_EXIT: tuple[OnExit, ...] = ("restart", "release", "stop")
+GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guard.py")
 _TICK = 0.05  # how often the leader task looks at the command and the deadline (seconds)
 
 
@@ -141,27 +143,38 @@ class CommandRunner:
         until = self._until(ctx)
         try:
             guard = subprocess.Popen(
-                [sys.executable, "-m", "DistributedMutex.cli.guard", str(control_r), str(status_w), repr(until),
+                # By path, isolated and without site: the guard needs the standard library only, and
+                # starts in a few tens of milliseconds (the package would take far longer to import).
+                [sys.executable, "-I", "-S", GUARD, str(control_r), str(status_w), repr(until),
                  repr(self.options.grace), "--", *self.options.command],
                 env=env, pass_fds=(control_r, status_w), start_new_session=True)
         finally:
             os.close(control_r)
             os.close(status_w)
-        with os.fdopen(control_w, "wb", buffering=0) as control, os.fdopen(status_r, "rb") as status_pipe:
-            started = status_pipe.readline().decode().strip()
-            if not started.startswith("started"):
-                guard.wait()
-                return started or f"failed {guard.returncode} the guard ended at once"
-            log.info("leading in term %d: started the command (pid %s)", ctx.term, started.split()[1])
-            sent = until
+        with os.fdopen(control_w, "wb", buffering=0) as control, os.fdopen(status_r, "rb", buffering=0) as status:
+            sent, started = until, b""
             while guard.poll() is None:
+                # Deadlines go out from the start: the guard reads the newest one before it starts the
+                # command, however long its own start took.
                 until = self._until(ctx)
                 if until != sent:
                     _send(control, f"until {until!r}")
                     sent = until
+                if not started.endswith(b"\n") and select.select([status], [], [], 0)[0]:
+                    started += status.read(200) or b"\n"
+                    if started.startswith(b"started"):
+                        log.info("leading in term %d: started the command (pid %s)", ctx.term,
+                                 started.split()[1].decode())
+                    elif started.startswith(b"failed"):
+                        guard.wait()
+                        return started.decode().strip()
                 if not ctx.sleep(_TICK):
                     self._stop(ctx, guard, control)
                     return None
+            if not started.endswith(b"\n"):
+                started += status.read() or b""  # the guard has exited: all it said is there
+            if not started.startswith(b"started"):
+                return started.decode().strip() or f"failed {guard.returncode} the guard ended at once"
             log.info("the command exited with status %d", guard.returncode)
             return str(guard.returncode)
 
