@@ -15,6 +15,7 @@ The failover times are printed (pytest -s) for docs/run.md.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -90,3 +91,50 @@ def test_three_wrappers_on_zookeeper(tmp_path: Path, zookeeper_server: ZooKeeper
            "ZOOKEEPER_PATH": f"/run-test-{uuid.uuid4().hex[:10]}", "ZOOKEEPER_SESSION_TIMEOUT": str(ZK_SESSION)}
     measured = scenario(tmp_path, env, ZK_FAILOVER, frozen_for=ZK_SESSION + 2.0)
     assert measured["kill -9 failover"] < ZK_FAILOVER
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_with_the_guard_frozen_too_the_fence_refuses_the_old_term(tmp_path: Path) -> None:
+    """The last line of defence: a wrapper *and* its guard frozen (only a deliberate SIGSTOP of both
+    does that) leave the command running past the lease; the next leader's command registers its
+    newer term, and from then on every write of the old one is refused. SIGCONT: the guard, past
+    its deadline, kills the old command at once."""
+    ports = {name: free_port() for name in "abc"}
+    env = {"ELECTION_BACKEND": "raft", "RAFT_DATA_DIR": str(tmp_path / "raft"),
+           "RAFT_PEERS": ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())}
+    with Wrappers(tmp_path, env) as group:
+        group.start_all()
+        old = group.wait_for_writer(timeout=20)
+        wrapper = group.processes[old.leader].pid
+        guards = children(wrapper)
+        assert len(guards) == 1, f"the wrapper {wrapper} should have one child, the guard: {guards}"
+        frozen_at = time.time()
+        for pid in (wrapper, guards[0]):
+            os.kill(pid, signal.SIGSTOP)
+        new = group.wait_for_writer(timeout=RAFT_FAILOVER + 5, since=frozen_at, other_than=old.leader)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and sum(
+                line.pid == old.pid and not line.accepted for line in group.log.lines()) < 3:
+            time.sleep(0.05)
+        lines = group.log.lines()
+        first_new = min(line.at for line in lines if line.pid == new.pid and line.accepted)
+        late = [line for line in lines if line.pid == old.pid and line.at > first_new]
+        assert late, "the old command should still run while its wrapper and guard are frozen"
+        assert not [line for line in late if line.accepted], f"writes under the old term accepted: {late}"
+        assert new.term > old.term
+        continued_at = time.monotonic()
+        for pid in (guards[0], wrapper):
+            os.kill(pid, signal.SIGCONT)
+        while alive(old.pid) and time.monotonic() < continued_at + 2:
+            time.sleep(0.02)
+        assert not alive(old.pid), "the guard, thawed past its deadline, did not kill the old command"
+        print(f"\nfrozen guard: {len(late)} late writes of term {old.term}, all refused; "
+              f"killed {time.monotonic() - continued_at:.2f} s after SIGCONT")
+        assert group.log.stale_accepted() == []
+        assert set(group.stop_all().values()) == {0}
