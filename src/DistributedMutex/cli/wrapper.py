@@ -15,8 +15,8 @@ A command that exits by itself while leading (``on_exit``):
     stop     give the lease up and exit with the command's exit status
 
 A command that cannot be started (not found, not executable) is refused at start (exit 127 or
-126), before contending; one that fails to start later (removed meanwhile) is handled as
-``release``: another instance may have it.
+126), before contending; one that fails to start later (removed meanwhile) gives the lease up
+as ``release`` does (another instance may have it), or ends the wrapper under ``stop``.
 """
 
 from __future__ import annotations
