@@ -38,8 +38,9 @@ class PrivatePostgres:
     """``initdb`` in a temporary directory, ``pg_ctl start`` on a free port; ``restart`` stops it
     immediately and starts it again on the same port and data."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, max_connections: int = 200) -> None:
         self.port = port or free_port()
+        self.max_connections = max_connections
         self.directory = Path(tempfile.mkdtemp(prefix="pg-private-"))
         self.data = self.directory / "data"
         self.log = self.directory / "postgres.log"
@@ -76,10 +77,16 @@ class PrivatePostgres:
             self._run(_binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
                       "-E", "UTF8")
         options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c max_connections=200")
+                   f"-c max_connections={self.max_connections}")
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "30",
                   "start")
         return self
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self, mode: str = "immediate") -> None:
         if (self.data / "postmaster.pid").exists():
