@@ -6,8 +6,8 @@ own, so that the server's counters are the group's alone:
                xact_rollback): one per election call, each call being one transaction of one
                simple query (SET LOCAL bounds; the statement)
     redis      a redis-server of its own (harness.redis_server); the cost at rest is the commands
-               it ran (INFO commandstats, less the INFO readings themselves): a script call
-               (EVALSHA) is one command, as is each pub/sub subscription and PING
+               it ran (INFO commandstats, less the INFO readings themselves), those the scripts
+               run included; the script calls (EVALSHA: one round trip each) are given apart
 
 Both keep the readings in MySQL as the other groups do, so the counters are the election's only.
 ``rest_at`` measures the cost at rest of ``n`` contenders (100 by default, ``--backend-contenders``),
@@ -128,8 +128,12 @@ class RedisGroup(Group):
         # The two INFO readings are ours, not the election's (the first is counted in ``after`` only).
         delta.pop("info", None)
         delta = {name: n for name, n in delta.items() if n > 0}
+        scripts = sum(n for name, n in delta.items() if name.startswith(("evalsha", "eval", "fcall")))
         return {"counted": "commands at the server", "per_s": round(sum(delta.values()) / window, 2),
-                "how": "INFO commandstats calls over the window, less the INFO readings themselves",
+                "how": "INFO commandstats calls over the window, less the INFO readings themselves; the commands "
+                       "the scripts run count too (GET, PTTL, HGETALL, PEXPIRE inside an EVALSHA): the "
+                       "election's calls, one round trip each, are the script calls",
+                "script_calls_per_s": round(scripts / window, 2),
                 "by_command_per_s": {name: round(n / window, 2) for name, n in sorted(delta.items())}}
 
     def server_pids(self) -> dict[str, int]:

@@ -70,7 +70,8 @@ def backend_table(columns: dict[str, Any]) -> str:
         if b == "azure" and r:
             detail = f" (leader {fmt(r.get('leader_per_min'), 1)}/min, worker {fmt(r.get('worker_per_min'), 1)}/min)"
         if b == "redis" and r:
-            detail = " (" + ", ".join(f"{k} {v:g}/s" for k, v in (r.get("by_command_per_s") or {}).items()) + ")"
+            detail = (f" (script calls {fmt(r.get('script_calls_per_s'))}/s; "
+                      + ", ".join(f"{k} {v:g}/s" for k, v in (r.get("by_command_per_s") or {}).items()) + ")")
         many = c.get("rest_contenders") or {}
         if many:
             detail += "; " + ", ".join(f"{n} contenders: {fmt(m.get('per_s'))}/s, worker CPU "

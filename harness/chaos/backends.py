@@ -199,7 +199,7 @@ class PostgresChaos(ChaosBackend):
 
     def renewed_since(self, slot: Slot, instance: str, after: float) -> bool:
         try:
-            rows = self.store.query(
+            rows = StoreView("postgres", url=self.server.url_for(self.database)).query(
                 f"SELECT holder, extract(epoch FROM clock_timestamp() - renewed_at) FROM {LEASE_TABLE}"
                 f" WHERE name = '{ELECTION}' AND token IS NOT NULL AND expires_at > clock_timestamp()")
         except Exception:  # noqa: BLE001 - the server may be restarting: not settled yet
