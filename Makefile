@@ -4,9 +4,9 @@
 #              needs: requirements.txt into the venv, and Azurite only for ELECTION_BACKEND=azure
 # make lint  - ruff
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
-#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1"); then distributed-mutex run's faults on
-#              Raft and ZooKeeper (WRAPPER_CHAOS_ARGS="--seconds 60 --backends raft,zookeeper");
-#              then the partitions on real sockets,
+#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1 --backend azure|postgres|redis"); then
+#              distributed-mutex run's faults on Raft and ZooKeeper (WRAPPER_CHAOS_ARGS="--seconds 60
+#              --backends raft,zookeeper"); then the partitions on real sockets,
 #              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
 #              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options)
 # make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):

@@ -1,6 +1,7 @@
 """Groups on the other election backends: ZooKeeper (a standalone server of the group's own, whose
 mntr counters are then the group's alone) and Raft (3 fixed members, every link through a proxy
-whose LineCounter reads each message). GROUPS maps a backend to its group class."""
+whose LineCounter reads each message); PostgreSQL and Redis are in bench/db_groups.py. GROUPS maps
+a backend to its group class."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from bench.db_groups import DB_GROUPS
 from bench.group import Group, Link, Slot
 from harness.counting import LineCounter, mntr
 from harness.raft_tls import ClusterTls
@@ -163,4 +165,4 @@ class RaftGroup(Group):
                 "per_link_per_s": per_link, "answered_on_the_callers_connection": backwards}
 
 
-GROUPS: dict[str, type[Group]] = {"azure": Group, "zookeeper": ZooKeeperGroup, "raft": RaftGroup}
+GROUPS: dict[str, type[Group]] = {"azure": Group, "zookeeper": ZooKeeperGroup, "raft": RaftGroup, **DB_GROUPS}

@@ -57,7 +57,7 @@ DESIGNS = {
 
 # -- the election backends, each with the product's own defaults ------------------------------------
 
-BACKENDS = ("azure", "zookeeper", "raft")
+BACKENDS = ("azure", "zookeeper", "raft", "postgres", "redis")
 ZOOKEEPER_TICK = 2.0  # tickTime of ZooKeeper's packaged zoo.cfg (/etc/zookeeper/conf/zoo.cfg): 2000 ms
 
 
@@ -81,7 +81,30 @@ def _raft_design() -> Design:
                   note="ELECTION_BACKEND=raft with its defaults; 3 fixed members, each link through a proxy")
 
 
-BACKEND_DESIGNS = {"azure": DESIGNS["ours"], "zookeeper": _zookeeper_design(), "raft": _raft_design()}
+def _postgres_design() -> Design:
+    from DistributedMutex.backends.postgres.arguments import postgres_timing
+
+    lease = float(DEFAULTS["POSTGRES_LEASE_DURATION"] or 5)
+    t = postgres_timing(lease)
+    return Design("postgres", "PostgreSQL (the product)", t.lease_duration, t.renew_interval, t.acquire_interval,
+                  t.safety_margin, emulated=False, shown_as=f"lease {lease:g} s (server's clock)",
+                  note="ELECTION_BACKEND=postgres with its defaults, direct (LISTEN/NOTIFY); a PostgreSQL "
+                       "cluster of its own per group")
+
+
+def _redis_design() -> Design:
+    from DistributedMutex.backends.redis.arguments import redis_timing
+
+    lease = float(DEFAULTS["REDIS_LEASE_DURATION"] or 5)
+    t = redis_timing(lease)
+    return Design("redis", "Redis (the product)", t.lease_duration, t.renew_interval, t.acquire_interval,
+                  t.safety_margin, emulated=False, shown_as=f"lease {lease:g} s (server's clock)",
+                  note="ELECTION_BACKEND=redis with its defaults (pub/sub handover); a redis-server of its own "
+                       "per group")
+
+
+BACKEND_DESIGNS = {"azure": DESIGNS["ours"], "zookeeper": _zookeeper_design(), "raft": _raft_design(),
+                   "postgres": _postgres_design(), "redis": _redis_design()}
 AZURE_SETTINGS = "lease 15 / renew 5 / poll 2 s"
 
 
@@ -100,6 +123,18 @@ def backend_unavailable(backend: str) -> str | None:
             return "the kazoo package is not installed (make deps installs requirements.txt)"
         if not (Path("/usr/share/java/zookeeper.jar").exists() and shutil.which("java")):
             return "ZooKeeper is not installed (/usr/share/java/zookeeper.jar and java: apt-get install zookeeper)"
+    if backend == "postgres":
+        if missing("psycopg"):
+            return "the psycopg package is not installed (make deps installs requirements.txt)"
+        from harness.pg_cluster import BIN
+
+        if not (BIN / "initdb").exists() and not shutil.which("initdb"):
+            return f"PostgreSQL's initdb/pg_ctl are not installed ({BIN}; set PG_BINDIR; apt-get install postgresql)"
+    if backend == "redis":
+        if missing("redis"):
+            return "the redis package is not installed (make deps installs requirements.txt)"
+        if not shutil.which("redis-server"):
+            return "redis-server is not installed (apt-get install redis-server)"
     if backend == "raft":
         if missing("DistributedMutex.backends.raft"):
             return "src/DistributedMutex/backends/raft/ is not in this checkout"

@@ -105,7 +105,7 @@ class Group:
         }
 
     def env(self, slot: Slot) -> dict[str, str]:
-        ours = ("MYSQL_", "AZURE_", "BENCH_", "ZOOKEEPER_", "RAFT_", "ELECTION_BACKEND")
+        ours = ("MYSQL_", "AZURE_", "BENCH_", "ZOOKEEPER_", "RAFT_", "POSTGRES_", "REDIS_", "ELECTION_BACKEND")
         env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
         env.update(self.backend_env(slot))
         env.update({

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.backend_groups import GROUPS
+from bench.db_groups import DB_GROUPS, rest_at
 from bench.designs import AZURE_SETTINGS, BACKEND_DESIGNS, DESIGNS, design_window
 from bench.group import Group
 from bench.measure import CLK_TCK, LoadMeter, cpu_ticks, percentile, rounded, rss_mib, summary, to_ms
@@ -187,6 +188,17 @@ class Bench:
             columns[backend] = column
         for group, _ in fresh:
             group.stop_all()
+        # The database backends' cost at rest with many contenders (no kills), one count at a time.
+        for backend in (b for b in self.args.backends if b in DB_GROUPS):
+            columns[backend]["rest_contenders"] = {}
+            for n in self.args.backend_contenders:
+                try:
+                    columns[backend]["rest_contenders"][str(n)] = rest_at(
+                        self, backend, BACKEND_DESIGNS[backend], n, design_window(BACKEND_DESIGNS[backend],
+                                                                                  self.args.design_window))
+                except Exception as exc:  # noqa: BLE001 - reported; the other counts still run
+                    errors.append(f"{backend}, {n} contenders at rest: {exc}")
+                    self.say(f"  {backend}, {n} contenders at rest FAILED: {exc}")
         return {"backends": columns, "load": load, "errors": errors}
 
     # -- phase 3: contention ---------------------------------------------------------------------

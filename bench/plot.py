@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 COLOURS = {"seed": "#8c564b", "microsoft": "#1f77b4", "client-go": "#2ca02c", "ours": "#d62728",
-           "azure": "#d62728", "zookeeper": "#9467bd", "raft": "#ff7f0e"}
+           "azure": "#d62728", "zookeeper": "#9467bd", "raft": "#ff7f0e",
+           "postgres": "#336791", "redis": "#a41e11"}
 
 
 def backends_panel(ax: Any, columns: dict[str, Any]) -> None:

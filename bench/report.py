@@ -50,6 +50,12 @@ def backend_table(columns: dict[str, Any]) -> str:
         row("at rest: server CPU %", rest("server_cpu_pct")),
         row("at rest: window s", rest("window_s", 1)),
     ]
+    counts = sorted({int(n) for c in columns.values() for n in (c.get("rest_contenders") or {})})
+    for n in counts:
+        def many(c: dict[str, Any], n: int = n) -> str:
+            r = (c.get("rest_contenders") or {}).get(str(n)) or {}
+            return fmt(r.get("per_s"), 2)
+        rows.append(row(f"at rest: per second, {n} contenders", many))
     text = ("Failover by election backend: seconds from the signal to the next leader's first act as leader "
             "(journal 'start'),\nand the cost at rest (a quiet window before the first kill); 3 instances per group, "
             "each backend's defaults\n" + table(["", *names], rows))
@@ -63,6 +69,14 @@ def backend_table(columns: dict[str, Any]) -> str:
             detail = " (" + ", ".join(f"{k} {v:g}/s" for k, v in (r.get("by_type_per_s") or {}).items()) + ")"
         if b == "azure" and r:
             detail = f" (leader {fmt(r.get('leader_per_min'), 1)}/min, worker {fmt(r.get('worker_per_min'), 1)}/min)"
+        if b == "redis" and r:
+            detail = (f" (script calls {fmt(r.get('script_calls_per_s'))}/s; "
+                      + ", ".join(f"{k} {v:g}/s" for k, v in (r.get("by_command_per_s") or {}).items()) + ")")
+        many = c.get("rest_contenders") or {}
+        if many:
+            detail += "; " + ", ".join(f"{n} contenders: {fmt(m.get('per_s'))}/s, worker CPU "
+                                       f"{fmt(m.get('worker_cpu_pct'))} %, started in {fmt(m.get('startup_s'), 1)} s"
+                                       for n, m in many.items())
         how = r.get("how", "not measured")
         notes.append(f"  {b}: {how}{detail}; source: {c['source']}")
     return text + "\n" + "\n".join(notes)

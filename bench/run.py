@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"tickTime of the benchmark's ZooKeeper servers, s ({ZOOKEEPER_TICK:g}: the packaged "
                              "zoo.cfg's); a session expires up to one tick after its timeout")
     parser.add_argument("--contenders", default="3,10,50,100", help="contender counts for ours ('' for none)")
+    parser.add_argument("--backend-contenders", default="100",
+                        help="contender counts whose cost at rest the postgres and redis columns add to their 3 "
+                             "instances' (no kills; '' for none)")
     parser.add_argument("--contention-trials", type=int, default=3, help="crash trials per contender count (3)")
     parser.add_argument("--window", type=float, default=20, help="quiet measuring window per contender count, s")
     parser.add_argument("--design-window", type=float,
@@ -83,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.contenders = [int(n) for n in args.contenders.split(",") if n.strip()]
     if any(n < 2 for n in args.contenders):
         parser.error("--contenders: at least 2 instances per count")
+    args.backend_contenders = [int(n) for n in args.backend_contenders.split(",") if n.strip()]
+    if any(n < 2 for n in args.backend_contenders):
+        parser.error("--backend-contenders: at least 2 instances per count")
     args.backends = list(dict.fromkeys(b.strip() for b in args.backends.split(",") if b.strip()))
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown:

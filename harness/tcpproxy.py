@@ -94,6 +94,19 @@ class TcpProxy:
                 self._listener = socket.create_server(("127.0.0.1", self.port))
                 threading.Thread(target=self._accept_loop, args=(self._listener,), daemon=True).start()
 
+    def upstream_ports(self) -> list[int]:
+        """The local ports of the open connections towards the server: what the server sees as
+        this proxy's clients (pg_stat_activity.client_port, Redis CLIENT LIST's addr)."""
+        ports = []
+        with self._lock:
+            for _, upstream in self._open:
+                try:
+                    if upstream is not None:
+                        ports.append(upstream.getsockname()[1])
+                except OSError:
+                    continue  # closed meanwhile
+        return ports
+
     def close(self) -> None:
         self._closed = True
         self.down()

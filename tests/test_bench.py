@@ -1,6 +1,7 @@
-"""The benchmark (bench/, `make bench`) in its smallest configuration: the 'ours' design and the three
-election backends (azure, zookeeper, raft), one crash and one graceful trial each, 3 contenders without
-kills; and the real-peer phase alone in its short form (2 interleaved trials per contender and signal).
+"""The benchmark (bench/, `make bench`) in its smallest configuration: the 'ours' design and the five
+election backends (azure, zookeeper, raft, postgres, redis), one crash and one graceful trial each, 3
+contenders without kills, the database backends' cost at rest with 4 contenders; and the real-peer
+phase alone in its short form (2 interleaved trials per contender and signal).
 Checks the shape of results.json and of the printed table, and that the numbers are physically
 plausible, not that the targets are met (that is the full run's job)."""
 
@@ -18,7 +19,7 @@ import pytest
 from harness.services import MySQLServer
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("azure", "zookeeper", "raft")
+BACKENDS = ("azure", "zookeeper", "raft", "postgres", "redis")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, mysql_server: MySQLServer
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--designs", "ours", "--backends", ",".join(BACKENDS), "--trials", "1",
          "--contenders", "3", "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1",
-         "--peers", "", "--no-plot", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+         "--backend-contenders", "4", "--peers", "", "--no-plot", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
     return run.stdout, json.loads((out / "results.json").read_text())
 
@@ -75,6 +76,10 @@ PLAUSIBLE = {
     ("zookeeper", "crash"): (2, 12), ("zookeeper", "graceful"): (0, 3),
     # Followers wait an election timeout (1-2 s) from the last heartbeat; a stopping leader hands over.
     ("raft", "crash"): (0.3, 8), ("raft", "graceful"): (0, 3),
+    # A 5 s lease by the server's clock, renewed every 1.6 s (PostgreSQL) or 1 s (Redis): it ends
+    # 3.4-5 s (4-5 s) after the kill, then a contender's try; a release is NOTIFYed / published.
+    ("postgres", "crash"): (2.5, 9), ("postgres", "graceful"): (0, 1.5),
+    ("redis", "crash"): (2.5, 9), ("redis", "graceful"): (0, 1.5),
 }
 
 
@@ -103,7 +108,7 @@ def test_tiny_benchmark_has_a_column_per_backend(tiny_run: tuple[str, dict[str, 
         assert rest["window_s"] >= 5 and not rest["leader_changed"], (backend, rest)
         assert 0 <= rest["leader_cpu_pct"] < 50 and 0 <= rest["worker_cpu_pct"] < 50, (backend, rest)
 
-    azure, zookeeper, raft = (columns[b]["rest"] for b in BACKENDS)
+    azure, zookeeper, raft, postgres, redis = (columns[b]["rest"] for b in BACKENDS)
     assert azure["counted"] == "storage requests" and 0.3 <= azure["per_s"] <= 5, azure
     # The server hears every session's pings and the leader's renewals, and answers each.
     assert zookeeper["counted"] == "packets at the server", zookeeper
@@ -115,6 +120,17 @@ def test_tiny_benchmark_has_a_column_per_backend(tiny_run: tuple[str, dict[str, 
     assert raft["by_type_per_s"].get("heartbeat", 0) > 0 and raft["by_type_per_s"].get("heartbeat_reply", 0) > 0, raft
     assert "not JSON" not in raft["by_type_per_s"], raft
     assert len(raft["per_link_per_s"]) == 6, raft
+    # Two contenders trying every 0.5 s and a leader renewing every 1.6 s: about 5 transactions/s.
+    assert postgres["counted"] == "transactions at the server" and 1 < postgres["per_s"] < 50, postgres
+    # The leader's renewal script every second, the contenders' look at the key: EVALSHA among them.
+    assert redis["counted"] == "commands at the server" and 1 < redis["per_s"] < 100, redis
+    assert redis["by_command_per_s"].get("evalsha", 0) > 0 and "info" not in redis["by_command_per_s"], redis
+    assert "at rest: per second, 4 contenders" in table
+    for backend in ("postgres", "redis"):
+        many = columns[backend]["rest_contenders"]["4"]
+        assert many["contenders"] == 4 and not many["leader_changed"], (backend, many)
+        # More contenders, more calls: each one polls.
+        assert many["per_s"] > columns[backend]["rest"]["per_s"], (backend, many, columns[backend]["rest"])
 
     targets = results["backend_targets"]
     assert [t["backend"] for t in targets] == [b for b in BACKENDS for _ in range(2)]

@@ -20,10 +20,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from DistributedMutex.backend import Held, Identity, Lease
 from DistributedMutex.backends.postgres import PostgresLeaseBackend
+from DistributedMutex.backends.postgres.connection import translate
 from DistributedMutex.backends.postgres.fencing import leased_transaction
 from DistributedMutex.errors import StaleTermError, StorageRejectedError, StorageUnavailableError
 from harness.postgres import PgBouncer, PostgresServer
@@ -154,6 +156,18 @@ def test_nothing_listening_is_an_outage(lease_table: str) -> None:
         assert "SeCrEt-pw" not in str(caught.value) and "u:***@" in str(caught.value), caught.value
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("fatal", ["the database system is not yet accepting connections",
+                                   "the database system is starting up", "the database system is in recovery mode"])
+def test_a_server_restarting_is_an_outage_not_a_refusal(fatal: str) -> None:
+    """What a server recovering from a crash answers at connect time (the chaos rounds' server
+    restart found the first one ending an instance as if it were a wrong database name)."""
+    error = psycopg.OperationalError(f'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+                                     f"FATAL:  {fatal}")
+    translated = translate(error, "postgresql://u:Pw-1@127.0.0.1:5432/db", "acquire the lease")
+    assert isinstance(translated, StorageUnavailableError) and not isinstance(translated, StorageRejectedError), (
+        translated)
 
 
 def test_a_missing_database_is_refused_for_good_without_showing_the_password(

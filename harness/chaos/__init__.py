@@ -3,6 +3,7 @@ from evidence the instances cannot fake.
 
     make chaos                       # 21 rounds, 3 instances, prints the report table
     make chaos CHAOS_ARGS="--rounds 7 --instances 5 --seed 3"
+    make chaos CHAOS_ARGS="--backend postgres"   # or redis: backends.py says what differs
 
 Set-up: N instances of ``python src/DistributedMutex/test.py`` share one lease blob on an Azurite
 that keeps its data on disk (so it can be restarted), one MySQL database and a local OpenWeatherMap
@@ -28,8 +29,9 @@ leadership of the instance that made it, and no later than LEASE_DURATION after 
 acquire/renew; no row of a lower term after one of a higher term; every reading fetched by a leader
 that kept its leadership is stored exactly once; after each fault heals a leader acts wit
 
-The package: model.py (settings, what a round records), cluster.py (the instances and the
-services, the rounds, what is observed), faults.py (the faults), invariants.py (the checks),
+The package: model.py (settings, what a round records), backends.py (the election's server and the
+store per backend, and the PostgreSQL and Redis faults: conn-kill, server-restart), cluster.py (the
+instances and the services, the rounds, what is observed), faults.py (the faults), invariants.py (the checks),
 report.py (the report, its table, the command line); ``python -m harness.chaos`` runs it.
 The partitions on real sockets (harness/partitions/, run by ``make chaos`` after the rounds) judge
 their scenarios with the same checks: invariants.py's overlaps, row_violations, leaderless_gaps.

@@ -1,24 +1,27 @@
 """The chaos harness's world: N instances of the demo (each in a slot with its own storage proxy
-and wall-clock file), Azurite on disk, MySQL behind a proxy, the weather stand-in; the rounds of
-faults, and what is observed of them (the journal, the instances' output, the rows)."""
+and wall-clock file), the election's server and the store (backends.py: Azurite on disk and MySQL
+behind a proxy, a PostgreSQL cluster of its own, a redis-server of its own and MySQL), the weather
+stand-in; the rounds of faults, and what is observed of them (the journal, the instances' output,
+the rows)."""
 
 from __future__ import annotations
 
 import re
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
 
+from DistributedMutex.timing import ElectionTiming
+from harness.chaos.backends import ChaosBackend, chaos_backend
 from harness.chaos.faults import ACTIONS
 from harness.chaos.invariants import Judge
 from harness.chaos.model import STALE_REFUSED, ChaosSettings, Interval, RoundResult, journal_intervals
 from harness.fake_openweather import FakeOpenWeather
 from harness.httpwatch import HttpWatch
 from harness.processes import Instance
-from harness.services import Azurite, MySQLServer, connection_string
+from harness.services import MySQLServer
 from harness.tcpproxy import TcpProxy
 
 # On the instances' PYTHONPATH: its sitecustomize lets the harness shift their wall clock.
@@ -29,10 +32,11 @@ class Slot:
     """One instance position: its storage proxy, its wall-clock file, and the process running in it
     (a killed instance is replaced by the next generation in the same slot)."""
 
-    def __init__(self, name: str, azurite_port: int, workdir: Path) -> None:
+    def __init__(self, name: str, upstream_port: int, workdir: Path, wire_log: bool = True) -> None:
         self.name = name
-        self.watch = HttpWatch()
-        self.proxy = TcpProxy(azurite_port, watch=self.watch).start()
+        # The HTTP wire log of the lease calls: Azure's only (the proxy relays any protocol).
+        self.watch = HttpWatch() if wire_log else None
+        self.proxy = TcpProxy(upstream_port, watch=self.watch).start()
         self.clock_file = workdir / f"{name}.clock"
         self.clock_file.write_text("0\n")
         self.generation = 0
@@ -66,25 +70,23 @@ class Chaos:
         self.mysql = mysql
         self.workdir = workdir
         self.say = say
-        self.database = f"chaos_{uuid.uuid4().hex[:12]}"
         self.journal = workdir / "leadership.jsonl"
-        self.azurite = Azurite(location=workdir / "azurite")
+        self.backend: ChaosBackend = chaos_backend(settings.backend, workdir, mysql)
+        self.store = self.backend.store
         self.weather = FakeOpenWeather()
-        self.mysql_proxy = TcpProxy(mysql.port, mysql.host)
         self.slots: list[Slot] = []
         self.rounds: list[RoundResult] = []
         self.judge = Judge(self)
         self.wall_offset = time.time() - time.monotonic()  # the harness's own clock never jumps
-        self.container = f"chaos-{uuid.uuid4().hex[:16]}"
+        self.last_killed = 0  # connections the last conn-kill fault killed at the server
 
     # -- set-up and tear-down ----------------------------------------------------------------
 
     def __enter__(self) -> Chaos:
-        (self.workdir / "azurite").mkdir(parents=True, exist_ok=True)
-        self.azurite.start()
+        self.backend.start()
         self.weather.start()
-        self.mysql_proxy.start()
-        self.slots = [Slot(f"i{n}", self.azurite.port, self.workdir) for n in range(1, self.s.instances + 1)]
+        self.slots = [Slot(f"i{n}", self.backend.upstream_port(), self.workdir, self.backend.wire_log)
+                      for n in range(1, self.s.instances + 1)]
         for slot in self.slots:
             slot.start(self.env(slot), self.workdir)
         return self
@@ -96,23 +98,15 @@ class Chaos:
             slot.proxy.close()
             for instance in slot.all_instances():
                 (self.workdir / f"{instance.name}.log").write_text(instance.output + "\n")
-        self.mysql_proxy.close()
         self.weather.stop()
-        self.azurite.stop()
-        try:
-            self.mysql.drop_database(self.database)
-        except Exception:  # noqa: BLE001 - clean-up only
-            pass
+        self.backend.stop()
 
     def env(self, slot: Slot) -> dict[str, str]:
         s = self.s
+        timing = ElectionTiming(lease_duration=s.lease, renew_interval=s.renew, acquire_interval=s.acquire,
+                                safety_margin=s.safety_margin)
         return {
-            "AZURE_STORAGE_CONNECTION_STRING": connection_string(slot.proxy.port),
-            "CONTAINER_NAME": self.container,
-            "BLOB_NAME": "weather-leader",
-            "LEASE_DURATION": str(s.lease),
-            "RENEW_INTERVAL": str(s.renew),
-            "ACQUIRE_INTERVAL": str(s.acquire),
+            **self.backend.env(slot, timing),
             "OPENWEATHER_API_KEY": self.weather.api_key,
             "OPENWEATHER_URL": self.weather.url_for(slot.name),
             "WEATHER_CITIES": ",".join(s.cities),
@@ -120,11 +114,6 @@ class Chaos:
             "READ_INTERVAL": "2",
             # A write may wait 5 s on the fencing row's lock while a frozen predecessor holds it.
             "LEADER_STALL_TIMEOUT": "12",
-            "MYSQL_HOST": "127.0.0.1",
-            "MYSQL_PORT": str(self.mysql_proxy.port),
-            "MYSQL_USER": self.mysql.user,
-            "MYSQL_PASSWORD": self.mysql.password,
-            "MYSQL_DATABASE": self.database,
             "LEADERSHIP_JOURNAL": str(self.journal),
             "LOG_LEVEL": "INFO",
             "PYTHONPATH": str(CLOCKSHIFT),
@@ -148,9 +137,13 @@ class Chaos:
         leader = self.wait_for_leader(self.s.recovery_bound + 10, f"round {number}: no leader to start with")
         started = time.monotonic()
         refused_before = self.count_lines(STALE_REFUSED)
+        self.last_killed = 0
         victim, fault_at, healed_at = ACTIONS[fault](self, leader)
         result = RoundResult(number, fault, victim, started, fault_at, healed_at)
+        result.connections_killed = self.last_killed
         self.rounds.append(result)
+        if fault == "conn-kill" and not self.last_killed:
+            result.violations.append(f"conn-kill found no connection of {victim} at the server to kill")
         try:
             self.wait_for_steady(healed_at, self.s.recovery_bound + self.s.renew + 10,
                                  f"round {number} ({fault}): no leader renewing its lease afterwards")
@@ -187,15 +180,16 @@ class Chaos:
 
     def wait_for_steady(self, after: float, timeout: float, message: str) -> Slot:
         """A leader whose lease storage granted it an acquire or renewal after ``after``: the
-        round's fault has played out (an Azurite restart can cost the lease only at the next
-        renewal), so the next round starts from a settled state and is judged on its own."""
+        round's fault has played out (a server restart can cost the lease only at the next
+        renewal), so the next round starts from a settled state and is judged on its own.
+        The storage's own evidence of the grant: backends.py."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 slot = self.wait_for_leader(max(0.0, deadline - time.monotonic()), message)
             except AssertionError:
                 raise AssertionError(f"{message} (waited {timeout:g} s)") from None
-            if any(t >= after for t in slot.watch.lease_grants()):
+            if self.backend.renewed_since(slot, self.current(slot).name, after):
                 return slot
             if time.monotonic() >= deadline:
                 raise AssertionError(f"{message} (waited {timeout:g} s)")
@@ -223,11 +217,7 @@ class Chaos:
         return sum(i.count(pattern.pattern) for slot in self.slots for i in slot.all_instances())
 
     def rows(self) -> list[tuple]:
-        try:
-            return self.mysql.query(self.database, "SELECT id, city, observed_at, leader_id, term, stored_at"
-                                    " FROM weather ORDER BY id")
-        except Exception:  # noqa: BLE001 - before the first write the table may not exist yet
-            return []
+        return self.store.rows()
 
     def to_mono(self, stored_at) -> float:
         return stored_at.replace(tzinfo=timezone.utc).timestamp() - self.wall_offset

@@ -62,21 +62,36 @@ def slow(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
     return chaos.current(leader).name, at, time.monotonic()
 
 
-def azurite_restart(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
+def server_restart(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
+    """The election's server stopped for 2 s and started again: Azurite on its data; PostgreSQL
+    stopped as a crash would (-m immediate) and recovered from its WAL; Redis without persistence,
+    so the lease key and the term counter are gone."""
     at = time.monotonic()
-    chaos.azurite.stop()
-    hold_until(at + 2)
-    chaos.azurite.start()
+    chaos.backend.restart_server()
     return chaos.current(leader).name, at, time.monotonic()
 
 
-def mysql_down(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
+def conn_kill(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
+    """The leader's connections killed by the server (pg_terminate_backend, CLIENT KILL), found by
+    the leader's proxy's upstream ports; then two renewals' time for it to reconnect. A kill that
+    finds no connection is a violation: the round would prove nothing."""
+    instance = chaos.current(leader)
     at = time.monotonic()
-    chaos.mysql_proxy.down()
+    killed = chaos.backend.kill_connections(leader)
+    chaos.last_killed = killed
+    hold_until(at + 2 * chaos.s.renew)
+    return instance.name, at, at
+
+
+def mysql_down(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
+    proxy = chaos.backend.mysql_proxy
+    assert proxy is not None, "mysql-down is a fault of the rounds whose store is MySQL"
+    at = time.monotonic()
+    proxy.down()
     try:
         hold_until(at + chaos.s.mysql_outage)
     finally:
-        chaos.mysql_proxy.up()
+        proxy.up()
     return chaos.current(leader).name, at, time.monotonic()
 
 
@@ -93,6 +108,7 @@ def clock_jump(chaos: Chaos, leader: Slot) -> tuple[str, float, float]:
 
 Fault = Callable[["Chaos", "Slot"], tuple[str, float, float]]
 ACTIONS: dict[str, Fault] = {"kill": kill, "freeze": freeze, "cut": cut, "slow": slow,
-                             "azurite-restart": azurite_restart, "mysql-down": mysql_down,
+                             "azurite-restart": server_restart, "server-restart": server_restart,
+                             "conn-kill": conn_kill, "mysql-down": mysql_down,
                              "clock-jump": clock_jump}
-assert tuple(ACTIONS) == FAULTS, "every fault has its action"
+assert set(ACTIONS) == set(FAULTS), "every fault has its action"

@@ -11,8 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from DistributedMutex.journal import read_journal
+from harness.chaos.backends import BACKEND_FAULTS, backend_timing
 
-FAULTS = ("kill", "freeze", "cut", "slow", "azurite-restart", "mysql-down", "clock-jump")
+# Every fault there is; each backend's rounds draw from its own (backends.BACKEND_FAULTS).
+FAULTS = ("kill", "freeze", "cut", "slow", "azurite-restart", "server-restart", "conn-kill", "mysql-down",
+          "clock-jump")
 # A leader checks its deadline, then sends: the request may reach the server a moment later.
 SEND_SLACK = 0.5
 STALE_REFUSED = re.compile(r"write refused by the fencing check")
@@ -21,10 +24,14 @@ LOST_BY_STORAGE = re.compile(r"the storage lost it; waiting")
 
 @dataclass
 class ChaosSettings:
+    """The run's settings. ``backend`` other than azure takes that backend's default timing (a 5 s
+    lease) and its ``slow`` latency (backends.backend_timing) in place of the Azure values below."""
+
     rounds: int = 21
     instances: int = 3
     seed: int = 1
-    lease: int = 15
+    backend: str = "azure"
+    lease: float = 15
     renew: float = 5.0
     acquire: float = 2.0
     fetch_interval: float = 1.0
@@ -32,14 +39,28 @@ class ChaosSettings:
     mysql_outage: float = 30.0
     slow_latency: float = 2.5
     clock_jump: float = 600.0  # within Azure's 15-minute tolerance for a request's x-ms-date
+    safety_margin: float = 2.0  # ElectionTiming's default, which the Azure instances run with
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKEND_FAULTS:
+            raise ValueError(f"backend must be one of {', '.join(BACKEND_FAULTS)}, got {self.backend!r}")
+        if self.backend != "azure":
+            timing, self.slow_latency = backend_timing(self.backend)
+            self.lease, self.renew, self.acquire = timing.lease_duration, timing.renew_interval, timing.acquire_interval
+            self.safety_margin = timing.safety_margin
+            self.mysql_outage = 2 * self.lease  # enough to buffer readings, in a round of a short run
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        return BACKEND_FAULTS[self.backend]
 
     @property
     def recovery_bound(self) -> float:
         return self.lease + self.acquire + 3
 
     def schedule(self) -> list[str]:
-        """Every fault equally often (at least once), in a seeded random order."""
-        faults = [FAULTS[i % len(FAULTS)] for i in range(max(self.rounds, len(FAULTS)))]
+        """Every fault of the backend equally often (at least once), in a seeded random order."""
+        faults = [self.faults[i % len(self.faults)] for i in range(max(self.rounds, len(self.faults)))]
         random.Random(self.seed).shuffle(faults)
         return faults
 
@@ -73,6 +94,7 @@ class RoundResult:
     takeover: float | None = None  # kill, freeze, cut: from the fault to another instance acting
     stale_refused: int = 0
     buffered_flushed: int = 0
+    connections_killed: int = 0  # conn-kill: the leader's connections the server killed
     violations: list[str] = field(default_factory=list)
 
 

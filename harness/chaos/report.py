@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import harness.chaos
+from harness.chaos.backends import BACKENDS
 from harness.chaos.cluster import Chaos
 from harness.chaos.model import FAULTS, LOST_BY_STORAGE, SEND_SLACK, ChaosSettings
 from harness.services import MySQLServer
@@ -32,11 +33,13 @@ def report(chaos: Chaos) -> dict:
                                    if any(r.takeover is not None for r in rounds) else None),
             "stale_writes_refused": sum(r.stale_refused for r in rounds),
             "readings_buffered_flushed": sum(r.buffered_flushed for r in rounds),
+            "connections_killed": sum(r.connections_killed for r in rounds),
             "violations": sum(len(r.violations) for r in rounds),
         })
     violations = [f"round {r.number} ({r.fault}): {v}" for r in chaos.rounds for v in r.violations]
     text = " ".join(violations)
     return {
+        "backend": chaos.s.backend,
         "settings": asdict(chaos.s),
         "rounds": len(chaos.rounds),
         "per_fault": per_fault,
@@ -45,7 +48,9 @@ def report(chaos: Chaos) -> dict:
         "lost_readings": len(chaos.judge.lost),
         "readings_verified": len(chaos.judge.verified),
         "rows": len(chaos.rows()),
-        "longest_act_after_last_grant_s": round(chaos.judge.longest_act_after_grant, 2),
+        # Judged from Azure's HTTP wire log only (harness/chaos/backends.py says why).
+        "longest_act_after_last_grant_s": (round(chaos.judge.longest_act_after_grant, 2)
+                                           if chaos.backend.wire_log else None),
         "in_flight_across_freeze": chaos.judge.in_flight_across_freeze,
         "writes_across_freeze": chaos.judge.writes_across_freeze,
         "leases_lost_by_storage": chaos.count_lines(LOST_BY_STORAGE),
@@ -64,18 +69,25 @@ def render(report: dict) -> str:
              for r in (header, *rows)]
     s = report["settings"]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    killed = sum(row.get("connections_killed", 0) for row in report["per_fault"])
+    within = (f"longest time a leader acted after its last granted acquire/renewal: "
+              f"{report['longest_act_after_last_grant_s']} s (bound: the acting window, LEASE_DURATION - "
+              f"{s.get('safety_margin', 2):g} s, + {SEND_SLACK} s from the deadline check to the request)"
+              if report.get("longest_act_after_last_grant_s") is not None else
+              "acts within the lease of a granted call: not judged on this backend (no wire log of its protocol; "
+              "the journal checks and the store's term rule hold the same line)")
     lines += [
         "",
-        f"{report['rounds']} rounds, {s['instances']} instances, seed {s['seed']}, lease {s['lease']} s, "
-        f"renew {s['renew']:g} s, acquire {s['acquire']:g} s",
+        f"backend {report.get('backend', 'azure')}: {report['rounds']} rounds, {s['instances']} instances, "
+        f"seed {s['seed']}, lease {s['lease']:g} s, renew {s['renew']:g} s, acquire {s['acquire']:g} s, "
+        f"slow {s['slow_latency']:g} s per request",
         f"overlaps: {report['overlaps']}   stale rows: {report['stale_rows']}   "
         f"lost readings: {report['lost_readings']} (of {report['readings_verified']} checked)   "
         f"rows: {report['rows']}",
         "recovery: from the fault's healing to a leader acting (bound LEASE_DURATION + ACQUIRE_INTERVAL + 3 s = "
         f"{s['lease'] + s['acquire'] + 3:g} s); takeover: from the fault itself to another instance acting",
-        f"longest time a leader acted after its last granted acquire/renewal: "
-        f"{report['longest_act_after_last_grant_s']} s (bound: the acting window, LEASE_DURATION - 2 s, "
-        f"+ {SEND_SLACK} s from the deadline check to the request)",
+        within,
+        *([f"the leader's connections killed at the server (conn-kill): {killed}"] if killed else []),
         f"leases the storage lost (the next holder waited before acting): {report['leases_lost_by_storage']}",
         "fetches begun before a freeze that reached the server just after it (in flight, tolerated): "
         f"{report['in_flight_across_freeze']}",
@@ -101,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--instances", type=int, default=3, choices=range(3, 6), metavar="3..5")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--backend", default="azure", choices=BACKENDS,
+                        help="the election backend of the rounds (default azure)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="work in DIR and keep it: each instance's output, the journal, Azurite's data")
     args = parser.parse_args(argv)
-    settings = ChaosSettings(rounds=args.rounds, instances=args.instances, seed=args.seed)
+    settings = ChaosSettings(rounds=args.rounds, instances=args.instances, seed=args.seed, backend=args.backend)
     mysql = MySQLServer.from_environment()
     mysql.check()
     say = lambda line: print(line, flush=True)  # noqa: E731

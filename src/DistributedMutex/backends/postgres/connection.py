@@ -31,7 +31,9 @@ log = logging.getLogger("DistributedMutex.backends.postgres")
 
 Row = tuple[Any, ...]
 # Server answers at connect time that may heal by themselves (the rest of a FATAL is for a person).
+# "not yet accepting connections": a server restarting after a crash, replaying its WAL (57P03).
 _TRANSIENT_FATAL = ("starting up", "shutting down", "too many", "recovery", "terminating connection",
+                    "accepting connections",
                     "no more connections", "server login has been failing", "pgbouncer cannot connect")
 # SQLSTATE classes that only a person can fix: privileges, a missing database, a wrong password.
 _REJECTED_STATES = {"42501", "28000", "28P01", "3D000", "3F000", "42P01"}
