@@ -4,7 +4,8 @@
 #              needs: requirements.txt into the venv, and Azurite only for ELECTION_BACKEND=azure
 # make lint  - ruff
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
-#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1 --backend azure|postgres|redis"); then
+#              on each of CHAOS_BACKENDS ("azure postgres redis"; CHAOS_ARGS="--rounds 21 --instances 3
+#              --seed 1"); then
 #              distributed-mutex run's faults on Raft and ZooKeeper (WRAPPER_CHAOS_ARGS="--seconds 60
 #              --backends raft,zookeeper"); then the partitions on real sockets,
 #              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
@@ -20,6 +21,8 @@ PY := $(VENV)/bin/python
 AZURITE_PORT ?= 10000
 # Test processes side by side: most tests wait on leases and failovers, not on the CPU.
 TEST_WORKERS ?= 3
+# make chaos: the lease backends its rounds run on, one after the other.
+CHAOS_BACKENDS ?= azure postgres redis
 # The demo needs Azurite only for the blob lease (the default backend; ZooKeeper, Raft and Redis need none).
 DEMO_BACKEND = $(or $(ELECTION_BACKEND),azure)
 DEMO_DEPS = $(VENV)/.demo-installed $(if $(filter zookeeper raft postgres redis,$(DEMO_BACKEND)),,node_modules/.installed)
@@ -39,7 +42,7 @@ lint: deps
 	$(VENV)/bin/mypy
 
 chaos: deps
-	PYTHONPATH=src:. $(PY) -m harness.chaos $(CHAOS_ARGS)
+	for backend in $(CHAOS_BACKENDS); do PYTHONPATH=src:. $(PY) -m harness.chaos --backend $$backend $(CHAOS_ARGS) || exit 1; done
 	PYTHONPATH=src:. $(PY) -m harness.wrapper_chaos $(WRAPPER_CHAOS_ARGS)
 	PYTHONPATH=src:. $(PY) -m harness.partitions $(PARTITION_ARGS)
 
