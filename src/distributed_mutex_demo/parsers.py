@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from DistributedMutex.errors import ConfigurationError
+from DistributedMutex.settings.postgres import boolean as boolean  # one reading of true/false for library and demo
 
 SECRET_SETTINGS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONTAINER_SAS_URL", "OPENWEATHER_API_KEY",
                    "MYSQL_PASSWORD")
@@ -98,15 +99,6 @@ def matching(pattern: re.Pattern[str], rule: str) -> Callable[[str, str], str]:
             raise ConfigurationError(name, f"must be {rule}, got {shown(name, value)}")
         return text
     return parse
-
-
-def boolean(name: str, value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(name, f"must be true or false, got {value!r}")
 
 
 def log_level(name: str, value: str) -> str:
