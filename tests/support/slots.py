@@ -1,0 +1,146 @@
+"""Counting a periodic job's runs per interval across replicas that fail over, for the scheduler
+integrations' process tests (APScheduler, Celery beat).
+
+Each run appends one line ``<slot> <term> <node> <outcome>`` to a file: the slot is the whole second
+of the wall clock the run was due in (the jobs run every second, on whole seconds), the node the
+replica that scheduled it, the outcome ``accepted`` (its fenced write went through), ``refused``
+(the fence saw a newer term) or ``no-term`` (the job found its replica not leading).
+
+``Scenario`` drives three replicas through a SIGKILL of the leader and a SIGTERM of the next one
+(each started again afterwards when the backend needs a majority), waiting on the runs themselves, and ``Tally`` says what happened per slot.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.processes import Instance, wait_until
+
+LEADING = r"leading \(term (\d+)\)"  # what both integrations log when their replica starts to lead
+
+
+@dataclass(frozen=True)
+class Run:
+    slot: int
+    term: int | None
+    node: str
+    outcome: str
+
+
+def read_runs(path: Path) -> list[Run]:
+    runs = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        slot, term, node, outcome = line.split()
+        runs.append(Run(int(slot), None if term == "None" else int(term), node, outcome))
+    return runs
+
+
+@dataclass
+class Fault:
+    """One fault and what followed: ``failover`` from the signal to the next replica's "leading" line."""
+
+    kind: str  # "SIGKILL" or "SIGTERM"
+    node: str
+    at_wall: float
+    at_mono: float
+    last_slot_before: int
+    next_leader: str = ""
+    failover: float = math.nan
+    first_slot_after: int = 0
+
+    @property
+    def missed(self) -> int:
+        return self.first_slot_after - self.last_slot_before - 1
+
+
+@dataclass
+class Tally:
+    runs: list[Run]
+    faults: list[Fault] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> list[Run]:
+        return sorted((r for r in self.runs if r.outcome == "accepted"), key=lambda r: r.slot)
+
+    def per_slot(self) -> Counter[int]:
+        """How many runs each slot had (any outcome): one per interval is the whole point."""
+        return Counter(r.slot for r in self.runs)
+
+    def twice(self) -> dict[int, list[Run]]:
+        counts = self.per_slot()
+        return {slot: [r for r in self.runs if r.slot == slot] for slot, n in counts.items() if n > 1}
+
+    def missed_slots(self) -> list[int]:
+        slots = {r.slot for r in self.accepted}
+        return [s for s in range(min(slots), max(slots) + 1) if s not in slots] if slots else []
+
+    def terms_going_back(self) -> list[tuple[Run, Run]]:
+        """Accepted runs whose term is lower than an earlier slot's accepted run's: a stale writer."""
+        back, highest = [], None
+        for run in self.accepted:
+            if highest is not None and run.term is not None and highest.term is not None and run.term < highest.term:
+                back.append((highest, run))
+            if highest is None or (run.term or 0) > (highest.term or 0):
+                highest = run
+        return back
+
+    def summary(self) -> str:
+        histogram = Counter(self.per_slot().values())
+        lines = [f"{len(self.accepted)} accepted runs over slots {self.accepted[0].slot}..{self.accepted[-1].slot}"
+                 if self.accepted else "no accepted run",
+                 f"runs per slot: {dict(sorted(histogram.items()))} (runs: slots)",
+                 f"outcomes: {dict(Counter(r.outcome for r in self.runs))}",
+                 f"missed slots: {self.missed_slots()}"]
+        lines += [f"{f.kind} {f.node}: {f.next_leader} led {f.failover:.2f} s later; slots missed: {f.missed}"
+                  for f in self.faults]
+        return "\n".join(lines)
+
+
+class Scenario:
+    """Replicas (``processes``, by node name) whose job runs are read by ``runs()``."""
+
+    def __init__(self, processes: dict[str, Instance], runs: Callable[[], list[Run]], *, describe: Callable[[], str],
+                 restart: Callable[[str], Instance] | None = None):
+        self.processes = processes
+        self.restart = restart
+        self.runs = runs
+        self.describe = describe
+        self.faults: list[Fault] = []
+
+    def accepted_after(self, slot: int, count: int, timeout: float, *, not_from: str | None = None) -> list[Run]:
+        """Wait for ``count`` accepted runs with a slot after ``slot`` (from another node than ``not_from``)."""
+        def enough() -> list[Run] | None:
+            found = sorted((r for r in self.runs() if r.outcome == "accepted" and r.slot > slot
+                            and r.node != not_from), key=lambda r: r.slot)
+            return found if len(found) >= count else None
+
+        try:
+            found: list[Run] = wait_until(enough, timeout, f"no {count} accepted run(s) after slot {slot}"
+                                                            + (f" from another node than {not_from}" if not_from else ""))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nruns: {self.runs()[-12:]}\n{self.describe()}") from None
+        return found
+
+    def fault(self, signum: signal.Signals, *, steady: int, timeout: float) -> Fault:
+        """Let the job run ``steady`` times, signal the replica that ran the last one, wait until
+        another replica's run is accepted; what it took."""
+        last = self.accepted_after(max((r.slot for r in self.runs()), default=0), steady, timeout)[-1]
+        victim = last.node
+        at_wall, at_mono = time.time(), self.processes[victim].signal(signum)
+        first = self.accepted_after(last.slot, 1, timeout, not_from=victim)[0]
+        self.processes[victim].wait(15)
+        # Read once the victim has exited: a run it had going when signalled may have ended since.
+        before = max(r.slot for r in self.runs() if r.outcome == "accepted" and r.node == victim)
+        fault = Fault(signum.name, victim, at_wall, at_mono, before, first.node, math.nan, first.slot)
+        line = self.processes[first.node].find(LEADING, after=at_mono)
+        fault.failover = (line.at - at_mono) if line is not None else math.nan
+        self.faults.append(fault)
+        if self.restart is not None:  # a Raft cluster of three needs two members to elect the next leader
+            self.processes[victim] = self.restart(victim)
+        return fault
