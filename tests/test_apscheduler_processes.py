@@ -14,7 +14,6 @@ The long form (more faults, longer) is in `make chaos` (harness/chaos/).
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sqlite3
 import sys
@@ -26,14 +25,10 @@ import pytest
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.services import free_port
-from support.slots import Scenario, Tally, read_runs
+from support.slots import RAFT_FAILOVER, Scenario, Tally, check, read_runs
 
 MEMBER = Path(__file__).parent / "support" / "apscheduler_member.py"
 START_TIMEOUT = 30.0  # three interpreters importing APScheduler side by side, then a Raft election
-# Raft's default election timeout is 1-2 s: the followers notice a dead leader within 2 s and elect
-# within a round trip; twice that, as tests/test_raft_processes.py allows, for two busy cores.
-CRASH_FAILOVER = 4.0
-GRACEFUL_FAILOVER = 1.5  # a leader that steps down hands over at once (a second for a loaded machine)
 
 
 class Replicas:
@@ -77,32 +72,15 @@ def replicas(tmp_path: Path) -> Iterator[Replicas]:
     replicas.close()
 
 
-def check(tally: Tally, stored: list[tuple[int, int, str]], describe: str) -> None:
-    assert not tally.twice(), f"intervals that ran more than once: {tally.twice()}\n{tally.summary()}\n{describe}"
-    assert not tally.terms_going_back(), f"runs under a stale term were accepted: {tally.terms_going_back()}"
-    assert stored == [(r.slot, r.term, r.node) for r in tally.accepted], "the fenced table and the runs disagree"
-    bounds = {"SIGKILL": CRASH_FAILOVER, "SIGTERM": GRACEFUL_FAILOVER}
-    around_faults: set[int] = set()
-    for fault in tally.faults:
-        bound = bounds[fault.kind]
-        assert fault.failover <= bound, f"{fault.kind} {fault.node}: took {fault.failover:.2f} s\n{tally.summary()}"
-        # A slot is missed only if its whole second passed while nobody led: at most the failover's
-        # seconds, plus the one the new leader became leader in.
-        assert fault.missed <= math.ceil(bound) + 1, f"{fault.kind}: {fault.missed} slots missed\n{tally.summary()}"
-        around_faults |= set(range(fault.last_slot_before + 1, fault.first_slot_after))
-    elsewhere = [s for s in tally.missed_slots() if s not in around_faults]
-    assert not elsewhere, f"slots missed away from any fault: {elsewhere}\n{tally.summary()}\n{describe}"
-
-
 def test_three_replicas_run_each_interval_once_through_a_crash_and_a_graceful_stop(replicas: Replicas) -> None:
     scenario = Scenario(replicas.processes, lambda: read_runs(replicas.runs_file), describe=replicas.describe,
                         restart=replicas.start)
     scenario.accepted_after(0, 1, START_TIMEOUT)
-    scenario.fault(signal.SIGKILL, steady=3, timeout=CRASH_FAILOVER + 10)
-    scenario.fault(signal.SIGTERM, steady=3, timeout=GRACEFUL_FAILOVER + 10)
+    scenario.fault(signal.SIGKILL, steady=3, timeout=RAFT_FAILOVER["SIGKILL"] + 10)
+    scenario.fault(signal.SIGTERM, steady=3, timeout=RAFT_FAILOVER["SIGTERM"] + 10)
     last = scenario.accepted_after(scenario.faults[-1].first_slot_after, 3, 10)[-1]
     replicas.close()
 
     tally = Tally([r for r in read_runs(replicas.runs_file) if r.slot <= last.slot], scenario.faults)
     sys.stdout.write(f"\nAPScheduler on Raft:\n{tally.summary()}\n")
-    check(tally, [row for row in replicas.stored() if row[0] <= last.slot], replicas.describe())
+    check(tally, RAFT_FAILOVER, [row for row in replicas.stored() if row[0] <= last.slot], replicas.describe())

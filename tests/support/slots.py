@@ -23,6 +23,10 @@ from pathlib import Path
 from harness.processes import Instance, wait_until
 
 LEADING = r"leading \(term (\d+)\)"  # what both integrations log when their replica starts to lead
+# Raft's default election timeout is 1-2 s: the followers notice a dead leader within 2 s and elect
+# within a round trip; twice that, as tests/test_raft_processes.py allows, for two busy cores. A
+# leader that steps down hands over at once (a second and a half for a loaded machine).
+RAFT_FAILOVER = {"SIGKILL": 4.0, "SIGTERM": 1.5}
 
 
 @dataclass(frozen=True)
@@ -144,3 +148,21 @@ class Scenario:
         if self.restart is not None:  # a Raft cluster of three needs two members to elect the next leader
             self.processes[victim] = self.restart(victim)
         return fault
+
+
+def check(tally: Tally, failover: dict[str, float], stored: list[tuple[int, int, str]], describe: str) -> None:
+    """What the process tests assert: one run per interval, missed ones only around a fault and at most
+    the failover's worth, no stale term accepted, the fenced table matching the runs."""
+    assert not tally.twice(), f"intervals that ran more than once: {tally.twice()}\n{tally.summary()}\n{describe}"
+    assert not tally.terms_going_back(), f"runs under a stale term were accepted: {tally.terms_going_back()}"
+    assert stored == [(r.slot, r.term, r.node) for r in tally.accepted], "the fenced table and the runs disagree"
+    around_faults: set[int] = set()
+    for fault in tally.faults:
+        bound = failover[fault.kind]
+        assert fault.failover <= bound, f"{fault.kind} {fault.node}: took {fault.failover:.2f} s\n{tally.summary()}"
+        # A slot is missed only if its whole second passed while nobody led: at most the failover's
+        # seconds, plus the one the new leader became leader in.
+        assert fault.missed <= math.ceil(bound) + 1, f"{fault.kind}: {fault.missed} slots missed\n{tally.summary()}"
+        around_faults |= set(range(fault.last_slot_before + 1, fault.first_slot_after))
+    elsewhere = [s for s in tally.missed_slots() if s not in around_faults]
+    assert not elsewhere, f"slots missed away from any fault: {elsewhere}\n{tally.summary()}\n{describe}"
