@@ -173,9 +173,10 @@ class LeaderScheduler:
 
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         """Stop leading (the scheduler paused, running jobs finished, the lease released), then shut the
-        scheduler down."""
+        scheduler down; a second call does nothing."""
         self._election.stop(timeout)
-        self._scheduler.shutdown(wait=False)
+        if getattr(self._scheduler, "running", False):
+            self._scheduler.shutdown(wait=False)
         self._stopped.set()
 
     def run(self) -> None:

@@ -241,7 +241,7 @@ class TermCheckedTask(_Task):  # type: ignore[misc]
         with self._newest_lock:
             newest = self._newest.get(self.name, 0)
             if term < newest:
-                raise StaleTermError(term, newest, "a newer leader's task was seen already")
+                raise StaleTermError(term, newest, f"sent under term {term}, but term {newest} was seen already")
             self._newest[self.name] = term
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
