@@ -1,14 +1,13 @@
 """DistributedMutex.integrations.apscheduler with real processes: three replicas of a program whose
-BackgroundScheduler runs a job every second (tests/support/apscheduler_member.py) on a Raft cluster
-on loopback. The leader is killed (SIGKILL), then the next one stopped (SIGTERM); each time another
-replica takes over, and the stopped one is started again (three Raft members need two to elect). Counted from the runs file and the fenced SQLite table:
+BackgroundScheduler runs a job every second (tests/support/apscheduler_member.py), on a Raft cluster
+on loopback and on ZooKeeper. The leader is killed (SIGKILL), then the next one stopped (SIGTERM);
+each time another replica takes over, and the stopped one is started again (three Raft members need
+two to elect). Counted from the runs file and the fenced SQLite table:
 
-    each interval (a whole second) ran the job at most once, in any replica
+    each interval (a second) ran the job at most once, in any replica
     intervals missed: none but around a fault, and at most the failover time's worth there
     every accepted run's term is at least every earlier one's (no stale leader wrote), and the
     table holds exactly the runs the jobs said were accepted
-
-The long form (more faults, longer) is in `make chaos` (harness/chaos/).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import json
 import signal
 import sqlite3
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,32 +25,37 @@ import pytest
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.services import free_port
-from support.slots import RAFT_FAILOVER, Scenario, Tally, check, read_runs
+from support.scheduler_backend import environment
+from support.slots import FAILOVER, ZOOKEEPER_SESSION, Scenario, Tally, check, read_runs
 
 MEMBER = Path(__file__).parent / "support" / "apscheduler_member.py"
-START_TIMEOUT = 30.0  # three interpreters importing APScheduler side by side, then a Raft election
+START_TIMEOUT = 30.0  # three interpreters importing APScheduler side by side, then an election
 
 
 class Replicas:
-    def __init__(self, workdir: Path, size: int = 3) -> None:
+    def __init__(self, workdir: Path, kind: str, zookeeper_hosts: str | None, size: int = 3) -> None:
         self.workdir = workdir
-        self.nodes = [f"node-{i}" for i in range(1, size + 1)]
-        peers = {name: ("127.0.0.1", free_port()) for name in self.nodes}
+        self.kind = kind
         self.database = workdir / "fenced.sqlite"
         self.runs_file = workdir / "runs.txt"
         with sqlite3.connect(self.database) as connection:
             connection.execute("CREATE TABLE runs (slot INTEGER, term INTEGER, node TEXT)")
             Fence(connection, "tick").create_table()
-        self.args = (json.dumps(peers), str(workdir / "data"), str(self.database), str(self.runs_file))
-        self.processes = {name: self.start(name) for name in self.nodes}
+        nodes = [f"node-{i}" for i in range(1, size + 1)]
+        peers = json.dumps({name: ("127.0.0.1", free_port()) for name in nodes})
+        path = f"/aps-{uuid.uuid4().hex[:8]}"  # one election for the three
+        self.env = {name: {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}",
+                           **environment(kind, name, peers=peers, data_dir=workdir / "data",
+                                         zookeeper_hosts=zookeeper_hosts, zookeeper_path=path,
+                                         session=ZOOKEEPER_SESSION)} for name in nodes}
         self.stopped: list[Instance] = []
+        self.processes = {name: self.start(name) for name in nodes}
 
     def start(self, name: str) -> Instance:
-        peers, data, database, runs = self.args
         if name in getattr(self, "processes", {}):
             self.stopped.append(self.processes[name])
-        return Instance(name, {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}"}, self.workdir,
-                        args=(peers, name, data, database, runs), script=MEMBER)
+        return Instance(name, self.env[name], self.workdir, args=(name, str(self.database), str(self.runs_file)),
+                        script=MEMBER)
 
     def describe(self) -> str:
         return "\n".join(f"--- {p.name} (exit code {p.process.poll()}):\n{p.tail(15)}"
@@ -65,22 +70,24 @@ class Replicas:
             process.stop()
 
 
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    replicas = Replicas(tmp_path)
+@pytest.fixture(params=["raft", "zookeeper"])
+def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Replicas]:
+    hosts = request.getfixturevalue("zookeeper_server").hosts if request.param == "zookeeper" else None
+    replicas = Replicas(tmp_path, request.param, hosts)
     yield replicas
     replicas.close()
 
 
 def test_three_replicas_run_each_interval_once_through_a_crash_and_a_graceful_stop(replicas: Replicas) -> None:
+    failover = FAILOVER[replicas.kind]
     scenario = Scenario(replicas.processes, lambda: read_runs(replicas.runs_file), describe=replicas.describe,
                         restart=replicas.start)
     scenario.accepted_after(0, 1, START_TIMEOUT)
-    scenario.fault(signal.SIGKILL, steady=3, timeout=RAFT_FAILOVER["SIGKILL"] + 10)
-    scenario.fault(signal.SIGTERM, steady=3, timeout=RAFT_FAILOVER["SIGTERM"] + 10)
+    scenario.fault(signal.SIGKILL, steady=3, timeout=failover["SIGKILL"] + 10)
+    scenario.fault(signal.SIGTERM, steady=3, timeout=failover["SIGTERM"] + 10)
     last = scenario.accepted_after(scenario.faults[-1].first_slot_after, 3, 10)[-1]
     replicas.close()
 
     tally = Tally([r for r in read_runs(replicas.runs_file) if r.slot <= last.slot], scenario.faults)
-    sys.stdout.write(f"\nAPScheduler on Raft:\n{tally.summary()}\n")
-    check(tally, RAFT_FAILOVER, [row for row in replicas.stored() if row[0] <= last.slot], replicas.describe())
+    sys.stdout.write(f"\nAPScheduler on {replicas.kind}:\n{tally.summary()}\n")
+    check(tally, failover, [row for row in replicas.stored() if row[0] <= last.slot], replicas.describe())

@@ -1,5 +1,6 @@
 """DistributedMutex.integrations.celery with real processes: three `celery beat -S
-DistributedMutex.integrations.celery:LeaderScheduler` processes on a Raft cluster on loopback, two
+DistributedMutex.integrations.celery:LeaderScheduler` processes (on a Raft cluster on loopback, and
+on ZooKeeper), two
 real `celery worker` processes, and the machine's Redis as the broker (a database number and a queue
 of this test's own). The app: tests/support/celery_app.py, one task every second.
 
@@ -27,8 +28,10 @@ import redis
 
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
+from harness.redis_server import with_db
 from harness.services import free_port
-from support.slots import RAFT_FAILOVER, Scenario, Tally, check, read_runs
+from support.scheduler_backend import environment
+from support.slots import FAILOVER, ZOOKEEPER_SESSION, Scenario, Tally, check, read_runs
 
 CELERY = Path(__file__).parent / "support" / "celery_main.py"
 REDIS_DB = 13  # this test's database on the machine's Redis (the other tests use 0 with key prefixes)
@@ -36,16 +39,19 @@ START_TIMEOUT = 45.0  # five interpreters importing Celery side by side, then a 
 
 
 class Deployment:
-    def __init__(self, workdir: Path, size: int = 3) -> None:
+    def __init__(self, workdir: Path, redis_url: str, kind: str, zookeeper_hosts: str | None, size: int = 3) -> None:
         self.workdir = workdir
+        self.kind = kind
+        self.zookeeper = (zookeeper_hosts, f"/beat-{uuid.uuid4().hex[:8]}")
         self.queue = f"beat-test-{uuid.uuid4().hex[:12]}"
-        self.broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        self.broker = with_db(redis_url, REDIS_DB)
         self.database = workdir / "fenced.sqlite"
         self.runs_file = workdir / "runs.txt"
         with sqlite3.connect(self.database) as connection:
             connection.execute("CREATE TABLE runs (slot INTEGER, term INTEGER, node TEXT)")
             Fence(connection, "tick").create_table()
-        self.env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests' / 'support'}", "CELERY_BROKER_URL": self.broker,
+        self.env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}:{ROOT / 'tests' / 'support'}",
+                    "CELERY_BROKER_URL": self.broker,
                     "CELERY_QUEUE": self.queue, "FENCED_DATABASE": str(self.database),
                     "RUNS_FILE": str(self.runs_file)}
         self.peers = json.dumps({f"node-{i}": ("127.0.0.1", free_port()) for i in range(1, size + 1)})
@@ -65,7 +71,9 @@ class Deployment:
             self.stopped.append(self.beats[name])
         directory = self.workdir / name
         directory.mkdir(exist_ok=True)
-        env = {**self.env, "RAFT_PEERS": self.peers, "RAFT_ID": name, "RAFT_DATA_DIR": str(self.workdir / "raft")}
+        env = {**self.env, **environment(self.kind, name, peers=self.peers, data_dir=self.workdir / "raft",
+                                         zookeeper_hosts=self.zookeeper[0], zookeeper_path=self.zookeeper[1],
+                                         session=ZOOKEEPER_SESSION)}
         return Instance(name, env, directory, script=CELERY,
                         args=("-A", "celery_app", "beat", "-S", "DistributedMutex.integrations.celery:LeaderScheduler",
                               "--loglevel", "INFO", "--pidfile="))
@@ -88,9 +96,10 @@ class Deployment:
         client.close()
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
-    deployment = Deployment(tmp_path)
+@pytest.fixture(params=["raft", "zookeeper"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
+    hosts = request.getfixturevalue("zookeeper_server").hosts if request.param == "zookeeper" else None
+    deployment = Deployment(tmp_path, redis_url, request.param, hosts)
     yield deployment
     deployment.close()
 
@@ -101,13 +110,14 @@ def test_three_beats_send_each_interval_once_through_a_crash_and_a_graceful_stop
     scenario = Scenario(deployment.beats, lambda: read_runs(deployment.runs_file), describe=deployment.describe,
                         restart=deployment.start_beat)
     scenario.accepted_after(0, 1, START_TIMEOUT)
-    scenario.fault(signal.SIGKILL, steady=3, timeout=RAFT_FAILOVER["SIGKILL"] + 10)
-    scenario.fault(signal.SIGTERM, steady=3, timeout=RAFT_FAILOVER["SIGTERM"] + 10)
+    failover = FAILOVER[deployment.kind]
+    scenario.fault(signal.SIGKILL, steady=3, timeout=failover["SIGKILL"] + 10)
+    scenario.fault(signal.SIGTERM, steady=3, timeout=failover["SIGTERM"] + 10)
     last = scenario.accepted_after(scenario.faults[-1].first_slot_after, 3, 10)[-1]
     deployment.close()
 
     tally = Tally([r for r in read_runs(deployment.runs_file) if r.slot <= last.slot], scenario.faults)
-    sys.stdout.write(f"\nCelery beat on Raft, two workers:\n{tally.summary()}\n")
-    check(tally, RAFT_FAILOVER, [row for row in deployment.stored() if row[0] <= last.slot], deployment.describe())
-    workers = {p.name for p in deployment.workers if p.count(r"celery_app\.tick.*succeeded")}
-    assert len(workers) == 2, f"only {workers} ran the task: the test meant two workers sharing the queue"
+    sys.stdout.write(f"\nCelery beat on {deployment.kind}, two workers:\n{tally.summary()}\n")
+    check(tally, failover, [row for row in deployment.stored() if row[0] <= last.slot], deployment.describe())
+    ran = {p.name: p.count(r"celery_app\.tick\[.*\] (succeeded|ignored)") for p in deployment.workers}
+    assert all(ran.values()), f"a worker ran nothing: {ran} (the test means two workers sharing the queue)"

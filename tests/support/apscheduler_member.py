@@ -1,8 +1,8 @@
-"""One replica of a program that uses APScheduler 3 through LeaderScheduler, on a Raft cluster on
-loopback: a job every whole second writes one row under the fence (SQLite) and appends what became
-of it to a file the test counts.
+"""One replica of a program that uses APScheduler 3 through LeaderScheduler (its election backend
+from the environment: tests/support/scheduler_backend.py): a job every second writes one row under
+the fence (SQLite) and appends what became of it to a file the test counts.
 
-    apscheduler_member.py PEERS_JSON NODE_ID DATA_DIR DATABASE RUNS_FILE
+    apscheduler_member.py NODE_ID DATABASE RUNS_FILE
 
 A runs-file line: ``<slot> <term> <node_id> accepted|refused|no-term`` where the slot is the whole
 second the run was due in: the job's run times are half past each second, and its
@@ -12,22 +12,20 @@ starts at t was due at floor(t - 0.5) + 0.5.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from DistributedMutex import Fence, LeaseLostError, RaftBackend, StaleTermError
+from DistributedMutex import Fence, LeaseLostError, StaleTermError
 from DistributedMutex.integrations.apscheduler import LeaderScheduler, current_term
+from support.scheduler_backend import backend_from_environment
 
-peers_json, node_id, data_dir, database, runs_file = sys.argv[1:]
-peers = {name: (host, int(port)) for name, (host, port) in json.loads(peers_json).items()}
+node_id, database, runs_file = sys.argv[1:]
 
 
 def record(slot: int, term: int | None, outcome: str) -> None:
@@ -61,4 +59,4 @@ scheduler = BackgroundScheduler(timezone=timezone.utc)
 # which interval.
 scheduler.add_job(tick, "interval", seconds=1, start_date=datetime(2020, 1, 1, 0, 0, 0, 500000, tzinfo=timezone.utc),
                   misfire_grace_time=1, id="tick")
-LeaderScheduler(scheduler, backend=RaftBackend(peers, node_id, Path(data_dir))).run()
+LeaderScheduler(scheduler, backend=backend_from_environment()).run()

@@ -1,5 +1,5 @@
 """The Celery application of tests/test_celery_beat_processes.py: a beat schedule of one task every
-second (aligned on the wall clock), sent by LeaderScheduler on a Raft cluster on loopback, run by
+second (aligned on the wall clock), sent by LeaderScheduler (Raft on loopback or ZooKeeper), run by
 TermCheckedTask workers that write under the fence (SQLite) and append what became of each run to a
 file the test counts (lines as tests/support/slots.py reads them).
 
@@ -7,23 +7,23 @@ Settings from the environment (each test its own queue and Redis database):
 
     CELERY_BROKER_URL   redis://127.0.0.1:6379/<db>
     CELERY_QUEUE        the queue the task goes to and the workers consume
-    RAFT_PEERS          JSON {node: [host, port]}; RAFT_ID, RAFT_DATA_DIR: this beat's (beat only)
+    SCHEDULER_BACKEND   and the rest of the election's settings: tests/support/scheduler_backend.py
+    RAFT_ID             this beat's name (beat only)
     FENCED_DATABASE     the SQLite file with the fence and the runs table
     RUNS_FILE           where each run appends its line
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sqlite3
-from pathlib import Path
+import time
 from typing import Any
 
 from celery import Celery
 
-from DistributedMutex import ElectionBackend, Fence, RaftBackend, StaleTermError
+from DistributedMutex import Fence, StaleTermError
 from DistributedMutex.integrations.celery import SENT_AT_HEADER, TermCheckedTask, every, leader_term
 
 app = Celery("celery_app", broker=os.environ["CELERY_BROKER_URL"])
@@ -31,16 +31,14 @@ app.conf.update(
     task_default_queue=os.environ["CELERY_QUEUE"],
     beat_schedule={"tick": {"task": "celery_app.tick", "schedule": every(1.0)}},
     beat_max_loop_interval=1.0,
-    distributed_mutex_backend="celery_app:make_backend",
+    # One message at a time per worker: while one works on a tick (longer than the interval, below),
+    # the other takes the next one, rather than the first prefetching them all.
+    worker_prefetch_multiplier=1,
+    distributed_mutex_backend="support.scheduler_backend:backend_from_environment",
     distributed_mutex_instance_id=os.environ.get("RAFT_ID"),
     worker_hijack_root_logger=True,
     broker_connection_retry_on_startup=True,
 )
-
-
-def make_backend() -> ElectionBackend:
-    peers = {name: (host, int(port)) for name, (host, port) in json.loads(os.environ["RAFT_PEERS"]).items()}
-    return RaftBackend(peers, os.environ["RAFT_ID"], Path(os.environ["RAFT_DATA_DIR"]))
 
 
 def record(slot: int, term: int | None, node: str, outcome: str) -> None:
@@ -56,6 +54,7 @@ def tick(self: Any) -> None:
     # per second per leader): the second it was sent in is the interval it is for.
     slot = math.floor(float(getattr(self.request, SENT_AT_HEADER)))
     node = str(getattr(self.request, "leader_id", "?"))
+    time.sleep(1.2)  # longer than the interval: the two workers take turns
     connection = sqlite3.connect(os.environ["FENCED_DATABASE"], timeout=10)
     try:
         with Fence(connection, "tick").transaction(term) as cursor:

@@ -7,7 +7,8 @@ replica that scheduled it, the outcome ``accepted`` (its fenced write went throu
 (the fence saw a newer term) or ``no-term`` (the job found its replica not leading).
 
 ``Scenario`` drives three replicas through a SIGKILL of the leader and a SIGTERM of the next one
-(each started again afterwards when the backend needs a majority), waiting on the runs themselves, and ``Tally`` says what happened per slot.
+(each started again afterwards: a Raft cluster of three needs two to elect), waiting on the runs
+themselves, and ``Tally`` says what happened per slot.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from pathlib import Path
 from harness.processes import Instance, wait_until
 
 LEADING = r"leading \(term (\d+)\)"  # what both integrations log when their replica starts to lead
-# Raft's default election timeout is 1-2 s: the followers notice a dead leader within 2 s and elect
-# within a round trip; twice that, as tests/test_raft_processes.py allows, for two busy cores. A
-# leader that steps down hands over at once (a second and a half for a loaded machine).
-RAFT_FAILOVER = {"SIGKILL": 4.0, "SIGTERM": 1.5}
+ZOOKEEPER_SESSION = 4.0  # seconds: the test server's tick is 0.5 s, so it grants what is asked
+# How long until another replica leads, per backend and fault. Raft's default election timeout is
+# 1-2 s: the followers notice a dead leader within 2 s and elect within a round trip; twice that, as
+# tests/test_raft_processes.py allows, for two busy cores. ZooKeeper: the killed leader's session
+# expires (plus 2 s, as tests/test_zookeeper_failover.py allows). A leader that steps down hands over
+# at once on both (a second and a half for a loaded machine).
+FAILOVER = {"raft": {"SIGKILL": 4.0, "SIGTERM": 1.5},
+            "zookeeper": {"SIGKILL": ZOOKEEPER_SESSION + 2, "SIGTERM": 1.5}}
 
 
 @dataclass(frozen=True)
