@@ -14,6 +14,7 @@ themselves, and ``Tally`` says what happened per slot.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from collections import Counter
@@ -25,13 +26,17 @@ from harness.processes import Instance, wait_until
 
 LEADING = r"leading \(term (\d+)\)"  # what both integrations log when their replica starts to lead
 ZOOKEEPER_SESSION = 4.0  # seconds: the test server's tick is 0.5 s, so it grants what is asked
-# How long until another replica leads, per backend and fault. Raft's default election timeout is
+# How long until another replica leads, per backend and fault (SIGSTOP: as SIGKILL, the frozen
+# leader's lease runs out). Raft's default election timeout is
 # 1-2 s: the followers notice a dead leader within 2 s and elect within a round trip; twice that, as
 # tests/test_raft_processes.py allows, for two busy cores. ZooKeeper: the killed leader's session
 # expires (plus 2 s, as tests/test_zookeeper_failover.py allows). A leader that steps down hands over
 # at once on both (a second and a half for a loaded machine).
-FAILOVER = {"raft": {"SIGKILL": 4.0, "SIGTERM": 1.5},
-            "zookeeper": {"SIGKILL": ZOOKEEPER_SESSION + 2, "SIGTERM": 1.5}}
+FAILOVER = {"raft": {"SIGKILL": 4.0, "SIGSTOP": 4.0, "SIGTERM": 1.5},
+            "zookeeper": {"SIGKILL": ZOOKEEPER_SESSION + 2, "SIGSTOP": ZOOKEEPER_SESSION + 2, "SIGTERM": 1.5}}
+# The faults of the short form (make test), in order; SCHEDULER_FAULT_ROUNDS=N repeats them N times
+# (the long form).
+FAULTS = (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP)
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ def read_runs(path: Path) -> list[Run]:
 class Fault:
     """One fault and what followed: ``failover`` from the signal to the next replica's "leading" line."""
 
-    kind: str  # "SIGKILL" or "SIGTERM"
+    kind: str  # "SIGKILL", "SIGTERM" or "SIGSTOP"
     node: str
     at_wall: float
     at_mono: float
@@ -62,6 +67,8 @@ class Fault:
     next_leader: str = ""
     failover: float = math.nan
     first_slot_after: int = 0
+    # SIGSTOP: the runs the frozen replica made under its old term once woken (none may be accepted).
+    woken_runs: list[Run] = field(default_factory=list)
 
     @property
     def missed(self) -> int:
@@ -77,13 +84,19 @@ class Tally:
     def accepted(self) -> list[Run]:
         return sorted((r for r in self.runs if r.outcome == "accepted"), key=lambda r: r.slot)
 
+    @property
+    def acted(self) -> list[Run]:
+        """Runs that had a term and tried to write (accepted or refused): a ``no-term`` run found its
+        replica not leading and did nothing."""
+        return [r for r in self.runs if r.outcome != "no-term"]
+
     def per_slot(self) -> Counter[int]:
-        """How many runs each slot had (any outcome): one per interval is the whole point."""
-        return Counter(r.slot for r in self.runs)
+        """How many runs acted in each slot: one per interval is the whole point."""
+        return Counter(r.slot for r in self.acted)
 
     def twice(self) -> dict[int, list[Run]]:
         counts = self.per_slot()
-        return {slot: [r for r in self.runs if r.slot == slot] for slot, n in counts.items() if n > 1}
+        return {slot: [r for r in self.acted if r.slot == slot] for slot, n in counts.items() if n > 1}
 
     def missed_slots(self) -> list[int]:
         slots = {r.slot for r in self.accepted}
@@ -107,6 +120,8 @@ class Tally:
                  f"outcomes: {dict(Counter(r.outcome for r in self.runs))}",
                  f"missed slots: {self.missed_slots()}"]
         lines += [f"{f.kind} {f.node}: {f.next_leader} led {f.failover:.2f} s later; slots missed: {f.missed}"
+                  + (f"; woken, it ran {[r.outcome for r in f.woken_runs]} under its old term"
+                     if f.kind == "SIGSTOP" else "")
                   for f in self.faults]
         return "\n".join(lines)
 
@@ -138,21 +153,39 @@ class Scenario:
 
     def fault(self, signum: signal.Signals, *, steady: int, timeout: float) -> Fault:
         """Let the job run ``steady`` times, signal the replica that ran the last one, wait until
-        another replica's run is accepted; what it took."""
+        another replica's run is accepted; what it took. SIGSTOP: the frozen replica is woken
+        (SIGCONT) once the next leader has run a few times, and its runs are watched for a while."""
         last = self.accepted_after(max((r.slot for r in self.runs()), default=0), steady, timeout)[-1]
         victim = last.node
         at_wall, at_mono = time.time(), self.processes[victim].signal(signum)
         first = self.accepted_after(last.slot, 1, timeout, not_from=victim)[0]
-        self.processes[victim].wait(15)
-        # Read once the victim has exited: a run it had going when signalled may have ended since.
-        before = max(r.slot for r in self.runs() if r.outcome == "accepted" and r.node == victim)
-        fault = Fault(signum.name, victim, at_wall, at_mono, before, first.node, math.nan, first.slot)
+        woken: list[Run] = []
+        if signum == signal.SIGSTOP:
+            self.accepted_after(first.slot, 2, 10, not_from=victim)
+            woke = max(r.slot for r in self.runs())
+            self.processes[victim].signal(signal.SIGCONT)
+            woke_at = math.floor(time.time())
+            self.accepted_after(woke, 3, 10)  # the frozen replica has had three seconds to misbehave
+            # Runs due from its waking on (a run it had scheduled before the freeze may still land).
+            woken = [r for r in self.runs() if r.node == victim and r.term == last.term and r.slot >= woke_at]
+        else:
+            self.processes[victim].wait(15)
+        # Read once the victim has exited (or woken): a run it had going when signalled may have ended since.
+        before = max(r.slot for r in self.runs() if r.outcome == "accepted" and r.node == victim and r.slot < first.slot)
+        fault = Fault(signum.name, victim, at_wall, at_mono, before, first.node, math.nan, first.slot, woken)
         line = self.processes[first.node].find(LEADING, after=at_mono)
         fault.failover = (line.at - at_mono) if line is not None else math.nan
         self.faults.append(fault)
-        if self.restart is not None:  # a Raft cluster of three needs two members to elect the next leader
+        if self.restart is not None and signum != signal.SIGSTOP:  # three Raft members need two to elect
             self.processes[victim] = self.restart(victim)
         return fault
+
+
+    def faults_in_turn(self, failover: dict[str, float]) -> None:
+        """FAULTS once (the short form), or SCHEDULER_FAULT_ROUNDS times (the long form)."""
+        for _ in range(int(os.environ.get("SCHEDULER_FAULT_ROUNDS", "1"))):
+            for signum in FAULTS:
+                self.fault(signum, steady=3, timeout=failover[signum.name] + 10)
 
 
 def check(tally: Tally, failover: dict[str, float], stored: list[tuple[int, int, str]], describe: str) -> None:
@@ -163,6 +196,8 @@ def check(tally: Tally, failover: dict[str, float], stored: list[tuple[int, int,
     assert stored == [(r.slot, r.term, r.node) for r in tally.accepted], "the fenced table and the runs disagree"
     around_faults: set[int] = set()
     for fault in tally.faults:
+        stale = [r for r in fault.woken_runs if r.outcome == "accepted"]
+        assert not stale, f"{fault.node}, frozen and woken, wrote under its old term: {stale}\n{tally.summary()}"
         bound = failover[fault.kind]
         assert fault.failover <= bound, f"{fault.kind} {fault.node}: took {fault.failover:.2f} s\n{tally.summary()}"
         # A slot is missed only if its whole second passed while nobody led: at most the failover's
