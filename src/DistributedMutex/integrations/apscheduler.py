@@ -23,15 +23,17 @@ How it runs (docs/apscheduler.md says it at length):
   instance leads, so that no interval runs twice across a handover (at most the failover time's
   worth of intervals is missed); ``"apscheduler"`` leaves them to the paused scheduler's own misfire
   rules (one catch-up run per job within its grace time, which may repeat the previous leader's
-  last run). With a job store shared by the replicas (SQLAlchemyJobStore), the leader moves the
-  jobs on and the two policies agree.
+  last run). With a job store shared by the replicas (SQLAlchemyJobStore), the next leader sees
+  which run times the previous one has taken: there ``"apscheduler"`` repeats none (but one whose
+  leader crashed between starting it and recording it) and catches up the rest by the misfire rules.
 * When leadership ends (shutdown, a lost lease, the local deadline), the scheduler is paused at once:
   no run starts after that. Runs already going are **allowed to finish** (a thread cannot be cancelled):
   the leader task waits for them, so the lease is released only once they are done (when they
-  outlive the lease, it is not released: it expires by itself, and this instance contends again
-  only after they end). From the moment leadership ends, ``current_term()`` raises LeaseLostError,
-  and past the local deadline too even before the election loop has noticed: a job that asks for
-  the term before each write (or writes through a Fence) cannot write under a term that is over.
+  outlive the lease, or on a shutdown ``shutdown_grace``, it is not released: it expires by itself,
+  and this instance contends again only after they end). From the moment leadership ends,
+  ``current_term()`` raises LeaseLostError, and past the local deadline too even before the election
+  loop has noticed: a job that asks for the term before each write (or writes through a Fence)
+  cannot write under a term that is over.
 * One LeaderScheduler per process is the expected use: ``current_term()`` answers for the one
   started last.
 
