@@ -131,12 +131,13 @@ def test_a_run_going_when_leadership_ends_finishes_before_the_lease_is_released(
 @pytest.mark.parametrize("policy", ["skip", "apscheduler"])
 def test_run_times_that_passed_before_leading(replicas: list[Replica], policy: str) -> None:
     """'skip': the new leader's first run is due after it began to lead (the previous leader may have
-    run the earlier ones); 'apscheduler': the paused scheduler's misfire rules run the missed time once
-    (coalesce), at once on resume."""
+    run the earlier ones), on the interval's grid; 'apscheduler': the paused scheduler's misfire rules
+    run the missed time once (coalesce), at once on resume."""
     store = MemoryStore()
     replicas.append(Replica("a", store, record, seconds=1.0))
     replicas[0].leader.start()
     wait_until(lambda: replicas[0].leader.term is not None, 5, "a does not lead")
+    time.sleep(0.3)  # b adds its job at another phase of the second than a
     replicas.append(Replica("b", store, record, seconds=1.0, missed_before_leading=policy))
     replicas[1].leader.start()
     time.sleep(1.5)  # b's job falls due while a leads
@@ -147,6 +148,8 @@ def test_run_times_that_passed_before_leading(replicas: list[Replica], policy: s
     first = b.executed[0]
     if policy == "skip":
         assert first >= took_over, f"b ran a run time ({first}) that passed before it led ({took_over})"
+        # align_intervals: whenever b added its job, it runs on whole seconds, as a would have.
+        assert [t.microsecond for t in b.executed] == [0] * len(b.executed), b.executed
     else:
         assert first < took_over, f"b's first run ({first}) was not the coalesced missed one"
         assert (b.runs[0][1] - took_over).total_seconds() < 0.5, "the missed run was not run at once on resume"

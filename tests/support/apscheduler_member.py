@@ -5,19 +5,18 @@ the fence (SQLite) and appends what became of it to a file the test counts.
     apscheduler_member.py NODE_ID DATABASE RUNS_FILE
 
 A runs-file line: ``<slot> <term> <node_id> accepted|refused|no-term`` where the slot is the whole
-second the run was due in: the job's run times are half past each second, and its
-misfire_grace_time of 1 s (APScheduler's least) skips a run more than a second late, so a run that
-starts at t was due at floor(t - 0.5) + 0.5.
+second the run was due at: the job is added as a user would (``"interval", seconds=1``, no
+start_date), and LeaderScheduler runs interval jobs on the multiples of their interval since the
+epoch (align_intervals), so a run that starts at t, a moment after it was due, was due at round(t).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -34,7 +33,7 @@ def record(slot: int, term: int | None, outcome: str) -> None:
 
 
 def tick() -> None:
-    slot = math.floor(time.time() - 0.5)
+    slot = round(time.time())
     try:
         term = current_term()
     except LeaseLostError:
@@ -55,8 +54,5 @@ def tick() -> None:
 logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 scheduler = BackgroundScheduler(timezone=timezone.utc)
-# Run times at half past every second of the wall clock, the same on every replica: the slot says
-# which interval.
-scheduler.add_job(tick, "interval", seconds=1, start_date=datetime(2020, 1, 1, 0, 0, 0, 500000, tzinfo=timezone.utc),
-                  misfire_grace_time=1, id="tick")
+scheduler.add_job(tick, "interval", seconds=1, id="tick")
 LeaderScheduler(scheduler, backend=backend_from_environment()).run()

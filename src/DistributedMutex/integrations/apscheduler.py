@@ -21,7 +21,10 @@ How it runs (docs/apscheduler.md says it at length):
   previous leader may have run them, and no replica can tell. By default
   (``missed_before_leading="skip"``) each job is moved to its first run time from the moment this
   instance leads, so that no interval runs twice across a handover (at most the failover time's
-  worth of intervals is missed); ``"apscheduler"`` leaves them to the paused scheduler's own misfire
+  worth of intervals is missed), and (``align_intervals=True``, the default) an interval job runs
+  on the multiples of its interval since the epoch, the same grid on every replica however each
+  added it, so that the next leader's first run comes at least an interval after the previous
+  leader's last one; ``"apscheduler"`` leaves them to the paused scheduler's own misfire
   rules (one catch-up run per job within its grace time, which may repeat the previous leader's
   last run). With a job store shared by the replicas (SQLAlchemyJobStore), the next leader sees
   which run times the previous one has taken: there ``"apscheduler"`` repeats none (but one whose
@@ -45,6 +48,7 @@ and a process pool executor's jobs cannot see the term.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from datetime import datetime
@@ -63,6 +67,7 @@ try:
     from apscheduler.schedulers.background import BackgroundScheduler as _BackgroundScheduler
     from apscheduler.schedulers.base import BaseScheduler as _BaseScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler as _BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger as _IntervalTrigger
 except ImportError:  # pragma: no cover - the extra is missing
     raise MissingExtraError(__name__, "apscheduler", "apscheduler") from None
 
@@ -136,11 +141,16 @@ class LeaderScheduler:
     ``run()`` blocks until SIGTERM or SIGINT; or ``start()`` and later ``stop()`` (also a context
     manager). ``term`` is the term this instance leads in, None otherwise; ``current_term()`` the
     same for a job, raising LeaseLostError when it does not lead.
+
+    ``missed_before_leading``: "skip" (run times that passed before this instance led are not run)
+    or "apscheduler" (the paused scheduler's misfire rules decide); ``align_intervals`` (with
+    "skip"): interval jobs run on the multiples of their interval since the epoch, the same on
+    every replica. ``shutdown_grace``: how long a shutdown waits for running jobs (at most the lease).
     """
 
     def __init__(self, scheduler: object, *, backend: ElectionBackend, identity: Identity | None = None,
                  timing: ElectionTiming | None = None, shutdown_grace: float = 5.0,
-                 missed_before_leading: MissedPolicy = "skip") -> None:
+                 missed_before_leading: MissedPolicy = "skip", align_intervals: bool = True) -> None:
         if not isinstance(scheduler, _BaseScheduler):
             raise ConfigurationError("scheduler", f"must be an APScheduler 3 scheduler, got {type(scheduler).__name__}")
         # (a BackgroundScheduler is a BlockingScheduler run in a thread of its own)
@@ -154,6 +164,9 @@ class LeaderScheduler:
                                      f"must be 'skip' or 'apscheduler', got {missed_before_leading!r}")
         self._scheduler = cast(Scheduler, scheduler)
         self._missed = missed_before_leading
+        if not isinstance(align_intervals, bool):
+            raise ConfigurationError("align_intervals", f"must be True or False, got {align_intervals!r}")
+        self._align = align_intervals
         self._running = _Running()
         self._ctx: LeaderContext | None = None
         self._lock = threading.Lock()
@@ -231,7 +244,7 @@ class LeaderScheduler:
         with self._lock:
             self._ctx = ctx
         if self._missed == "skip":
-            self._skip_runs_due_before_now()
+            self._start_jobs_afresh()
         self._scheduler.resume()
         log.info("leading (term %d): scheduler resumed", ctx.term)
         try:
@@ -246,23 +259,46 @@ class LeaderScheduler:
             while not self._running.wait_idle(_JOBS_WAIT_LOG_EVERY):
                 log.warning("waiting for %d running job(s) to finish before giving the lease up", self._running.count)
 
-    def _skip_runs_due_before_now(self) -> None:
-        """Move every job whose next run time has passed to its first run time from now on.
+    def _start_jobs_afresh(self) -> None:
+        """Move every job to its first run time from now on (``missed_before_leading="skip"``).
 
-        Those run times passed while another instance led (or nobody did): the previous leader may
-        have run them, and this one cannot tell, so running them again on resume (as a paused
-        scheduler's misfire handling would, within misfire_grace_time) could run one interval twice.
-        A run time that passes while this instance leads is the scheduler's, misfires and all."""
+        The run times that passed while another instance led (or nobody did) are not run: the
+        previous leader may have run them, and this one cannot tell, so running them on resume (as a
+        paused scheduler's misfire handling would, within misfire_grace_time) could run one interval
+        twice. A run time that passes while this instance leads is the scheduler's, misfires and all.
+
+        With ``align_intervals``, an interval job's next run is the first multiple of its interval
+        since the Unix epoch (not before its start_date): every replica then runs it on the same
+        grid, so that the next leader's first run comes at least one interval after the previous
+        leader's last one, whenever each replica added the job."""
         timezone = getattr(self._scheduler, "timezone", None)
         now = datetime.now(timezone)
         for job in self._scheduler.get_jobs():
             due = cast("datetime | None", job.next_run_time)
-            if due is None or due >= now:
+            if due is None:  # a paused job: the user's to resume
                 continue
-            upcoming = cast("datetime | None", job.trigger.get_next_fire_time(None, now))
-            if upcoming is not None and upcoming >= now:
+            trigger = job.trigger
+            if self._align and isinstance(trigger, _IntervalTrigger):
+                upcoming: datetime | None = _on_the_grid(trigger, now)
+                end = cast("datetime | None", trigger.end_date)
+                if upcoming is not None and end is not None and upcoming > end:
+                    upcoming = None
+            elif due < now:
+                upcoming = cast("datetime | None", trigger.get_next_fire_time(None, now))
+            else:
+                continue
+            if upcoming is None or upcoming < now or upcoming == due:
+                continue
+            if due < now:
                 log.info("job %s: run time %s passed before this instance led; next run at %s", job.id, due, upcoming)
-                job.modify(next_run_time=upcoming)
+            job.modify(next_run_time=upcoming)
+
+
+def _on_the_grid(trigger: Any, now: datetime) -> datetime:
+    """The first multiple of an interval trigger's interval since the epoch, from now (or its start_date)."""
+    period = float(trigger.interval_length)
+    earliest = max(now, cast(datetime, trigger.start_date))
+    return datetime.fromtimestamp(math.ceil(earliest.timestamp() / period) * period, now.tzinfo)
 
 
 _current: LeaderScheduler | None = None
