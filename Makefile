@@ -4,7 +4,9 @@
 #              needs: requirements.txt into the venv, and Azurite only for ELECTION_BACKEND=azure
 # make lint  - ruff
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
-#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1"); then the partitions on real sockets,
+#              (CHAOS_ARGS="--rounds 21 --instances 3 --seed 1"); then distributed-mutex run's faults on
+#              Raft and ZooKeeper (WRAPPER_CHAOS_ARGS="--seconds 60 --backends raft,zookeeper");
+#              then the partitions on real sockets,
 #              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
 #              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options); then the
 #              APScheduler and Celery beat integrations through SCHEDULER_ROUNDS (4) rounds of SIGKILL,
@@ -42,6 +44,7 @@ lint: deps
 
 chaos: deps
 	PYTHONPATH=src:. $(PY) -m harness.chaos $(CHAOS_ARGS)
+	PYTHONPATH=src:. $(PY) -m harness.wrapper_chaos $(WRAPPER_CHAOS_ARGS)
 	PYTHONPATH=src:. $(PY) -m harness.partitions $(PARTITION_ARGS)
 	SCHEDULER_FAULT_ROUNDS=$(SCHEDULER_ROUNDS) $(PY) -m pytest -q -s -p no:cacheprovider \
 		tests/test_apscheduler_processes.py tests/test_celery_beat_processes.py

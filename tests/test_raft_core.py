@@ -104,7 +104,21 @@ def test_a_vote_is_granted_at_most_once_per_term() -> None:
     assert only(a.step(Vote("b", "a", 1), LATER), VoteReply).granted
     assert not only(a.step(Vote("c", "a", 1), LATER), VoteReply).granted
     assert only(a.step(Vote("b", "a", 1), LATER), VoteReply).granted, "the same candidate again: same answer"
-    assert only(a.step(Vote("c", "a", 2), LATER), VoteReply).granted, "a new term: a new vote"
+    assert only(a.step(Vote("c", "a", 2), LATER + LO), VoteReply).granted, "a new term: a new vote"
+
+
+def test_a_vote_granted_sticks_to_its_candidate_for_lo() -> None:
+    """The candidate counts the vote as an ack of its request (its lease starts when it wins), so
+    the voter refuses anyone else for lo, in any term, as after a heartbeat; a transfer vote
+    (the leader handed over, giving its lease up) still goes through."""
+    a = core("a")
+    assert only(a.step(Vote("b", "a", 1), LATER), VoteReply).granted
+    assert not only(a.step(PreVote("c", "a", 2), LATER + LO - 0.01), PreVoteReply).granted
+    assert not only(a.step(Vote("c", "a", 2), LATER + LO - 0.01), VoteReply).granted
+    assert a.term == 1, "refused without taking the term"
+    assert only(a.step(Vote("b", "a", 2), LATER + LO - 0.01), VoteReply).granted, "its candidate again"
+    assert only(a.step(Vote("c", "a", 3, transfer=True), LATER + LO - 0.005), VoteReply).granted
+    assert only(a.step(PreVote("b", "a", 4), LATER + 2 * LO), PreVoteReply).granted, "lo later: free again"
 
 
 def test_the_vote_is_in_the_hard_state_to_persist_before_the_reply_is_sent() -> None:
@@ -213,15 +227,17 @@ def test_a_leader_that_steps_down_refuses_others_until_its_last_round_plus_lo() 
 def test_the_lease_runs_from_the_newest_round_a_majority_acked() -> None:
     peers = ("a", "b", "c", "d", "e")
     a = core("a", peers)
-    a.tick(a.wake_at)
+    start = a.wake_at
+    a.tick(start)
     for peer in peers[1:3]:
-        a.step(PreVoteReply(peer, "a", 1, True), a.wake_at - 1)
+        a.step(PreVoteReply(peer, "a", 1, True), start + 0.01)  # the vote requests go out at start + 0.01
     for peer in peers[1:3]:
-        a.step(VoteReply(peer, "a", 1, True), a.wake_at - 1)
-    assert a.role is Role.LEADER and not a.lease_valid(a.wake_at)
+        a.step(VoteReply(peer, "a", 1, True), start + 0.02)
+    assert a.role is Role.LEADER and a.quorum_acked_sent_at == start + 0.01, "the votes ack the vote requests"
     first = a.wake_at - BEAT  # the round sent on election
+    assert first == start + 0.02
     a.step(HeartbeatReply("b", "a", 1, first, True), first + 0.01)
-    assert not a.lease_valid(first + 0.01), "with b, only two of five"
+    assert a.quorum_acked_sent_at == start + 0.01, "with b, only two of five acked the first round"
     second = a.wake_at
     a.tick(second)
     a.step(HeartbeatReply("c", "a", 1, second, True), second + 0.01)

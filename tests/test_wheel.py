@@ -85,7 +85,8 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
     assert not [n for n in info.names if n.startswith(("tests/", "bench/", "support/"))]
 
     assert re.search(r"^distributed-mutex-demo = distributed_mutex_demo\.entry:run$", info.entry_points, re.M)
-    assert not re.search(r"^distributed-mutex =", info.entry_points, re.M), "that name is kept for the library"
+    # The library's own command (docs/run.md): nothing of the demo's.
+    assert re.search(r"^distributed-mutex = DistributedMutex\.cli:run$", info.entry_points, re.M)
 
     requirements = [Requirement(r) for r in info.metadata.get_all("Requires-Dist") or []]
     core = [str(r) for r in requirements if r.marker is None]
@@ -112,6 +113,15 @@ def test_without_extras_import_loads_no_third_party_module_and_a_missing_extra_i
     assert report["not_stdlib"] == [], f"`import DistributedMutex` loaded {report['not_stdlib']}"
     assert report["py_typed"], "py.typed is not installed"
     assert (bare_venv.path / "bin" / "distributed-mutex-demo").is_file()
+
+    # The library's command without extras: it runs (Raft needs none), and a backend whose extra is
+    # missing is the same one line, exit 2.
+    done = subprocess.run([str(bare_venv.path / "bin" / "distributed-mutex"), "run", "--election-backend=zookeeper",
+                           "--", "true"], capture_output=True, text=True, timeout=30, cwd=bare_venv.path)
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert done.stderr.splitlines() == [
+        "configuration error: ZooKeeperBackend: needs the module 'kazoo', which is not installed: "
+        "pip install 'distributed-mutex[zookeeper]'"], done.stderr
 
     for what, (module, extra) in {
         "ZooKeeperBackend": ("kazoo", "zookeeper"),

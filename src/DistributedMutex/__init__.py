@@ -31,6 +31,7 @@ from DistributedMutex.errors import (
 from DistributedMutex.fencing import Fence, fenced_update
 from DistributedMutex.mutex import DistributedMutex, LeaderContext, Role, RoleContext, StepDownReason, WorkerContext
 from DistributedMutex.timing import ElectionTiming
+from DistributedMutex.watching import LeaderObserver, ObservedLeader, observe, observe_async
 
 if TYPE_CHECKING:  # imported lazily at run time: see __getattr__
     from DistributedMutex.backends.azure import AzureBlobLeaseBackend
@@ -51,10 +52,12 @@ __all__ = [
     "Identity",
     "LeaderContext",
     "LeaderElectionError",
+    "LeaderObserver",
     "LeaderRecord",
     "Lease",
     "LeaseLostError",
     "MissingExtraError",
+    "ObservedLeader",
     "PostgresLeaseBackend",
     "RaftBackend",
     "RedisLeaseBackend",
@@ -67,6 +70,8 @@ __all__ = [
     "WorkerContext",
     "ZooKeeperBackend",
     "fenced_update",
+    "observe",
+    "observe_async",
 ]
 
 _LAZY = {

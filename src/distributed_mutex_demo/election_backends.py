@@ -8,22 +8,17 @@ Each backend's module (and its third-party package) is imported only when it is 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from distributed_mutex_demo.backend_settings import (
     AZURE,
-    AZURE_NAMES,
     RAFT,
-    RAFT_NAMES,
     RAFT_TLS_SETTINGS,
     REDIS,
-    REDIS_NAMES,
     TIMING_NAMES,
     ZOOKEEPER,
-    ZOOKEEPER_NAMES,
     RaftSettings,
     RedisSettings,
     ZooKeeperSettings,
@@ -33,16 +28,17 @@ from distributed_mutex_demo.backend_settings import (
 )
 from distributed_mutex_demo.postgres_settings import (
     POSTGRES,
-    POSTGRES_NAMES,
     POSTGRES_SETTINGS,
     PostgresSettings,
     read_postgres,
 )
-from distributed_mutex_demo.redaction import all_secrets, redact
+from distributed_mutex_demo.redaction import all_secrets
 from distributed_mutex_demo.settings_sources import Getter
 from DistributedMutex.backend import ElectionBackend
 from DistributedMutex.backends.azure.arguments import blob_timing
-from DistributedMutex.errors import BackendError, ConfigurationError, StorageRejectedError
+from DistributedMutex.errors import BackendError, StorageRejectedError
+from DistributedMutex.settings.azure import AzureSettings
+from DistributedMutex.settings.election import build_backend as build_election_backend
 from DistributedMutex.timing import ElectionTiming, check_timing_values
 
 if TYPE_CHECKING:
@@ -50,8 +46,6 @@ if TYPE_CHECKING:
     from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
 
 log = logging.getLogger("distributed_mutex_demo")
-# The token scope of Azure Storage (the SDK asks for the same one).
-STORAGE_SCOPE = "https://storage.azure.com/.default"
 
 
 def _nothing(backend: ElectionBackend) -> None:
@@ -81,46 +75,18 @@ def azure_timing(settings: Settings) -> ElectionTiming:
 
 
 def build_azure(settings: Settings) -> AzureBlobLeaseBackend:
-    from DistributedMutex.backends.azure.lease import AzureBlobLeaseBackend
+    """The library's builder (DistributedMutex.settings.azure), from the demo's fields."""
+    from DistributedMutex.settings.azure import build_azure as build
 
-    options: dict[str, Any] = {"lease_duration": settings.lease_duration, "api_version": settings.api_version,
-                               "names": AZURE_NAMES}
-    if settings.container_sas_url:
-        return AzureBlobLeaseBackend.from_container_sas_url(settings.container_sas_url, settings.blob_name, **options)
-    if settings.account_url:
-        return AzureBlobLeaseBackend.from_account_url(
-            settings.account_url, azure_ad_credential(settings), settings.container_name, settings.blob_name,
-            **options)
-    return AzureBlobLeaseBackend(settings.connection_string, settings.container_name, settings.blob_name,
-                                 **options)
+    return build(azure_settings(settings), all_secrets(settings))
 
 
-def azure_ad_credential(settings: Settings) -> Any:
-    """DefaultAzureCredential, with a token got once now: no credential at all is a configuration
-    error, found at start rather than as a storage outage that never heals."""
-    from azure.core.exceptions import AzureError
-    from azure.identity import DefaultAzureCredential  # only Azure AD users pay for importing it
-
-    credential = DefaultAzureCredential()
-    try:
-        credential.get_token(STORAGE_SCOPE)
-    except (AzureError, ValueError) as exc:
-        details = redact(str(exc), all_secrets(settings))
-        log.debug("DefaultAzureCredential: %s", details)
-        attempts = re.findall(r"^\s+(\w+Credential): (.*)$", details, flags=re.MULTILINE)
-        if attempts:
-            reason = f"no credential worked (tried {', '.join(name for name, _ in attempts)})"
-            # One that is set up but failed says why (most just say they are not set up here).
-            failed = [(name, text) for name, text in attempts if re.search(r"error|failed|refused", text, re.I)]
-            reason += "".join(f"; {name}: {text[:200]}" for name, text in failed[:1])
-        else:
-            reason = f"{type(exc).__name__}: {details.splitlines()[0][:200] if details else 'no details'}"
-        raise ConfigurationError(
-            "AZURE_STORAGE_ACCOUNT_URL",
-            f"DefaultAzureCredential got no token for Azure Storage: {reason}; set AZURE_TENANT_ID, "
-            "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, run with a managed identity, or sign in with az login "
-            "(details with LOG_LEVEL=DEBUG)") from None
-    return credential
+def azure_settings(settings: Settings) -> AzureSettings:
+    return AzureSettings(connection_string=settings.connection_string, container_name=settings.container_name,
+                         blob_name=settings.blob_name, lease_duration=settings.lease_duration,
+                         renew_interval=settings.renew_interval, acquire_interval=settings.acquire_interval,
+                         api_version=settings.api_version, container_sas_url=settings.container_sas_url,
+                         account_url=settings.account_url)
 
 
 def check_azure(backend: ElectionBackend) -> None:
@@ -152,10 +118,7 @@ def _zookeeper(settings: Settings) -> ZooKeeperSettings:
 
 
 def build_zookeeper(settings: Settings) -> ElectionBackend:
-    from DistributedMutex.backends.zookeeper import ZooKeeperBackend
-
-    zk = _zookeeper(settings)
-    return ZooKeeperBackend(zk.hosts, zk.path, session_timeout=zk.session_timeout, names=ZOOKEEPER_NAMES)
+    return build_election_backend(_zookeeper(settings))
 
 
 def describe_zookeeper(settings: Settings) -> str:
@@ -171,11 +134,7 @@ def _raft(settings: Settings) -> RaftSettings:
 
 
 def build_raft(settings: Settings) -> ElectionBackend:
-    from DistributedMutex.backends.raft import RaftBackend
-
-    raft = _raft(settings)
-    return RaftBackend(raft.peers, raft.node_id, raft.data_dir, election_timeout=raft.election_timeout,
-                       names=RAFT_NAMES, tls_cert=raft.tls_cert, tls_key=raft.tls_key, tls_ca=raft.tls_ca)
+    return build_election_backend(_raft(settings))
 
 
 def describe_raft(settings: Settings) -> str:
@@ -196,12 +155,7 @@ def _postgres(settings: Settings) -> PostgresSettings:
 
 
 def build_postgres(settings: Settings) -> ElectionBackend:
-    from DistributedMutex.backends.postgres import PostgresLeaseBackend
-
-    pg = _postgres(settings)
-    return PostgresLeaseBackend(pg.url, pg.election, table=pg.table, lease_duration=pg.lease_duration,
-                                call_timeout=pg.call_timeout, notify_url=pg.notify_url, pooled=pg.pooled,
-                                names=POSTGRES_NAMES)
+    return build_election_backend(_postgres(settings))
 
 
 def check_postgres(backend: ElectionBackend) -> None:
@@ -236,10 +190,7 @@ def _redis(settings: Settings) -> RedisSettings:
 
 
 def build_redis(settings: Settings) -> ElectionBackend:
-    from DistributedMutex.backends.redis import RedisLeaseBackend
-
-    own = _redis(settings)
-    return RedisLeaseBackend(own.address.url, own.key_prefix, lease_duration=own.lease_duration, names=REDIS_NAMES)
+    return build_election_backend(_redis(settings))
 
 
 def check_redis(backend: ElectionBackend) -> None:

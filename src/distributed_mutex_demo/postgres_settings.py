@@ -1,40 +1,28 @@
-"""ELECTION_BACKEND=postgres and the PostgreSQL store: their settings, checked without echoing a
-password, and the library arguments they become.
+"""ELECTION_BACKEND=postgres and the PostgreSQL store: the demo's defaults and POSTGRES_STORE.
 
-    POSTGRES_URL             libpq URL of the database (direct, or through PgBouncer)
-    POSTGRES_NOTIFY_URL      a direct URL for LISTEN when POSTGRES_URL goes through a pooler
-    POSTGRES_POOLED          POSTGRES_URL goes through a transaction-pooling PgBouncer
-    POSTGRES_TABLE           the lease table (created if missing)
-    POSTGRES_ELECTION        the election's row in it
-    POSTGRES_LEASE_DURATION  seconds on the server's clock (the loop's timing follows from it)
-    POSTGRES_CALL_TIMEOUT    each statement's statement_timeout and each call's bound
+The election's settings (POSTGRES_URL, POSTGRES_TABLE, ...) are read by the library's
+DistributedMutex.settings.postgres, which ``distributed-mutex run`` reads them with too: one
+reading for both programs.
+
     POSTGRES_STORE           true: the readings go to PostgreSQL at POSTGRES_URL as well
-
-A URL is shown with its password masked wherever it is named (arguments.mask_url).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from distributed_mutex_demo.settings_sources import Getter
-from DistributedMutex.backends.postgres.arguments import (
-    check_call_timeout,
-    check_election,
-    check_lease_duration,
-    check_table,
-    check_url,
-    postgres_timing,
-    url_password,
+from DistributedMutex.settings.getter import Getter
+from DistributedMutex.settings.postgres import (
+    POSTGRES,
+    POSTGRES_NAMES,
+    POSTGRES_SETTINGS,
+    PostgresSettings,
+    boolean,
+    postgres_url,
+    read_postgres,
 )
-from DistributedMutex.errors import ConfigurationError
-from DistributedMutex.timing import ElectionTiming
 
-POSTGRES = "postgres"
-# library argument -> the setting it comes from
-POSTGRES_NAMES = {"url": "POSTGRES_URL", "notify_url": "POSTGRES_NOTIFY_URL", "pooled": "POSTGRES_POOLED",
-                  "table": "POSTGRES_TABLE", "election": "POSTGRES_ELECTION",
-                  "lease_duration": "POSTGRES_LEASE_DURATION", "call_timeout": "POSTGRES_CALL_TIMEOUT"}
+__all__ = ["POSTGRES", "POSTGRES_DEFAULTS", "POSTGRES_NAMES", "POSTGRES_SETTINGS", "PostgresSettings",
+           "postgres_url", "read_postgres", "read_postgres_store"]
+
 POSTGRES_DEFAULTS: dict[str, str | None] = {
     # This machine's server (trust auth); docker-compose.yml's is postgresql://postgres:...@postgres:5432/...
     "POSTGRES_URL": "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -46,66 +34,11 @@ POSTGRES_DEFAULTS: dict[str, str | None] = {
     "POSTGRES_CALL_TIMEOUT": "1",
     "POSTGRES_STORE": "false",  # true: the readings in PostgreSQL (POSTGRES_URL's database)
 }
-# The settings only ELECTION_BACKEND=postgres reads (POSTGRES_URL also serves POSTGRES_STORE).
-POSTGRES_SETTINGS = tuple(POSTGRES_NAMES.values())
-
-
-@dataclass(frozen=True)
-class PostgresSettings:
-    url: str
-    notify_url: str | None
-    pooled: bool
-    table: str
-    election: str
-    lease_duration: float
-    call_timeout: float
-
-    def timing(self) -> ElectionTiming:
-        """What PostgresLeaseBackend.default_timing() says for this lease."""
-        return postgres_timing(self.lease_duration)
-
-    def secrets(self) -> list[str]:
-        return url_password(self.url) + (url_password(self.notify_url) if self.notify_url else [])
-
-
-def postgres_url(name: str, value: str) -> str:
-    return check_url(name, value)
-
-
-def read_postgres(get: Getter) -> PostgresSettings:
-    lease: float = get("POSTGRES_LEASE_DURATION", lambda name, value: check_lease_duration(name, _number(name, value)))
-    renew = postgres_timing(lease).renew_interval
-    url = get("POSTGRES_URL", postgres_url)
-    pooled = get("POSTGRES_POOLED", _boolean)
-    return PostgresSettings(
-        url=url, notify_url=get("POSTGRES_NOTIFY_URL", postgres_url, default=None), pooled=pooled,
-        table=get("POSTGRES_TABLE", lambda name, value: check_table(name, value.strip())),
-        election=get("POSTGRES_ELECTION", lambda name, value: check_election(name, value.strip())),
-        lease_duration=lease,
-        call_timeout=get("POSTGRES_CALL_TIMEOUT",
-                         lambda name, value: check_call_timeout(name, _number(name, value), renew)))
 
 
 def read_postgres_store(get: Getter) -> str | None:
     """POSTGRES_URL when POSTGRES_STORE is true, else None."""
-    if not get("POSTGRES_STORE", _boolean):
+    if not get("POSTGRES_STORE", boolean):
         return None
     url: str = get("POSTGRES_URL", postgres_url)
     return url
-
-
-def _boolean(name: str, value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(name, f"must be true or false, got {value!r}")
-
-
-def _number(name: str, value: str) -> float:
-    try:
-        return float(value.strip())
-    except ValueError:
-        raise ConfigurationError(name, f"must be a number of seconds, got {value.strip()!r}") from None
-

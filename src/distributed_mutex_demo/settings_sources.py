@@ -8,15 +8,15 @@ the given directory (the program's: run the demo from the project's root). Only 
 from __future__ import annotations
 
 import runpy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
 from DistributedMutex.errors import ConfigurationError
+from DistributedMutex.settings.getter import Getter
 
-T = TypeVar("T")
+__all__ = ["Getter", "merge_sources"]
 
 
 def merge_sources(environ: Mapping[str, str], directory: Path,
@@ -56,30 +56,3 @@ def _read_constant_py(path: Path, known: Mapping[str, str | None]) -> dict[str, 
             value = ",".join(str(item) for item in value)
         values[name] = "" if value is None else str(value)
     return values
-
-
-class Getter:
-    """``get(name, parse)``: a setting's value, parsed (``parse(name, text)`` raises
-    ConfigurationError naming the setting); the default when no source gives it."""
-
-    def __init__(self, raw: Mapping[str, str], defaults: Mapping[str, str | None]) -> None:
-        self._raw = raw
-        self._defaults = defaults
-
-    _UNSET = object()
-
-    def is_set(self, name: str) -> bool:
-        """Given by a source (even if empty), not just the default."""
-        return name in self._raw
-
-    def __call__(self, name: str, parse: Callable[[str, str], T], default: Any = _UNSET) -> T:
-        value = self._raw.get(name)
-        if value is None:
-            value = self._defaults[name] if default is self._UNSET else default
-            if value is None:
-                return None  # type: ignore[return-value]
-        return parse(name, value)
-
-    def optional(self, name: str, parse: Callable[[str, str], T]) -> T | None:
-        """A setting whose default is unset (such as MYSQL_HOST): None when it is not given."""
-        return self(name, parse)

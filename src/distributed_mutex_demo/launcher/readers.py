@@ -84,11 +84,16 @@ class OutputReader:
             self.state.changed()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def render_summary(actions: list[Action], running_at_end: int) -> str:
     """The lines printed when the demo ends (tests/test_make_demo.py reads them)."""
     disruptions = [a for a in actions if a.kind != "add"]
-    lines = [f"{len(disruptions)} leader stops, {sum(d.took is not None for d in disruptions)} failovers,"
-             f" {running_at_end} instances running at the end"]
+    failovers = sum(d.took is not None for d in disruptions)
+    lines = [f"{_count(len(disruptions), 'leader stop')}, {_count(failovers, 'failover')}, "
+             f"{_count(running_at_end, 'instance')} running at the end"]
     if disruptions:
         lines.append("disruptions at " + ", ".join(f"{d.at:.1f} s ({d.kind}, {d.origin})" for d in disruptions))
     for d in disruptions:

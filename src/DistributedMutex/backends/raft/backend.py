@@ -50,7 +50,8 @@ from DistributedMutex.backends.raft.arguments import (
 from DistributedMutex.backends.raft.connection import tls_reason
 from DistributedMutex.backends.raft.core import Role
 from DistributedMutex.backends.raft.messages import MAX_TERM, LeaderInfo
-from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
+from DistributedMutex.backends.raft.node import RaftNode
+from DistributedMutex.backends.raft.status import NodeStatus
 from DistributedMutex.backends.raft.tls import TlsConfig, check_tls_needed, load_tls
 from DistributedMutex.backends.raft.transport import query_status
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError

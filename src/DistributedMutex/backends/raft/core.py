@@ -14,14 +14,18 @@ Roles: follower -> (election timeout) pre-candidate -> (majority of pre-votes) c
 * **Pre-vote** (thesis 9.6): a candidate first asks whether it could win, without raising anybody's
   term, so a peer returning from a partition cannot force a healthy leader out.
 * **Stickiness** (etcd's CheckQuorum lease): a node that heard from a leader in the last ``lo`` (the
-  minimum election timeout) refuses pre-votes and votes from anyone else, without raising its term.
+  minimum election timeout), or granted its vote to a candidate in the last ``lo``, refuses
+  pre-votes and votes from anyone else, without raising its term.
   A node that just started counts as having heard from a leader at start: it may have acked one
   just before it crashed. The leader itself refuses all votes while it leads, and for ``lo`` after
   its last heartbeat round once it steps down.
 * **The leader lease**: heartbeats echo their send time. Once a majority (the leader counting
   itself) acked the round sent at ``s``, no other node can win a vote before ``s + lo``: every
   majority contains a node that acked ``s`` at some ``r >= s`` and refuses other candidates until
-  ``r + lo``. So ``lease_until = s + lo`` on the leader's clock.
+  ``r + lo``. So ``lease_until = s + lo`` on the leader's clock. A granted vote counts as an ack of
+  the vote request's send time (the voter sticks to the candidate as it would to a heartbeat's
+  sender): a new leader holds its lease from the moment it wins, not a heartbeat round trip later,
+  which is what a hand-over waits for.
 * **Check-quorum**: a leader whose lease ran out (no majority heard for ``lo``) steps down.
 * **Leadership transfer** (thesis 3.10): ``transfer_leadership`` ends the lease at once and tells
   the most responsive peer to campaign (TimeoutNow); its votes bypass stickiness, which is safe
@@ -125,6 +129,7 @@ class RaftCore:
         self._next_heartbeat_at = math.inf
         self._elected_at = -math.inf
         self._quorum_sent_at = -math.inf
+        self._campaign_sent_at = -math.inf  # when our newest vote requests went out
         # Replays and implausible terms are dropped before any handler sees them (guard.py).
         self.guard = SenderGuard(self.others, lo=lo, hi=hi, now=now)
 
@@ -245,6 +250,9 @@ class RaftCore:
         if granted:
             self.voted_for = m.src
             self._election_deadline = now + self._random_timeout()
+            # As after a heartbeat: the candidate counts this vote as an ack of its request's send
+            # time (its lease starts at its election), so refuse anyone else for lo from now.
+            self._sticky_to, self._sticky_until = m.src, max(self._sticky_until, now + self.lo)
         out.messages.append(VoteReply(self.id, m.src, self.term, granted))
 
     def _on_vote_reply(self, m: VoteReply, now: float, out: Outputs) -> None:
@@ -310,6 +318,7 @@ class RaftCore:
         self.leader, self.leader_info = None, None
         self._granted = {self.id}
         self._election_deadline = now + self._random_timeout()
+        self._campaign_sent_at = now
         if len(self._granted) >= self.majority:
             self._become_leader(now, out)
             return
@@ -318,7 +327,9 @@ class RaftCore:
     def _become_leader(self, now: float, out: Outputs) -> None:
         self.role = Role.LEADER
         self.leader, self.leader_info = self.id, self.info
-        self._acked = {}
+        # Each vote won acks the vote requests' send time (see _on_vote): the lease starts now.
+        # In peer order, not the set's: replays must be exact.
+        self._acked = {peer: self._campaign_sent_at for peer in self.others if peer in self._granted}
         self._quorum_sent_at = -math.inf
         self._elected_at = now
         self._broadcast_heartbeat(now, out)

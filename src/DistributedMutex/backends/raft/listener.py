@@ -2,12 +2,10 @@
 
 Whoever connects is a stranger until proven otherwise, so each connection is held to limits:
 
-* with TLS (tls.py), a connection is a TLS server socket whose handshake runs in the selector loop
-  like any read, within ``handshake_timeout``: the client must present a certificate from the
-  cluster's CA (else refused at the handshake: ``tls_refused``) that names a peer id of the peer
-  list as subjectAltName=DNS:<id> (else ``unknown_certificate``), and from then on its messages
-  must come from that id (else ``wrong_sender``, the connection closed). Any such peer may ask
-  for the status.
+* with TLS (tls.py), the handshake runs in the selector loop within ``handshake_timeout``: the
+  client must present a certificate of the cluster's CA (else ``tls_refused``) naming a listed peer
+  id as subjectAltName=DNS:<id> (else ``unknown_certificate``), and then send only as that id (else
+  ``wrong_sender``, the connection closed). Any such peer may ask for the status.
 * a message is checked where it is read: its sender must be in the peer list (and not this node),
   its addressee this node; anything else closes the connection and is counted (``transport`` in
   the status reply, with the other counts below). Without TLS a forger can still claim a listed
@@ -25,8 +23,7 @@ Whoever connects is a stranger until proven otherwise, so each connection is hel
 * running out of file descriptors (EMFILE, ENFILE) is logged once and accepting resumes after a
   back-off: the accept loop ends only with the node.
 
-Malformed frames (and messages refused as above) are logged at most a few lines per interval,
-with a count of the rest at the end of the interval.
+Malformed frames and refused messages are logged a few lines per interval, then counted.
 """
 
 from __future__ import annotations
@@ -74,6 +71,10 @@ class Listener:
         self._limits = limits or ListenerLimits()
         self._max_connections = raise_fd_limit(self._limits.max_connections)
         self._warn = LogLimiter(log, self._limits.log_interval, self._limits.log_burst)
+        # How often the timeouts are checked: a quarter of the shortest, at most once a second (with
+        # the defaults), so that an idle listener wakes once a second, not four times.
+        self._sweep_every = min(1.0, min(self._limits.idle_timeout, self._limits.write_timeout,
+                                         self._limits.handshake_timeout) / 4)
         self._accept_warn = LogLimiter(log, self._limits.log_interval, 1)
         self._lock = threading.Lock()  # counts, and the queued/paused fields the driver changes
         self._counts: Counter[str] = Counter()
@@ -132,8 +133,11 @@ class Listener:
 
     def _round(self, last_sweep: float) -> float:
         """Serve what is ready; returns when the timeouts were last swept."""
+        wait = last_sweep + self._sweep_every - time.monotonic()
+        if self._accept_paused_until:
+            wait = min(wait, self._accept_paused_until - time.monotonic())
         try:
-            events = self._selector.select(0.25)
+            events = self._selector.select(max(0.0, wait))
         except InterruptedError:
             events = []
         for key, mask in events:
@@ -146,7 +150,7 @@ class Listener:
         now = time.monotonic()
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._resume_accepting()
-        if now - last_sweep >= 0.25:
+        if now - last_sweep >= self._sweep_every:
             self._sweep(now)
             return now
         return last_sweep

@@ -1,98 +1,46 @@
-"""A Raft peer as a running thing: the pure core driven by one thread on time.monotonic().
+"""A Raft peer as a running thing: the pure core driven on time.monotonic().
 
-    listener threads --(messages)--> inbox --> driver thread --> core.step / core.tick
-                                                      |-- persist the hard state (fsync) first
-                                                      |-- then hand messages to the peer links
-                                                      '-- publish a NodeStatus snapshot
+    listener thread --(messages)--> inbox --> driver thread --> core.step / core.tick
+           '--(a message, inline, when nothing waits)--'   |-- persist the hard state (fsync) first
+                                                           |-- then write the messages to the peer links
+                                                           '-- publish a NodeStatus snapshot
 
-The core is only ever touched by the driver thread; everyone else reads the latest snapshot (an
-immutable object, swapped in whole) or submits a call to the driver through the inbox. A call's
-answer is handed back only once the snapshot shows what the call did, and a call its caller gave up
-on (timed out) is never run: a late hand-over or re-campaign would act behind the caller's back.
+The core is only ever touched under ``_core_lock``: by the driver thread (its timers, the calls
+submitted to it, the messages queued for it) and by the listener thread, which handles a message
+itself when the inbox is empty and the lock is free at once (the common case: one thread wakes per
+message instead of two; a busy or stalled driver still gets every message through the inbox, in
+order, held to the listener's quotas). Everyone else reads the latest snapshot (an immutable object,
+swapped in whole) or submits a call to the driver through the inbox. A call's answer is handed back
+only once the snapshot shows what the call did, and a call its caller gave up on (timed out) is
+never run: a late hand-over or re-campaign would act behind the caller's back.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import enum
 import functools
 import logging
+import math
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
+from DistributedMutex.backends.raft.inbox import _NUDGE, _STOP, _Call, _Delivery, _Item
 from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter
 from DistributedMutex.backends.raft.listener import Listener
-from DistributedMutex.backends.raft.messages import LeaderInfo, Message, encode
+from DistributedMutex.backends.raft.messages import LeaderInfo, Message, Vote, encode
+from DistributedMutex.backends.raft.status import NodeStatus, log_change
 from DistributedMutex.backends.raft.storage import StateFile, StateLock
 from DistributedMutex.backends.raft.tls import TlsConfig
 from DistributedMutex.backends.raft.transport import PeerLink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class _Stop(enum.Enum):
-    """The driver's inbox's end-of-work mark (an enum member, so that ``is _STOP`` narrows)."""
-
-    STOP = "stop"
-
-
-_STOP = _Stop.STOP
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    """A peer's message as the listener read it: ``taken()`` tells the listener the driver has it
-    (a connection with too many messages waiting is not read until then)."""
-
-    message: Message
-    taken: Callable[[], None]
-
-# A call from submit(): what to run on the core, and the future its caller waits on.
-_Call = tuple[Callable[[RaftCore, float], Any], concurrent.futures.Future[Any]]
-# What the driver's inbox holds: a peer's message, a call, or _STOP.
-_Item = _Delivery | Message | _Call | _Stop
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """What a peer knows, as of the last thing its driver did."""
-
-    node_id: str
-    role: Role
-    term: int
-    leader: str | None  # the leader's Raft id
-    leader_info: LeaderInfo | None
-    lease_sent_at: float  # leaders: the newest heartbeat round a majority acked (else -inf)
-    lease_until: float  # leaders: until when nobody else can be elected (this clock; else -inf)
-
-    def leads_with_lease(self, now: float) -> bool:
-        return self.role is Role.LEADER and now < self.lease_until
-
-    def lease_state(self, now: float) -> str:
-        """"leased" while a leader is known to hold the lease, "available" otherwise."""
-        if self.role is Role.LEADER:
-            return "leased" if self.leads_with_lease(now) else "available"
-        return "leased" if self.leader is not None else "available"
-
-    def to_json(self, now: float) -> dict[str, Any]:
-        info = self.leader_info
-        return {"node": self.node_id, "role": self.role.value, "term": self.term, "leader": self.leader,
-                "leader_info": None if info is None else {"instance_id": info.instance_id, "host": info.host,
-                                                          "pid": info.pid},
-                "lease_state": self.lease_state(now)}
-
-    def changed_from(self, other: NodeStatus, now: float) -> bool:
-        """Worth waking the election loop for: who leads, in which term, or our lease's validity."""
-        return ((self.role, self.term, self.leader) != (other.role, other.term, other.leader)
-                or self.leads_with_lease(now) != other.leads_with_lease(now))
 
 
 class RaftNode:
@@ -124,6 +72,8 @@ class RaftNode:
         limits = listener_limits or ListenerLimits()
         self._warn = LogLimiter(log, limits.log_interval, limits.log_burst)
         self._driver: threading.Thread | None = None
+        self._core_lock = threading.Lock()  # whoever touches the core holds it (see the module's doc)
+        self._driver_wakes_at = math.inf  # the core deadline the driver sleeps towards (under _core_lock)
         # Set by stop(): from then on the driver persists and sends nothing, and exits.
         self._stopping = threading.Event()
 
@@ -202,6 +152,20 @@ class RaftNode:
         return self._listener
 
     def _delivered(self, message: Message, taken: Callable[[], None]) -> None:
+        """The listener's thread, for each message it read: handle it here and now if nothing
+        waits in the inbox (it would be overtaken) and the driver is not busy, else queue it."""
+        if self._inbox.empty() and self._core_lock.acquire(blocking=False):
+            try:
+                taken()
+                if not self._stopping.is_set():  # stopping: dropped, as a queued one would be
+                    core = self._core
+                    assert core is not None
+                    self._handle_safely(core, message, time.monotonic())
+                    if core.wake_at < self._driver_wakes_at:
+                        self._inbox.put(_NUDGE)
+            finally:
+                self._core_lock.release()
+            return
         self._inbox.put(_Delivery(message, taken))
 
     def submit(self, fn: Callable[[RaftCore, float], T]) -> concurrent.futures.Future[T]:
@@ -214,8 +178,23 @@ class RaftNode:
         return future
 
     def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
-        """Run ``fn(core, now)`` on the driver thread and return its result. TimeoutError if the
-        driver did not get to it in time; it then never runs, unless it had just started."""
+        """Run ``fn(core, now)`` and return its result: in this thread if nothing waits in the
+        inbox and the core is free (one thread less to wake on a hand-over's path), else on the
+        driver thread. TimeoutError if the driver did not get to it in time; it then never runs,
+        unless it had just started."""
+        if self._inbox.empty() and self._core_lock.acquire(blocking=False):
+            inline: concurrent.futures.Future[T] = concurrent.futures.Future()
+            try:
+                if self._stopping.is_set() or self._driver is None:
+                    raise TimeoutError(f"the Raft peer {self.node_id} stopped before it got to it")
+                core = self._core
+                assert core is not None
+                self._handle(core, (fn, inline), time.monotonic())
+                if core.wake_at < self._driver_wakes_at:
+                    self._inbox.put(_NUDGE)
+            finally:
+                self._core_lock.release()
+            return inline.result(0)
         future = self.submit(fn)
         try:
             return future.result(timeout)
@@ -273,25 +252,32 @@ class RaftNode:
         core = self._core
         assert core is not None
         while True:
-            wait = core.wake_at - time.monotonic()
+            with self._core_lock:
+                self._driver_wakes_at = wake_at = core.wake_at
+            wait = wake_at - time.monotonic()
             item: _Item | None
             try:
                 item = self._inbox.get(timeout=min(max(wait, 0.0), 1.0)) if wait > 0 else self._inbox.get_nowait()
             except queue.Empty:
                 item = None
-            if item is _STOP or self._stopping.is_set():
-                # What is still queued is dropped: a vote handled now would be saved after stop().
-                self._drop_queued_calls()
-                self._state_lock.release()
-                return
-            if isinstance(item, _Delivery):
-                item.taken()
-                item = item.message
-            now = time.monotonic()
-            try:
-                self._handle(core, item, now)
-            except Exception:  # a bug must not silently kill the peer: say it, go on
-                log.exception("raft: peer %s failed to handle %r", self.node_id, item)
+            with self._core_lock:  # an inline message being handled finishes first
+                if item is _STOP or self._stopping.is_set():
+                    # What is still queued is dropped: a vote handled now would be saved after stop().
+                    self._drop_queued_calls()
+                    self._state_lock.release()
+                    return
+                if item is _NUDGE:
+                    item = None
+                elif isinstance(item, _Delivery):
+                    item.taken()
+                    item = item.message
+                self._handle_safely(core, item, time.monotonic())
+
+    def _handle_safely(self, core: RaftCore, item: Message | _Call | None, now: float) -> None:
+        try:
+            self._handle(core, item, now)
+        except Exception:  # a bug must not silently kill the peer: say it, go on
+            log.exception("raft: peer %s failed to handle %r", self.node_id, item)
 
     def _drop_queued_calls(self) -> None:
         """Stopping: tell the callers still waiting that their calls will not run."""
@@ -354,9 +340,21 @@ class RaftNode:
         return functools.partial(future.set_result, result)
 
     def _carry_out(self, out: Outputs) -> None:
-        """Persist first; send only once the state the messages rest on is on disk."""
+        """Persist first; send only once the state the messages rest on is on disk.
+
+        One exception: our own campaign's vote requests go out before our vote for ourselves is
+        saved, the save running while they travel (on a hand-over's path, a busy disk's fsync
+        costs as much as the rest). Nothing is answered on the strength of that vote: the answers
+        wait for this call to end (the core's lock is held), so we count our own vote, and can
+        win, only once it is on disk. If we crash first, we never won, and may vote again in that
+        term after a restart: only one of the two can lead it. If the save fails, we stay silent
+        as below and hold no lease (``_snapshot``) until a save works."""
         if self._stopping.is_set():
             return  # stop() was called: whatever it waits for, nothing more may reach the disk
+        early = (self._unsaved is None and out.hard_state is not None and out.hard_state.voted_for == self.node_id
+                 and bool(out.messages) and all(isinstance(m, Vote) for m in out.messages))
+        if early:
+            self._send(out.messages)
         if out.hard_state is not None:
             self._unsaved = out.hard_state
         if self._unsaved is not None:
@@ -369,7 +367,11 @@ class RaftNode:
                           self._state.path, exc)
                 return
             self._unsaved = None
-        for message in out.messages:
+        if not early:
+            self._send(out.messages)
+
+    def _send(self, messages: list[Message]) -> None:
+        for message in messages:
             self._links[message.dst].send(encode(message))
 
     def _publish(self, now: float) -> None:
@@ -380,25 +382,17 @@ class RaftNode:
             self._status = status
             self._changed.notify_all()
         if previous is not None and status.changed_from(previous, now):
-            self._log_change(previous, status)
-            if self._on_change is not None:
+            log_change(self.node_id, previous, status)
+            if self._on_change is not None and status.worth_waking_for(previous, now):
                 self._on_change()
 
     def _snapshot(self) -> NodeStatus:
         core = self._core
         assert core is not None
+        if self._unsaved is not None:  # not on disk: a vote we counted for ourselves could be forgotten
+            return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info, -math.inf, -math.inf)
         return NodeStatus(self.node_id, core.role, core.term, core.leader, core.leader_info,
                           core.quorum_acked_sent_at, core.lease_until)
-
-    def _log_change(self, old: NodeStatus, new: NodeStatus) -> None:
-        if new.role is Role.LEADER and old.role is not Role.LEADER:
-            log.info("raft: elected leader of term %d", new.term)
-        elif old.role is Role.LEADER and new.role is not Role.LEADER:
-            log.info("raft: no longer leader (now %s in term %d)", new.role.value, new.term)
-        elif new.leader is not None and (new.leader, new.term) != (old.leader, old.term) and new.leader != self.node_id:
-            log.info("raft: following %s in term %d", new.leader, new.term)
-        elif new.role is not old.role:
-            log.debug("raft: %s in term %d", new.role.value, new.term)
 
     def _status_json(self) -> dict[str, Any]:
         return {**self.status.to_json(time.monotonic()), "refused": self.refused_counts()}
