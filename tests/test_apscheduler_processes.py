@@ -13,7 +13,6 @@ repeats the three faults N times (the long form, in `make chaos`). Counted from 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import uuid
@@ -42,7 +41,7 @@ class Replicas:
             connection.execute("CREATE TABLE runs (slot INTEGER, term INTEGER, node TEXT)")
             Fence(connection, "tick").create_table()
         nodes = [f"node-{i}" for i in range(1, size + 1)]
-        peers = json.dumps({name: ("127.0.0.1", free_port()) for name in nodes})
+        peers = {name: ("127.0.0.1", free_port()) for name in nodes}
         path = f"/aps-{uuid.uuid4().hex[:8]}"  # one election for the three
         self.env = {name: {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}",
                            **environment(kind, name, peers=peers, data_dir=workdir / "data",

@@ -16,7 +16,6 @@ chaos`). Counted from what the workers ran:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import uuid
@@ -54,10 +53,10 @@ class Deployment:
                     "CELERY_BROKER_URL": self.broker,
                     "CELERY_QUEUE": self.queue, "FENCED_DATABASE": str(self.database),
                     "RUNS_FILE": str(self.runs_file)}
-        self.peers = json.dumps({f"node-{i}": ("127.0.0.1", free_port()) for i in range(1, size + 1)})
+        self.peers = {f"node-{i}": ("127.0.0.1", free_port()) for i in range(1, size + 1)}
         self.stopped: list[Instance] = []
         self.workers = [self._worker(f"worker-{i}") for i in (1, 2)]
-        self.beats = {name: self.start_beat(name) for name in json.loads(self.peers)}
+        self.beats = {name: self.start_beat(name) for name in self.peers}
 
     def _worker(self, name: str) -> Instance:
         directory = self.workdir / name

@@ -66,6 +66,23 @@ def test_refusals_name_the_argument() -> None:
         started.shutdown(wait=False)
 
 
+def test_without_a_backend_the_election_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Any) -> None:
+    """As `distributed-mutex run` reads it: ELECTION_BACKEND and its settings, the same one-line refusals."""
+    monkeypatch.delenv("ELECTION_BACKEND", raising=False)
+    with pytest.raises(ConfigurationError, match=r"^backend: not given, and ELECTION_BACKEND is not set"):
+        LeaderScheduler(BackgroundScheduler())
+    monkeypatch.setenv("ELECTION_BACKEND", "raft")
+    monkeypatch.setenv("RAFT_PEERS", "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3")
+    monkeypatch.setenv("RAFT_ID", "d")
+    with pytest.raises(ConfigurationError, match=r"^RAFT_ID: 'd' is not one of the ids in RAFT_PEERS"):
+        LeaderScheduler(BackgroundScheduler())
+    monkeypatch.setenv("RAFT_ID", "a")
+    monkeypatch.setenv("RAFT_DATA_DIR", str(tmp_path))
+    leader = LeaderScheduler(BackgroundScheduler())
+    assert leader.term is None  # made, not started: nothing contends yet
+
+
 def test_jobs_run_on_the_leader_only_with_its_term_and_move_over_on_a_stop(replicas: list[Replica]) -> None:
     store = MemoryStore()
     replicas += [Replica(name, store, record) for name in ("a", "b")]

@@ -42,7 +42,7 @@ def test_the_backend_setting_is_an_instance_a_factory_or_a_name_and_refusals_nam
     assert isinstance(backend_from(f"{__name__}:make_backend", None), MemoryBackend)
     assert isinstance(backend_from(None, f"{__name__}:make_backend"), MemoryBackend)  # the environment's
     for setting, environment, message in [
-        (None, None, f"distributed_mutex_backend: is not set (nor {BACKEND_ENV})"),
+        (None, None, f"distributed_mutex_backend: is not set (nor {BACKEND_ENV}, nor ELECTION_BACKEND)"),
         ("no-colon", None, "distributed_mutex_backend: must be \"module:name\", got 'no-colon'"),
         (None, "nowhere.at_all:x", f"{BACKEND_ENV}: cannot load 'nowhere.at_all:x'"),
         (f"{__name__}:STORE", None, "distributed_mutex_backend: must give an ElectionBackend, got MemoryStore"),

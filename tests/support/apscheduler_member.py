@@ -1,6 +1,7 @@
-"""One replica of a program that uses APScheduler 3 through LeaderScheduler (its election backend
-from the environment: tests/support/scheduler_backend.py): a job every second writes one row under
-the fence (SQLite) and appends what became of it to a file the test counts.
+"""One replica of a program that uses APScheduler 3 through LeaderScheduler, given no backend: the
+election comes from the environment (ELECTION_BACKEND and its settings, tests/support/scheduler_backend.py).
+A job every second writes one row under the fence (SQLite) and appends what became of it to a file
+the test counts.
 
     apscheduler_member.py NODE_ID DATABASE RUNS_FILE
 
@@ -22,7 +23,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from DistributedMutex import Fence, LeaseLostError, StaleTermError
 from DistributedMutex.integrations.apscheduler import LeaderScheduler, current_term
-from support.scheduler_backend import backend_from_environment
 
 node_id, database, runs_file = sys.argv[1:]
 
@@ -55,4 +55,4 @@ logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node_id} %(name)s 
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 scheduler = BackgroundScheduler(timezone=timezone.utc)
 scheduler.add_job(tick, "interval", seconds=1, id="tick")
-LeaderScheduler(scheduler, backend=backend_from_environment()).run()
+LeaderScheduler(scheduler).run()

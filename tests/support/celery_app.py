@@ -7,8 +7,7 @@ Settings from the environment (each test its own queue and Redis database):
 
     CELERY_BROKER_URL   redis://127.0.0.1:6379/<db>
     CELERY_QUEUE        the queue the task goes to and the workers consume
-    SCHEDULER_BACKEND   and the rest of the election's settings: tests/support/scheduler_backend.py
-    RAFT_ID             this beat's name (beat only)
+    ELECTION_BACKEND    and its settings, INSTANCE_ID: the beat's election (tests/support/scheduler_backend.py)
     FENCED_DATABASE     the SQLite file with the fence and the runs table
     RUNS_FILE           where each run appends its line
 """
@@ -34,8 +33,6 @@ app.conf.update(
     # One message at a time per worker: while one works on a tick (longer than the interval, below),
     # the other takes the next one, rather than the first prefetching them all.
     worker_prefetch_multiplier=1,
-    distributed_mutex_backend="support.scheduler_backend:backend_from_environment",
-    distributed_mutex_instance_id=os.environ.get("RAFT_ID"),
     worker_hijack_root_logger=True,
     broker_connection_retry_on_startup=True,
 )

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 from datetime import datetime
@@ -58,6 +59,7 @@ from typing import Any, Literal, Protocol, cast
 from DistributedMutex.backend import ElectionBackend, Identity
 from DistributedMutex.errors import ConfigurationError, LeaseLostError, MissingExtraError
 from DistributedMutex.integrations.background import ElectionThread
+from DistributedMutex.integrations.environment import ELECTION_BACKEND, election_from_environment
 from DistributedMutex.mutex import DistributedMutex
 from DistributedMutex.roles import LeaderContext
 from DistributedMutex.timing import ElectionTiming
@@ -137,6 +139,8 @@ class _Running:
 class LeaderScheduler:
     """Runs ``scheduler`` (an APScheduler 3 BackgroundScheduler with its jobs added) so that its jobs
     fire only while this instance leads; ``backend``, ``identity``, ``timing``: as DistributedMutex's.
+    Without ``backend``: ELECTION_BACKEND and its settings from the environment, as ``distributed-mutex
+    run`` reads them (docs/run.md), INSTANCE_ID naming this instance.
 
     ``run()`` blocks until SIGTERM or SIGINT; or ``start()`` and later ``stop()`` (also a context
     manager). ``term`` is the term this instance leads in, None otherwise; ``current_term()`` the
@@ -148,7 +152,7 @@ class LeaderScheduler:
     every replica. ``shutdown_grace``: how long a shutdown waits for running jobs (at most the lease).
     """
 
-    def __init__(self, scheduler: object, *, backend: ElectionBackend, identity: Identity | None = None,
+    def __init__(self, scheduler: object, *, backend: ElectionBackend | None = None, identity: Identity | None = None,
                  timing: ElectionTiming | None = None, shutdown_grace: float = 5.0,
                  missed_before_leading: MissedPolicy = "skip", align_intervals: bool = True) -> None:
         if not isinstance(scheduler, _BaseScheduler):
@@ -171,6 +175,13 @@ class LeaderScheduler:
         self._ctx: LeaderContext | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        if backend is None:  # from ELECTION_BACKEND and its settings, as `distributed-mutex run` reads them
+            if ELECTION_BACKEND not in os.environ:
+                raise ConfigurationError("backend", f"not given, and {ELECTION_BACKEND} is not set: give an election "
+                                                    f"backend, or set {ELECTION_BACKEND} and its settings")
+            election = election_from_environment(os.environ, "distributed-mutex-apscheduler")
+            backend, timing = election.backend, timing or election.timing
+            identity = identity or election.identity
         self._mutex = DistributedMutex(self._lead, backend=backend, identity=identity, timing=timing,
                                        shutdown_grace=shutdown_grace)
         self._election = ElectionThread(self._mutex, name="leader-scheduler-election")

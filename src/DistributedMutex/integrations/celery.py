@@ -9,7 +9,9 @@ configuration keys (``app.conf``), or an environment variable:
 
     distributed_mutex_backend       an ElectionBackend, a function of no argument that returns one, or
                                     "module:name" naming either; else DISTRIBUTED_MUTEX_BACKEND
-                                    ("module:name") from the environment. Required.
+                                    ("module:name") from the environment; else ELECTION_BACKEND and its
+                                    settings from the environment, as `distributed-mutex run` reads
+                                    them (INSTANCE_ID naming this beat). One of them is required.
     distributed_mutex_instance_id   this beat's name in the election (default: <hostname>-<pid>)
     distributed_mutex_timing        an ElectionTiming (default: the backend's)
 
@@ -46,6 +48,7 @@ from typing import Any, cast
 from DistributedMutex.backend import ElectionBackend, Identity
 from DistributedMutex.errors import ConfigurationError, MissingExtraError, StaleTermError
 from DistributedMutex.integrations.background import ElectionThread
+from DistributedMutex.integrations.environment import ELECTION_BACKEND, election_from_environment
 from DistributedMutex.mutex import DistributedMutex
 from DistributedMutex.roles import LeaderContext
 from DistributedMutex.timing import ElectionTiming
@@ -90,9 +93,15 @@ class LeaderScheduler(_Scheduler):  # type: ignore[misc]  # Celery has no type h
         timing = conf.get("distributed_mutex_timing")
         if timing is not None and not isinstance(timing, ElectionTiming):
             raise ConfigurationError("distributed_mutex_timing", f"must be an ElectionTiming, got {timing!r}")
-        backend = backend_from(conf.get(BACKEND_SETTING), os.environ.get(BACKEND_ENV))
-        mutex = DistributedMutex(self._lead, backend=backend, timing=timing,
-                                 identity=Identity(instance_id) if instance_id is not None else None)
+        identity = Identity(instance_id) if instance_id is not None else None
+        setting, named = conf.get(BACKEND_SETTING), os.environ.get(BACKEND_ENV)
+        if setting is None and not named and ELECTION_BACKEND in os.environ:
+            # As `distributed-mutex run` reads them: ELECTION_BACKEND and its settings, INSTANCE_ID.
+            election = election_from_environment(os.environ, "distributed-mutex-celery-beat")
+            backend, timing, identity = election.backend, timing or election.timing, identity or election.identity
+        else:
+            backend = backend_from(setting, named)
+        mutex = DistributedMutex(self._lead, backend=backend, timing=timing, identity=identity)
         self._election = ElectionThread(mutex, name="beat-election")
         self._election.start()
         log.info("beat contending for leadership as %s", mutex.identity.instance_id)
@@ -164,9 +173,9 @@ def backend_from(setting: object, environment: str | None) -> ElectionBackend:
     environment variable ("module:name"); a one-line ConfigurationError naming the one at fault."""
     name, value = (BACKEND_SETTING, setting) if setting is not None else (BACKEND_ENV, environment)
     if value is None or value == "":
-        raise ConfigurationError(BACKEND_SETTING, f"is not set (nor {BACKEND_ENV}): give the election backend, "
-                                                  "an ElectionBackend or \"module:name\" of one or of a function "
-                                                  "making one")
+        raise ConfigurationError(BACKEND_SETTING, f"is not set (nor {BACKEND_ENV}, nor {ELECTION_BACKEND}): give "
+                                                  "the election backend, an ElectionBackend or \"module:name\" of "
+                                                  "one or of a function making one")
     if isinstance(value, str):
         module, _, attribute = value.partition(":")
         if not module or not attribute:
