@@ -9,7 +9,9 @@
 #              distributed-mutex run's faults on Raft and ZooKeeper (WRAPPER_CHAOS_ARGS="--seconds 60
 #              --backends raft,zookeeper"); then the partitions on real sockets,
 #              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
-#              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options)
+#              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options); then the
+#              APScheduler and Celery beat integrations through SCHEDULER_ROUNDS (4) rounds of SIGKILL,
+#              SIGTERM and SIGSTOP of the leader, on Raft and ZooKeeper, with their runs counted per interval
 # make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):
 #              table on stdout, results.json and timeline.png in bench-results/<time>/
 #              (BENCH_ARGS="--trials 2 --contenders 3,10" for a smaller run; --help for all options)
@@ -23,6 +25,8 @@ AZURITE_PORT ?= 10000
 TEST_WORKERS ?= 3
 # make chaos: the lease backends its rounds run on, one after the other.
 CHAOS_BACKENDS ?= azure postgres redis
+# make chaos: rounds of faults for the scheduler integrations (the short form in make test is one).
+SCHEDULER_ROUNDS ?= 4
 # The demo needs Azurite only for the blob lease (the default backend; ZooKeeper, Raft and Redis need none).
 DEMO_BACKEND = $(or $(ELECTION_BACKEND),azure)
 DEMO_DEPS = $(VENV)/.demo-installed $(if $(filter zookeeper raft postgres redis,$(DEMO_BACKEND)),,node_modules/.installed)
@@ -45,6 +49,8 @@ chaos: deps
 	for backend in $(CHAOS_BACKENDS); do PYTHONPATH=src:. $(PY) -m harness.chaos --backend $$backend $(CHAOS_ARGS) || exit 1; done
 	PYTHONPATH=src:. $(PY) -m harness.wrapper_chaos $(WRAPPER_CHAOS_ARGS)
 	PYTHONPATH=src:. $(PY) -m harness.partitions $(PARTITION_ARGS)
+	SCHEDULER_FAULT_ROUNDS=$(SCHEDULER_ROUNDS) $(PY) -m pytest -q -s -p no:cacheprovider \
+		tests/test_apscheduler_processes.py tests/test_celery_beat_processes.py
 
 bench: deps $(VENV)/.bench-installed
 	PYTHONPATH=src:. $(PY) -m bench $(BENCH_ARGS)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,12 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 def shared_url() -> str:
     """The server the tests share: REDIS_URL, or the local default."""
     return os.environ.get("REDIS_URL", "").strip() or DEFAULT_URL
+
+
+def with_db(url: str, db: int) -> str:
+    """``url`` with its database number replaced by ``db`` (the Celery tests' broker database)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
 
 
 def check_answers(url: str, timeout: float = 2.0) -> None:

@@ -16,7 +16,8 @@ Each program runs from a file in a fresh directory, with PYTHONPATH=src and the 
 names: Azurite in AZURE_STORAGE_CONNECTION_STRING for AzureBlobLeaseBackend, a ZooKeeper server in
 ZOOKEEPER_HOSTS for ZooKeeperBackend, three free ports from RAFT_PORT on for RaftBackend, the
 machine's Redis in REDIS_URL (with a key prefix of the test's own in REDIS_KEY_PREFIX) for
-RedisLeaseBackend, and for
+RedisLeaseBackend, the machine's Redis as Celery's broker in CELERY_BROKER_URL with a queue of the
+test's own in CELERY_QUEUE for code that imports celery, and for
 code that imports mysql.connector the MySQL server in MYSQL_HOST, MYSQL_PORT, MYSQL_USER and
 MYSQL_PASSWORD with a fresh, empty database in MYSQL_DATABASE, and for PostgresLeaseBackend or
 psycopg a fresh database's URL in POSTGRES_URL. The file begins with blank lines, so
@@ -32,6 +33,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,8 @@ START_TIMEOUT = 60.0  # until the until-text: a first acquire, or a Raft electio
 STOP_TIMEOUT = 20.0  # from SIGTERM to exit: stop the tasks, release (bounded by the library)
 RUN_TIMEOUT = 90.0  # a program that ends by itself
 MAX_FRAGMENTS = 3  # blocks that are not whole programs: each one is an example nobody runs
-README_MAX_LINES = 320  # the landing page stays a landing page ("at most about 300 lines")
+README_MAX_LINES = 320
+CELERY_DB = 13  # the Celery examples' broker: a database of the machine's Redis that only Celery tests use  # the landing page stays a landing page ("at most about 300 lines")
 
 
 def _collect() -> tuple[list[Block], list[str]]:
@@ -113,6 +116,12 @@ def test_example_runs(block: Block, request: pytest.FixtureRequest, tmp_path: Pa
         env["POSTGRES_URL"] = with_database(postgres.url, database)
     if "RedisLeaseBackend" in block.code:  # the machine's Redis, under a key prefix deleted afterwards
         env.update(REDIS_URL=request.getfixturevalue("redis_url"), REDIS_KEY_PREFIX=request.getfixturevalue("redis_prefix"))
+    if "from celery import" in block.code:  # the machine's Redis as the broker, a queue of this test's own
+        queue = f"docs-{uuid.uuid4().hex[:12]}"
+        from harness.redis_server import with_db
+
+        env.update(CELERY_BROKER_URL=with_db(request.getfixturevalue("redis_url"), CELERY_DB), CELERY_QUEUE=queue)
+        request.addfinalizer(lambda: _delete_keys(env["CELERY_BROKER_URL"], queue))
     if "mysql.connector" in block.code:
         mysql, database = request.getfixturevalue("mysql_server"), request.getfixturevalue("database")
         with mysql.connect() as connection, connection.cursor() as cursor:
@@ -215,6 +224,18 @@ def _run_until_stopped(block: Block, script: Path, env: dict[str, str], cwd: Pat
         if not any(after in line for line in leader.lines[leader.stopped_at:]):
             pytest.fail(f"{block.where}: {leader.name} printed no line with {after!r} after its SIGTERM\n"
                         f"{leader.output()}", pytrace=False)
+
+
+def _delete_keys(url: str, containing: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = [key for key in client.scan_iter() if containing.encode() in key]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _free_ports(count: int) -> int:

@@ -3,7 +3,8 @@
     the wheel            both packages, py.typed, the demo's command, no dependency but the extras',
                          whose ranges admit the versions requirements.txt pins
     no extra             `import DistributedMutex` loads nothing outside the standard library; a
-                         backend whose extra is missing refuses in one line naming the extra
+                         backend or integration whose extra is missing refuses in one line naming
+                         the extra
     no extra, Raft       three processes with RaftBackend(peers, node_id, data_dir) and the default
                          timing: one leads; kill -9 it and another leads within a few seconds
     [azure]              installed with the pinned versions, a leader elected on Azurite
@@ -38,6 +39,8 @@ EXTRAS = {
     "redis": {"redis"},
     "metrics": {"prometheus-client"},
     "certificates": {"cryptography"},
+    "apscheduler": {"apscheduler"},
+    "celery": {"celery"},
     "demo": {"distributed-mutex", "requests", "mysql-connector-python", "python-dotenv", "starlette", "uvicorn", "rich"},
 }
 # Raft's default election timeout is 1-2 s: the followers miss the dead leader's heartbeats within
@@ -74,6 +77,7 @@ def test_the_wheel_holds_both_packages_py_typed_the_demo_command_and_only_option
     info = WheelInfo.read(wheel)
     for name in ("DistributedMutex/__init__.py", "DistributedMutex/py.typed", "DistributedMutex/backends/raft/core.py",
                  "DistributedMutex/backends/azure/lease.py", "DistributedMutex/backends/zookeeper/backend.py",
+                 "DistributedMutex/integrations/apscheduler.py", "DistributedMutex/integrations/celery.py",
                  "distributed_mutex_demo/cli.py", "distributed_mutex_demo/stores/sqlite.py",
                  "distributed_mutex_demo/launcher/static/index.html", "distributed_mutex_demo/launcher/static/demo.js",
                  "distributed_mutex_demo/launcher/static/demo.css"):
@@ -127,6 +131,8 @@ def test_without_extras_import_loads_no_third_party_module_and_a_missing_extra_i
         "AzureBlobLeaseBackend.from_container_sas_url": ("azure.storage.blob", "azure"),
         "DistributedMutex.metrics": ("prometheus_client", "metrics"),
         "make_certificates": ("cryptography", "certificates"),
+        "DistributedMutex.integrations.apscheduler": ("apscheduler", "apscheduler"),
+        "DistributedMutex.integrations.celery": ("celery", "celery"),
     }.items():
         refusal = report["refusals"][what]
         assert refusal["message"] == (f"{what.split('.from_')[0]}: needs the module {module!r}, which is not "

@@ -3,6 +3,7 @@ whose extra is missing says. Prints one JSON object."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.resources
 import json
@@ -37,6 +38,8 @@ refusal("AzureBlobLeaseBackend.from_container_sas_url",
         lambda: DistributedMutex.AzureBlobLeaseBackend.from_container_sas_url("https://a/c?sig=x", "blob"))
 refusal("DistributedMutex.metrics", lambda: importlib.import_module("DistributedMutex.metrics"))
 refusal("make_certificates", lambda: make_certificates(tempfile.mkdtemp(), ["a"]))
+for integration in ("DistributedMutex.integrations.apscheduler", "DistributedMutex.integrations.celery"):
+    refusal(integration, functools.partial(importlib.import_module, integration))
 
 print(json.dumps({
     "file": DistributedMutex.__file__,
