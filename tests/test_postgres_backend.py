@@ -8,8 +8,10 @@
                         stops answering (a proxy's blackhole), nothing listening: each a bounded
                         StorageUnavailableError, and the next call works again once it heals
     refusals            a database that does not exist: StorageRejectedError, no password shown
-    fencing             leased_transaction refuses a deposed holder's write; a new grant waits
-                        for a write under the lease to commit
+    fencing             leased_transaction refuses a deposed holder's write, and one whose lease
+                        ended or changed hands while it was open; the holder's renew is not
+                        blocked by an open write; inside an outer transaction a new grant waits
+                        for it to end
 """
 
 from __future__ import annotations
@@ -204,15 +206,84 @@ def test_leased_transaction_refuses_a_deposed_holders_write(
         postgres_server.drop_table(data)
 
 
-def test_a_new_grant_waits_for_a_write_under_the_lease_to_commit(
+def test_a_grant_while_a_write_under_the_lease_is_open_refuses_its_commit(
+        backends: list[PostgresLeaseBackend], postgres_server: PostgresServer, lease_table: str) -> None:
+    first, second = backends
+    data = f"{lease_table}_data"
+    postgres_server.execute(f"CREATE TABLE {data} (v TEXT)")
+    try:
+        lease = lease_of(first.acquire(A, time.monotonic()))
+        # The lease ends by the server's clock while a write under it is open. The row is not
+        # locked before the check, so the takeover goes through at once; the check then sees the
+        # new term and the write is rolled back: never committed beside the new holder.
+        postgres_server.execute(f"UPDATE {lease_table} SET expires_at = clock_timestamp() + interval '300 ms'")
+        with postgres_server.connect() as connection:
+            with pytest.raises(StaleTermError, match=f"in term {lease.term + 1} .held by 'node-b'."), \
+                    leased_transaction(connection, "e", "node-a", lease.term, table=lease_table) as cursor:
+                cursor.execute(f"INSERT INTO {data} VALUES ('by a, late')")
+                deadline = time.monotonic() + 5
+                while not postgres_server.execute(f"SELECT expires_at <= clock_timestamp() FROM {lease_table}")[0][0]:
+                    assert time.monotonic() < deadline, "the lease did not end by the server's clock"
+                    time.sleep(0.05)
+                assert lease_of(second.acquire(B, time.monotonic())).term == lease.term + 1
+            assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert postgres_server.execute(f"SELECT v FROM {data}") == []
+    finally:
+        postgres_server.drop_table(data)
+
+
+def test_a_lease_ended_at_the_commit_refuses_it_even_if_renewed_since(
+        backends: list[PostgresLeaseBackend], postgres_server: PostgresServer, lease_table: str) -> None:
+    first = backends[0]
+    lease = lease_of(first.acquire(A, time.monotonic()))
+    postgres_server.execute(f"UPDATE {lease_table} SET expires_at = clock_timestamp()")
+    with postgres_server.connect() as connection:
+        connection.autocommit = False  # psycopg begins the transaction itself
+        with pytest.raises(StaleTermError, match="had ended by the server's clock"), \
+                leased_transaction(connection, "e", "node-a", lease.term, table=lease_table) as cursor:
+            cursor.execute("SELECT 1")
+        assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    lease_of(first.renew(lease, time.monotonic()))  # ours again, and the next write goes through
+    with postgres_server.connect() as connection:
+        connection.autocommit = False
+        with leased_transaction(connection, "e", "node-a", lease.term, table=lease_table) as cursor:
+            cursor.execute("SELECT 1")
+        assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_the_leaders_renew_is_not_blocked_by_a_long_write_under_its_lease(
+        backends: list[PostgresLeaseBackend], postgres_server: PostgresServer, lease_table: str) -> None:
+    """The chaos harness's slow network made a store write last 2.4 s while the lease row was
+    locked for share from its start: the leader's own renew waited past its 1 s lock timeout and
+    it lost the lease. The check now comes last, so a renew in the middle of the write goes through."""
+    first = backends[0]
+    data = f"{lease_table}_data"
+    postgres_server.execute(f"CREATE TABLE {data} (v TEXT)")
+    try:
+        lease = lease_of(first.acquire(A, time.monotonic()))
+        with postgres_server.connect() as connection, \
+                leased_transaction(connection, "e", "node-a", lease.term, table=lease_table) as cursor:
+            cursor.execute(f"INSERT INTO {data} VALUES ('by a')")
+            started = time.monotonic()
+            renewed = first.renew(lease, time.monotonic())  # another connection, same thread
+            took = time.monotonic() - started
+            assert renewed.term == lease.term
+            assert took < 0.5, f"the renew waited {took:.2f} s for the open write"
+        assert postgres_server.execute(f"SELECT v FROM {data}") == [("by a",)]
+    finally:
+        postgres_server.drop_table(data)
+
+
+def test_inside_an_open_transaction_the_check_locks_the_row_until_that_transaction_ends(
         backends: list[PostgresLeaseBackend], postgres_server: PostgresServer, lease_table: str) -> None:
     first, second = backends
     lease = lease_of(first.acquire(A, time.monotonic()))
-    # The lease ends by the server's clock while a write under it is open: the takeover must wait
-    # for the row's share lock (and is cut by its own bounds), never commit beside the write.
     postgres_server.execute(f"UPDATE {lease_table} SET expires_at = clock_timestamp() + interval '300 ms'")
-    with postgres_server.connect() as connection, \
-            leased_transaction(connection, "e", "node-a", lease.term, table=lease_table):
+    with postgres_server.connect() as connection, connection.transaction():
+        with leased_transaction(connection, "e", "node-a", lease.term, table=lease_table) as cursor:
+            cursor.execute("SELECT 1")
+        # The check passed and holds the row's share lock until the outer COMMIT: a takeover
+        # once the lease ended waits for it (and is cut by its own bounds).
         deadline = time.monotonic() + 5
         while not postgres_server.execute(f"SELECT expires_at <= clock_timestamp() FROM {lease_table}")[0][0]:
             assert time.monotonic() < deadline, "the lease did not end by the server's clock"

@@ -5,7 +5,7 @@ database's rows, the server's clock on each row):
 
     SIGSTOP the leader past its lease, SIGCONT it   another leads; nothing the paused one wrote
                                                     after that was accepted; a write with its term
-                                                    is refused by the lease row
+                                                    is refused by the store, and by the lease row
     SIGTERM the leader                              another leads in well under a second (NOTIFY)
     SIGKILL the leader                              another leads within a few seconds
     --status                                        names the leader, its term and its pid
@@ -28,10 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from distributed_mutex_demo.stores.postgres import PostgresStore
 from distributed_mutex_demo.weather import Reading
+from DistributedMutex.backends.postgres.fencing import leased_transaction
 from DistributedMutex.errors import StaleTermError
 from DistributedMutex.journal import read_journal
 from harness.clusters import MEMBERS, PostgresCluster
@@ -55,7 +57,8 @@ class Run:
     status: tuple[int, dict[str, Any]] = (0, {})
     pids: dict[int, str] = field(default_factory=dict)
     rows: list[tuple[int, str, datetime]] = field(default_factory=list)  # (term, leader, stored_at)
-    stale_refusal: str = ""
+    stale_refusal: str = ""  # the store's refusal of a write with the deposed leader's term
+    lease_refusal: str = ""  # the lease row's refusal of the same write, with no term row to check
     resumed_output: str = ""
 
 
@@ -113,6 +116,7 @@ def scenario(cluster: PostgresCluster, database: str, direct: str, workdir: Path
         successor.wait_for(STORED, timeout=15, after=time.monotonic())  # one more round after the resume
         seen.resumed_output = "\n".join(line.text for line in leader.lines if line.at >= seen.resumed_at)
         seen.stale_refusal = stale_write(direct, first)
+        seen.lease_refusal = lease_refused_write(direct, first)
 
         seen.status = status(base, cluster)
         seen.sigterm_at = successor.signal(signal.SIGTERM)
@@ -145,6 +149,21 @@ def stale_write(url: str, deposed: dict[str, Any]) -> str:
     return ""
 
 
+def lease_refused_write(url: str, deposed: dict[str, Any]) -> str:
+    """The store's term rule refuses the deposed leader before its lease row is checked (that check
+    comes last, with the COMMIT): write with the lease row's check alone to see it refuse too."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        try:
+            with leased_transaction(connection, "weather-leader", deposed["instance"], deposed["term"],
+                                    table=LEASES) as cursor:
+                cursor.execute("INSERT INTO weather (city, temperature, humidity, description, observed_at, leader_id,"
+                               " term, stored_at) VALUES ('Late City', 1, 1, 'late', clock_timestamp(), %s, %s,"
+                               " clock_timestamp())", (deposed["instance"], deposed["term"]))
+        except StaleTermError as exc:
+            return str(exc)
+    return ""
+
+
 def status(base: dict[str, str], cluster: PostgresCluster) -> tuple[int, dict[str, Any]]:
     done = subprocess.run([sys.executable, str(SCRIPT), "--status"], capture_output=True, text=True, timeout=30,
                           env={**Instance.clean_environment(), **base, **cluster.env_for(MEMBERS[0])})
@@ -158,11 +177,14 @@ def test_a_paused_leader_resumed_after_its_lease_writes_nothing_that_is_accepted
     old = [at for term, _, at in run.rows if term == first["term"]]
     new = [at for term, _, at in run.rows if term == second["term"]]
     assert old and new, run.rows
+    # (the rows are read last: this also covers the writes of stale_write and lease_refused_write)
     assert max(old) < min(new), "a row of the paused leader's term was stored after its successor's first"
     assert not re.search(STORED, run.resumed_output), f"the resumed leader stored readings:\n{run.resumed_output}"
-    assert f"is in term {second['term']} (held by '{second['instance']}')" in run.stale_refusal, (
+    assert f"this leader has term {first['term']}" in run.stale_refusal, (
+        f"a write with the deposed leader's term {first['term']} was not refused by the store: {run.stale_refusal!r}")
+    assert f"is in term {second['term']} (held by '{second['instance']}')" in run.lease_refusal, (
         f"a write with the deposed leader's term {first['term']} was not refused by the lease row: "
-        f"{run.stale_refusal!r}")
+        f"{run.lease_refusal!r}")
 
 
 def test_sigterm_hands_over_in_well_under_a_second(run: Run) -> None:

@@ -6,10 +6,11 @@ fencing rule, in the database of POSTGRES_URL, with the fencing check at the sou
 
 Fencing: a new leader registers its term before its first write; every write runs in a transaction
 that locks the leader_term row and is refused unless the stored term equals its own (the rule of
-every store). With ELECTION_BACKEND=postgres on the same database the transaction first checks the
+every store). With ELECTION_BACKEND=postgres on the same database the transaction also checks the
 lease row itself (leased_transaction: FOR SHARE, our holder, our term, not ended by the server's
-clock): a leader paused past its lease is refused by the database even before the term row is
-read, and no new leader can be granted the lease while a write under the old one commits.
+clock), last, in the round trip of its COMMIT: a leader paused past its lease is refused by the
+database even when the term row still names its term, no new leader can be granted the lease while
+a write under the old one commits, and the leader's renew is not held up by a slow write.
 
 Works through PgBouncer in transaction pooling mode: no prepared statements, bounds set with
 SET LOCAL inside each transaction, no session state.

@@ -72,7 +72,12 @@ READ = """SELECT holder, term, host, pid, acquired_at,
     CASE WHEN token IS NULL THEN 'available' WHEN expires_at > clock_timestamp() THEN 'leased' ELSE 'expired' END
 FROM {table} WHERE name = %(name)s"""
 
-# The fencing check at the source (fencing.py): the lease row, locked for share until the caller's
-# transaction ends, so that no new holder can be granted the lease while a write under it commits.
-CHECK_HOLDER = """SELECT holder, term, expires_at > clock_timestamp() FROM {table}
-WHERE name = %(name)s FOR SHARE"""
+# The fencing check at the source (fencing.py), sent with the COMMIT of the leader's write: the
+# lease row, locked for share until that COMMIT, so that no new holder can be granted the lease
+# while the write commits. A row that is no longer ours counts 0 and the division fails, which
+# makes the server skip the COMMIT that follows in the same query (no function to create for it).
+STILL_HOLDER = """SELECT 1 / count(*) FROM (SELECT FROM {table} WHERE name = %(name)s AND holder = %(holder)s
+    AND term = %(term)s AND expires_at > clock_timestamp() FOR SHARE) AS still_ours"""
+
+# Why it refused, read once the refused transaction was rolled back (no lock).
+CHECK_HOLDER = """SELECT holder, term FROM {table} WHERE name = %(name)s"""
