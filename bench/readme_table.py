@@ -1,7 +1,12 @@
-"""The README's comparison with the real peers, generated from a bench run's results.json: the text
-between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` is replaced, nothing else.
+"""The README's two generated tables, from bench runs' results.json: the comparison with the real
+peers (between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->``) and the measured rows
+of the backends' table (between ``<!-- backend-table:start -->`` and ``<!-- backend-table:end -->``,
+bench/readme_backends.py); nothing else is touched.
 
-    PYTHONPATH=src:. python -m bench.readme_table bench-results/<run>/results.json [--readme README.md]
+    PYTHONPATH=src:. python -m bench.readme_table RESULTS.json [RESULTS.json ...] [--readme README.md]
+
+Each table comes from the runs that measured it (a backend from the last run that has it); a table
+none of the runs measured is left as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from bench import readme_backends
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,31 +93,55 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n" + note
 
 
-def rewrite(readme: str, block: str) -> str:
+def rewrite(readme: str, block: str, start: str = START, end: str = END) -> str:
     """``readme`` with the text between the markers replaced by ``block``."""
-    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
-        raise ValueError(f"the README must hold {START} and then {END}, once each")
-    head, rest = readme.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+    if readme.count(start) != 1 or readme.count(end) != 1 or readme.index(start) > readme.index(end):
+        raise ValueError(f"the README must hold {start} and then {end}, once each")
+    head, rest = readme.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}\n{end}{tail}"
+
+
+def regenerate(readme: str, runs: list[dict[str, Any]], summary_path: Path) -> tuple[str, list[str]]:
+    """``readme`` with every table that ``runs`` measured regenerated, and what was done, one line each.
+    The backends' summary is written to ``summary_path`` (what the README's numbers come from)."""
+    done = []
+    with_peers = [r for r in runs if r.get("peers")]
+    if with_peers:
+        readme = rewrite(readme, render(with_peers[-1]))
+        done.append("the comparison with the real peers")
+    if any(r.get("backends") for r in runs):
+        summary = readme_backends.summarize(runs)
+        block = readme_backends.render(summary, readme_backends.between(readme))
+        readme = rewrite(readme, block, readme_backends.START, readme_backends.END)
+        summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        done.append(f"the backends' measured rows ({', '.join(summary['backends'])}; summary in {summary_path})")
+    if not done:
+        raise ValueError("the results have neither a real-peer phase ('peers') nor an election-backend phase "
+                         "('backends'): run the bench with --peers or --backends")
+    return readme, done
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.readme_table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", help="a bench run's results.json")
+    parser.add_argument("results", nargs="+", help="bench runs' results.json, oldest first")
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file to rewrite (README.md)")
+    parser.add_argument("--summary", default=str(ROOT / "docs" / "readme-backends.json"),
+                        help="where the backends' numbers are kept (docs/readme-backends.json)")
     args = parser.parse_args(argv)
     try:
-        results = json.loads(Path(args.results).read_text())
+        runs = [json.loads(Path(path).read_text()) for path in args.results]
         readme = Path(args.readme)
-        readme.write_text(rewrite(readme.read_text(), render(results)))
+        text, done = regenerate(readme.read_text(), runs, Path(args.summary))
+        readme.write_text(text)
     except (OSError, ValueError) as exc:
         print(f"readme_table: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:
-        print(f"readme_table: {args.results} has no {exc} where a bench run's results.json has it", file=sys.stderr)
+        print(f"readme_table: {' '.join(args.results)}: no {exc} where a bench run's results.json has it",
+              file=sys.stderr)
         return 2
-    print(f"{args.readme}: the comparison table now comes from {args.results}")
+    print(f"{args.readme}: regenerated from {' '.join(args.results)}: {'; '.join(done)}")
     return 0
 
 

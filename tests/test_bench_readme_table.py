@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench import readme_backends
 from bench.readme_table import END, START, render, rewrite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +99,100 @@ def test_the_command_rewrites_a_readme_from_a_results_json(tmp_path: Path) -> No
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and run.stderr.startswith("readme_table: the README must hold"), run.stderr
     assert "Traceback" not in run.stderr and readme.read_text() == "no markers\n"
+
+
+# -- the backends' table (bench/readme_backends.py) -----------------------------------------------------------
+
+
+def column(settings: str, crash: dict[str, Any], graceful: dict[str, Any], rest: dict[str, Any],
+           many: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"settings": settings, "crash": crash, "graceful": graceful, "rest": rest,
+            "rest_contenders": {"100": many} if many else {}, "source": "groups x-crash, x-graceful"}
+
+
+BACKEND_RUN: dict[str, Any] = {
+    "started": "2026-12-07T06:30:00+00:00",
+    "args": {"trials": 3, "designs": [], "backends": ["azure", "zookeeper", "redis"], "contenders": [100],
+             "backend_contenders": [100]},
+    "backends": {
+        "azure": column("lease 15 s", failover(13.81, 13.2, 14.46, 3), failover(1.021, 0.8, 1.94, 3), {"per_s": 1.3}),
+        "zookeeper": column("session 5 s", failover(5.668, 4.6, 6.191, 3), failover(0.0249, 0.016, 0.0371, 3),
+                            {"per_s": 4.7}),
+        "redis": column("lease 5 s", failover(4.523, 4.1, 4.89, 3), failover(0.006, 0.004, 0.014, 3),
+                        {"per_s": 11.3, "by_command_per_s": {"evalsha": 3.0, "get": 3.0}},
+                        {"per_s": 407.16, "script_calls_per_s": 99.53}),
+    },
+    "contention": [{"contenders": 100, "requests_per_s": 49.83}],
+    "backends_load": {"machine_busy_pct": 61.2, "cpus": 2},
+}
+OLDER_RUN: dict[str, Any] = {
+    "started": "2026-12-01T00:00:00+00:00",
+    "args": {"trials": 5, "designs": [], "backends": ["postgres", "redis"], "contenders": [], "backend_contenders": []},
+    "backends": {
+        "postgres": column("lease 5 s", failover(4.186, 4.0, 4.454, 5), failover(0.011, 0.008, 0.023, 5),
+                           {"per_s": 4.93}),
+        "redis": column("lease 5 s", failover(9.0, 9.0, 9.0, 5), failover(9.0, 9.0, 9.0, 5), {"per_s": 99.0}),
+    },
+    "load": {"machine_busy_pct": 40.0, "cpus": 2},
+}
+PROSE = "| strategy | a blob lease | a znode queue | an algorithm | a row lease | a key lease |"
+
+
+def test_backend_rows_come_from_the_last_run_that_has_each_backend() -> None:
+    summary = readme_backends.summarize([OLDER_RUN, BACKEND_RUN])
+    previous = ("\n| | Azure blob lease | ZooKeeper | Raft | PostgreSQL | Redis |\n|---|---|---|---|---|---|\n"
+                f"{PROSE}\n| crash failover (SIGKILL): median (max) | old | old | old | old | old |\n\nold caption\n")
+    block = readme_backends.render(summary, previous)
+    lines = block.splitlines()
+    # The prose row stays where it was; the measured rows replace theirs or are added after.
+    assert lines[2] == PROSE
+    assert lines[3:7] == [
+        "| crash failover (SIGKILL): median (max) | 13.81 s (14.46) | 5.67 s (6.19) | - | 4.19 s (4.45) "
+        "| 4.52 s (4.89) |",
+        "| graceful failover (SIGTERM): median (max) | 1.02 s (1.94) | 25 ms (37) | - | 11 ms (23) | 6 ms (14) |",
+        "| cost at rest, 3 instances | 1.3 billed storage requests/s | 4.7 packets/s at the server | - "
+        "| 4.9 transactions/s (one per call) | 3.0 script calls/s (11.3 commands with those the scripts run) |",
+        "| cost at rest, 100 instances | 49.8 billed storage requests/s | - | - | - "
+        "| 99.5 script calls/s (407 commands with those the scripts run) |",
+    ]
+    assert "old" not in block
+    caption = lines[-1]
+    assert "PostgreSQL: `make bench BENCH_ARGS=\"--designs '' --backends postgres,redis --trials 5" in caption
+    assert "of 2026-12-01 (5 crash and graceful trials each; the machine 40.0 % busy on 2 CPUs)" in caption
+    assert "Azure blob lease, ZooKeeper, Redis: " in caption and "of 2026-12-07 (3 crash" in caption
+    assert 'Not in these runs, so "-": Raft.' in caption
+    # Idempotent: rendering over its own output gives the same block.
+    assert readme_backends.render(summary, block) == block
+
+
+def test_backend_summary_refuses_runs_without_the_backend_phase() -> None:
+    with pytest.raises(ValueError, match="--backends"):
+        readme_backends.summarize([RESULTS])
+
+
+def test_the_readme_is_what_the_generator_writes_from_its_summary() -> None:
+    """README.md's backends table is exactly what docs/readme-backends.json (written with it) gives."""
+    readme = (ROOT / "README.md").read_text()
+    summary = json.loads((ROOT / "docs" / "readme-backends.json").read_text())
+    block = readme_backends.render(summary, readme_backends.between(readme))
+    assert rewrite(readme, block, readme_backends.START, readme_backends.END) == readme
+
+
+def test_one_command_regenerates_both_tables(tmp_path: Path) -> None:
+    for name, results in (("older.json", OLDER_RUN), ("newer.json", dict(BACKEND_RUN, **RESULTS))):
+        (tmp_path / name).write_text(json.dumps(results))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{START}\nold\n{END}\nb\n{readme_backends.START}\n{PROSE}\n{readme_backends.END}\nc\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", ".")))
+    run = subprocess.run([sys.executable, "-m", "bench.readme_table", str(tmp_path / "older.json"),
+                          str(tmp_path / "newer.json"), "--readme", str(readme), "--summary",
+                          str(tmp_path / "summary.json")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    text = readme.read_text()
+    assert "| ZooKeeper graceful (SIGTERM): median (min-max) |" in text
+    assert "| crash failover (SIGKILL): median (max) | 13.81 s (14.46) |" in text
+    assert text.endswith(f"{readme_backends.END}\nc\n") and "old" not in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["backends"]) == {"azure", "zookeeper", "postgres", "redis"}
+    assert readme_backends.render(summary, readme_backends.between(text)) == readme_backends.between(text).strip("\n")
