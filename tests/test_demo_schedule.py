@@ -26,7 +26,7 @@ def run_demo(env: dict[str, str], timeout: float = 90) -> subprocess.CompletedPr
 
 def test_one_disruption_every_interval_whatever_its_kind_and_every_instance_named_anew(
         open_meteo: FakeOpenMeteo) -> None:
-    result = run_demo({**open_meteo.env(), "ELECTION_BACKEND": "raft", "DEMO_SECONDS": "17", "DEMO_WEB": "0",
+    result = run_demo({**open_meteo.env(), "ELECTION_BACKEND": "raft", "DEMO_SECONDS": "22", "DEMO_WEB": "0",
                        "DEMO_FAILOVER_EVERY": f"{EVERY:g}", "FETCH_INTERVAL": "1"})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

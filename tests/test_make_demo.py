@@ -27,8 +27,11 @@ def processes_with(marker: str) -> list[int]:
 
 
 # Per backend: how long the demo runs, and the longest a kill may take to fail over (None: the
-# blob lease's 15 s do not fit in the run; its kills are measured in test_demo_processes).
-DEMO_RUNS = {"azure": (20, None), "zookeeper": (18, 8.0), "raft": (16, 4.0), "postgres": (18, 8.0),
+# blob lease's 15 s do not fit in the run; its kills are measured in test_demo_processes). Raft:
+# two election timeouts (2 x 2 s) when the first election splits, plus 2 s for three interpreters
+# on two cores busy with the rest of the suite (5.3 s seen under such load; the bench measures the
+# real figure, 1.1-1.5 s).
+DEMO_RUNS = {"azure": (20, None), "zookeeper": (18, 8.0), "raft": (16, 6.0), "postgres": (18, 8.0),
              "redis": (16, 7.0)}
 
 
