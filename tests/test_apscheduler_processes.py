@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,15 +23,15 @@ import pytest
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.services import free_port
-from support.scheduler_backend import environment
-from support.slots import FAILOVER, ZOOKEEPER_SESSION, Scenario, Tally, check, read_runs
+from support.scheduler_backend import environment, shared
+from support.slots import FAILOVER, Scenario, Tally, check, read_runs
 
 MEMBER = Path(__file__).parent / "support" / "apscheduler_member.py"
 START_TIMEOUT = 30.0  # three interpreters importing APScheduler side by side, then an election
 
 
 class Replicas:
-    def __init__(self, workdir: Path, kind: str, zookeeper_hosts: str | None, size: int = 3) -> None:
+    def __init__(self, workdir: Path, kind: str, election: dict[str, str], size: int = 3) -> None:
         self.workdir = workdir
         self.kind = kind
         self.database = workdir / "fenced.sqlite"
@@ -42,11 +41,9 @@ class Replicas:
             Fence(connection, "tick").create_table()
         nodes = [f"node-{i}" for i in range(1, size + 1)]
         peers = {name: ("127.0.0.1", free_port()) for name in nodes}
-        path = f"/aps-{uuid.uuid4().hex[:8]}"  # one election for the three
         self.env = {name: {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}",
-                           **environment(kind, name, peers=peers, data_dir=workdir / "data",
-                                         zookeeper_hosts=zookeeper_hosts, zookeeper_path=path,
-                                         session=ZOOKEEPER_SESSION)} for name in nodes}
+                           **environment(kind, name, peers=peers, data_dir=workdir / "data", shared=election)}
+                    for name in nodes}
         self.stopped: list[Instance] = []
         self.processes = {name: self.start(name) for name in nodes}
 
@@ -69,10 +66,9 @@ class Replicas:
             process.stop()
 
 
-@pytest.fixture(params=["raft", "zookeeper"])
+@pytest.fixture(params=["raft", "zookeeper", "postgres", "redis"])
 def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Replicas]:
-    hosts = request.getfixturevalue("zookeeper_server").hosts if request.param == "zookeeper" else None
-    replicas = Replicas(tmp_path, request.param, hosts)
+    replicas = Replicas(tmp_path, request.param, shared(request.param, request))
     yield replicas
     replicas.close()
 

@@ -29,8 +29,8 @@ from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.redis_server import with_db
 from harness.services import free_port
-from support.scheduler_backend import environment
-from support.slots import FAILOVER, ZOOKEEPER_SESSION, Scenario, Tally, check, read_runs
+from support.scheduler_backend import environment, shared
+from support.slots import FAILOVER, Scenario, Tally, check, read_runs
 
 CELERY = Path(__file__).parent / "support" / "celery_main.py"
 REDIS_DB = 13  # this test's database on the machine's Redis (the other tests use 0 with key prefixes)
@@ -38,10 +38,10 @@ START_TIMEOUT = 45.0  # five interpreters importing Celery side by side, then a 
 
 
 class Deployment:
-    def __init__(self, workdir: Path, redis_url: str, kind: str, zookeeper_hosts: str | None, size: int = 3) -> None:
+    def __init__(self, workdir: Path, redis_url: str, kind: str, election: dict[str, str], size: int = 3) -> None:
         self.workdir = workdir
         self.kind = kind
-        self.zookeeper = (zookeeper_hosts, f"/beat-{uuid.uuid4().hex[:8]}")
+        self.election = election
         self.queue = f"beat-test-{uuid.uuid4().hex[:12]}"
         self.broker = with_db(redis_url, REDIS_DB)
         self.database = workdir / "fenced.sqlite"
@@ -71,8 +71,7 @@ class Deployment:
         directory = self.workdir / name
         directory.mkdir(exist_ok=True)
         env = {**self.env, **environment(self.kind, name, peers=self.peers, data_dir=self.workdir / "raft",
-                                         zookeeper_hosts=self.zookeeper[0], zookeeper_path=self.zookeeper[1],
-                                         session=ZOOKEEPER_SESSION)}
+                                         shared=self.election)}
         return Instance(name, env, directory, script=CELERY,
                         args=("-A", "celery_app", "beat", "-S", "DistributedMutex.integrations.celery:LeaderScheduler",
                               "--loglevel", "INFO", "--pidfile="))
@@ -95,10 +94,9 @@ class Deployment:
         client.close()
 
 
-@pytest.fixture(params=["raft", "zookeeper"])
+@pytest.fixture(params=["raft", "zookeeper", "postgres", "redis"])
 def deployment(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
-    hosts = request.getfixturevalue("zookeeper_server").hosts if request.param == "zookeeper" else None
-    deployment = Deployment(tmp_path, redis_url, request.param, hosts)
+    deployment = Deployment(tmp_path, redis_url, request.param, shared(request.param, request))
     yield deployment
     deployment.close()
 
