@@ -1,6 +1,7 @@
 """DistributedMutex.integrations.celery with real processes: three `celery beat -S
-DistributedMutex.integrations.celery:LeaderScheduler` processes (on a Raft cluster on loopback, and
-on ZooKeeper), two real `celery worker` processes, and the machine's Redis as the broker (a database
+DistributedMutex.integrations.celery:LeaderScheduler` processes (on a Raft cluster on loopback, on
+ZooKeeper and on a Redis lease; on a PostgreSQL one too in the long form, APScheduler's test running
+on PostgreSQL in make test: tests/support/scheduler_backend.py), two real `celery worker` processes, and the machine's Redis as the broker (a database
 number and a queue of this test's own). The app: tests/support/celery_app.py, one task every second.
 
 The leading beat is killed (SIGKILL), the next one stopped (SIGTERM), each started again afterwards
@@ -29,7 +30,7 @@ from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.redis_server import with_db
 from harness.services import free_port
-from support.scheduler_backend import environment, shared
+from support.scheduler_backend import environment, kinds, shared
 from support.slots import FAILOVER, Scenario, Tally, check, read_runs
 
 CELERY = Path(__file__).parent / "support" / "celery_main.py"
@@ -94,7 +95,7 @@ class Deployment:
         client.close()
 
 
-@pytest.fixture(params=["raft", "zookeeper", "postgres", "redis"])
+@pytest.fixture(params=kinds(short=("raft", "zookeeper", "redis")))
 def deployment(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
     deployment = Deployment(tmp_path, redis_url, request.param, shared(request.param, request))
     yield deployment

@@ -13,8 +13,10 @@ scheduling delays can eat into); PostgreSQL's call timeout must then be below it
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,15 @@ POSTGRES_LEASE = 3.0  # renew every 0.8 s, stop acting 1 s before the lease can 
 POSTGRES_CALL_TIMEOUT = 0.5  # below the 0.8 s renew interval (settings refuse more)
 REDIS_LEASE = 3.0  # renew every 0.6 s, stop acting 0.6 s before the lease can end
 KINDS = ("raft", "zookeeper", "postgres", "redis")
+LONG_FORM = "SCHEDULER_FAULT_ROUNDS" in os.environ  # make chaos sets it: every backend then
+
+
+def kinds(short: tuple[str, ...]) -> list[Any]:
+    """The backends a process test runs on: all of KINDS in the long form, ``short`` in make test
+    (the others skipped, saying so): each of these tests takes 20-35 s per backend, and make test
+    keeps its time by running each integration on one lease backend, the other on the other."""
+    skip = pytest.mark.skipif(not LONG_FORM, reason="the long form only (SCHEDULER_FAULT_ROUNDS=N, make chaos)")
+    return [kind if kind in short else pytest.param(kind, marks=skip) for kind in KINDS]
 
 
 def shared(kind: str, request: pytest.FixtureRequest, *,
