@@ -31,7 +31,7 @@ from pathlib import Path
 
 from harness.postgres import PostgresServer
 from harness.redis_server import delete_prefix, new_prefix, shared_url
-from harness.services import ZooKeeperServer, free_port
+from harness.services import ZooKeeperServer, rebindable_port
 from harness.wrappers import Wrappers, alive
 
 FAULTS = ("kill9", "sigstop", "sigterm")
@@ -44,7 +44,7 @@ FAILOVER = {"raft": 6.0, "zookeeper": 8.0, "postgres": 6.0, "redis": 6.0}
 def backend_env(backend: str, workdir: Path, zookeeper: ZooKeeperServer | None) -> dict[str, str]:
     if backend == "raft":
         return {"ELECTION_BACKEND": "raft", "RAFT_DATA_DIR": str(workdir / "raft"),
-                "RAFT_PEERS": ",".join(f"{name}=127.0.0.1:{free_port()}" for name in "abc")}
+                "RAFT_PEERS": ",".join(f"{name}=127.0.0.1:{rebindable_port()}" for name in "abc")}
     if backend == "postgres":
         # The call timeout below the 0.8 s renew interval of a 3 s lease (the settings refuse more).
         return {"ELECTION_BACKEND": "postgres", "POSTGRES_URL": PostgresServer().url,

@@ -23,9 +23,9 @@ import pytest
 
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
-from harness.services import free_port
+from harness.services import rebindable_port
 from support.scheduler_backend import environment, kinds, shared
-from support.slots import FAILOVER, Scenario, Tally, check, read_runs
+from support.slots import FAILOVER, Scenario, Tally, check, read_runs, ready_lines
 
 MEMBER = Path(__file__).parent / "support" / "apscheduler_member.py"
 START_TIMEOUT = 30.0  # three interpreters importing APScheduler side by side, then an election
@@ -41,7 +41,7 @@ class Replicas:
             connection.execute("CREATE TABLE runs (slot INTEGER, term INTEGER, node TEXT)")
             Fence(connection, "tick").create_table()
         nodes = [f"node-{i}" for i in range(1, size + 1)]
-        peers = {name: ("127.0.0.1", free_port()) for name in nodes}
+        peers = {name: ("127.0.0.1", rebindable_port()) for name in nodes}
         self.env = {name: {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}",
                            **environment(kind, name, peers=peers, data_dir=workdir / "data", shared=election)}
                     for name in nodes}
@@ -77,7 +77,7 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Replica
 def test_three_replicas_run_each_interval_once_through_a_crash_a_graceful_stop_and_a_freeze(replicas: Replicas) -> None:
     failover = FAILOVER[replicas.kind]
     scenario = Scenario(replicas.processes, lambda: read_runs(replicas.runs_file), describe=replicas.describe,
-                        restart=replicas.start)
+                        restart=replicas.start, ready=ready_lines(replicas.kind))
     scenario.accepted_after(0, 1, START_TIMEOUT)
     scenario.faults_in_turn(failover)
     last = scenario.accepted_after(scenario.faults[-1].first_slot_after, 3, 10)[-1]

@@ -29,9 +29,9 @@ import redis
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.redis_server import with_db
-from harness.services import free_port
+from harness.services import rebindable_port
 from support.scheduler_backend import environment, kinds, shared
-from support.slots import FAILOVER, Scenario, Tally, check, read_runs
+from support.slots import FAILOVER, Scenario, Tally, check, read_runs, ready_lines
 
 CELERY = Path(__file__).parent / "support" / "celery_main.py"
 REDIS_DB = 13  # this test's database on the machine's Redis (the other tests use 0 with key prefixes)
@@ -54,7 +54,7 @@ class Deployment:
                     "CELERY_BROKER_URL": self.broker,
                     "CELERY_QUEUE": self.queue, "FENCED_DATABASE": str(self.database),
                     "RUNS_FILE": str(self.runs_file)}
-        self.peers = {f"node-{i}": ("127.0.0.1", free_port()) for i in range(1, size + 1)}
+        self.peers = {f"node-{i}": ("127.0.0.1", rebindable_port()) for i in range(1, size + 1)}
         self.stopped: list[Instance] = []
         self.workers = [self._worker(f"worker-{i}") for i in (1, 2)]
         self.beats = {name: self.start_beat(name) for name in self.peers}
@@ -106,7 +106,7 @@ def test_three_beats_send_each_interval_once_through_a_crash_a_graceful_stop_and
     for worker in deployment.workers:
         worker.wait_for(r"ready\.", timeout=START_TIMEOUT)
     scenario = Scenario(deployment.beats, lambda: read_runs(deployment.runs_file), describe=deployment.describe,
-                        restart=deployment.start_beat)
+                        restart=deployment.start_beat, ready=ready_lines(deployment.kind))
     scenario.accepted_after(0, 1, START_TIMEOUT)
     failover = FAILOVER[deployment.kind]
     scenario.faults_in_turn(failover)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.services import ZooKeeperServer, free_port
+from harness.services import ZooKeeperServer, free_port, rebindable_port
 from harness.wrappers import Wrappers, alive
 from support.scheduler_backend import POSTGRES_LEASE, REDIS_LEASE, shared
 
@@ -85,7 +85,7 @@ def scenario(tmp_path: Path, env: Mapping[str, str], failover: float, frozen_for
 
 
 def test_three_wrappers_on_raft(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in "abc"}
+    ports = {name: rebindable_port() for name in "abc"}  # the killed wrapper starts again on its port
     peers = ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())
     env = {"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers, "RAFT_DATA_DIR": str(tmp_path / "raft")}
     # No RAFT_ID: each instance's INSTANCE_ID (a, b, c) is its peer id.
