@@ -6,12 +6,13 @@
 # make chaos - the fault-injection harness on its own: rounds of faults, then the report table
 #              on each of CHAOS_BACKENDS ("azure postgres redis"; CHAOS_ARGS="--rounds 21 --instances 3
 #              --seed 1"); then
-#              distributed-mutex run's faults on Raft and ZooKeeper (WRAPPER_CHAOS_ARGS="--seconds 60
-#              --backends raft,zookeeper"); then the partitions on real sockets,
+#              distributed-mutex run's faults on Raft, ZooKeeper, PostgreSQL and Redis (WRAPPER_CHAOS_ARGS=
+#              "--seconds 60 --backends raft,zookeeper,postgres,redis"); then the partitions on real sockets,
 #              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
 #              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options); then the
 #              APScheduler and Celery beat integrations through SCHEDULER_ROUNDS (4) rounds of SIGKILL,
-#              SIGTERM and SIGSTOP of the leader, on Raft and ZooKeeper, with their runs counted per interval
+#              SIGTERM and SIGSTOP of the leader, on Raft, ZooKeeper, PostgreSQL and Redis (make test: one
+#              round, each integration on one of the last two), with their runs counted per interval
 # make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):
 #              table on stdout, results.json and timeline.png in bench-results/<time>/
 #              (BENCH_ARGS="--trials 2 --contenders 3,10" for a smaller run; --help for all options)

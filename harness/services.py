@@ -5,6 +5,7 @@ ZooKeeper server from the Debian package."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -41,6 +42,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_handed_out: set[int] = set()
+
+
+def rebindable_port(lowest: int = 20000) -> int:
+    """A free port below the kernel's ephemeral range, for a listener that is killed and started
+    again on the same port (a Raft peer in RAFT_PEERS): a port of free_port() is an ephemeral one,
+    which any outgoing connection (the other peers dialling the dead one, a Redis client) may take
+    as its own meanwhile, and the restart then fails with "Address already in use"."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            highest = int(ports.read().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        highest = 32767
+    for port in random.sample(range(lowest, highest + 1), min(200, highest + 1 - lowest)):
+        if port in _handed_out:  # still free, but given to a peer of this process's test already
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _handed_out.add(port)
+            return port
+    return free_port()
 
 
 def connection_string(port: int, key: str = AZURITE_KEY, host: str = "127.0.0.1") -> str:

@@ -10,7 +10,10 @@ At the end: no two commands ever wrote at overlapping times, no write under an o
 accepted, no command outlived its wrapper. One table line per backend and fault: how many, the
 failover's median and maximum (from the fault to the next command's first write).
 
-    python -m harness.wrapper_chaos [--seconds 60] [--backends raft,zookeeper] [--seed 1]
+    python -m harness.wrapper_chaos [--seconds 60] [--backends raft,zookeeper,postgres,redis (all)] [--seed 1]
+
+PostgreSQL and Redis are the machine's servers (POSTGRES_URL, REDIS_URL, else the local defaults),
+with a lease table / key prefix of the run's own, removed at the end; a 3 s lease each.
 """
 
 from __future__ import annotations
@@ -26,29 +29,58 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.services import ZooKeeperServer, free_port
+from harness.postgres import PostgresServer
+from harness.redis_server import delete_prefix, new_prefix, shared_url
+from harness.services import ZooKeeperServer, rebindable_port
 from harness.wrappers import Wrappers, alive
 
 FAULTS = ("kill9", "sigstop", "sigterm")
+BACKENDS = ("raft", "zookeeper", "postgres", "redis")
 # How long each backend's lease can outlive a frozen leader, and how long a failover may take.
-LEASE = {"raft": 1.0, "zookeeper": 2.0}
-FAILOVER = {"raft": 6.0, "zookeeper": 8.0}
+LEASE = {"raft": 1.0, "zookeeper": 2.0, "postgres": 3.0, "redis": 3.0}
+FAILOVER = {"raft": 6.0, "zookeeper": 8.0, "postgres": 6.0, "redis": 6.0}
 
 
 def backend_env(backend: str, workdir: Path, zookeeper: ZooKeeperServer | None) -> dict[str, str]:
     if backend == "raft":
         return {"ELECTION_BACKEND": "raft", "RAFT_DATA_DIR": str(workdir / "raft"),
-                "RAFT_PEERS": ",".join(f"{name}=127.0.0.1:{free_port()}" for name in "abc")}
+                "RAFT_PEERS": ",".join(f"{name}=127.0.0.1:{rebindable_port()}" for name in "abc")}
+    if backend == "postgres":
+        # The call timeout below the 0.8 s renew interval of a 3 s lease (the settings refuse more).
+        return {"ELECTION_BACKEND": "postgres", "POSTGRES_URL": PostgresServer().url,
+                "POSTGRES_TABLE": f"wrapper_chaos_{uuid.uuid4().hex[:10]}", "POSTGRES_ELECTION": "job",
+                "POSTGRES_LEASE_DURATION": f"{LEASE[backend]:g}", "POSTGRES_CALL_TIMEOUT": "0.5"}
+    if backend == "redis":
+        return {"ELECTION_BACKEND": "redis", "REDIS_URL": shared_url(), "REDIS_KEY_PREFIX": new_prefix("wrapper-chaos"),
+                "REDIS_LEASE_DURATION": f"{LEASE[backend]:g}"}
     assert zookeeper is not None
     return {"ELECTION_BACKEND": "zookeeper", "ZOOKEEPER_HOSTS": zookeeper.hosts,
             "ZOOKEEPER_PATH": f"/wrapper-chaos-{uuid.uuid4().hex[:8]}", "ZOOKEEPER_SESSION_TIMEOUT": "2"}
+
+
+def remove_election(env: dict[str, str]) -> None:
+    """The lease table or the keys of a run on the machine's PostgreSQL or Redis."""
+    if env["ELECTION_BACKEND"] == "postgres":
+        PostgresServer(env["POSTGRES_URL"]).drop_table(env["POSTGRES_TABLE"])
+    elif env["ELECTION_BACKEND"] == "redis":
+        delete_prefix(env["REDIS_URL"], env["REDIS_KEY_PREFIX"])
 
 
 def run_backend(backend: str, seconds: float, rng: random.Random, workdir: Path,
                 zookeeper: ZooKeeperServer | None, say: Callable[[str], None] = print) -> dict[str, object]:
     failovers: dict[str, list[float]] = {fault: [] for fault in FAULTS}
     problems: list[str] = []
-    with Wrappers(workdir, backend_env(backend, workdir, zookeeper)) as group:
+    env = backend_env(backend, workdir, zookeeper)
+    try:
+        result = _run(backend, env, seconds, rng, workdir, say, failovers, problems)
+    finally:
+        remove_election(env)
+    return result
+
+
+def _run(backend: str, env: dict[str, str], seconds: float, rng: random.Random, workdir: Path,
+         say: Callable[[str], None], failovers: dict[str, list[float]], problems: list[str]) -> dict[str, object]:
+    with Wrappers(workdir, env) as group:
         group.start_all()
         current = group.wait_for_writer(timeout=30)
         ends = time.monotonic() + seconds
@@ -109,10 +141,13 @@ def render(results: list[dict[str, object]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.wrapper_chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="of faults per backend")
-    parser.add_argument("--backends", default="raft,zookeeper")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"some of {','.join(BACKENDS)}")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown:
+        parser.error(f"--backends: {', '.join(unknown)} is not one of {', '.join(BACKENDS)}")
     rng = random.Random(args.seed)
     results = []
     zookeeper = ZooKeeperServer().start() if "zookeeper" in backends else None

@@ -1,6 +1,7 @@
 """DistributedMutex.integrations.apscheduler with real processes: three replicas of a program whose
 BackgroundScheduler runs a job every second (tests/support/apscheduler_member.py), on a Raft cluster
-on loopback and on ZooKeeper. The leader is killed (SIGKILL), the next one stopped (SIGTERM), the
+on loopback, on ZooKeeper and on a PostgreSQL lease (and a Redis one in the long form: Celery beat's
+test runs on Redis in make test; tests/support/scheduler_backend.py). The leader is killed (SIGKILL), the next one stopped (SIGTERM), the
 next one frozen (SIGSTOP) past its lease and woken (SIGCONT); each time another replica takes over,
 and a stopped one is started again (three Raft members need two to elect). SCHEDULER_FAULT_ROUNDS=N
 repeats the three faults N times (the long form, in `make chaos`). Counted from the runs file and the fenced SQLite table:
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +23,16 @@ import pytest
 
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
-from harness.services import free_port
-from support.scheduler_backend import environment
-from support.slots import FAILOVER, ZOOKEEPER_SESSION, Scenario, Tally, check, read_runs
+from harness.services import rebindable_port
+from support.scheduler_backend import environment, kinds, shared
+from support.slots import FAILOVER, Scenario, Tally, check, read_runs, ready_lines
 
 MEMBER = Path(__file__).parent / "support" / "apscheduler_member.py"
 START_TIMEOUT = 30.0  # three interpreters importing APScheduler side by side, then an election
 
 
 class Replicas:
-    def __init__(self, workdir: Path, kind: str, zookeeper_hosts: str | None, size: int = 3) -> None:
+    def __init__(self, workdir: Path, kind: str, election: dict[str, str], size: int = 3) -> None:
         self.workdir = workdir
         self.kind = kind
         self.database = workdir / "fenced.sqlite"
@@ -41,12 +41,10 @@ class Replicas:
             connection.execute("CREATE TABLE runs (slot INTEGER, term INTEGER, node TEXT)")
             Fence(connection, "tick").create_table()
         nodes = [f"node-{i}" for i in range(1, size + 1)]
-        peers = {name: ("127.0.0.1", free_port()) for name in nodes}
-        path = f"/aps-{uuid.uuid4().hex[:8]}"  # one election for the three
+        peers = {name: ("127.0.0.1", rebindable_port()) for name in nodes}
         self.env = {name: {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}",
-                           **environment(kind, name, peers=peers, data_dir=workdir / "data",
-                                         zookeeper_hosts=zookeeper_hosts, zookeeper_path=path,
-                                         session=ZOOKEEPER_SESSION)} for name in nodes}
+                           **environment(kind, name, peers=peers, data_dir=workdir / "data", shared=election)}
+                    for name in nodes}
         self.stopped: list[Instance] = []
         self.processes = {name: self.start(name) for name in nodes}
 
@@ -69,10 +67,9 @@ class Replicas:
             process.stop()
 
 
-@pytest.fixture(params=["raft", "zookeeper"])
+@pytest.fixture(params=kinds(short=("raft", "zookeeper", "postgres")))
 def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Replicas]:
-    hosts = request.getfixturevalue("zookeeper_server").hosts if request.param == "zookeeper" else None
-    replicas = Replicas(tmp_path, request.param, hosts)
+    replicas = Replicas(tmp_path, request.param, shared(request.param, request))
     yield replicas
     replicas.close()
 
@@ -80,7 +77,7 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Replica
 def test_three_replicas_run_each_interval_once_through_a_crash_a_graceful_stop_and_a_freeze(replicas: Replicas) -> None:
     failover = FAILOVER[replicas.kind]
     scenario = Scenario(replicas.processes, lambda: read_runs(replicas.runs_file), describe=replicas.describe,
-                        restart=replicas.start)
+                        restart=replicas.start, ready=ready_lines(replicas.kind))
     scenario.accepted_after(0, 1, START_TIMEOUT)
     scenario.faults_in_turn(failover)
     last = scenario.accepted_after(scenario.faults[-1].first_slot_after, 3, 10)[-1]

@@ -1,6 +1,7 @@
 """DistributedMutex.integrations.celery with real processes: three `celery beat -S
-DistributedMutex.integrations.celery:LeaderScheduler` processes (on a Raft cluster on loopback, and
-on ZooKeeper), two real `celery worker` processes, and the machine's Redis as the broker (a database
+DistributedMutex.integrations.celery:LeaderScheduler` processes (on a Raft cluster on loopback, on
+ZooKeeper and on a Redis lease; on a PostgreSQL one too in the long form, APScheduler's test running
+on PostgreSQL in make test: tests/support/scheduler_backend.py), two real `celery worker` processes, and the machine's Redis as the broker (a database
 number and a queue of this test's own). The app: tests/support/celery_app.py, one task every second.
 
 The leading beat is killed (SIGKILL), the next one stopped (SIGTERM), each started again afterwards
@@ -28,9 +29,9 @@ import redis
 from DistributedMutex import Fence
 from harness.processes import ROOT, Instance
 from harness.redis_server import with_db
-from harness.services import free_port
-from support.scheduler_backend import environment
-from support.slots import FAILOVER, ZOOKEEPER_SESSION, Scenario, Tally, check, read_runs
+from harness.services import rebindable_port
+from support.scheduler_backend import environment, kinds, shared
+from support.slots import FAILOVER, Scenario, Tally, check, read_runs, ready_lines
 
 CELERY = Path(__file__).parent / "support" / "celery_main.py"
 REDIS_DB = 13  # this test's database on the machine's Redis (the other tests use 0 with key prefixes)
@@ -38,10 +39,10 @@ START_TIMEOUT = 45.0  # five interpreters importing Celery side by side, then a 
 
 
 class Deployment:
-    def __init__(self, workdir: Path, redis_url: str, kind: str, zookeeper_hosts: str | None, size: int = 3) -> None:
+    def __init__(self, workdir: Path, redis_url: str, kind: str, election: dict[str, str], size: int = 3) -> None:
         self.workdir = workdir
         self.kind = kind
-        self.zookeeper = (zookeeper_hosts, f"/beat-{uuid.uuid4().hex[:8]}")
+        self.election = election
         self.queue = f"beat-test-{uuid.uuid4().hex[:12]}"
         self.broker = with_db(redis_url, REDIS_DB)
         self.database = workdir / "fenced.sqlite"
@@ -53,7 +54,7 @@ class Deployment:
                     "CELERY_BROKER_URL": self.broker,
                     "CELERY_QUEUE": self.queue, "FENCED_DATABASE": str(self.database),
                     "RUNS_FILE": str(self.runs_file)}
-        self.peers = {f"node-{i}": ("127.0.0.1", free_port()) for i in range(1, size + 1)}
+        self.peers = {f"node-{i}": ("127.0.0.1", rebindable_port()) for i in range(1, size + 1)}
         self.stopped: list[Instance] = []
         self.workers = [self._worker(f"worker-{i}") for i in (1, 2)]
         self.beats = {name: self.start_beat(name) for name in self.peers}
@@ -71,8 +72,7 @@ class Deployment:
         directory = self.workdir / name
         directory.mkdir(exist_ok=True)
         env = {**self.env, **environment(self.kind, name, peers=self.peers, data_dir=self.workdir / "raft",
-                                         zookeeper_hosts=self.zookeeper[0], zookeeper_path=self.zookeeper[1],
-                                         session=ZOOKEEPER_SESSION)}
+                                         shared=self.election)}
         return Instance(name, env, directory, script=CELERY,
                         args=("-A", "celery_app", "beat", "-S", "DistributedMutex.integrations.celery:LeaderScheduler",
                               "--loglevel", "INFO", "--pidfile="))
@@ -95,10 +95,9 @@ class Deployment:
         client.close()
 
 
-@pytest.fixture(params=["raft", "zookeeper"])
+@pytest.fixture(params=kinds(short=("raft", "zookeeper", "redis")))
 def deployment(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
-    hosts = request.getfixturevalue("zookeeper_server").hosts if request.param == "zookeeper" else None
-    deployment = Deployment(tmp_path, redis_url, request.param, hosts)
+    deployment = Deployment(tmp_path, redis_url, request.param, shared(request.param, request))
     yield deployment
     deployment.close()
 
@@ -107,7 +106,7 @@ def test_three_beats_send_each_interval_once_through_a_crash_a_graceful_stop_and
     for worker in deployment.workers:
         worker.wait_for(r"ready\.", timeout=START_TIMEOUT)
     scenario = Scenario(deployment.beats, lambda: read_runs(deployment.runs_file), describe=deployment.describe,
-                        restart=deployment.start_beat)
+                        restart=deployment.start_beat, ready=ready_lines(deployment.kind))
     scenario.accepted_after(0, 1, START_TIMEOUT)
     failover = FAILOVER[deployment.kind]
     scenario.faults_in_turn(failover)

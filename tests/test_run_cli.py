@@ -22,6 +22,7 @@ import pytest
 from harness.processes import wait_until
 from harness.services import free_port
 from harness.wrappers import alive
+from support.bad_input import ROWS, ROWS_TESTED_ELSEWHERE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,35 +124,49 @@ def test_a_command_that_ignores_sigterm_is_killed_with_its_whole_group_after_the
     assert not alive(shell) and not alive(child), "the group outlived the SIGKILL"
 
 
-@pytest.mark.parametrize(("program", "code", "message"), [
-    ("no-such-command-here", 127, "error: cannot start the command: no-such-command-here: command not found in PATH"),
-    ("./not-executable", 126, "error: cannot start the command: ./not-executable: not an executable file"),
-])
-def test_a_command_that_cannot_start_is_refused_before_contending(
-        tmp_path: Path, raft_env: dict[str, str], program: str, code: int, message: str) -> None:
+# docs/bad-input.md's rows for the wrapper: row id -> the arguments after `run` (None: none at all,
+# the action included), and the environment besides ELECTION_BACKEND=zookeeper.
+RUN_ROWS: dict[str, tuple[list[str] | None, dict[str, str], dict[str, str]]] = {
+    "run-no-action": (None, {}, {}),
+    "run-unknown-action": (["start"], {}, {}),
+    "run-no-command": (["run"], {}, {}),
+    "run-unknown-flag": (["run", "--on-exitt", "stop", "--", "true"], {}, {}),
+    "run-on-exit-unknown": (["run", "--on-exit", "explode", "--", "true"], {}, {}),
+    "run-grace-not-a-number": (["run", "--grace", "soon", "--", "true"], {}, {}),
+    "run-grace-out-of-range": (["run", "--grace", "5000", "--", "true"], {}, {}),
+    "run-kill-margin-negative": (["run", "--kill-margin", "-1", "--", "true"], {}, {}),
+    "run-setting-flag-bad": (["run", "--zookeeper-session-timeout", "soon", "--", "true"], {}, {}),
+    "run-setting-env-bad": (["run", "--", "true"], {"ZOOKEEPER_SESSION_TIMEOUT": "soon"}, {}),
+    "run-backend-flag-unknown": (["run", "--election-backend", "etcd", "--", "true"], {}, {}),
+    "run-instance-id-flag-invalid": (["run", "--instance-id", "has space", "--", "true"], {}, {}),
+    "run-log-level-flag-unknown": (["run", "--log-level", "loud", "--", "true"], {}, {}),
+    # the third part: the row's {command}
+    "run-command-not-found": (["run", "--", "no-such-command-here"], {}, {"command": "no-such-command-here"}),
+    "run-command-no-such-file": (["run", "--", "./missing"], {}, {"command": "./missing"}),
+    "run-command-not-executable": (["run", "--", "./not-executable"], {}, {"command": "./not-executable"}),
+    "run-command-is-a-directory": (["run", "--", "./a-directory"], {}, {"command": "./a-directory"}),
+}
+
+
+def test_every_row_of_the_wrapper_in_bad_input_md_is_run_here() -> None:
+    documented = {row for row in ROWS if row.startswith("run-")}
+    listed = {row for row, where in ROWS_TESTED_ELSEWHERE.items() if where == "tests/test_run_cli.py"}
+    assert documented == listed == set(RUN_ROWS)
+
+
+@pytest.mark.parametrize("row_id", sorted(RUN_ROWS))
+def test_a_refusal_is_one_line_and_the_exit_code_of_its_row_in_bad_input_md(tmp_path: Path, row_id: str) -> None:
+    """Refused before contending: ZooKeeper's defaults name a server nobody runs, and none is asked."""
     (tmp_path / "not-executable").write_text("#!/bin/sh\n")
-    done = subprocess.run(command("run", "--", program), env=raft_env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30)
-    assert (done.returncode, done.stderr.splitlines()) == (code, [message])
-
-
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["--zookeeper-session-timeout", "soon"], {},
-     "configuration error: --zookeeper-session-timeout: must be a number of seconds, got 'soon'"),
-    ([], {"ZOOKEEPER_SESSION_TIMEOUT": "soon"},
-     "configuration error: ZOOKEEPER_SESSION_TIMEOUT: must be a number of seconds, got 'soon'"),
-    (["--election-backend", "etcd"], {},
-     "configuration error: --election-backend: must be one of azure, zookeeper, raft, postgres, redis, got 'etcd'"),
-    (["--on-exit", "explode"], {},
-     "configuration error: arguments: argument --on-exit: invalid choice: 'explode' (choose from 'restart', "
-     "'release', 'stop')"),
-])
-def test_a_bad_setting_or_flag_is_one_line_naming_it(
-        tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
+    (tmp_path / "a-directory").mkdir()
+    args, env, values = RUN_ROWS[row_id]
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ELECTION_BACKEND": "zookeeper", **env}
-    done = subprocess.run(command("run", *args, "--", "true"), env=environment, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=30)
-    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (2, "", [message])
+    done = subprocess.run([sys.executable, "-m", "DistributedMutex.cli", *(args or [])], env=environment,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    row = ROWS[row_id]
+    assert (done.returncode, done.stdout) == (int(row.exit), ""), done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert row.pattern(**values).fullmatch(done.stderr.strip()), f"{done.stderr!r} is not {row.message!r}"
 
 
 def test_status_says_who_leads_as_json_and_1_when_no_peer_answers(

@@ -1,4 +1,5 @@
-"""Three ``distributed-mutex run`` processes around one fenced job, on Raft (loopback) and ZooKeeper.
+"""Three ``distributed-mutex run`` processes around one fenced job, on Raft (loopback), ZooKeeper,
+PostgreSQL and Redis.
 
 What each run proves, from the job's own log (harness/wrappers.py):
 
@@ -22,12 +23,18 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.services import ZooKeeperServer, free_port
+import pytest
+
+from harness.services import ZooKeeperServer, free_port, rebindable_port
 from harness.wrappers import Wrappers, alive
+from support.scheduler_backend import POSTGRES_LEASE, REDIS_LEASE, shared
 
 RAFT_FAILOVER = 4.0  # election timeout 1-2 s, a vote, the command's start
 ZK_SESSION = 2.0
 ZK_FAILOVER = ZK_SESSION + 3.0  # the dead leader's session expires on the server, then the watch fires
+# The lease runs out on the server (at most a lease after the last renewal), a contender's next try
+# (PostgreSQL: every 0.5 s; Redis: woken at the expiry), the command's start; 2 s for busy cores.
+LEASE_FAILOVER = {"postgres": POSTGRES_LEASE + 2.5, "redis": REDIS_LEASE + 2.5}
 
 
 def scenario(tmp_path: Path, env: Mapping[str, str], failover: float, frozen_for: float) -> dict[str, float]:
@@ -78,7 +85,7 @@ def scenario(tmp_path: Path, env: Mapping[str, str], failover: float, frozen_for
 
 
 def test_three_wrappers_on_raft(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in "abc"}
+    ports = {name: rebindable_port() for name in "abc"}  # the killed wrapper starts again on its port
     peers = ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())
     env = {"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers, "RAFT_DATA_DIR": str(tmp_path / "raft")}
     # No RAFT_ID: each instance's INSTANCE_ID (a, b, c) is its peer id.
@@ -91,6 +98,14 @@ def test_three_wrappers_on_zookeeper(tmp_path: Path, zookeeper_server: ZooKeeper
            "ZOOKEEPER_PATH": f"/run-test-{uuid.uuid4().hex[:10]}", "ZOOKEEPER_SESSION_TIMEOUT": str(ZK_SESSION)}
     measured = scenario(tmp_path, env, ZK_FAILOVER, frozen_for=ZK_SESSION + 2.0)
     assert measured["kill -9 failover"] < ZK_FAILOVER
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_three_wrappers_on_a_lease(tmp_path: Path, request: pytest.FixtureRequest, kind: str) -> None:
+    env = shared(kind, request)
+    lease = float(env[f"{kind.upper()}_LEASE_DURATION"])
+    measured = scenario(tmp_path, env, LEASE_FAILOVER[kind], frozen_for=lease + 2.0)
+    assert measured["kill -9 failover"] < LEASE_FAILOVER[kind]
 
 
 def children(pid: int) -> list[int]:

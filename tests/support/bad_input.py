@@ -33,6 +33,13 @@ ROWS_TESTED_ELSEWHERE = {
         "raft-tls-key-encrypted", "raft-tls-key-not-the-certificates", "raft-tls-cert-names-another-id",
         "raft-tls-cert-expired", "raft-tls-cert-not-yet-valid", "raft-tls-cert-other-ca",
         "raft-peers-beyond-loopback-without-tls", "raft-status-tls-without-raft-id")},
+    # distributed-mutex run's own refusals, run as the wrapper's process.
+    **{row: "tests/test_run_cli.py" for row in (
+        "run-no-action", "run-unknown-action", "run-no-command", "run-unknown-flag", "run-on-exit-unknown",
+        "run-grace-not-a-number", "run-grace-out-of-range", "run-kill-margin-negative", "run-setting-flag-bad",
+        "run-setting-env-bad", "run-backend-flag-unknown", "run-instance-id-flag-invalid",
+        "run-log-level-flag-unknown", "run-command-not-found", "run-command-no-such-file",
+        "run-command-not-executable", "run-command-is-a-directory")},
 }
 
 
@@ -198,7 +205,7 @@ CONFIG_CASES: dict[str, Case] = {
 @dataclass(frozen=True)
 class Row:
     id: str
-    exit: str  # "2" or "keeps running"
+    exit: str  # "2" or "keeps running" (126, 127: the command distributed-mutex run cannot start)
     message: str  # {name} stands for a value; a final … for the rest of the line
 
     def pattern(self, **values: str) -> re.Pattern[str]:
@@ -221,7 +228,7 @@ def read_rows() -> tuple[dict[str, Row], list[str]]:
     rows: dict[str, Row] = {}
     unreadable: list[str] = []
     for line in DOC.read_text(encoding="utf-8").splitlines():
-        match = re.fullmatch(r"\| ([a-z0-9-]+) \| .+? \| (2|keeps running) \| (`+) ?(.+?) ?\3 \|", line)
+        match = re.fullmatch(r"\| ([a-z0-9-]+) \| .+? \| (2|126|127|keeps running) \| (`+) ?(.+?) ?\3 \|", line)
         if match and match.group(1) not in rows:
             rows[match.group(1)] = Row(match.group(1), match.group(2), match.group(4))
         elif re.match(r"\| [a-z0-9-]+ \|", line) and not line.startswith("| id |"):

@@ -23,17 +23,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.processes import Instance, wait_until
+from support.scheduler_backend import POSTGRES_LEASE, REDIS_LEASE, ZOOKEEPER_SESSION
 
 LEADING = r"leading \(term (\d+)\)"  # what both integrations log when their replica starts to lead
-ZOOKEEPER_SESSION = 4.0  # seconds: the test server's tick is 0.5 s, so it grants what is asked
+# What a replica prints once it contends (both integrations), and on Raft once its peer listens: a
+# replica (started again) is ready for the next fault only then. Three Raft members need two to
+# elect: a fault on the leader while the third is still starting leaves the one survivor waiting for
+# it (a SIGTERM's handover took 1.7 s instead of 0.01 s when a restarted beat took 3.6 s to start
+# on a loaded machine, and the next fault came 3 s after the restart).
+CONTENDING = r"contending for leadership as"
+RESTART_TIMEOUT = 30.0  # an interpreter importing Celery on two busy cores, and its election's start
+
+
+def ready_lines(kind: str) -> tuple[str, ...]:
+    return (CONTENDING, r"raft: peer \S+ listening on") if kind == "raft" else (CONTENDING,)
 # How long until another replica leads, per backend and fault (SIGSTOP: as SIGKILL, the frozen
-# leader's lease runs out). Raft's default election timeout is
-# 1-2 s: the followers notice a dead leader within 2 s and elect within a round trip; twice that, as
-# tests/test_raft_processes.py allows, for two busy cores. ZooKeeper: the killed leader's session
-# expires (plus 2 s, as tests/test_zookeeper_failover.py allows). A leader that steps down hands over
-# at once on both (a second and a half for a loaded machine).
-FAILOVER = {"raft": {"SIGKILL": 4.0, "SIGSTOP": 4.0, "SIGTERM": 1.5},
-            "zookeeper": {"SIGKILL": ZOOKEEPER_SESSION + 2, "SIGSTOP": ZOOKEEPER_SESSION + 2, "SIGTERM": 1.5}}
+# leader's lease runs out). Raft's default election timeout is 1-2 s: the followers notice a dead
+# leader within 2 s and elect within a round trip, or, when the two left time out together and split
+# the vote, within another 2 s; plus 2 s for three interpreters on two cores busy with the rest of
+# the suite (as tests/test_make_demo.py allows: 5.3 s was seen there). ZooKeeper: the killed
+# leader's session expires (plus 2 s, as tests/test_zookeeper_failover.py allows). PostgreSQL and
+# Redis: the lease runs out on the server (at most a lease after the last renewal), then a
+# contender's next try (every 0.5 s on PostgreSQL; Redis wakes its contenders at the expiry), plus
+# 2 s for two busy cores. A leader that steps down hands over at once on all (a second and a half
+# for a loaded machine).
+FAILOVER = {"raft": {"SIGKILL": 6.0, "SIGSTOP": 6.0, "SIGTERM": 1.5},
+            "zookeeper": {"SIGKILL": ZOOKEEPER_SESSION + 2, "SIGSTOP": ZOOKEEPER_SESSION + 2, "SIGTERM": 1.5},
+            "postgres": {"SIGKILL": POSTGRES_LEASE + 2.5, "SIGSTOP": POSTGRES_LEASE + 2.5, "SIGTERM": 1.5},
+            "redis": {"SIGKILL": REDIS_LEASE + 2.5, "SIGSTOP": REDIS_LEASE + 2.5, "SIGTERM": 1.5}}
 # The faults of the short form (make test), in order; SCHEDULER_FAULT_ROUNDS=N repeats them N times
 # (the long form).
 FAULTS = (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP)
@@ -69,6 +86,8 @@ class Fault:
     first_slot_after: int = 0
     # SIGSTOP: the runs the frozen replica made under its old term once woken (none may be accepted).
     woken_runs: list[Run] = field(default_factory=list)
+    # SIGKILL, SIGTERM: how long the replica started again took to contend (before the next fault).
+    ready_after: float = math.nan
 
     @property
     def missed(self) -> int:
@@ -122,6 +141,7 @@ class Tally:
         lines += [f"{f.kind} {f.node}: {f.next_leader} led {f.failover:.2f} s later; slots missed: {f.missed}"
                   + (f"; woken, it ran {[r.outcome for r in f.woken_runs]} under its old term"
                      if f.kind == "SIGSTOP" else "")
+                  + (f"; started again, contending {f.ready_after:.2f} s later" if not math.isnan(f.ready_after) else "")
                   for f in self.faults]
         return "\n".join(lines)
 
@@ -130,9 +150,10 @@ class Scenario:
     """Replicas (``processes``, by node name) whose job runs are read by ``runs()``."""
 
     def __init__(self, processes: dict[str, Instance], runs: Callable[[], list[Run]], *, describe: Callable[[], str],
-                 restart: Callable[[str], Instance] | None = None):
+                 restart: Callable[[str], Instance] | None = None, ready: tuple[str, ...] = (CONTENDING,)):
         self.processes = processes
         self.restart = restart
+        self.ready = ready
         self.runs = runs
         self.describe = describe
         self.faults: list[Fault] = []
@@ -177,12 +198,20 @@ class Scenario:
         fault.failover = (line.at - at_mono) if line is not None else math.nan
         self.faults.append(fault)
         if self.restart is not None and signum != signal.SIGSTOP:  # three Raft members need two to elect
+            restarted_at = time.monotonic()
             self.processes[victim] = self.restart(victim)
+            fault.ready_after = self.wait_ready(self.processes[victim], after=restarted_at) - restarted_at
         return fault
 
+    def wait_ready(self, process: Instance, after: float = 0.0) -> float:
+        """When ``process`` printed its last ``ready`` line (monotonic), waiting for them."""
+        return max(process.wait_for(pattern, RESTART_TIMEOUT, after=after).at for pattern in self.ready)
 
     def faults_in_turn(self, failover: dict[str, float]) -> None:
-        """FAULTS once (the short form), or SCHEDULER_FAULT_ROUNDS times (the long form)."""
+        """FAULTS once (the short form), or SCHEDULER_FAULT_ROUNDS times (the long form), once every
+        replica contends (a first leader needs only two of the three)."""
+        for process in self.processes.values():
+            self.wait_ready(process)
         for _ in range(int(os.environ.get("SCHEDULER_FAULT_ROUNDS", "1"))):
             for signum in FAULTS:
                 self.fault(signum, steady=3, timeout=failover[signum.name] + 10)
