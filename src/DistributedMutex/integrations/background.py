@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 
+from DistributedMutex.errors import ConfigurationError, StorageRejectedError
 from DistributedMutex.mutex import DistributedMutex
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ class ElectionThread:
             asyncio.run(self._run())
         except BaseException as exc:  # kept for the owner to report: the thread must end quietly
             self._failure = exc
-            log.error("the election ended: %s", exc, exc_info=exc)
+            # A refusal the message explains (a bad setting, a port taken, credentials) is one line;
+            # anything else is a bug worth its traceback.
+            expected = isinstance(exc, (ConfigurationError, StorageRejectedError))
+            log.error("the election ended: %s", exc, exc_info=None if expected else exc)
         finally:
             self._running.set()  # a start() still waiting must not wait for nothing
 

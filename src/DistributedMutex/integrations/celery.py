@@ -83,6 +83,7 @@ class LeaderScheduler(_Scheduler):  # type: ignore[misc]  # Celery has no type h
         self._ctx: LeaderContext | None = None
         self._sending_for: LeaderContext | None = None  # the leadership the entries were restarted for
         self._election: ElectionThread | None = None
+        self._failed = False  # the election ended for good: beat must exit non-zero (see close)
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -111,6 +112,10 @@ class LeaderScheduler(_Scheduler):  # type: ignore[misc]  # Celery has no type h
         if self._election is not None:
             self._election.stop(STOP_TIMEOUT)
         super().close()
+        if self._failed:
+            # Beat's service swallows SystemExit in its loop (and exits 0), but calls close() after
+            # it: raised here, it ends `celery beat` with status 1, so that a supervisor restarts it.
+            raise SystemExit(1)
 
     @property
     def term(self) -> int | None:
@@ -119,6 +124,12 @@ class LeaderScheduler(_Scheduler):  # type: ignore[misc]  # Celery has no type h
         return ctx.term if ctx is not None else None
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        failure = self._election.failure if self._election is not None else None
+        if failure is not None:
+            # A beat that can never lead must not look healthy: stop it (close() makes the status 1).
+            log.critical("beat stops: its election ended: %s", failure)
+            self._failed = True
+            raise SystemExit(1)
         ctx = self._active()
         if ctx is None:
             return float(min(self.max_interval, FOLLOWER_POLL))
