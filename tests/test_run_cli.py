@@ -68,6 +68,15 @@ def test_the_command_gets_its_term_and_identity_and_on_exit_stop_exits_with_its_
     assert int(term) >= 1 and leader == "a"
 
 
+def test_a_command_that_ends_at_once_is_logged_as_started_then_exited(
+        tmp_path: Path, raft_env: dict[str, str], started: list[subprocess.Popen[str]]) -> None:
+    wrapper = start(started, raft_env, tmp_path, "--on-exit", "stop", "--", "true")
+    assert wrapper.wait(20) == 0
+    log = wrapper.stderr.read() if wrapper.stderr else ""
+    assert "started the command (pid" in log and "the command exited with status 0" in log, log
+    assert log.index("started the command") < log.index("the command exited"), log
+
+
 def test_on_exit_restart_starts_it_again_with_a_doubling_backoff_under_the_same_lease(
         tmp_path: Path, raft_env: dict[str, str], started: list[subprocess.Popen[str]]) -> None:
     wrapper = start(started, raft_env, tmp_path, "--",

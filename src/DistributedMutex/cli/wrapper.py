@@ -152,7 +152,7 @@ class CommandRunner:
             os.close(control_r)
             os.close(status_w)
         with os.fdopen(control_w, "wb", buffering=0) as control, os.fdopen(status_r, "rb", buffering=0) as status:
-            sent, started = until, b""
+            sent, started, logged = until, b"", False
             while guard.poll() is None:
                 # Deadlines go out from the start: the guard reads the newest one before it starts the
                 # command, however long its own start took.
@@ -163,6 +163,7 @@ class CommandRunner:
                 if not started.endswith(b"\n") and select.select([status], [], [], 0)[0]:
                     started += status.read(200) or b"\n"
                     if started.startswith(b"started"):
+                        logged = True
                         log.info("leading in term %d: started the command (pid %s)", ctx.term,
                                  started.split()[1].decode())
                     elif started.startswith(b"failed"):
@@ -175,6 +176,8 @@ class CommandRunner:
                 started += status.read() or b""  # the guard has exited: all it said is there
             if not started.startswith(b"started"):
                 return started.decode().strip() or f"failed {guard.returncode} the guard ended at once"
+            if not logged:  # it ended within a tick: the start was not logged yet
+                log.info("leading in term %d: started the command (pid %s)", ctx.term, started.split()[1].decode())
             log.info("the command exited with status %d", guard.returncode)
             return str(guard.returncode)
 
