@@ -243,7 +243,8 @@ class Leadership:
             e.wake.clear()  # a change from now on cuts this renewal short (below)
             sent = e.clock()
             attempt = e.calls.start(e.calls.backend.renew, lease, sent, name="renew")
-            await first_of([attempt, e.stopping.wait(), e.wake.wait()], timeout=deadline - sent)
+            if not attempt.done():  # done already: the backend answered at once (backend.AT_ONCE)
+                await first_of([attempt, e.stopping.wait(), e.wake.wait()], timeout=deadline - sent)
             if not attempt.done():
                 e.calls.abandon(attempt)
                 if e.wake.is_set() and not e.stopping.is_set():

@@ -25,6 +25,7 @@ replaces it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import os
@@ -136,13 +137,21 @@ class RaftBackend:
     def watch(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
+    def answers_at_once(self, call: str) -> bool:
+        """backend.AT_ONCE: renew, and acquire once the peer runs, only read its latest snapshot
+        (no I/O, no lock held across any: see _view), so the loop makes them on its own thread.
+        The first acquire starts the peer (a bind, a file read): not at once."""
+        return call == "renew" or (call == "acquire" and self._node is not None)
+
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         node = self._started(identity)
         terms, status = self._view(node)
         if status.role is Role.LEADER and status.term <= terms.released:
             # Given up, but the hand-over has not happened (the release timed out and was dropped):
-            # do it now, or this peer would lead on with a lease nobody may use.
-            self._hand_over(node, status.term, raise_on_timeout=False)
+            # have it done now, or this peer would lead on with a lease nobody may use. Queued for
+            # the peer's driver, not waited for: this call answers at once (answers_at_once).
+            term = status.term
+            node.transfer_soon(term).add_done_callback(lambda done: self._handed_over(term, done))
             return Held(LeaderRecord(None, status.term, lease_state="available"))
         if status.leads_with_lease(now):
             return self._lease(status, status.lease_sent_at)
@@ -205,7 +214,7 @@ class RaftBackend:
             # Before the hand-over is asked for: whenever it happens, no Lease of this term is
             # handed out from then on, even from a snapshot taken before it.
             self._terms = replace(terms, released=max(terms.released, term))
-        self._hand_over(node, term, raise_on_timeout=True)
+        self._hand_over(node, term)
 
     def read_leader(self) -> LeaderRecord | None:
         node = self._node
@@ -268,16 +277,20 @@ class RaftBackend:
             if self._terms is terms:
                 return terms, status
 
-    def _hand_over(self, node: RaftNode, term: int, *, raise_on_timeout: bool) -> None:
+    def _hand_over(self, node: RaftNode, term: int) -> None:
         try:
             target = node.transfer(term, timeout=self.call_timeout)
         except TimeoutError as exc:
-            if raise_on_timeout:
-                raise StorageUnavailableError(str(exc)) from None
-            log.warning("raft: handing leadership of term %d over failed again: %s", term, exc)
-            return
+            raise StorageUnavailableError(str(exc)) from None
         if target is not None:
             log.info("raft: handed leadership of term %d over to %s", term, target)
+
+    def _handed_over(self, term: int, done: concurrent.futures.Future[str | None]) -> None:
+        """The outcome of a hand-over acquire queued (transfer_soon), in the driver's thread."""
+        if done.cancelled():
+            log.warning("raft: handing leadership of term %d over failed again: the peer stopped first", term)
+        elif done.exception() is None and done.result() is not None:
+            log.info("raft: handed leadership of term %d over to %s", term, done.result())
 
     def _changed(self) -> None:
         wake = self._wake

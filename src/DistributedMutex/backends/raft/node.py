@@ -224,6 +224,16 @@ class RaftNode:
     def transfer(self, term: int, timeout: float) -> str | None:
         """Hand leadership of ``term`` over; the peer told to campaign (None: nobody, or not
         leading that term). Returns once the TimeoutNow was written (bounded by ``timeout``)."""
+        target = self.call(self._hand_over(term), timeout)
+        if target is not None:
+            self._links[target].flush(timeout)
+        return target
+
+    def transfer_soon(self, term: int) -> concurrent.futures.Future[str | None]:
+        """``transfer``, queued for the driver thread: returns at once, without waiting for it."""
+        return self.submit(self._hand_over(term))
+
+    def _hand_over(self, term: int) -> Callable[[RaftCore, float], str | None]:
         def hand_over(core: RaftCore, now: float) -> str | None:
             if core.role is not Role.LEADER or core.term != term:
                 return None
@@ -231,10 +241,7 @@ class RaftNode:
             self._carry_out(out)
             return out.messages[0].dst if out.messages else None
 
-        target = self.call(hand_over, timeout)
-        if target is not None:
-            self._links[target].flush(timeout)
-        return target
+        return hand_over
 
     def recampaign(self, term: int, at_least: int, timeout: float) -> bool:
         """Leader of ``term`` only: campaign again for a term >= ``at_least``. False if not leading."""
