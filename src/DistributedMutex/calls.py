@@ -5,6 +5,7 @@
                    returns, so that a late release never lands after the next acquire (with the
                    same lease id), and the calls after it run in a fresh thread meanwhile
     first_of       wait for the first of several awaitables, with a timeout
+    EventWaits     tasks waiting on events, kept from one wait to the next
     OutageLog      one log line when the storage becomes unreachable, a reminder, one when it is back
 """
 
@@ -96,6 +97,28 @@ class StorageCalls:
                 await self.release(result)
         elif not attempt.done():
             attempt.cancel()
+
+
+class EventWaits:
+    """One task per event waiting for it to be set, made again only once it is done: for a loop
+    that waits on the same events over and over (the leader's, every renew interval), so that no
+    wait makes and cancels tasks of its own. Pass ``tasks()`` to ``first_of``; ``close()`` at the end."""
+
+    def __init__(self, *events: asyncio.Event) -> None:
+        self._events = events
+        self._tasks = [asyncio.ensure_future(event.wait()) for event in events]
+
+    def tasks(self) -> list[asyncio.Future[Any]]:
+        """The waiting tasks; one that is done (its event was set, maybe cleared since) is made
+        anew, so it waits for the next time its event is set (or returns at once if it is set)."""
+        for i, task in enumerate(self._tasks):
+            if task.done():
+                self._tasks[i] = asyncio.ensure_future(self._events[i].wait())
+        return list(self._tasks)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
 
 
 async def first_of(awaitables: list[Awaitable[Any]], timeout: float | None = None) -> None:

@@ -59,7 +59,8 @@ class RaftNode:
         self._listener_limits = listener_limits
         self._tls = tls
         self._state = StateFile(data_dir, node_id)
-        self._inbox: queue.Queue[_Item] = queue.Queue()
+        # SimpleQueue: its get(timeout), the driver's wait between heartbeats, is one C call.
+        self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self._core: RaftCore | None = None
         self._status: NodeStatus | None = None
