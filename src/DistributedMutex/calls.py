@@ -81,7 +81,8 @@ class StorageCalls:
         """Give the lease back, bounded by the release timeout; a failure is only logged (the lease
         then expires by itself)."""
         attempt = self.start(self.backend.release, lease, name="release")
-        await asyncio.wait({attempt}, timeout=self._release_timeout)
+        if not attempt.done():  # done already: the backend answered at once
+            await asyncio.wait({attempt}, timeout=self._release_timeout)
         if not attempt.done():
             self.abandon(attempt)
             log.warning("releasing the lease timed out; it expires by itself")
