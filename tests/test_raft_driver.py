@@ -147,36 +147,59 @@ def test_a_renew_that_reads_the_status_of_the_re_campaign_keeps_the_lease(tmp_pa
 # -- a release or advance_term that timed out ------------------------------------------------------
 
 
-def test_a_release_that_timed_out_never_lets_that_term_be_taken_again(tmp_path: Path) -> None:
-    """The hand-over's votes bypass stickiness: once release() was asked for a term, a Lease of
-    it from the snapshot still showing us leading would overlap the next leader's."""
+def test_a_release_answers_at_once_and_that_term_is_never_taken_again(tmp_path: Path) -> None:
+    """release() does not wait for a busy driver (the loop calls it on its own thread): the
+    hand-over is queued. Until it runs the snapshot still shows us leading, and the hand-over's
+    votes bypass stickiness: a Lease of that term from that snapshot would overlap the next leader's."""
     peers = addresses("a", "b", "c")
     trio = {name: RaftBackend(peers, name, tmp_path, ROOMY) for name in peers}
     try:
         leader, lease = lease_holder(trio)
         backend = trio[leader]
-        backend.call_timeout = STALL
         node = backend._node
         assert node is not None
+        assert backend.answers_at_once("release") and backend.answers_at_once("renew")
         with stalled(node):
-            with pytest.raises(StorageUnavailableError, match="did not get to it"):
-                backend.release(lease)
+            asked = time.monotonic()
+            backend.release(lease)
+            assert time.monotonic() - asked < STALL, "release waited for the stalled driver"
             now = time.monotonic()
             assert node.status.leads_with_lease(now) and node.status.term == lease.term, "the test needs a stale snapshot"
             assert isinstance(backend.acquire(ME, now), Held)
+            assert time.monotonic() - now < STALL, "acquire waited for the stalled driver"
             with pytest.raises(LeaseLostError, match="released"):
                 backend.renew(lease, now)
-        # The dropped hand-over did not run late: still leading, and still no Lease of that term.
-        assert (drained(node).role, node.status.term) == (Role.LEADER, lease.term)
-        assert isinstance(backend.acquire(ME, time.monotonic()), Held)
-        # ... and that acquire handed over for real, so the cluster does not stay without a lease
-        # (within lo of its last heartbeat the others stick to it: only a hand-over is this fast).
+        # The queued hand-over runs once the driver is free, so the cluster does not stay without a
+        # lease (within lo of its last heartbeat the others stick to it: only a hand-over is this fast).
         _, new = lease_holder({name: b for name, b in trio.items() if name != leader}, timeout=ROOMY[0] / 2)
         assert new.term > lease.term
+        assert drained(node).role is not Role.LEADER
     finally:
         for backend in trio.values():
             backend.close()
 
+
+def test_close_lets_a_queued_hand_over_go_out(tmp_path: Path) -> None:
+    """A release that found the driver busy queued its hand-over: closing the backend right after
+    (a graceful stop) must not drop it, or the others wait out an election timeout."""
+    peers = addresses("a", "b", "c")
+    trio = {name: RaftBackend(peers, name, tmp_path, (1.0, 2.0)) for name in peers}
+    try:
+        leader, lease = lease_holder(trio)
+        backend = trio[leader]
+        node = backend._node
+        assert node is not None
+        closing = threading.Thread(target=backend.close, name="close")
+        with stalled(node):
+            backend.release(lease)
+            closing.start()  # waits for the queued hand-over, which runs once the stall ends
+        closing.join(5)
+        # Well within lo: the others stick to the old leader until then; only a hand-over is this fast.
+        _, new = lease_holder({name: b for name, b in trio.items() if name != leader}, timeout=0.5)
+    finally:
+        for backend in trio.values():
+            backend.close()
+    assert new.term == lease.term + 1
 
 def test_an_advance_term_that_timed_out_does_not_campaign_later(tmp_path: Path) -> None:
     """Its caller took the failure to mean nothing changed: the lease it holds renews as before."""

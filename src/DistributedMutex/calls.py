@@ -5,6 +5,7 @@
                    returns, so that a late release never lands after the next acquire (with the
                    same lease id), and the calls after it run in a fresh thread meanwhile
     first_of       wait for the first of several awaitables, with a timeout
+    EventWaits     tasks waiting on events, kept from one wait to the next
     OutageLog      one log line when the storage becomes unreachable, a reminder, one when it is back
 """
 
@@ -16,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from DistributedMutex.backend import ElectionBackend, Lease
+from DistributedMutex.backend import AT_ONCE, ElectionBackend, Lease
 from DistributedMutex.threads import CallWorker
 
 log = logging.getLogger("DistributedMutex.mutex")  # the loop's logger: one name for the loop's lines
@@ -35,10 +36,23 @@ class StorageCalls:
         # returns, and the next call gets a new thread (not a queue behind it: the loop must be able
         # to release or renew while an abandoned call hangs on a dead socket).
         self._worker = CallWorker("DistributedMutex-storage")
+        self._at_once: Callable[[str], bool] | None = getattr(backend, AT_ONCE, None)
 
     def start(self, fn: Callable[..., T], *args: Any, name: str) -> asyncio.Future[T]:
-        """``fn(*args)`` off the loop; ``name`` says which call it is (for logs and tests)."""
-        del name  # one thread serves every call: the name of the call is not the thread's
+        """``fn(*args)`` off the loop; ``name`` says which call it is (backend.AT_ONCE's names).
+
+        Made here and now, its outcome in the returned future already, if the backend says this
+        call answers at once (backend.AT_ONCE): handing it to the thread would cost two thread
+        wake-ups for a call that does no I/O (a Raft renew every 0.2 s, and on a hand-over's path
+        the new leader's acquire)."""
+        at_once = self._at_once
+        if at_once is not None and at_once(name):
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine, as from the thread
+                future.set_exception(exc)
+            return future
         return self._worker.start(fn, *args)
 
     def close(self) -> None:
@@ -67,7 +81,8 @@ class StorageCalls:
         """Give the lease back, bounded by the release timeout; a failure is only logged (the lease
         then expires by itself)."""
         attempt = self.start(self.backend.release, lease, name="release")
-        await asyncio.wait({attempt}, timeout=self._release_timeout)
+        if not attempt.done():  # done already: the backend answered at once
+            await asyncio.wait({attempt}, timeout=self._release_timeout)
         if not attempt.done():
             self.abandon(attempt)
             log.warning("releasing the lease timed out; it expires by itself")
@@ -83,6 +98,28 @@ class StorageCalls:
                 await self.release(result)
         elif not attempt.done():
             attempt.cancel()
+
+
+class EventWaits:
+    """One task per event waiting for it to be set, made again only once it is done: for a loop
+    that waits on the same events over and over (the leader's, every renew interval), so that no
+    wait makes and cancels tasks of its own. Pass ``tasks()`` to ``first_of``; ``close()`` at the end."""
+
+    def __init__(self, *events: asyncio.Event) -> None:
+        self._events = events
+        self._tasks = [asyncio.ensure_future(event.wait()) for event in events]
+
+    def tasks(self) -> list[asyncio.Future[Any]]:
+        """The waiting tasks; one that is done (its event was set, maybe cleared since) is made
+        anew, so it waits for the next time its event is set (or returns at once if it is set)."""
+        for i, task in enumerate(self._tasks):
+            if task.done():
+                self._tasks[i] = asyncio.ensure_future(self._events[i].wait())
+        return list(self._tasks)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
 
 
 async def first_of(awaitables: list[Awaitable[Any]], timeout: float | None = None) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from DistributedMutex.backend import Identity, LeaderRecord, Lease
-from DistributedMutex.calls import StorageCalls, first_of
+from DistributedMutex.calls import EventWaits, StorageCalls, first_of
 from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
 from DistributedMutex.journal import LeadershipJournal
 from DistributedMutex.observer import ElectionObserver, StepDownReason, failure_class
@@ -206,6 +206,14 @@ class Leadership:
     async def _hold(self, lease: Lease, run: RoleRun | None,
                     until: float = math.inf) -> tuple[Lease, StepDown | None]:
         """Renew until a reason to step down, or ``until`` (None then); returns the latest lease too."""
+        waits = EventWaits(self._e.stopping, self._e.wake)  # the same two tasks for every wait below
+        try:
+            return await self._holding(lease, run, until, waits)
+        finally:
+            waits.close()
+
+    async def _holding(self, lease: Lease, run: RoleRun | None, until: float,
+                       waits: EventWaits) -> tuple[Lease, StepDown | None]:
         e = self._e
         next_renewal = lease.sent_at + e.renew_every(lease)
         last_error = "no answer"
@@ -223,8 +231,7 @@ class Leadership:
                                                                " healthy instance")
             if now >= until:
                 return lease, None
-            await first_of([*watched, e.stopping.wait(), e.wake.wait()],
-                           timeout=min(next_renewal, deadline, stalled_at, until) - now)
+            await first_of([*watched, *waits.tasks()], timeout=min(next_renewal, deadline, stalled_at, until) - now)
             if e.stopping.is_set():
                 return lease, StepDown(StepDownReason.SHUTDOWN, "shutting down")
             if e.wake.is_set():
@@ -243,7 +250,8 @@ class Leadership:
             e.wake.clear()  # a change from now on cuts this renewal short (below)
             sent = e.clock()
             attempt = e.calls.start(e.calls.backend.renew, lease, sent, name="renew")
-            await first_of([attempt, e.stopping.wait(), e.wake.wait()], timeout=deadline - sent)
+            if not attempt.done():  # done already: the backend answered at once (backend.AT_ONCE)
+                await first_of([attempt, *waits.tasks()], timeout=deadline - sent)
             if not attempt.done():
                 e.calls.abandon(attempt)
                 if e.wake.is_set() and not e.stopping.is_set():

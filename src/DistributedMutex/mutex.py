@@ -276,7 +276,8 @@ class DistributedMutex:
             interval = self._timing.acquire_interval
             sent = self._clock()
             attempt = self._calls.start(self._backend.acquire, self._identity, sent, name="acquire")
-            await first_of([attempt, self._stopping.wait()])
+            if not attempt.done():  # done already: the backend answered at once (backend.AT_ONCE)
+                await first_of([attempt, self._stopping.wait()])
             if self._stopping.is_set():
                 await self._calls.give_back_if_acquired(attempt)
                 return None

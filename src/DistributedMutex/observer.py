@@ -24,7 +24,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, TypeVar
 
-from DistributedMutex.backend import ElectionBackend, Held, Identity, LeaderRecord, Lease
+from DistributedMutex.backend import AT_ONCE, ElectionBackend, Held, Identity, LeaderRecord, Lease
 from DistributedMutex.errors import LeaseLostError, StorageRejectedError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
 
@@ -169,6 +169,11 @@ class ObservedBackend:
 
     def release(self, lease: Lease) -> None:
         self._timed("release", self._backend.release, lease)
+
+    def answers_at_once(self, call: str) -> bool:
+        """The backend's own answer (backend.AT_ONCE); timing the call changes nothing about it."""
+        at_once = getattr(self._backend, AT_ONCE, None)
+        return bool(at_once(call)) if at_once is not None else False
 
     def advance_term(self, lease: Lease, identity: Identity, at_least: int) -> Lease:
         return self._backend.advance_term(lease, identity, at_least)

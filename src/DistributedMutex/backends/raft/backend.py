@@ -16,8 +16,10 @@ the ElectionBackend contract wants. The term is the fencing token.
 ``release`` hands leadership over (TimeoutNow): the peer that answered last campaigns at once,
 so a graceful stop fails over in milliseconds. Its votes bypass stickiness, so the hand-over ends
 every lease of the term it leaves: once ``release`` is called for a term, no Lease of that term or
-an older one is handed out again, whatever the peer's snapshot still says and even if the release
-timed out (a peer never leads one term twice, so this costs nothing). ``advance_term`` has the
+an older one is handed out again, whatever the peer's snapshot still says and even before the
+hand-over has happened (a peer never leads one term twice, so this costs nothing). ``release``
+does not wait for the hand-over: made at once if the peer's core is free, else queued for its
+driver (and waited for by ``close``, bounded). ``advance_term`` has the
 leader campaign again in a higher term; its followers vote for it (it is the leader they stick to)
 and nobody else can win meanwhile, so the lease it holds stays good until the new term's lease
 replaces it.
@@ -25,6 +27,7 @@ replaces it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import os
@@ -78,8 +81,8 @@ class _Terms:
 
 class RaftBackend:
     name = "raft"
-    # How long release and advance_term wait for the peer's driver thread; a call not taken up
-    # by then is dropped, never run later.
+    # How long advance_term waits for the peer's driver thread (a call not taken up by then is
+    # dropped, never run later), and close() for a hand-over that release queued.
     call_timeout = 1.0
 
     def __init__(self, peers: Mapping[str, tuple[str, int] | str], node_id: str, data_dir: str | PathLike[str],
@@ -110,6 +113,7 @@ class RaftBackend:
         self._node: RaftNode | None = None
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None
+        self._handing_over: concurrent.futures.Future[str | None] | None = None  # the latest hand-over asked for
         self._terms = _Terms()
         self._terms_lock = threading.Lock()  # for writers; readers take one consistent _view
 
@@ -136,13 +140,21 @@ class RaftBackend:
     def watch(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
+    def answers_at_once(self, call: str) -> bool:
+        """backend.AT_ONCE: renew, and acquire once the peer runs, only read its latest snapshot
+        (no I/O, no lock held across any: see _view); release marks the term given up and asks
+        for the hand-over without waiting for it (_hand_over). The loop makes them on its own
+        thread. The first acquire starts the peer (a bind, a file read): not at once."""
+        return call in ("renew", "release") or (call == "acquire" and self._node is not None)
+
     def acquire(self, identity: Identity, now: float) -> Lease | Held:
         node = self._started(identity)
         terms, status = self._view(node)
         if status.role is Role.LEADER and status.term <= terms.released:
             # Given up, but the hand-over has not happened (the release timed out and was dropped):
-            # do it now, or this peer would lead on with a lease nobody may use.
-            self._hand_over(node, status.term, raise_on_timeout=False)
+            # have it done now, or this peer would lead on with a lease nobody may use. Queued for
+            # the peer's driver, not waited for: this call answers at once (answers_at_once).
+            self._hand_over(node, status.term)
             return Held(LeaderRecord(None, status.term, lease_state="available"))
         if status.leads_with_lease(now):
             return self._lease(status, status.lease_sent_at)
@@ -205,7 +217,7 @@ class RaftBackend:
             # Before the hand-over is asked for: whenever it happens, no Lease of this term is
             # handed out from then on, even from a snapshot taken before it.
             self._terms = replace(terms, released=max(terms.released, term))
-        self._hand_over(node, term, raise_on_timeout=True)
+        self._hand_over(node, term)  # at once: made here, or queued for the peer's driver
 
     def read_leader(self) -> LeaderRecord | None:
         node = self._node
@@ -217,6 +229,9 @@ class RaftBackend:
         with self._lock:
             node, self._node = self._node, None
         if node is not None:
+            handing = self._handing_over
+            if handing is not None:  # queued, the core being busy when released: out before the peer stops
+                concurrent.futures.wait([handing], timeout=self.call_timeout)
             node.stop()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -268,16 +283,21 @@ class RaftBackend:
             if self._terms is terms:
                 return terms, status
 
-    def _hand_over(self, node: RaftNode, term: int, *, raise_on_timeout: bool) -> None:
-        try:
-            target = node.transfer(term, timeout=self.call_timeout)
-        except TimeoutError as exc:
-            if raise_on_timeout:
-                raise StorageUnavailableError(str(exc)) from None
-            log.warning("raft: handing leadership of term %d over failed again: %s", term, exc)
-            return
-        if target is not None:
-            log.info("raft: handed leadership of term %d over to %s", term, target)
+    def _hand_over(self, node: RaftNode, term: int) -> None:
+        """Have the peer hand ``term`` over without waiting for it (release and acquire answer at
+        once): made in this thread if the peer's core is free, else queued for its driver, which
+        runs it as soon as it can (a late hand-over of a term given up is still the right thing to
+        do); close() lets a queued one go out before the peer stops."""
+        handing = self._handing_over = node.transfer_soon(term)
+        handing.add_done_callback(lambda done: self._handed_over(term, done))
+
+    def _handed_over(self, term: int, done: concurrent.futures.Future[str | None]) -> None:
+        if done.cancelled():
+            log.warning("raft: could not hand leadership of term %d over: the peer stopped first", term)
+        elif done.exception() is not None:
+            log.error("raft: handing leadership of term %d over failed: %r", term, done.exception())
+        elif done.result() is not None:
+            log.info("raft: handed leadership of term %d over to %s", term, done.result())
 
     def _changed(self) -> None:
         wake = self._wake

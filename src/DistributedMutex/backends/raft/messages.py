@@ -123,6 +123,10 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# json.dumps with separators builds a new encoder at every call: made once (two per heartbeat round).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(message: Message) -> bytes:
     """One line of JSON, newline included."""
     record: dict[str, Any] = {"type": _NAMES[type(message)]}
@@ -131,7 +135,7 @@ def encode(message: Message) -> bytes:
         if isinstance(value, LeaderInfo):
             value = {"instance_id": value.instance_id, "host": value.host, "pid": value.pid}
         record[name] = value
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(record).encode() + b"\n"
 
 
 def decode(line: bytes | str) -> Message:

@@ -59,7 +59,8 @@ class RaftNode:
         self._listener_limits = listener_limits
         self._tls = tls
         self._state = StateFile(data_dir, node_id)
-        self._inbox: queue.Queue[_Item] = queue.Queue()
+        # SimpleQueue: its get(timeout), the driver's wait between heartbeats, is one C call.
+        self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self._core: RaftCore | None = None
         self._status: NodeStatus | None = None
@@ -177,25 +178,36 @@ class RaftNode:
         self._inbox.put((fn, future))
         return future
 
-    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
-        """Run ``fn(core, now)`` and return its result: in this thread if nothing waits in the
-        inbox and the core is free (one thread less to wake on a hand-over's path), else on the
-        driver thread. TimeoutError if the driver did not get to it in time; it then never runs,
-        unless it had just started."""
+    def call_soon(self, fn: Callable[[RaftCore, float], T]) -> concurrent.futures.Future[T]:
+        """``fn(core, now)`` without waiting for the driver: run in this thread if nothing waits in the
+        inbox, the core is free and no save is pending (so nothing here writes to the disk), the
+        future then done already; else queued for the driver (``submit``); cancelled if stopped."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        answer: Callable[[], None] | None = None
         if self._inbox.empty() and self._core_lock.acquire(blocking=False):
-            inline: concurrent.futures.Future[T] = concurrent.futures.Future()
             try:
-                if self._stopping.is_set() or self._driver is None:
-                    raise TimeoutError(f"the Raft peer {self.node_id} stopped before it got to it")
-                core = self._core
-                assert core is not None
-                self._handle(core, (fn, inline), time.monotonic())
-                if core.wake_at < self._driver_wakes_at:
-                    self._inbox.put(_NUDGE)
+                core, now = self._core, time.monotonic()
+                if core is not None and self._unsaved is None and not self._stopping.is_set():
+                    answer = self._run_call(core, now, fn, future)
+                    self._publish(now)  # before the answer, as for every call (see _handle)
+                    if core.wake_at < self._driver_wakes_at:
+                        self._inbox.put(_NUDGE)
             finally:
                 self._core_lock.release()
-            return inline.result(0)
-        future = self.submit(fn)
+        if answer is not None:
+            answer()
+        elif self._stopping.is_set() or self._driver is None:
+            future.cancel()
+        else:
+            self._inbox.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[RaftCore, float], T], timeout: float) -> T:
+        """Run ``fn(core, now)`` and return its result: in this thread if it can be at once
+        (``call_soon``: one thread less to wake on a hand-over's path), else on the driver thread.
+        TimeoutError if the driver did not get to it in time; it then never runs, unless it had
+        just started."""
+        future = self.call_soon(fn)
         try:
             return future.result(timeout)
         except concurrent.futures.CancelledError:
@@ -224,6 +236,16 @@ class RaftNode:
     def transfer(self, term: int, timeout: float) -> str | None:
         """Hand leadership of ``term`` over; the peer told to campaign (None: nobody, or not
         leading that term). Returns once the TimeoutNow was written (bounded by ``timeout``)."""
+        target = self.call(self._hand_over(term), timeout)
+        if target is not None:
+            self._links[target].flush(timeout)
+        return target
+
+    def transfer_soon(self, term: int) -> concurrent.futures.Future[str | None]:
+        """``transfer`` without waiting for it (``call_soon``): for a caller that must not block."""
+        return self.call_soon(self._hand_over(term))
+
+    def _hand_over(self, term: int) -> Callable[[RaftCore, float], str | None]:
         def hand_over(core: RaftCore, now: float) -> str | None:
             if core.role is not Role.LEADER or core.term != term:
                 return None
@@ -231,10 +253,7 @@ class RaftNode:
             self._carry_out(out)
             return out.messages[0].dst if out.messages else None
 
-        target = self.call(hand_over, timeout)
-        if target is not None:
-            self._links[target].flush(timeout)
-        return target
+        return hand_over
 
     def recampaign(self, term: int, at_least: int, timeout: float) -> bool:
         """Leader of ``term`` only: campaign again for a term >= ``at_least``. False if not leading."""
