@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -48,7 +49,7 @@ from kazoo.exceptions import (
 from kazoo.interfaces import IAsyncResult
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease, utc_now
+from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease
 from DistributedMutex.backends.zookeeper.arguments import (
     DEFAULT_PATH,
     DEFAULT_SESSION_TIMEOUT,
@@ -59,8 +60,8 @@ from DistributedMutex.backends.zookeeper.arguments import (
     zookeeper_timing,
 )
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
-from DistributedMutex.backends.zookeeper.terms import base_from, raise_term
-from DistributedMutex.backends.zookeeper.znodes import Contender, encode, line_of, parse, record
+from DistributedMutex.backends.zookeeper.terms import base_from, raise_term, send_term
+from DistributedMutex.backends.zookeeper.znodes import Contender, encode, leader_data, line_of, parse, record
 from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
 
@@ -107,9 +108,11 @@ class ZooKeeperBackend:
         # Set while the znode below ours is the leader's (the lowest): (epoch, our znode, the
         # predecessor, the term base and version read with the line). When that znode goes, nobody
         # is left below ours (sequence numbers only grow: no znode can join below), so we lead:
-        # _heir then holds what acquire needs to take over in one transaction, without a listing.
+        # _heir then holds what acquire needs to take over in one transaction, without a listing:
+        # that transaction, sent by the watch's callback already (and when, on time.monotonic).
         self._next_in_line: tuple[int, str, str, tuple[int, int | None]] | None = None
-        self._heir: tuple[int, str, tuple[int, int | None]] | None = None
+        self._heir: tuple[int, str, tuple[int, int | None], tuple[IAsyncResult, int] | None, float] | None = None
+        self._identity: Identity | None = None  # the last acquire's: what the takeover writes
 
     # -- the ElectionBackend interface -------------------------------------------------------
 
@@ -130,12 +133,15 @@ class ZooKeeperBackend:
         with self._session.serial("join the election"):
             client = self._session.ready()
             self._session.check_granted(self._timing)
+            self._identity = identity
             heir, self._heir = self._heir, None
-            if heir is not None and heir[0] == self._epoch and heir[1] == self._current_member():
+            if heir is not None and heir[0] == self._epoch and heir[1] == self._current_member() != self._recorded:
                 # The leader just below us went: we are the lowest, so take over in one round trip
                 # (the transaction fails if our znode or the term base changed meanwhile; then the
-                # recipe below reads the line as usual).
-                lease = self._lead(identity, parse(heir[1]), heir[2], now)
+                # recipe below reads the line as usual). Sent before ``now``: the lease counts from
+                # when it went, ``now`` less the time since on time.monotonic (the loop's clock).
+                sent_at = now - max(0.0, time.monotonic() - heir[4]) if heir[3] is not None else now
+                lease = self._lead(identity, parse(heir[1]), heir[2], sent_at, sent=heir[3])
                 if lease is not None:
                     return lease
             for _ in range(_ROUNDS):
@@ -284,9 +290,15 @@ class ZooKeeperBackend:
 
     def _predecessor_gone(self, path: str | None) -> None:
         """The znode below ours went; if it was the leader's, we lead now (see _next_in_line)."""
-        next_in_line = self._next_in_line
+        next_in_line, identity = self._next_in_line, self._identity
         if next_in_line is not None and path == self._child(next_in_line[2]):
-            self._heir = (next_in_line[0], next_in_line[1], next_in_line[3])
+            epoch, member, base = next_in_line[0], next_in_line[1], next_in_line[3]
+            sent = None
+            if identity is not None and member != self._recorded:  # sent now, not once the loop's acquire runs
+                seq = parse(member).seq
+                sent = send_term(self._client, self._term_path, self._child(member), seq, base[0] + seq + 1,
+                                 leader_data(identity), base)
+            self._heir = (epoch, member, base, sent, time.monotonic())
             log.debug("the leader's znode below ours went (%s): taking over", path)
         else:
             log.debug("the znode below ours went (%s): looking again", path)
@@ -337,9 +349,10 @@ class ZooKeeperBackend:
             self._member = (epoch, name)
         log.info("joined the election under %s as %s", self._path, name)
 
-    def _lead(self, identity: Identity, member: Contender, base: tuple[int, int | None],
-              now: float) -> Lease | None:
-        """We are the lowest: we lead. None if our znode vanished meanwhile."""
+    def _lead(self, identity: Identity, member: Contender, base: tuple[int, int | None], now: float,
+              sent: tuple[IAsyncResult, int] | None = None) -> Lease | None:
+        """We are the lowest: we lead. None if our znode vanished meanwhile. ``sent``: the
+        takeover's transaction over ``base``, already sent (by _predecessor_gone)."""
         self._watching = None
         self._next_in_line = None
         term = base[0] + member.seq + 1
@@ -347,13 +360,12 @@ class ZooKeeperBackend:
         # was suspended, and the session survived): a new leadership, so a new term, as after any
         # other change of leader.
         at_least = term + 1 if self._recorded == member.name else term
-        data = encode({"instance_id": identity.instance_id, "host": identity.host, "pid": identity.pid,
-                        "acquired_at": utc_now().isoformat()})  # says when, for read_leader
         try:
-            term = self._raise_term(member.name, at_least, data=data, base=base)
+            term = self._raise_term(member.name, at_least, data=leader_data(identity), base=base, sent=sent)
         except LeaseLostError:
             return None
         self._recorded = member.name
+        self._heir = None  # a takeover sent meanwhile (the acquire ran when the watch fired) is this one
         return Lease(term=term, token=member.name, sent_at=now, duration=self._session.lease_duration())
 
     def _follow(self, client: KazooClient, member: Contender, leader: Contender, below: Contender,
@@ -382,10 +394,10 @@ class ZooKeeperBackend:
         return Held(record(leader, data, base[0]), watched=self._watching == below.name)
 
     def _raise_term(self, member: str, at_least: int, *, data: bytes | None = None,
-                    base: tuple[int, int | None] | None = None) -> int:
+                    base: tuple[int, int | None] | None = None, sent: tuple[IAsyncResult, int] | None = None) -> int:
         """terms.raise_term for our znode; LeaseLostError if it is gone."""
         term = raise_term(self._client, self._session, self._term_path, self._child(member), parse(member).seq,
-                          at_least, data=data, base=base)
+                          at_least, data=data, base=base, sent=sent)
         if term is None:
             self._forget(member)
             raise LeaseLostError(f"our znode {member} is gone from {self._path}")
