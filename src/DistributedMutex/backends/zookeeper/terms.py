@@ -1,4 +1,5 @@
-"""The election's term base (``<path>-term``, an integer; absent: 0), read and raised.
+"""The election's term base (``<path>-term``, an integer; absent: 0), read and raised; and the
+leader as others read it (the lowest znode, its term over the base).
 
 A leadership's term is ``base + sequence + 1`` (backend.py says why it only grows). The base is
 written only in a transaction that also checks (or writes) the writer's znode, so only a live
@@ -11,7 +12,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 from kazoo.interfaces import IAsyncResult
 
+from DistributedMutex.backend import LeaderRecord
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
+from DistributedMutex.backends.zookeeper.znodes import line_of, record
 from DistributedMutex.errors import StorageRejectedError, StorageUnavailableError
 
 # How often one call re-reads the base when it changes under it before giving up (retried).
@@ -80,3 +83,28 @@ def base_from(session: ZooKeeperSession, read: IAsyncResult, term_path: str) -> 
     except (UnicodeDecodeError, ValueError):
         raise StorageRejectedError(f"{term_path} holds {data[:40]!r}, not an integer: it is this "
                                    "election's term base; delete it or write a number") from None
+
+
+def read_leader(session: ZooKeeperSession, client: KazooClient, path: str, term_path: str) -> LeaderRecord | None:
+    """ZooKeeperBackend.read_leader: the lowest znode under ``path`` and its data, with the base."""
+    for _ in range(_ROUNDS):
+        listing = client.get_children_async(path, include_data=True)
+        base_read = client.get_async(term_path)
+        try:
+            names, parent = session.wait(listing, "list the contenders")
+        except NoNodeError:
+            names, parent = [], None
+        base, version = base_from(session, base_read, term_path)
+        line = line_of(names)
+        if not line:
+            # Nobody contends. Somebody did if the path has had children or a base exists;
+            # the last leader's own term went with its znode, so only the base is known.
+            if version is None and (parent is None or parent.cversion == 0):
+                return None
+            return LeaderRecord(None, base, lease_state="available")
+        try:
+            data, _ = session.wait(client.get_async(f"{path}/{line[0].name}"), "read the leader's znode")
+        except NoNodeError:
+            continue  # it just left: look again
+        return record(line[0], data, base)
+    raise StorageUnavailableError(f"the contenders under {path} kept changing; try again")
