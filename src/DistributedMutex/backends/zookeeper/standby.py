@@ -44,9 +44,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Takeover:
     """What the watch's callback knew when the leader's znode below ours went: our znode and its
-    session epoch, the term base read with the line (and its version), the takeover transaction
-    already sent (with the base it writes) and when (time.monotonic), and the standby proof's
-    sending if one was fresh and the base has not moved since it was read (None otherwise)."""
+    session epoch, the term base and its version (read with a watch while next in line, or with the
+    line), the takeover transaction already sent (with the base it writes) and when (time.monotonic),
+    and the standby proof's sending if one was fresh and the watched base has not moved (else None).
+
+    Both moments are carried to the loop's clock as ``now`` less the time since on time.monotonic
+    (the loop's default clock): never later than the truth on a clock that runs no faster."""
 
     epoch: int
     member: str
@@ -56,8 +59,7 @@ class Takeover:
     proven_mono: float | None
 
     def since(self, now: float) -> float:
-        """When the takeover's transaction went, on the clock of ``now`` (taken later): ``now``
-        less the time since on time.monotonic, the loop's clock."""
+        """When the takeover's transaction went, on the clock of ``now`` (taken later)."""
         return now - max(0.0, time.monotonic() - self.sent_mono) if self.sent is not None else now
 
     def standby_lease(self, now: float, duration: float) -> Lease:
