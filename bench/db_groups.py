@@ -10,21 +10,14 @@ own, so that the server's counters are the group's alone:
                run included; the script calls (EVALSHA: one round trip each) are given apart
 
 Both keep the readings in MySQL as the other groups do, so the counters are the election's only.
-``rest_at`` measures the cost at rest of ``n`` contenders (100 by default, ``--backend-contenders``),
-without kills: the row the README's backend table shows beside the 3-instance one.
+bench/many.py runs ``n`` of them (100 by default, ``--backend-contenders``), as it does every backend.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.group import Group, Slot
-from bench.measure import rounded
-
-if TYPE_CHECKING:
-    from bench.designs import Design
-    from bench.phases import Bench
 
 DATABASE = "bench"
 
@@ -143,30 +136,6 @@ class RedisGroup(Group):
     def close(self) -> None:
         super().close()
         self.server.cleanup()
-
-
-def rest_at(bench: Bench, backend: str, design: Design, n: int, window: float) -> dict[str, Any]:
-    """The cost at rest of ``n`` contenders on ``backend`` (no kills): started, steady (every one
-    connected), ``--settle`` seconds, then a quiet window."""
-    group = DB_GROUPS[backend](bench, f"{backend}-rest{n}", design, n)
-    bench.groups.append(group)
-    started = time.monotonic()
-    try:
-        group.start_all()
-        group.wait_steady(60 + 2 * n)
-        steady = time.monotonic()
-        time.sleep(bench.args.settle)
-        result = group.quiet_window(window)
-    finally:
-        group.end = time.monotonic()
-        group.stop_all()
-    result["contenders"] = n
-    result["startup_s"] = rounded(steady - started, 1)
-    bench.say(f"  {backend}, {n} contenders at rest: {result['per_s']} {result['counted']}/s; CPU leader "
-              f"{result['leader_cpu_pct']} %, worker {result['worker_cpu_pct']} %"
-              + (f", server {result['server_cpu_pct']} %" if result["server_cpu_pct"] is not None else "")
-              + f"; over {result['window_s']} s")
-    return result
 
 
 DB_GROUPS: dict[str, type[Group]] = {"postgres": PostgresGroup, "redis": RedisGroup}

@@ -336,6 +336,8 @@ class Group:
                   "server_cpu_pct": rounded(sum(cpu[name] for name in servers if name in cpu)) if servers else None,
                   "cpu_how": "utime + stime from /proc/<pid>/stat over the window, % of one core"}
         result.update(self.cost(leader, w0, w1, before, after))
+        per_s = result.get("per_s")
+        result["per_contender_per_s"] = rounded(per_s / len(self.slots), 3) if per_s is not None else None
         return result
 
     def leadership_intervals(self, end: float) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.backend_groups import GROUPS
-from bench.db_groups import DB_GROUPS, rest_at
 from bench.designs import AZURE_SETTINGS, BACKEND_DESIGNS, DESIGNS, design_window
 from bench.group import Group
+from bench.many import many_at
 from bench.measure import CLK_TCK, LoadMeter, cpu_ticks, percentile, rounded, rss_mib, summary, to_ms
 from harness.fake_openweather import FakeOpenWeather
 from harness.services import Azurite, MySQLServer
@@ -188,17 +188,18 @@ class Bench:
             columns[backend] = column
         for group, _ in fresh:
             group.stop_all()
-        # The database backends' cost at rest with many contenders (no kills), one count at a time.
-        for backend in (b for b in self.args.backends if b in DB_GROUPS):
+        # Every backend with many contenders (the cost at rest, crash trials), one count at a time.
+        for backend in self.args.backends:
             columns[backend]["rest_contenders"] = {}
             for n in self.args.backend_contenders:
+                design = BACKEND_DESIGNS[backend]
                 try:
-                    columns[backend]["rest_contenders"][str(n)] = rest_at(
-                        self, backend, BACKEND_DESIGNS[backend], n, design_window(BACKEND_DESIGNS[backend],
-                                                                                  self.args.design_window))
+                    many = many_at(self, backend, design, n, design_window(design, self.args.design_window))
+                    columns[backend]["rest_contenders"][str(n)] = many
+                    errors += [f"{backend}, {n} contenders: {e}" for e in many.get("errors", [])]
                 except Exception as exc:  # noqa: BLE001 - reported; the other counts still run
-                    errors.append(f"{backend}, {n} contenders at rest: {exc}")
-                    self.say(f"  {backend}, {n} contenders at rest FAILED: {exc}")
+                    errors.append(f"{backend}, {n} contenders: {exc}")
+                    self.say(f"  {backend}, {n} contenders FAILED: {exc}")
         return {"backends": columns, "load": load, "errors": errors}
 
     # -- phase 3: contention ---------------------------------------------------------------------

@@ -16,8 +16,11 @@ BACKENDS = {"azure": "Azure blob lease", "zookeeper": "ZooKeeper", "raft": "Raft
             "redis": "Redis"}
 CRASH, GRACEFUL = "crash failover (SIGKILL): median (max)", "graceful failover (SIGTERM): median (max)"
 REST3, REST100 = "cost at rest, 3 instances", "cost at rest, 100 instances"
-MEASURED = (CRASH, GRACEFUL, REST3, REST100)
+CRASH100 = "crash failover (SIGKILL), 100 instances: median (max)"
+MEASURED = (CRASH, GRACEFUL, REST3, REST100, CRASH100)
 MANY = "100"
+# A cell that cannot be measured, by design (bench/many.py says why in results.json and the printout).
+NOT_APPLICABLE = "n/a: every instance would be a voting member"
 
 
 def _failover(summary: dict[str, Any] | None) -> str:
@@ -34,23 +37,20 @@ def _rate(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def _cost(backend: str, rest: dict[str, Any] | None) -> str:
-    """What a backend costs at rest, in the unit its server bills or counts."""
+def _cost(backend: str, rest: dict[str, Any] | None, instances: int) -> str:
+    """What a backend costs at rest, in the unit its server bills or counts: in all, and per instance."""
+    if rest and rest.get("not_applicable"):
+        return NOT_APPLICABLE
     if not rest or rest.get("per_s") is None:
         return "-"
     per_s = rest["per_s"]
-    if backend == "azure":
-        return f"{_rate(per_s)} billed storage requests/s"
-    if backend == "zookeeper":
-        return f"{_rate(per_s)} packets/s at the server"
-    if backend == "raft":
-        return f"{_rate(per_s)} peer messages/s"
-    if backend == "postgres":
-        return f"{_rate(per_s)} transactions/s (one per call)"
     if backend == "redis" and rest.get("script_calls_per_s") is not None:
-        calls = _rate(rest["script_calls_per_s"])
-        return f"{calls} script calls/s ({_rate(per_s)} commands with those the scripts run)"
-    return f"{_rate(per_s)}/s"
+        calls = rest["script_calls_per_s"]
+        return (f"{_rate(calls)} script calls/s, {calls / instances:.2f} per instance ({_rate(per_s)} commands with "
+                "those the scripts run)")
+    unit = {"azure": "billed storage requests/s", "zookeeper": "packets/s at the server", "raft": "peer messages/s",
+            "postgres": "transactions/s (one per call)"}.get(backend, "/s")
+    return f"{_rate(per_s)} {unit}, {per_s / instances:.2f} per instance"
 
 
 def _command(args: dict[str, Any]) -> str:
@@ -61,7 +61,10 @@ def _command(args: dict[str, Any]) -> str:
              f"--contenders '{joined('contenders')}'"]
     if args.get("contenders"):
         parts.append(f"--contention-trials {args.get('contention_trials')}")
-    parts += [f"--backend-contenders '{joined('backend_contenders')}'", "--peers ''"]
+    parts.append(f"--backend-contenders '{joined('backend_contenders')}'")
+    if args.get("backend_contenders") and args.get("backend_contention_trials") is not None:
+        parts.append(f"--backend-contention-trials {args['backend_contention_trials']}")
+    parts.append("--peers ''")
     return 'make bench BENCH_ARGS="' + " ".join(parts) + '"'
 
 
@@ -83,9 +86,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             column = columns[backend]
             rest = column.get("rest") or {}
             many = (column.get("rest_contenders") or {}).get(MANY) or {}
-            if backend == "azure" and MANY in contention:
-                # Azure's many-contender cost is the contention phase's (ours, 15/5/2, the same defaults).
+            crash_many = many.get("crash") or {}
+            if backend == "azure" and not many.get("per_s") and MANY in contention:
+                # Or the contention phase's (ours, 15/5/2, the same defaults).
                 many = {"per_s": contention[MANY]["requests_per_s"]}
+                crash_many = contention[MANY].get("crash") or {}
             entry: dict[str, Any] = {"source": len(sources) - 1, "settings": column.get("settings")}
             for mode in ("crash", "graceful"):
                 stats = column.get(mode) or {}
@@ -95,6 +100,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 if calls is None and "by_command_per_s" in r:
                     calls = r["by_command_per_s"].get("evalsha", 0) + r["by_command_per_s"].get("eval", 0)
                 entry[key] = {"per_s": r.get("per_s"), "script_calls_per_s": calls} if r else None
+            if many.get("not_applicable"):
+                entry["many"] = {"not_applicable": True}
+            entry["many_crash"] = {k: crash_many.get(k) for k in ("n", "median", "max")} if crash_many else None
             backends[backend] = entry
     if not backends:
         raise ValueError("the results have no election-backend phase ('backends'): run the bench with --backends")
@@ -107,8 +115,10 @@ def measured_rows(summary: dict[str, Any]) -> dict[str, str]:
     cells = {
         CRASH: [_failover(c and c["crash"]) for c in columns],
         GRACEFUL: [_failover(c and c["graceful"]) for c in columns],
-        REST3: [_cost(b, c and c["rest"]) for b, c in zip(BACKENDS, columns, strict=True)],
-        REST100: [_cost(b, c and c["many"]) for b, c in zip(BACKENDS, columns, strict=True)],
+        REST3: [_cost(b, c and c["rest"], 3) for b, c in zip(BACKENDS, columns, strict=True)],
+        REST100: [_cost(b, c and c["many"], int(MANY)) for b, c in zip(BACKENDS, columns, strict=True)],
+        CRASH100: [NOT_APPLICABLE if c and (c.get("many") or {}).get("not_applicable") else
+                   _failover(c and c.get("many_crash")) for c in columns],
     }
     return {label: f"| {label} | " + " | ".join(row) + " |" for label, row in cells.items()}
 
@@ -131,8 +141,10 @@ def caption(summary: dict[str, Any]) -> str:
     gone = f" Not in these runs, so \"-\": {', '.join(missing)}." if missing else ""
     return ("The measured rows are generated by `python -m bench.readme_table` from " + "; ".join(runs) + ". "
             "3 instances per group with each backend's defaults, a server of its own per group where there is one; "
-            "failover = the signal to the next leader's first act (CLOCK_MONOTONIC); a \"-\" in the 100-instance "
-            f"row: not measured.{gone}")
+            "failover = the signal to the next leader's first act (CLOCK_MONOTONIC); the 100-instance rows: one "
+            "group of 100, a quiet window then crash trials (`--backend-contenders`); a \"-\": not measured; "
+            "Raft's contenders are its voting members, and a 100-member cluster is not a Raft deployment, so "
+            f"\"n/a\".{gone}")
 
 
 def render(summary: dict[str, Any], previous: str) -> str:

@@ -45,6 +45,7 @@ def backend_table(columns: dict[str, Any]) -> str:
     rows += [
         row("at rest: counted", lambda c: (c.get("rest") or {}).get("counted", "-")),
         row("at rest: per second, all 3", rest("per_s")),
+        row("at rest: per second, per contender", rest("per_contender_per_s", 3)),
         row("at rest: leader CPU %", rest("leader_cpu_pct")),
         row("at rest: worker CPU % (mean)", rest("worker_cpu_pct")),
         row("at rest: server CPU %", rest("server_cpu_pct")),
@@ -52,10 +53,19 @@ def backend_table(columns: dict[str, Any]) -> str:
     ]
     counts = sorted({int(n) for c in columns.values() for n in (c.get("rest_contenders") or {})})
     for n in counts:
-        def many(c: dict[str, Any], n: int = n) -> str:
-            r = (c.get("rest_contenders") or {}).get(str(n)) or {}
-            return fmt(r.get("per_s"), 2)
-        rows.append(row(f"at rest: per second, {n} contenders", many))
+        def many(key: str, digits: int = 2, n: int = n) -> Any:
+            def cell(c: dict[str, Any]) -> str:
+                r = (c.get("rest_contenders") or {}).get(str(n)) or {}
+                if r.get("not_applicable"):
+                    return "n/a"
+                value = (r.get("crash") or {}).get(key) if key in ("n", "median", "max") else r.get(key)
+                return fmt(value, digits)
+            return cell
+        rows += [row(f"at rest: per second, {n} contenders", many("per_s")),
+                 row(f"at rest: per second, per contender of {n}", many("per_contender_per_s", 3)),
+                 row(f"{n} contenders: SIGKILL trials", many("n", 0)),
+                 row(f"{n} contenders: SIGKILL median s", many("median", 3)),
+                 row(f"{n} contenders: SIGKILL max s", many("max", 3))]
     text = ("Failover by election backend: seconds from the signal to the next leader's first act as leader "
             "(journal 'start'),\nand the cost at rest (a quiet window before the first kill); 3 instances per group, "
             "each backend's defaults\n" + table(["", *names], rows))
@@ -74,8 +84,10 @@ def backend_table(columns: dict[str, Any]) -> str:
                       + ", ".join(f"{k} {v:g}/s" for k, v in (r.get("by_command_per_s") or {}).items()) + ")")
         many = c.get("rest_contenders") or {}
         if many:
-            detail += "; " + ", ".join(f"{n} contenders: {fmt(m.get('per_s'))}/s, worker CPU "
+            detail += "; " + ", ".join(f"{n} contenders: n/a: {m['not_applicable']}" if m.get("not_applicable") else
+                                       f"{n} contenders: {fmt(m.get('per_s'))}/s, worker CPU "
                                        f"{fmt(m.get('worker_cpu_pct'))} %, started in {fmt(m.get('startup_s'), 1)} s"
+                                       + "".join(f"; {e}" for e in m.get("errors") or [])
                                        for n, m in many.items())
         how = r.get("how", "not measured")
         notes.append(f"  {b}: {how}{detail}; source: {c['source']}")

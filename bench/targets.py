@@ -29,10 +29,12 @@ def estimate(args: argparse.Namespace) -> float:
                    + (3 if b == "zookeeper" else 0)
                    for b in args.backends if not (b == "azure" and reuse_azure) for mode in ("crash", "graceful")]
     backends = (max(per_backend) + 10) if per_backend and args.trials else 0
-    # The database backends' contenders at rest, one count after another.
+    # Every backend's many contenders, one count after another: start-up, a quiet window, crash trials.
     backends += sum(0.6 * n + 10 + args.settle + design_window(BACKEND_DESIGNS[b], args.design_window)
-                    for b in args.backends if b in ("postgres", "redis")
-                    for n in getattr(args, "backend_contenders", []))
+                    + getattr(args, "backend_contention_trials", 0)
+                    * (expected_failover(BACKEND_DESIGNS[b], "crash") + BACKEND_DESIGNS[b].renew / 2 + 3 + 0.05 * n)
+                    for b in args.backends for n in getattr(args, "backend_contenders", [])
+                    if not (b == "raft" and n > 7))
     # The real peers: every cell at once; a cell's groups take their trials in turn.
     per_cell = [args.peer_trials * len(CONTENDERS[b])
                 * (expected_failover(peer_design(b), mode) + peer_design(b).renew / 2 + 3)

@@ -194,6 +194,9 @@ class ZooKeeperServer:
         """zoo.cfg; a member of an ensemble (harness/zk_ensemble.py) adds its quorum's lines."""
         return [f"tickTime={round(self.tick * 1000)}", f"dataDir={self.directory / 'data'}",
                 f"clientPort={self.port}", f"clientPortAddress={self.host}", "admin.enableServer=false",
+                # No limit on connections from one address (60 by default): the bench runs 100 clients
+                # on 127.0.0.1.
+                "maxClientCnxns=0",
                 f"4lw.commands.whitelist={','.join(ZOOKEEPER_WORDS)}"]
 
     def launch(self) -> None:

@@ -1,7 +1,8 @@
 """The benchmark (bench/, `make bench`) in its smallest configuration: the 'ours' design and the five
 election backends (azure, zookeeper, raft, postgres, redis), one crash and one graceful trial each, 3
-contenders without kills, the database backends' cost at rest with 4 contenders; and the real-peer
-phase alone in its short form (2 interleaved trials per contender and signal).
+contenders without kills, every backend's cost at rest with 4 contenders (no kills: the full run's
+--backend-contention-trials are crash trials as the backends phase's); and the real-peer phase alone
+in its short form (2 interleaved trials per contender and signal).
 Checks the shape of results.json and of the printed table, and that the numbers are physically
 plausible, not that the targets are met (that is the full run's job)."""
 
@@ -29,8 +30,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, mysql_server: MySQLServer
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--designs", "ours", "--backends", ",".join(BACKENDS), "--trials", "1",
          "--contenders", "3", "--contention-trials", "0", "--window", "4", "--design-window", "6", "--settle", "1",
-         "--backend-contenders", "4", "--peers", "", "--no-plot", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+         "--backend-contenders", "4", "--backend-contention-trials", "0", "--peers", "", "--no-plot", "--out",
+         str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
     return run.stdout, json.loads((out / "results.json").read_text())
 
@@ -125,12 +127,17 @@ def test_tiny_benchmark_has_a_column_per_backend(tiny_run: tuple[str, dict[str, 
     # The leader's renewal script every second, the contenders' look at the key: EVALSHA among them.
     assert redis["counted"] == "commands at the server" and 1 < redis["per_s"] < 100, redis
     assert redis["by_command_per_s"].get("evalsha", 0) > 0 and "info" not in redis["by_command_per_s"], redis
-    assert "at rest: per second, 4 contenders" in table
-    for backend in ("postgres", "redis"):
-        many = columns[backend]["rest_contenders"]["4"]
+    for row in ("at rest: per second, 4 contenders", "at rest: per second, per contender of 4",
+                "4 contenders: SIGKILL median s"):
+        assert row in table, row
+    for backend in BACKENDS:
+        rest, many = columns[backend]["rest"], columns[backend]["rest_contenders"]["4"]
         assert many["contenders"] == 4 and not many["leader_changed"], (backend, many)
-        # More contenders, more calls: each one polls.
-        assert many["per_s"] > columns[backend]["rest"]["per_s"], (backend, many, columns[backend]["rest"])
+        assert many["crash"]["n"] == 0, (backend, many["crash"])
+        # In all and per contender: each one polls, or pings (ZooKeeper), or hears heartbeats (Raft).
+        assert many["per_s"] > rest["per_s"], (backend, many, rest)
+        assert many["per_contender_per_s"] == round(many["per_s"] / 4, 3), (backend, many)
+        assert rest["per_contender_per_s"] == round(rest["per_s"] / 3, 3), (backend, rest)
 
     targets = results["backend_targets"]
     assert [t["backend"] for t in targets] == [b for b in BACKENDS for _ in range(2)]

@@ -118,11 +118,13 @@ BACKEND_RUN: dict[str, Any] = {
         "azure": column("lease 15 s", failover(13.81, 13.2, 14.46, 3), failover(1.021, 0.8, 1.94, 3), {"per_s": 1.3}),
         "zookeeper": column("session 5 s", failover(5.668, 4.6, 6.191, 3), failover(0.0249, 0.016, 0.0371, 3),
                             {"per_s": 4.7}),
+        "raft": column("election 1000-2000 ms", failover(1.5, 1.2, 1.7, 3), failover(0.015, 0.01, 0.03, 3),
+                       {"per_s": 40.0}, {"contenders": 100, "not_applicable": "a 100-member cluster"}),
         "redis": column("lease 5 s", failover(4.523, 4.1, 4.89, 3), failover(0.006, 0.004, 0.014, 3),
                         {"per_s": 11.3, "by_command_per_s": {"evalsha": 3.0, "get": 3.0}},
-                        {"per_s": 407.16, "script_calls_per_s": 99.53}),
+                        {"per_s": 407.16, "script_calls_per_s": 99.53, "crash": failover(4.7, 4.2, 5.01, 2)}),
     },
-    "contention": [{"contenders": 100, "requests_per_s": 49.83}],
+    "contention": [{"contenders": 100, "requests_per_s": 49.83, "crash": failover(14.2, 13.9, 14.83, 1)}],
     "backends_load": {"machine_busy_pct": 61.2, "cpus": 2},
 }
 OLDER_RUN: dict[str, Any] = {
@@ -146,21 +148,27 @@ def test_backend_rows_come_from_the_last_run_that_has_each_backend() -> None:
     lines = block.splitlines()
     # The prose row stays where it was; the measured rows replace theirs or are added after.
     assert lines[2] == PROSE
-    assert lines[3:7] == [
-        "| crash failover (SIGKILL): median (max) | 13.81 s (14.46) | 5.67 s (6.19) | - | 4.19 s (4.45) "
+    assert lines[3:8] == [
+        "| crash failover (SIGKILL): median (max) | 13.81 s (14.46) | 5.67 s (6.19) | 1.50 s (1.70) | 4.19 s (4.45) "
         "| 4.52 s (4.89) |",
-        "| graceful failover (SIGTERM): median (max) | 1.02 s (1.94) | 25 ms (37) | - | 11 ms (23) | 6 ms (14) |",
-        "| cost at rest, 3 instances | 1.3 billed storage requests/s | 4.7 packets/s at the server | - "
-        "| 4.9 transactions/s (one per call) | 3.0 script calls/s (11.3 commands with those the scripts run) |",
-        "| cost at rest, 100 instances | 49.8 billed storage requests/s | - | - | - "
-        "| 99.5 script calls/s (407 commands with those the scripts run) |",
+        "| graceful failover (SIGTERM): median (max) | 1.02 s (1.94) | 25 ms (37) | 15 ms (30) | 11 ms (23) "
+        "| 6 ms (14) |",
+        "| cost at rest, 3 instances | 1.3 billed storage requests/s, 0.43 per instance | 4.7 packets/s at the server, "
+        "1.57 per instance | 40.0 peer messages/s, 13.33 per instance | 4.9 transactions/s (one per call), 1.64 per "
+        "instance | 3.0 script calls/s, 1.00 per instance (11.3 commands with those the scripts run) |",
+        # Azure's from the contention phase (the many-contender one did not run); Raft's cannot be.
+        "| cost at rest, 100 instances | 49.8 billed storage requests/s, 0.50 per instance | - "
+        "| n/a: every instance would be a voting member | - "
+        "| 99.5 script calls/s, 1.00 per instance (407 commands with those the scripts run) |",
+        "| crash failover (SIGKILL), 100 instances: median (max) | 14.20 s (14.83) | - "
+        "| n/a: every instance would be a voting member | - | 4.70 s (5.01) |",
     ]
     assert "old" not in block
     caption = lines[-1]
     assert "PostgreSQL: `make bench BENCH_ARGS=\"--designs '' --backends postgres,redis --trials 5" in caption
     assert "of 2026-12-01 (5 crash and graceful trials each; the machine 40.0 % busy on 2 CPUs)" in caption
-    assert "Azure blob lease, ZooKeeper, Redis: " in caption and "of 2026-12-07 (3 crash" in caption
-    assert 'Not in these runs, so "-": Raft.' in caption
+    assert "Azure blob lease, ZooKeeper, Raft, Redis: " in caption and "of 2026-12-07 (3 crash" in caption
+    assert "Not in these runs" not in caption
     # Idempotent: rendering over its own output gives the same block.
     assert readme_backends.render(summary, block) == block
 
@@ -194,5 +202,15 @@ def test_one_command_regenerates_both_tables(tmp_path: Path) -> None:
     assert "| crash failover (SIGKILL): median (max) | 13.81 s (14.46) |" in text
     assert text.endswith(f"{readme_backends.END}\nc\n") and "old" not in text
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["backends"]) == {"azure", "zookeeper", "postgres", "redis"}
+    assert set(summary["backends"]) == {"azure", "zookeeper", "raft", "postgres", "redis"}
     assert readme_backends.render(summary, readme_backends.between(text)) == readme_backends.between(text).strip("\n")
+
+
+def test_only_a_raft_cluster_larger_than_a_deployment_is_not_applicable() -> None:
+    """bench/many.py: 100 Raft contenders would be 100 voting members; every other backend runs them."""
+    from bench.many import RAFT_MAX_MEMBERS, not_applicable
+
+    reason = not_applicable("raft", 100)
+    assert reason is not None and "100-member cluster with a majority of 51" in reason and "9900" in reason
+    assert not_applicable("raft", RAFT_MAX_MEMBERS) is None
+    assert all(not_applicable(b, 100) is None for b in readme_backends.BACKENDS if b != "raft")

@@ -3,8 +3,10 @@
 What each test proves:
 
     the line              the lowest znode leads; every other contender watches exactly the znode
-                          just below its own (the server's wchc/wchp say so); a deletion wakes
-                          only the contender behind it
+                          just below its own (the server's wchc/wchp say so), the one next in line
+                          the term base too; a deletion wakes only the contender behind it
+    standby lease         the next in line acts on a proof of its session sent before the leader
+                          left (no round trip after it); not when the term base moved meanwhile
     read_leader           works from a process that does not contend, and makes no znode
     advance_term          raises the term under the leader's znode; the next leader's is higher
     session timeout       the one the server granted is the lease, and a lower one is logged; one
@@ -154,13 +156,15 @@ def test_the_lowest_leads_and_each_contender_watches_only_the_znode_below(
     assert znode["a"].endswith(lease.token)
 
     # The server's own word: each waiting contender's session watches exactly one path, the znode
-    # just below its own; the leader's watches nothing; and each znode has at most one watcher.
+    # just below its own (and the one next in line the term base: standby.py); the leader's watches
+    # nothing; and each znode has at most one watcher.
     by_session = zookeeper_server.watches_by_session()
     session = {name: backend.session_id for name, backend in backends.items()}
+    term = f"{election}-term"
     assert {name: by_session.get(session[name], set()) for name in names} == {
-        "a": set(), "b": {znode["a"]}, "c": {znode["b"]}, "d": {znode["c"]}}
+        "a": set(), "b": {znode["a"], term}, "c": {znode["b"]}, "d": {znode["c"]}}
     assert zookeeper_server.watchers_by_path() == {
-        znode["a"]: {session["b"]}, znode["b"]: {session["c"]}, znode["c"]: {session["d"]}}
+        znode["a"]: {session["b"]}, znode["b"]: {session["c"]}, znode["c"]: {session["d"]}, term: {session["b"]}}
 
     # Each waiting contender is told that its answer is watched: the loop need not ask again.
     assert all(isinstance(answers[name], Held) and answers[name].watched for name in ("b", "c", "d"))
@@ -168,12 +172,12 @@ def test_the_lowest_leads_and_each_contender_watches_only_the_znode_below(
     # The leader leaves: only the contender behind it is woken, and it leads with a higher term,
     # in one request: it knows it is the lowest now (nobody can join below), so it sends only the
     # transaction that records its leadership, no listing (the server's per-connection count).
+    sent_before = zookeeper_server.requests_from(session["b"])
     backends["a"].release(lease)
     wakes["b"].wait(1.0, "b, behind the released leader")
-    sent_before = zookeeper_server.requests_from(session["b"])
     successor = backends["b"].acquire(Identity("b"), time.monotonic())
     assert isinstance(successor, Lease) and successor.term > lease.term
-    # (a ping may fall in between: at most one, the session's ping interval is over a second)
+    # (a ping or a standby proof may fall in between: at most one, each comes about once a second)
     assert zookeeper_server.requests_from(session["b"]) - sent_before <= 2, "the takeover took more than one request"
     # c, now just behind the new leader, is woken once it records its leadership (to read who
     # leads); d, behind c, is not.
@@ -186,8 +190,63 @@ def test_the_lowest_leads_and_each_contender_watches_only_the_znode_below(
     backends["c"].close()
     wakes["d"].wait(1.0, "d, behind c")
     assert isinstance(backends["d"].acquire(Identity("d"), time.monotonic()), Held)
-    assert zookeeper_server.watches_by_session().get(session["d"]) == {znode["b"]}
-    assert zookeeper_server.watchers_by_path() == {znode["b"]: {session["d"]}}
+    assert zookeeper_server.watches_by_session().get(session["d"]) == {znode["b"], term}
+    # (b's watch on the base, from when it was next in line, stays until the base next moves)
+    assert zookeeper_server.watchers_by_path() == {znode["b"]: {session["d"]}, term: {session["b"], session["d"]}}
+
+
+def proven(backend: ZooKeeperBackend) -> None:
+    """Until the backend, next in line, holds a standby proof (standby.py): its first is sent at once."""
+    deadline = time.monotonic() + 3.0
+    while backend._standby._proof is None:
+        assert time.monotonic() < deadline, "the contender next in line sent no standby proof within 3 s"
+        time.sleep(0.01)
+
+
+def test_the_next_in_line_acts_on_a_standby_lease_proven_before_the_leader_left(
+        make: Callable[..., ZooKeeperBackend]) -> None:
+    leader, heir, reader = make(), make(), make()
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    wakes = watching(heir)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+
+    released = time.monotonic()
+    leader.release(lease)
+    wakes.wait(1.0, "the heir")
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease) and successor.term > lease.term
+    # Its lease counts from a write sent before the leader left: nothing waited for after it.
+    assert successor.sent_at < released, "the heir waited for a round trip after the leader's znode went"
+    assert successor.sent_at + successor.duration > time.monotonic() + 1.0
+    # Its takeover's transaction went all the same: the others read it as the leader, with its term,
+    # and its first renewal (which checks that transaction) holds.
+    record = reader.read_leader()
+    assert record is not None and (record.instance_id, record.term) == ("heir", successor.term)
+    assert record.acquired_at is not None
+    assert heir.renew(successor, time.monotonic()).term == successor.term
+
+
+def test_no_standby_lease_when_the_term_base_moved_after_it_was_read(
+        make: Callable[..., ZooKeeperBackend]) -> None:
+    """The heir computes its term from the base it read; a leader's advance_term since then is
+    told by the base's watch, and the heir then waits for its transaction, which reads the base again."""
+    leader, heir = make(), make()
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    wakes = watching(heir)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+    advanced = leader.advance_term(lease, Identity("leader"), lease.term + 100)
+
+    released = time.monotonic()
+    leader.release(advanced)
+    wakes.wait(1.0, "the heir")
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease) and successor.term > advanced.term
+    assert successor.sent_at >= released, "acted on the standby lease over a base that had moved"
+    assert heir.renew(successor, time.monotonic()).term == successor.term
 
 
 def test_read_leader_from_a_process_that_does_not_contend(

@@ -2,6 +2,8 @@
 
     backend.py    ZooKeeperBackend: the recipe (join the line, lead, watch the znode below, terms)
     session.py    the kazoo client under it: connecting, bounded calls, errors, state changes
+    standby.py    the next in line's standby lease: a graceful handover without a round trip
+    terms.py      the term base, read and raised; the leader as others read it
     znodes.py     the znodes' names and the identity in their data
     arguments.py  its arguments, checked, and the election timing its session implies
 """

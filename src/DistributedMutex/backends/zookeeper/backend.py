@@ -29,12 +29,14 @@ the leader, which checks the session before a quorum commits it.
 
 The connection (session.py) wakes the loop through ``watch(wake)`` when its state changes; a lost
 session means our znode is gone, and the next acquire joins again with a new one: a new, higher term.
+The contender next in line keeps a standby lease, to act as soon as the leader's znode goes (standby.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -48,7 +50,7 @@ from kazoo.exceptions import (
 from kazoo.interfaces import IAsyncResult
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease, utc_now
+from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease
 from DistributedMutex.backends.zookeeper.arguments import (
     DEFAULT_PATH,
     DEFAULT_SESSION_TIMEOUT,
@@ -59,8 +61,9 @@ from DistributedMutex.backends.zookeeper.arguments import (
     zookeeper_timing,
 )
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
-from DistributedMutex.backends.zookeeper.terms import base_from, raise_term
-from DistributedMutex.backends.zookeeper.znodes import Contender, encode, line_of, parse, record
+from DistributedMutex.backends.zookeeper.standby import Standby, Takeover, takeover_failed
+from DistributedMutex.backends.zookeeper.terms import base_from, raise_term, read_leader, send_term
+from DistributedMutex.backends.zookeeper.znodes import Contender, encode, leader_data, line_of, parse, record
 from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
 
@@ -105,11 +108,15 @@ class ZooKeeperBackend:
         self._recorded: str | None = None  # the member whose data says it leads (acquired_at)
         self._watching: str | None = None  # the predecessor our watch is on, while it is armed
         # Set while the znode below ours is the leader's (the lowest): (epoch, our znode, the
-        # predecessor, the term base and version read with the line). When that znode goes, nobody
-        # is left below ours (sequence numbers only grow: no znode can join below), so we lead:
-        # _heir then holds what acquire needs to take over in one transaction, without a listing.
-        self._next_in_line: tuple[int, str, str, tuple[int, int | None]] | None = None
-        self._heir: tuple[int, str, tuple[int, int | None]] | None = None
+        # predecessor, the term base and version, _term_events before that base was read, see
+        # _follow). When that znode goes, nobody is left below ours (sequence numbers only grow: no
+        # znode can join below), so we lead: _heir holds what acquire needs to take over (standby.py).
+        self._next_in_line: tuple[int, str, str, tuple[int, int | None], int] | None = None
+        self._heir: Takeover | None = None
+        self._identity: Identity | None = None  # the last acquire's: what the takeover writes
+        self._standby = Standby(self._client, self._timing.renew_interval)
+        self._term_events = 0  # the term base's watch events (the next in line's _follow arms it)
+        self._pending: tuple[str, tuple[IAsyncResult, int]] | None = None  # a takeover acted on before its answer
 
     # -- the ElectionBackend interface -------------------------------------------------------
 
@@ -130,12 +137,19 @@ class ZooKeeperBackend:
         with self._session.serial("join the election"):
             client = self._session.ready()
             self._session.check_granted(self._timing)
+            self._identity = identity
             heir, self._heir = self._heir, None
-            if heir is not None and heir[0] == self._epoch and heir[1] == self._current_member():
-                # The leader just below us went: we are the lowest, so take over in one round trip
-                # (the transaction fails if our znode or the term base changed meanwhile; then the
-                # recipe below reads the line as usual).
-                lease = self._lead(identity, parse(heir[1]), heir[2], now)
+            if heir is not None and heir.epoch == self._epoch and heir.member == self._current_member() \
+                    and heir.member != self._recorded:
+                # The leader just below us went: we lead. With a fresh standby proof, act now on its
+                # lease (standby.py; the first renewal checks the takeover's transaction); otherwise
+                # wait for that transaction (it fails if our znode or the term base changed: then the
+                # recipe below reads the line as usual), its lease counted from when it went.
+                if heir.proven_mono is not None and heir.sent is not None:
+                    self._recorded, self._pending = heir.member, (heir.member, heir.sent)
+                    self._watching = self._next_in_line = None
+                    return heir.standby_lease(now, self._session.lease_duration())
+                lease = self._lead(identity, parse(heir.member), heir.base, heir.since(now), sent=heir.sent)
                 if lease is not None:
                     return lease
             for _ in range(_ROUNDS):
@@ -164,6 +178,9 @@ class ZooKeeperBackend:
             self._session.check_connected(LeaseLostError)
             if self._current_member() != lease.token:
                 raise LeaseLostError(f"our znode {lease.token} went with the ZooKeeper session")
+            pending, self._pending = self._pending, None
+            if pending and pending[0] == lease.token and (failed := takeover_failed(self._session, pending[1])):
+                raise LeaseLostError(f"our takeover with {lease.token} failed: {failed}")  # znode gone, base moved
             # A write, never a read. In an ensemble a follower answers reads and pings from its own
             # copy of the tree for up to syncLimit x tickTime after it lost touch with the ZooKeeper
             # leader, and only that leader expires sessions: it may have expired ours, deleted our
@@ -212,33 +229,13 @@ class ZooKeeperBackend:
 
     def read_leader(self) -> LeaderRecord | None:
         with self._session.serial("read the leader"):
-            client = self._session.ready()
-            for _ in range(_ROUNDS):
-                listing = client.get_children_async(self._path, include_data=True)
-                base_read = client.get_async(self._term_path)
-                try:
-                    names, parent = self._session.wait(listing, "list the contenders")
-                except NoNodeError:
-                    names, parent = [], None
-                base, version = self._base_from(base_read)
-                line = line_of(names)
-                if not line:
-                    # Nobody contends. Somebody did if the path has had children or a base exists;
-                    # the last leader's own term went with its znode, so only the base is known.
-                    if version is None and (parent is None or parent.cversion == 0):
-                        return None
-                    return LeaderRecord(None, base, lease_state="available")
-                try:
-                    data, _ = self._session.wait(client.get_async(self._child(line[0].name)), "read the leader's znode")
-                except NoNodeError:
-                    continue  # it just left: look again
-                return record(line[0], data, base)
-            raise StorageUnavailableError(f"the contenders under {self._path} kept changing; try again")
+            return read_leader(self._session, self._session.ready(), self._path, self._term_path)
 
     def close(self) -> None:
         """End the session: ZooKeeper deletes our znode at once, and the next contender leads.
         Bounded by the call timeout."""
         self._member = None
+        self._standby.close()
         self._session.close()
 
     # -- what the session tells us -----------------------------------------------------------
@@ -258,6 +255,7 @@ class ZooKeeperBackend:
         if state in (KazooState.SUSPENDED, KazooState.LOST):
             self._watching = None
             self._next_in_line = None
+            self._standby.stop()
         if state == KazooState.LOST:
             self._epoch += 1
 
@@ -284,14 +282,26 @@ class ZooKeeperBackend:
 
     def _predecessor_gone(self, path: str | None) -> None:
         """The znode below ours went; if it was the leader's, we lead now (see _next_in_line)."""
-        next_in_line = self._next_in_line
+        next_in_line, identity = self._next_in_line, self._identity
         if next_in_line is not None and path == self._child(next_in_line[2]):
-            self._heir = (next_in_line[0], next_in_line[1], next_in_line[3])
+            epoch, member, base = next_in_line[0], next_in_line[1], next_in_line[3]
+            # A fresh proof, and the base read with a watch that has not fired since: act on them.
+            proven = self._standby.proven(epoch, self._child(member)) \
+                if base[1] is not None and next_in_line[4] == self._term_events else None
+            seq, sent = parse(member).seq, None
+            if identity is not None and member != self._recorded:  # sent now, not once the loop's acquire runs
+                sent = send_term(self._client, self._term_path, self._child(member), seq, base[0] + seq + 1,
+                                 leader_data(identity), base)
+            self._heir = Takeover(epoch, member, base, sent, time.monotonic(), proven)
             log.debug("the leader's znode below ours went (%s): taking over", path)
         else:
             log.debug("the znode below ours went (%s): looking again", path)
         self._next_in_line = None
+        self._standby.stop()
         self._session.wake_loop()
+
+    def _on_term(self, event: WatchedEvent) -> None:  # the term base's watch: it moved
+        self._term_events += 1
 
     # -- the recipe --------------------------------------------------------------------------
 
@@ -304,7 +314,7 @@ class ZooKeeperBackend:
             names = self._session.wait(listing, "list the contenders")
         except NoNodeError:
             names = []
-        return line_of(names), self._base_from(base_read)
+        return line_of(names), base_from(self._session, base_read, self._term_path)
 
     def _adopt(self, client: KazooClient, line: list[Contender]) -> Contender | None:
         """Our znode in the line: the one we know, or one whose create we never heard back from."""
@@ -333,46 +343,51 @@ class ZooKeeperBackend:
         created = self._session.wait(client.create_async(self._child(f"{self._owner}-n_"), data, ephemeral=True,
                                                  sequence=True, makepath=True), "create our znode")
         name = created.rsplit("/", 1)[-1]
-        if epoch == self._epoch:
-            self._member = (epoch, name)
+        self._member = (epoch, name) if epoch == self._epoch else self._member
         log.info("joined the election under %s as %s", self._path, name)
 
-    def _lead(self, identity: Identity, member: Contender, base: tuple[int, int | None],
-              now: float) -> Lease | None:
-        """We are the lowest: we lead. None if our znode vanished meanwhile."""
+    def _lead(self, identity: Identity, member: Contender, base: tuple[int, int | None], now: float,
+              sent: tuple[IAsyncResult, int] | None = None) -> Lease | None:
+        """We are the lowest: we lead. None if our znode vanished meanwhile. ``sent``: the
+        takeover's transaction over ``base``, already sent (by _predecessor_gone)."""
         self._watching = None
         self._next_in_line = None
+        self._standby.stop()
         term = base[0] + member.seq + 1
         # We led with this very znode before and stepped down without losing it (the connection
         # was suspended, and the session survived): a new leadership, so a new term, as after any
         # other change of leader.
         at_least = term + 1 if self._recorded == member.name else term
-        data = encode({"instance_id": identity.instance_id, "host": identity.host, "pid": identity.pid,
-                        "acquired_at": utc_now().isoformat()})  # says when, for read_leader
         try:
-            term = self._raise_term(member.name, at_least, data=data, base=base)
+            term = self._raise_term(member.name, at_least, data=leader_data(identity), base=base, sent=sent)
         except LeaseLostError:
             return None
         self._recorded = member.name
+        self._heir = None  # a takeover sent meanwhile (the acquire ran when the watch fired) is this one
         return Lease(term=term, token=member.name, sent_at=now, duration=self._session.lease_duration())
 
     def _follow(self, client: KazooClient, member: Contender, leader: Contender, below: Contender,
                 base: tuple[int, int | None]) -> Held | None:
         """Watch the znode just below ours and read the leader's; None if either vanished. The
         answer says ``watched``: the loop need not ask again before the watch wakes it."""
-        arm = self._watching != below.name
+        arm, heir = self._watching != below.name, below == leader
         # Marked before the request: a watch event or a suspension from here on clears them, and a
-        # stale mark would leave us without a watch until the loop's safety recheck.
-        self._next_in_line = (self._epoch, member.name, below.name, base) if below == leader else None
-        if arm:
-            self._watching = below.name
+        # stale mark would leave us without a watch until the loop's safety recheck. Next in line,
+        # the standby acts only on the base read below with a watch (-1 until it is in).
+        events, mark = self._term_events, (self._epoch, member.name, below.name, base, -1)
+        self._next_in_line = mark if heir else None
+        self._standby.follow(self._epoch, self._child(member.name) if heir else None)
+        self._watching = below.name if arm else self._watching
         watched = client.get_async(self._child(below.name), watch=self._on_watch) if arm else None
-        leader_read = watched if watched is not None and below == leader else \
-            client.get_async(self._child(leader.name))
+        base_read = client.get_async(self._term_path, watch=self._on_term) if heir else None
+        leader_read = watched if watched is not None and heir else client.get_async(self._child(leader.name))
         try:
             if watched is not None:
                 self._session.wait(watched, "watch the znode below ours")
             data, _ = self._session.wait(leader_read, "read the leader's znode")
+            if base_read is not None and self._next_in_line is mark:
+                self._next_in_line = (mark[0], mark[1], mark[2], base_from(self._session, base_read, self._term_path),
+                                      events)
         except NoNodeError:
             self._watching = self._next_in_line = None
             return None  # it went between our listing and now: look again
@@ -382,17 +397,14 @@ class ZooKeeperBackend:
         return Held(record(leader, data, base[0]), watched=self._watching == below.name)
 
     def _raise_term(self, member: str, at_least: int, *, data: bytes | None = None,
-                    base: tuple[int, int | None] | None = None) -> int:
+                    base: tuple[int, int | None] | None = None, sent: tuple[IAsyncResult, int] | None = None) -> int:
         """terms.raise_term for our znode; LeaseLostError if it is gone."""
         term = raise_term(self._client, self._session, self._term_path, self._child(member), parse(member).seq,
-                          at_least, data=data, base=base)
+                          at_least, data=data, base=base, sent=sent)
         if term is None:
             self._forget(member)
             raise LeaseLostError(f"our znode {member} is gone from {self._path}")
         return term
-
-    def _base_from(self, read: IAsyncResult) -> tuple[int, int | None]:
-        return base_from(self._session, read, self._term_path)
 
     # -- plumbing ----------------------------------------------------------------------------
 

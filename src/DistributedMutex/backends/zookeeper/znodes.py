@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from DistributedMutex.backend import LeaderRecord
+from DistributedMutex.backend import Identity, LeaderRecord, utc_now
 
 # Our znodes: "<owner>-n_" plus the 10 digits ZooKeeper appends. The owner part lets a backend find
 # a znode whose create it sent but whose answer it never got (the connection dropped in between).
@@ -58,3 +58,9 @@ def record(leader: Contender, data: bytes, base: int) -> LeaderRecord:
 
 def encode(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode("utf-8")
+
+
+def leader_data(identity: Identity) -> bytes:
+    """A leader's znode data: who, and since when (for read_leader)."""
+    return encode({"instance_id": identity.instance_id, "host": identity.host, "pid": identity.pid,
+                   "acquired_at": utc_now().isoformat()})
