@@ -112,9 +112,11 @@ class LeaderScheduler(_Scheduler):  # type: ignore[misc]  # Celery has no type h
         if self._election is not None:
             self._election.stop(STOP_TIMEOUT)
         super().close()
-        if self._failed:
+        if self._failed and threading.current_thread() is threading.main_thread():
             # Beat's service swallows SystemExit in its loop (and exits 0), but calls close() after
-            # it: raised here, it ends `celery beat` with status 1, so that a supervisor restarts it.
+            # it: raised here, it ends `celery beat` (or `worker -B`'s beat process) with status 1,
+            # so that a supervisor restarts it. Not from a thread (`worker -B` with a threaded
+            # beat): the worker's shutdown would then wait forever for the service to say it stopped.
             raise SystemExit(1)
 
     @property
