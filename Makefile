@@ -11,7 +11,7 @@
 #              every scenario x backend (root, ip, nft; says why it skips otherwise): its own table
 #              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options); then the
 #              APScheduler and Celery beat integrations through SCHEDULER_ROUNDS (4) rounds of SIGKILL,
-#              SIGTERM and SIGSTOP of the leader, on Raft, ZooKeeper, PostgreSQL and Redis (make test: one
+#              SIGTERM and SIGSTOP of the leader, on Raft, ZooKeeper, PostgreSQL, Redis and the blob lease (make test: one
 #              round, each integration on one of the last two), with their runs counted per interval
 # make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):
 #              table on stdout, results.json and timeline.png in bench-results/<time>/

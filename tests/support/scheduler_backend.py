@@ -24,7 +24,8 @@ ZOOKEEPER_SESSION = 4.0  # seconds: the test server's tick is 0.5 s, so it grant
 POSTGRES_LEASE = 3.0  # renew every 0.8 s, stop acting 1 s before the lease can end
 POSTGRES_CALL_TIMEOUT = 0.5  # below the 0.8 s renew interval (settings refuse more)
 REDIS_LEASE = 3.0  # renew every 0.6 s, stop acting 0.6 s before the lease can end
-KINDS = ("raft", "zookeeper", "postgres", "redis")
+AZURE_LEASE = 15  # Azure's shortest lease; renewed every 5 s, contenders try every second
+KINDS = ("raft", "zookeeper", "postgres", "redis", "azure")
 LONG_FORM = "SCHEDULER_FAULT_ROUNDS" in os.environ  # make chaos sets it: every backend then
 
 
@@ -54,6 +55,11 @@ def shared(kind: str, request: pytest.FixtureRequest, *,
     if kind == "redis":
         return {"ELECTION_BACKEND": kind, "REDIS_URL": request.getfixturevalue("redis_url"),
                 "REDIS_KEY_PREFIX": request.getfixturevalue("redis_prefix"), "REDIS_LEASE_DURATION": f"{REDIS_LEASE:g}"}
+    if kind == "azure":
+        return {"ELECTION_BACKEND": kind,
+                "AZURE_STORAGE_CONNECTION_STRING": request.getfixturevalue("azurite").connection_string,
+                "CONTAINER_NAME": f"sched-{uuid.uuid4().hex[:12]}", "BLOB_NAME": "job",
+                "LEASE_DURATION": str(AZURE_LEASE), "RENEW_INTERVAL": "5", "ACQUIRE_INTERVAL": "1"}
     raise ValueError(f"no such backend here: {kind}")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.processes import Instance, wait_until
-from support.scheduler_backend import POSTGRES_LEASE, REDIS_LEASE, ZOOKEEPER_SESSION
+from support.scheduler_backend import AZURE_LEASE, POSTGRES_LEASE, REDIS_LEASE, ZOOKEEPER_SESSION
 
 LEADING = r"leading \(term (\d+)\)"  # what both integrations log when their replica starts to lead
 # What a replica prints once it contends (both integrations), and on Raft once its peer listens: a
@@ -50,7 +50,9 @@ def ready_lines(kind: str) -> tuple[str, ...]:
 FAILOVER = {"raft": {"SIGKILL": 6.0, "SIGSTOP": 6.0, "SIGTERM": 1.5},
             "zookeeper": {"SIGKILL": ZOOKEEPER_SESSION + 2, "SIGSTOP": ZOOKEEPER_SESSION + 2, "SIGTERM": 1.5},
             "postgres": {"SIGKILL": POSTGRES_LEASE + 2.5, "SIGSTOP": POSTGRES_LEASE + 2.5, "SIGTERM": 1.5},
-            "redis": {"SIGKILL": REDIS_LEASE + 2.5, "SIGSTOP": REDIS_LEASE + 2.5, "SIGTERM": 1.5}}
+            "redis": {"SIGKILL": REDIS_LEASE + 2.5, "SIGSTOP": REDIS_LEASE + 2.5, "SIGTERM": 1.5},
+            # The blob lease: contenders try every second (ACQUIRE_INTERVAL), also after a release.
+            "azure": {"SIGKILL": AZURE_LEASE + 3.5, "SIGSTOP": AZURE_LEASE + 3.5, "SIGTERM": 2.5}}
 # The faults of the short form (make test), in order; SCHEDULER_FAULT_ROUNDS=N repeats them N times
 # (the long form).
 FAULTS = (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP)
