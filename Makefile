@@ -12,7 +12,8 @@
 #              (PARTITION_ARGS="--backend raft --scenario isolation"; --help for all options); then the
 #              APScheduler and Celery beat integrations through SCHEDULER_ROUNDS (4) rounds of SIGKILL,
 #              SIGTERM and SIGSTOP of the leader, on Raft, ZooKeeper, PostgreSQL, Redis and the blob lease (make test: one
-#              round, each integration on one of the last two), with their runs counted per interval
+#              round on Raft and ZooKeeper, APScheduler also on PostgreSQL, Celery beat also on Redis), with
+#              their runs counted per interval
 # make bench - the failover/cost benchmark (starts its own Azurite; needs MariaDB/MySQL as for the tests):
 #              table on stdout, results.json and timeline.png in bench-results/<time>/
 #              (BENCH_ARGS="--trials 2 --contenders 3,10" for a smaller run; --help for all options)
