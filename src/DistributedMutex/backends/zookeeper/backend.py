@@ -25,7 +25,9 @@ could not renew in time is refused. The request must be a write: in an ensemble 
 leader expires sessions, and a follower cut off from it answers reads (and pings) from its own copy
 until it gives up on the leader (syncLimit x tickTime, 10 s by default, longer than a session),
 while the leader may already have expired ours. A write (acquire's and renew's transactions) goes to
-the leader, which checks the session before a quorum commits it.
+the leader, which checks the session before a quorum commits it. That leader does not move the
+session's expiry on for a write a follower forwards: the follower's ping relays it (every tickTime /
+2), which a lease counted from the write assumes (docs/backends.md, ZooKeeper, says by how much).
 
 The connection (session.py) wakes the loop through ``watch(wake)`` when its state changes; a lost
 session means our znode is gone, and the next acquire joins again with a new one: a new, higher term.
