@@ -40,7 +40,7 @@ from pathlib import Path
 from queue import Queue
 
 import pytest
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, KazooState
 from kazoo.security import make_digest_acl
 
 from distributed_mutex_demo.backend_settings import ZooKeeperSettings
@@ -365,11 +365,9 @@ def test_a_standby_proof_that_aged_past_the_acting_window_before_the_loop_acted_
     assert successor.sent_at >= released, "acted on a standby proof too old to renew in time"
 
 
-def test_a_takeover_that_was_never_answered_fails_the_first_renewal(
-        proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
-    """Acted on before its answer (the standby lease), the takeover is checked by the first
-    renewal; no answer within the call timeout leaves the term unconfirmed: the lease is lost, not
-    retried as if the takeover had held (StorageUnavailableError would be retried unchecked)."""
+def unanswered_takeover(proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> tuple[ZooKeeperBackend, Wakes, Lease]:
+    """A heir (through ``proxy``, blackholed on return) on its standby lease, its takeover's
+    transaction sent as the deletion's event ran and never answered."""
     leader, heir = make(), make(hosts=f"127.0.0.1:{proxy.port}", call_timeout=0.5)
     lease = leader.acquire(Identity("leader"), time.monotonic())
     assert isinstance(lease, Lease)
@@ -381,16 +379,40 @@ def test_a_takeover_that_was_never_answered_fails_the_first_renewal(
     stall = Stall(events)
     leader.release(lease)
     until(lambda: events.qsize() >= 1, "the heir told of the deletion")
-    proxy.blackhole()  # the takeover's transaction, sent as the event runs, goes unanswered
+    proxy.blackhole()
+    stall.released.set()
+    wakes.wait(1.0, "the heir")
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease), "not on the standby lease"
+    return heir, wakes, successor
+
+
+def test_a_takeover_that_was_never_answered_fails_the_first_renewal(
+        proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
+    """Acted on before its answer (the standby lease), the takeover is checked by the first
+    renewal; no answer within the call timeout leaves the term unconfirmed: the lease is lost, not
+    retried as if the takeover had held (StorageUnavailableError would be retried unchecked)."""
     try:
-        stall.released.set()
-        wakes.wait(1.0, "the heir")
-        successor = heir.acquire(Identity("heir"), time.monotonic())
-        assert isinstance(successor, Lease), "not on the standby lease"
+        heir, _, successor = unanswered_takeover(proxy, make)
         with pytest.raises(LeaseLostError, match="takeover"):
             heir.renew(successor, time.monotonic())
     finally:
         proxy.heal()
+
+
+def test_a_leadership_taken_again_after_a_suspension_owes_nothing_to_the_takeover_before_it(
+        proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
+    """The connection breaks before the first renewal: that leadership ends (suspended), and the
+    next acquire leads again with a transaction it waited for. The earlier takeover's lost answer
+    is no reason to fail the new lease."""
+    heir, wakes, successor = unanswered_takeover(proxy, make)
+    wakes.event.clear()
+    proxy.heal()  # the connection closed: suspended, then the same session again
+    wakes.wait(1.0, "the suspension")
+    until(lambda: heir._client.state == KazooState.CONNECTED, "the reconnection", timeout=3.0)
+    again = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(again, Lease) and again.token == successor.token and again.term > successor.term
+    assert heir.renew(again, time.monotonic()).term == again.term
 
 
 def test_read_leader_from_a_process_that_does_not_contend(

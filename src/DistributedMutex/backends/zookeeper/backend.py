@@ -360,6 +360,7 @@ class ZooKeeperBackend:
             return None
         self._recorded = member.name
         self._heir = None  # a takeover sent meanwhile (the acquire ran when the watch fired) is this one
+        self._pending = None  # an earlier one's answer no longer matters: this transaction held
         return Lease(term=term, token=member.name, sent_at=now, duration=self._session.lease_duration())
 
     def _follow(self, client: KazooClient, member: Contender, leader: Contender, below: Contender,
