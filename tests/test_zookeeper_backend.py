@@ -10,7 +10,7 @@ What each test proves:
                           (also when that change and the leader's going race on kazoo's two
                           threads), nor after a suspension, nor once the proof aged past the
                           acting window before the loop acted; a takeover that was never
-                          answered fails the first renewal
+                          answered fails the first renewal, not a later leadership's
     read_leader           works from a process that does not contend, and makes no znode
     advance_term          raises the term under the leader's znode; the next leader's is higher
     session timeout       the one the server granted is the lease, and a lower one is logged; one
@@ -471,6 +471,10 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
     assert isinstance(lease, Lease)
     assert lease.duration == most == backend.session_timeout
     assert backend.renew(lease, time.monotonic()).duration == most
+    # So is the oldest standby proof acted on: one renewal (half the 6.8 s acting window here) before
+    # the granted lease's window ends, not two renew intervals of the timing asked for (10.3 s).
+    window = most - asked / 5
+    assert backend._standby.fresh() == pytest.approx(window / 2)
     warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
     assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {asked:g} s asked for "
                         f"(session_timeout; the server allows 2 to 20 ticks): leases last {most:g} s"]
