@@ -7,6 +7,10 @@ What each test proves:
                           the term base too; a deletion wakes only the contender behind it
     standby lease         the next in line acts on a proof of its session sent before the leader
                           left (no round trip after it); not when the term base moved meanwhile
+                          (also when that change and the leader's going race on kazoo's two
+                          threads), nor after a suspension, nor once the proof aged past the
+                          acting window before the loop acted; a takeover that was never
+                          answered fails the first renewal, not a later leadership's
     read_leader           works from a process that does not contend, and makes no znode
     advance_term          raises the term under the leader's znode; the next leader's is higher
     session timeout       the one the server granted is the lease, and a lower one is logged; one
@@ -33,9 +37,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from queue import Queue
 
 import pytest
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, KazooState
 from kazoo.security import make_digest_acl
 
 from distributed_mutex_demo.backend_settings import ZooKeeperSettings
@@ -249,6 +254,167 @@ def test_no_standby_lease_when_the_term_base_moved_after_it_was_read(
     assert heir.renew(successor, time.monotonic()).term == successor.term
 
 
+class Stall:
+    """Holds one of a kazoo client's worker threads (the watch thread runs the watch events in
+    order, the completion thread the answers' callbacks) until released: a real interleaving of the
+    two, forced."""
+
+    def __init__(self, work: Queue[Callable[[], None]]) -> None:
+        self.started, self.released = threading.Event(), threading.Event()
+        work.put(self._hold)
+        assert self.started.wait(5.0) or work.qsize() > 1, "the kazoo worker thread did not come within 5 s"
+
+    def _hold(self) -> None:
+        self.started.set()
+        self.released.wait(10.0)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.005)
+
+
+def drained(work: Queue[Callable[[], None]], what: str) -> None:
+    """Until everything queued so far on a kazoo worker thread has run."""
+    done = threading.Event()
+    work.put(done.set)
+    assert done.wait(5.0), f"{what}: not run within 5 s"
+
+
+def test_a_leader_gone_before_the_watch_was_rearmed_is_acted_on_behind_the_term_base_told_before(
+        make: Callable[..., ZooKeeperBackend], inspector: KazooClient, election: str) -> None:
+    """The leader writing its data fires the heir's watch, which re-arms it with a read. The leader
+    raises the term base and leaves before that read: the server tells the base's change, then
+    answers the read NoNode. The answer's callback runs on kazoo's completion thread, the base's
+    event on its watch thread: held here behind a stall, it must still count before the takeover."""
+    leader, heir = make(), make()
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+    events = heir._client.handler.callback_queue
+    first = Stall(events)
+    znode = f"{election}/{lease.token}"
+    inspector.set(znode, inspector.get(znode)[0])  # as a leader leading again writes its data: CHANGED
+    until(lambda: events.qsize() >= 1, "the heir told of the change")
+    second = Stall(events)  # between that event and the base's
+    advanced = leader.advance_term(lease, Identity("leader"), lease.term + 100)
+    leader.release(advanced)
+    first.released.set()  # the watch is re-armed with a read: answered NoNode
+    until(lambda: heir._watching is None, "the re-armed read's answer")
+    drained(heir._client.handler.completion_queue, "the answer's callback")
+    second.released.set()
+    drained(events, "the heir's watch events")
+
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease)
+    assert successor.term > advanced.term, "the heir took over with the term base from before it moved"
+    assert heir.renew(successor, time.monotonic()).term == successor.term
+
+
+def test_a_takeover_told_before_a_suspension_is_not_acted_on_with_the_proof_from_before_it(
+        proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
+    leader, heir = make(), make(hosts=f"127.0.0.1:{proxy.port}")
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    wakes = watching(heir)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+    wakes.event.clear()
+    leader.release(lease)
+    wakes.wait(1.0, "the heir")
+    wakes.event.clear()
+    suspended = time.monotonic()
+    proxy.down()
+    wakes.wait(1.0, "the suspension")
+    wakes.event.clear()
+    proxy.up()  # within the session timeout: the same session, the same znode
+    wakes.wait(3.0, "the reconnection")
+
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease) and successor.term > lease.term
+    assert successor.sent_at >= suspended, "acted on a standby proof sent before the suspension"
+    assert heir.renew(successor, time.monotonic()).term == successor.term
+
+
+def test_a_standby_proof_that_aged_past_the_acting_window_before_the_loop_acted_is_not_the_lease(
+        make: Callable[..., ZooKeeperBackend]) -> None:
+    """Fresh when the watch fired, stale when the loop's acquire ran (a loop that was slow to run
+    it): its lease would leave no renewal within its acting window. 2 s sessions: it ages in 1 s."""
+    leader, heir = make(session_timeout=2.0), make(session_timeout=2.0)
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    wakes = watching(heir)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+    wakes.event.clear()
+    released = time.monotonic()
+    leader.release(lease)
+    wakes.wait(1.0, "the heir")
+    told = heir._heir
+    assert told is not None and told.proven_mono is not None, "no fresh proof when the watch fired"
+    proof = told.proven_mono
+    # The oldest proof acted on: the granted session timeout less the safety margin and a renewal.
+    oldest = 2.0 - max(0.5, 2.0 / 5) - (2.0 / 3 - 0.2)
+    until(lambda: time.monotonic() - proof > oldest, "the proof aging", timeout=3.0)
+
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease) and successor.term > lease.term
+    assert successor.sent_at >= released, "acted on a standby proof too old to renew in time"
+
+
+def unanswered_takeover(proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> tuple[ZooKeeperBackend, Wakes, Lease]:
+    """A heir (through ``proxy``, blackholed on return) on its standby lease, its takeover's
+    transaction sent as the deletion's event ran and never answered."""
+    leader, heir = make(), make(hosts=f"127.0.0.1:{proxy.port}", call_timeout=0.5)
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    wakes = watching(heir)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+    wakes.event.clear()
+    events = heir._client.handler.callback_queue
+    stall = Stall(events)
+    leader.release(lease)
+    until(lambda: events.qsize() >= 1, "the heir told of the deletion")
+    proxy.blackhole()
+    stall.released.set()
+    wakes.wait(1.0, "the heir")
+    successor = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(successor, Lease), "not on the standby lease"
+    return heir, wakes, successor
+
+
+def test_a_takeover_that_was_never_answered_fails_the_first_renewal(
+        proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
+    """Acted on before its answer (the standby lease), the takeover is checked by the first
+    renewal; no answer within the call timeout leaves the term unconfirmed: the lease is lost, not
+    retried as if the takeover had held (StorageUnavailableError would be retried unchecked)."""
+    try:
+        heir, _, successor = unanswered_takeover(proxy, make)
+        with pytest.raises(LeaseLostError, match="takeover"):
+            heir.renew(successor, time.monotonic())
+    finally:
+        proxy.heal()
+
+
+def test_a_leadership_taken_again_after_a_suspension_owes_nothing_to_the_takeover_before_it(
+        proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
+    """The connection breaks before the first renewal: that leadership ends (suspended), and the
+    next acquire leads again with a transaction it waited for. The earlier takeover's lost answer
+    is no reason to fail the new lease."""
+    heir, wakes, successor = unanswered_takeover(proxy, make)
+    wakes.event.clear()
+    proxy.heal()  # the connection closed: suspended, then the same session again
+    wakes.wait(1.0, "the suspension")
+    until(lambda: heir._client.state == KazooState.CONNECTED, "the reconnection", timeout=3.0)
+    again = heir.acquire(Identity("heir"), time.monotonic())
+    assert isinstance(again, Lease) and again.token == successor.token and again.term > successor.term
+    assert heir.renew(again, time.monotonic()).term == again.term
+
+
 def test_read_leader_from_a_process_that_does_not_contend(
         make: Callable[..., ZooKeeperBackend], inspector: KazooClient, election: str) -> None:
     reader = make()
@@ -305,6 +471,10 @@ def test_the_granted_session_timeout_is_the_lease_and_a_lower_one_is_logged(
     assert isinstance(lease, Lease)
     assert lease.duration == most == backend.session_timeout
     assert backend.renew(lease, time.monotonic()).duration == most
+    # So is the oldest standby proof acted on: one renewal (half the 6.8 s acting window here) before
+    # the granted lease's window ends, not two renew intervals of the timing asked for (10.3 s).
+    window = most - asked / 5
+    assert backend._standby.fresh() == pytest.approx(window / 2)
     warnings = [r.getMessage() for r in caplog.records if "granted a session timeout" in r.getMessage()]
     assert warnings == [f"ZooKeeper granted a session timeout of {most:g} s, not the {asked:g} s asked for "
                         f"(session_timeout; the server allows 2 to 20 ticks): leases last {most:g} s"]

@@ -25,7 +25,9 @@ could not renew in time is refused. The request must be a write: in an ensemble 
 leader expires sessions, and a follower cut off from it answers reads (and pings) from its own copy
 until it gives up on the leader (syncLimit x tickTime, 10 s by default, longer than a session),
 while the leader may already have expired ours. A write (acquire's and renew's transactions) goes to
-the leader, which checks the session before a quorum commits it.
+the leader, which checks the session before a quorum commits it. That leader does not move the
+session's expiry on for a write a follower forwards: the follower's ping relays it (every tickTime /
+2), which a lease counted from the write assumes (docs/backends.md, ZooKeeper, says by how much).
 
 The connection (session.py) wakes the loop through ``watch(wake)`` when its state changes; a lost
 session means our znode is gone, and the next acquire joins again with a new one: a new, higher term.
@@ -48,7 +50,7 @@ from kazoo.exceptions import (
     SessionMovedError,
 )
 from kazoo.interfaces import IAsyncResult
-from kazoo.protocol.states import EventType, WatchedEvent
+from kazoo.protocol.states import Callback, EventType, WatchedEvent
 
 from DistributedMutex.backend import Held, Identity, LeaderRecord, Lease
 from DistributedMutex.backends.zookeeper.arguments import (
@@ -62,8 +64,8 @@ from DistributedMutex.backends.zookeeper.arguments import (
 )
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
 from DistributedMutex.backends.zookeeper.standby import Standby, Takeover, takeover_failed
-from DistributedMutex.backends.zookeeper.terms import base_from, raise_term, read_leader, send_term
-from DistributedMutex.backends.zookeeper.znodes import Contender, encode, leader_data, line_of, parse, record
+from DistributedMutex.backends.zookeeper.terms import base_from, raise_term, read_leader, read_line, send_term
+from DistributedMutex.backends.zookeeper.znodes import Contender, encode, leader_data, parse, record
 from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
 from DistributedMutex.timing import ElectionTiming
 
@@ -114,7 +116,8 @@ class ZooKeeperBackend:
         self._next_in_line: tuple[int, str, str, tuple[int, int | None], int] | None = None
         self._heir: Takeover | None = None
         self._identity: Identity | None = None  # the last acquire's: what the takeover writes
-        self._standby = Standby(self._client, self._timing.renew_interval)
+        self._standby = Standby(self._client, self._timing, lambda: self._session.granted)
+        self._connection = 0  # counts suspensions and losses: a Takeover from before one is not acted on
         self._term_events = 0  # the term base's watch events (the next in line's _follow arms it)
         self._pending: tuple[str, tuple[IAsyncResult, int]] | None = None  # a takeover acted on before its answer
 
@@ -139,13 +142,13 @@ class ZooKeeperBackend:
             self._session.check_granted(self._timing)
             self._identity = identity
             heir, self._heir = self._heir, None
-            if heir is not None and heir.epoch == self._epoch and heir.member == self._current_member() \
-                    and heir.member != self._recorded:
+            if heir is not None and (heir.epoch, heir.connection) == (self._epoch, self._connection) \
+                    and heir.member == self._current_member() and heir.member != self._recorded:
                 # The leader just below us went: we lead. With a fresh standby proof, act now on its
                 # lease (standby.py; the first renewal checks the takeover's transaction); otherwise
                 # wait for that transaction (it fails if our znode or the term base changed: then the
                 # recipe below reads the line as usual), its lease counted from when it went.
-                if heir.proven_mono is not None and heir.sent is not None:
+                if heir.sent is not None and heir.acts_on_proof(self._standby.fresh()):
                     self._recorded, self._pending = heir.member, (heir.member, heir.sent)
                     self._watching = self._next_in_line = None
                     return heir.standby_lease(now, self._session.lease_duration())
@@ -153,7 +156,7 @@ class ZooKeeperBackend:
                 if lease is not None:
                     return lease
             for _ in range(_ROUNDS):
-                line, base = self._readline_of(client)
+                line, base = read_line(self._session, client, self._path, self._term_path)
                 member = self._adopt(client, line)
                 if member is None:
                     self._create(client, identity)
@@ -181,12 +184,9 @@ class ZooKeeperBackend:
             pending, self._pending = self._pending, None
             if pending and pending[0] == lease.token and (failed := takeover_failed(self._session, pending[1])):
                 raise LeaseLostError(f"our takeover with {lease.token} failed: {failed}")  # znode gone, base moved
-            # A write, never a read. In an ensemble a follower answers reads and pings from its own
-            # copy of the tree for up to syncLimit x tickTime after it lost touch with the ZooKeeper
-            # leader, and only that leader expires sessions: it may have expired ours, deleted our
-            # znode and let the next contender lead while our follower still shows them. A
-            # transaction goes to the leader, which checks that our session is live (and our znode
-            # still there) before a quorum commits it; the check itself changes nothing.
+            # A write, never a read (the module's docstring says why): a transaction goes to the
+            # ZooKeeper leader, which checks that our session is live (and our znode still there)
+            # before a quorum commits it; the check itself changes nothing.
             transaction = self._client.transaction()
             transaction.check(self._child(lease.token), -1)
             try:
@@ -253,8 +253,10 @@ class ZooKeeperBackend:
     def _session_changed(self, state: str) -> None:
         """From kazoo's thread, before the loop is woken: what a state change does to our znode."""
         if state in (KazooState.SUSPENDED, KazooState.LOST):
-            self._watching = None
-            self._next_in_line = None
+            # A takeover told before is not acted on: its proof ages while we reconnect (the recipe
+            # reads the line afresh instead).
+            self._connection += 1
+            self._watching = self._next_in_line = self._heir = None
             self._standby.stop()
         if state == KazooState.LOST:
             self._epoch += 1
@@ -264,7 +266,8 @@ class ZooKeeperBackend:
         if event.type == EventType.CHANGED and event.path:
             # The predecessor wrote its data: it became the leader. It is still there, so re-arm the
             # one-shot watch here; the loop is woken to read the new leader (ctx.leader).
-            self._client.get_async(event.path, watch=self._on_watch).rawlink(self._rearmed)
+            path = event.path
+            self._client.get_async(path, watch=self._on_watch).rawlink(lambda result: self._rearmed(result, path))
             self._session.wake_loop()
             return
         self._watching = None
@@ -272,17 +275,21 @@ class ZooKeeperBackend:
             self._predecessor_gone(event.path)
         # NONE: the connection changed; the session has seen it and wakes the loop.
 
-    def _rearmed(self, result: IAsyncResult) -> None:
+    def _rearmed(self, result: IAsyncResult, path: str) -> None:
+        """Kazoo's completion thread: the re-armed watch's answer."""
         if isinstance(result.exception, NoNodeError):
             self._watching = None
-            self._predecessor_gone(self._child(self._next_in_line[2]) if self._next_in_line else None)
+            # Gone before the watch was re-armed. Handled on the watch thread, queued behind any
+            # event read before this answer: the term base's change above all (a leader's
+            # advance_term then release), or the takeover would use the base from before it.
+            self._client.handler.dispatch_callback(Callback("watch", self._predecessor_gone, (path,)))
         elif result.exception is not None:
             self._watching = None
             self._session.wake_loop()
 
     def _predecessor_gone(self, path: str | None) -> None:
         """The znode below ours went; if it was the leader's, we lead now (see _next_in_line)."""
-        next_in_line, identity = self._next_in_line, self._identity
+        connection, next_in_line, identity = self._connection, self._next_in_line, self._identity
         if next_in_line is not None and path == self._child(next_in_line[2]):
             epoch, member, base = next_in_line[0], next_in_line[1], next_in_line[3]
             # A fresh proof, and the base read with a watch that has not fired since: act on them.
@@ -292,7 +299,7 @@ class ZooKeeperBackend:
             if identity is not None and member != self._recorded:  # sent now, not once the loop's acquire runs
                 sent = send_term(self._client, self._term_path, self._child(member), seq, base[0] + seq + 1,
                                  leader_data(identity), base)
-            self._heir = Takeover(epoch, member, base, sent, time.monotonic(), proven)
+            self._heir = Takeover(epoch, connection, member, base, sent, time.monotonic(), proven)
             log.debug("the leader's znode below ours went (%s): taking over", path)
         else:
             log.debug("the znode below ours went (%s): looking again", path)
@@ -304,17 +311,6 @@ class ZooKeeperBackend:
         self._term_events += 1
 
     # -- the recipe --------------------------------------------------------------------------
-
-    def _readline_of(self, client: KazooClient) -> tuple[list[Contender], tuple[int, int | None]]:
-        """The contenders, lowest first, and the term base with its version; two reads in one
-        round trip."""
-        listing = client.get_children_async(self._path)
-        base_read = client.get_async(self._term_path)
-        try:
-            names = self._session.wait(listing, "list the contenders")
-        except NoNodeError:
-            names = []
-        return line_of(names), base_from(self._session, base_read, self._term_path)
 
     def _adopt(self, client: KazooClient, line: list[Contender]) -> Contender | None:
         """Our znode in the line: the one we know, or one whose create we never heard back from."""
@@ -364,6 +360,7 @@ class ZooKeeperBackend:
             return None
         self._recorded = member.name
         self._heir = None  # a takeover sent meanwhile (the acquire ran when the watch fired) is this one
+        self._pending = None  # an earlier one's answer no longer matters: this transaction held
         return Lease(term=term, token=member.name, sent_at=now, duration=self._session.lease_duration())
 
     def _follow(self, client: KazooClient, member: Contender, leader: Contender, below: Contender,

@@ -17,10 +17,15 @@ contender next in line (and only it) keeps one ready: every ``interval`` a trans
 its own znode, the kind a leader renews with, sent from a thread of its own without waking the
 election loop. Sent about as often as kazoo pings an idle session, it takes the ping's place (kazoo
 pings only after a third of the session without a request): the server sees about as many packets.
-When the leader's znode goes, a proof younger than ``fresh`` is the lease, from its sending; the
-takeover's transaction (the leader's data, the term check) is sent at once and checked by the first
-renewal. Without a fresh proof, or when the term base moved, the takeover waits for its
-transaction, as before.
+When the leader's znode goes, a proof younger than ``fresh()`` (when the watch fires, and again when
+the loop's acquire runs) is the lease, from its sending; the takeover's transaction (the leader's
+data, the term check) is sent at once and checked by the first renewal, which fails the lease unless
+that transaction's answer says it held. Without a fresh proof, when the term base moved, or when the
+connection was suspended since, the takeover waits for its transaction, as before.
+
+Both watches' events run on kazoo's watch thread, in the order the server sent them; an answer's
+callback (``rawlink``) runs on another thread. So whatever may conclude "the leader's znode went" is
+handed to the watch thread, behind a change of the term base told before it (backend._rearmed).
 """
 
 from __future__ import annotations
@@ -28,30 +33,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import RolledBackError
+from kazoo.exceptions import KazooException, RolledBackError
 from kazoo.interfaces import IAsyncResult
 
 from DistributedMutex.backend import Lease
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
 from DistributedMutex.backends.zookeeper.znodes import parse
+from DistributedMutex.errors import StorageUnavailableError
+from DistributedMutex.timing import ElectionTiming
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Takeover:
-    """What the watch's callback knew when the leader's znode below ours went: our znode and its
-    session epoch, the term base and its version (read with a watch while next in line, or with the
-    line), the takeover transaction already sent (with the base it writes) and when (time.monotonic),
-    and the standby proof's sending if one was fresh and the watched base has not moved (else None).
+    """What the watch's callback knew when the leader's znode below ours went: our znode, its
+    session epoch and the connection (the backend counts suspensions and losses), the term base
+    and its version (read with a watch while next in line, or with the line), the takeover
+    transaction already sent (with the base it writes) and when (time.monotonic), and the standby
+    proof's sending if one was fresh and the watched base has not moved (else None).
 
     Both moments are carried to the loop's clock as ``now`` less the time since on time.monotonic
     (the loop's default clock): never later than the truth on a clock that runs no faster."""
 
     epoch: int
+    connection: int
     member: str
     base: tuple[int, int | None]
     sent: tuple[IAsyncResult, int] | None
@@ -61,6 +71,11 @@ class Takeover:
     def since(self, now: float) -> float:
         """When the takeover's transaction went, on the clock of ``now`` (taken later)."""
         return now - max(0.0, time.monotonic() - self.sent_mono) if self.sent is not None else now
+
+    def acts_on_proof(self, fresh: float) -> bool:
+        """Whether the standby proof is still fresh now, as the loop acts: a loop slow to run acquire
+        would otherwise take a lease whose acting window has (nearly) passed, and give it back."""
+        return self.proven_mono is not None and time.monotonic() - self.proven_mono <= fresh
 
     def standby_lease(self, now: float, duration: float) -> Lease:
         """The lease of the standby proof, from its sending, on the clock of ``now``."""
@@ -74,10 +89,11 @@ class Takeover:
 class Standby:
     """Keeps a proof that our session is alive while we are next in line (``start``/``stop``)."""
 
-    def __init__(self, client: KazooClient, interval: float) -> None:
+    def __init__(self, client: KazooClient, timing: ElectionTiming, granted: Callable[[], float | None]) -> None:
         self._client = client
-        self.interval = interval
-        self.fresh = 2 * interval  # the oldest proof a takeover acts on: it leaves most of the lease
+        self._timing = timing
+        self._granted = granted  # the session timeout the server granted (None: not known yet)
+        self.interval = timing.renew_interval
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._target: tuple[int, str] | None = None  # (epoch, our znode's path) while next in line
@@ -116,10 +132,19 @@ class Standby:
             self._closed = True
         self.stop()
 
+    def fresh(self) -> float:
+        """The oldest proof a takeover acts on: its lease (the granted session timeout, not the one
+        asked for) must leave the loop one renewal (Election.renew_every) within its acting window."""
+        granted, timing = self._granted(), self._timing
+        if granted is None:
+            return 0.0
+        window = min(granted, timing.lease_duration) - timing.safety_margin
+        return window - min(timing.renew_interval, window / 2)
+
     def proven(self, epoch: int, znode: str) -> float | None:
         """When the latest answered proof for ``znode`` was sent (time.monotonic), if still fresh."""
         proof = self._proof
-        if proof is None or proof[0] != (epoch, znode) or time.monotonic() - proof[1] > self.fresh:
+        if proof is None or proof[0] != (epoch, znode) or time.monotonic() - proof[1] > self.fresh():
             return None
         return proof[1]
 
@@ -150,7 +175,12 @@ class Standby:
 
 def takeover_failed(session: ZooKeeperSession, sent: tuple[IAsyncResult, int]) -> str | None:
     """Why a takeover transaction acted on before its answer failed (our znode gone, or the term
-    base moved after all), or None: it held. Its answer is long in by the first renewal."""
-    results = session.wait(sent[0], "check our takeover")
+    base moved after all, or no answer), or None: it held. Its answer is long in by the first renewal.
+    No answer within the call timeout, or the connection's end instead of one, leaves its outcome,
+    and so our term, unknown: a failure too (the lease acted on is given up, never left unchecked)."""
+    try:
+        results = session.wait(sent[0], "check our takeover")
+    except (KazooException, StorageUnavailableError) as exc:
+        return f"no answer ({type(exc).__name__})"
     failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, RolledBackError)]
     return type(failures[0]).__name__ if failures else None

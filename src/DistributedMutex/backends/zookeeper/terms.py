@@ -14,7 +14,7 @@ from kazoo.interfaces import IAsyncResult
 
 from DistributedMutex.backend import LeaderRecord
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
-from DistributedMutex.backends.zookeeper.znodes import line_of, record
+from DistributedMutex.backends.zookeeper.znodes import Contender, line_of, record
 from DistributedMutex.errors import StorageRejectedError, StorageUnavailableError
 
 # How often one call re-reads the base when it changes under it before giving up (retried).
@@ -83,6 +83,19 @@ def base_from(session: ZooKeeperSession, read: IAsyncResult, term_path: str) -> 
     except (UnicodeDecodeError, ValueError):
         raise StorageRejectedError(f"{term_path} holds {data[:40]!r}, not an integer: it is this "
                                    "election's term base; delete it or write a number") from None
+
+
+def read_line(session: ZooKeeperSession, client: KazooClient, path: str,
+              term_path: str) -> tuple[list[Contender], tuple[int, int | None]]:
+    """The contenders under ``path``, lowest first, and the term base with its version; two reads
+    in one round trip."""
+    listing = client.get_children_async(path)
+    base_read = client.get_async(term_path)
+    try:
+        names = session.wait(listing, "list the contenders")
+    except NoNodeError:
+        names = []
+    return line_of(names), base_from(session, base_read, term_path)
 
 
 def read_leader(session: ZooKeeperSession, client: KazooClient, path: str, term_path: str) -> LeaderRecord | None:
