@@ -24,8 +24,8 @@ class Handshake(enum.Enum):
 
 
 class Connection:
-    __slots__ = ("buffer", "handshake_until", "ids", "last_message", "out", "out_since", "paused", "queued", "sock",
-                 "source", "spoke", "want_write")
+    __slots__ = ("buffer", "events", "handshake_until", "ids", "last_message", "out", "out_since", "paused", "queued",
+                 "sock", "source", "spoke", "want_write")
 
     def __init__(self, sock: socket.socket, source: str, now: float, *, handshake_until: float = 0.0) -> None:
         self.sock = sock
@@ -40,6 +40,7 @@ class Connection:
         self.spoke = False  # sent at least one complete line
         self.queued = 0  # its messages the driver has not taken yet
         self.paused = False  # not read until the driver took some of its messages
+        self.events = 0  # what the listener's selector watches it for (0: not registered)
 
     def read(self) -> bytes | None:
         """What arrived: None if nothing yet (a partial TLS record), b"" if the connection ended."""

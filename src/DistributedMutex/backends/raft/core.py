@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 
 from DistributedMutex.backends.raft.guard import SenderGuard
@@ -390,9 +390,10 @@ class RaftCore:
     def _finish(self, out: Outputs, before: tuple[int, str | None]) -> Outputs:
         if (self.term, self.voted_for) != before:
             out.hard_state = self.hard_state
-        stamped = []
+        # Stamped in place, not copied (dataclasses.replace, at every heartbeat): each message was
+        # made in this very call, and nothing else holds it yet.
         for message in out.messages:
             self._seq += 1
-            stamped.append(replace(message, epoch=self.epoch, seq=self._seq))
-        out.messages = stamped
+            object.__setattr__(message, "epoch", self.epoch)
+            object.__setattr__(message, "seq", self._seq)
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,3 +42,16 @@ class _Delivery:
 _Call = tuple[Callable[[RaftCore, float], Any], concurrent.futures.Future[Any]]
 # What the driver's inbox holds: a peer's message, a call, _NUDGE or _STOP.
 _Item = _Delivery | Message | _Call | _Stop | _Nudge
+
+
+def run_call(core: RaftCore, now: float, fn: Callable[[RaftCore, float], Any],
+             future: concurrent.futures.Future[Any]) -> Callable[[], None] | None:
+    """Run one call; returns what resolves its future, for once the status is published."""
+    if not future.set_running_or_notify_cancel():
+        return None  # its caller gave up on it: doing it now would act behind its back
+    try:
+        result = fn(core, now)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller
+        # partial, not a lambda: ``exc`` is unbound once this except clause ends.
+        return functools.partial(future.set_exception, exc)
+    return functools.partial(future.set_result, result)

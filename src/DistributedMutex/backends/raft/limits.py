@@ -48,6 +48,8 @@ class LogLimiter:
 
     def flush(self) -> None:
         """Say how many warnings were held back in the intervals that are over."""
+        if not self._windows:  # the common case, at every idle moment: no lock to take
+            return
         with self._lock:
             self._roll(time.monotonic())
 

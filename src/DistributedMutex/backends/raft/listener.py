@@ -44,7 +44,7 @@ from DistributedMutex.backends.raft.connection import Connection, Handshake, tls
 from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter, raise_fd_limit
 from DistributedMutex.backends.raft.messages import Message, decode
 from DistributedMutex.backends.raft.tls import TlsConfig, dns_names, peer_ids
-from DistributedMutex.backends.raft.transport import MAX_LINE
+from DistributedMutex.backends.raft.transport import MAX_LINE, is_status_request
 from DistributedMutex.backends.raft.transport import close_socket as _close
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class Listener:
                                 else now + self._limits.handshake_timeout)
         self._connections[sock] = connection
         self._selector.register(sock, selectors.EVENT_READ, connection)
+        connection.events = selectors.EVENT_READ
 
     @staticmethod
     def _victim(crowd: Collection[Connection]) -> Connection | None:
@@ -282,7 +283,7 @@ class Listener:
         """Handle one line; False to drop the connection (it does not speak our protocol)."""
         connection.spoke = True
         connection.last_message = time.monotonic()
-        if b'"status"' in line and _is_status_request(line):  # rare: parse twice only then
+        if b'"status"' in line and is_status_request(line):  # rare: parse twice only then
             connection.out += json.dumps({**self._status(), "transport": self.counts()}).encode() + b"\n"
             connection.out_since = connection.last_message
             return True
@@ -363,17 +364,16 @@ class Listener:
             events = 0
         else:
             events = selectors.EVENT_READ
-        try:
-            key: selectors.SelectorKey | None = self._selector.get_key(connection.sock)
-        except KeyError:
-            key = None
+        registered = connection.events  # kept here: asking the selector costs more, at every message
+        if events == registered:
+            return
         if events == 0:
-            if key is not None:
-                self._selector.unregister(connection.sock)
-        elif key is None:
+            self._selector.unregister(connection.sock)
+        elif not registered:
             self._selector.register(connection.sock, events, connection)
-        elif key.events != events:
+        else:
             self._selector.modify(connection.sock, events, connection)
+        connection.events = events
 
     def _flush(self, connection: Connection) -> None:
         if not connection.send_out():
@@ -400,20 +400,14 @@ class Listener:
     def _drop(self, connection: Connection) -> None:
         if self._connections.pop(connection.sock, None) is None:
             return
-        try:
-            self._selector.unregister(connection.sock)
-        except (KeyError, ValueError):
-            pass  # paused: not registered
+        if connection.events:  # else paused: not registered
+            connection.events = 0
+            try:
+                self._selector.unregister(connection.sock)
+            except (KeyError, ValueError):
+                pass
         _close(connection.sock)
 
     def _count(self, kind: str) -> None:
         with self._lock:
             self._counts[kind] += 1
-
-
-def _is_status_request(line: bytes) -> bool:
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(record, dict) and record.get("type") == "status"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,13 +117,6 @@ _KINDS: dict[str, type[Message]] = {
     "heartbeat": Heartbeat, "heartbeat_reply": HeartbeatReply, "timeout_now": TimeoutNow,
 }
 _NAMES: dict[type[Message], str] = {cls: name for name, cls in _KINDS.items()}
-# Field name -> the type its JSON value must have; checked on decode, since peers are remote.
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "src": (str,), "dst": (str,), "term": (int,), "granted": (bool,), "transfer": (bool,),
-    "sent_at": (int, float), "ok": (bool,), "epoch": (int,), "seq": (int,),
-}
-
-
 # json.dumps with separators builds a new encoder at every call: made once (two per heartbeat round).
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
@@ -152,7 +146,10 @@ def decode(line: bytes | str) -> Message:
 
 
 def _decode(line: bytes | str) -> Message:
-    record = json.loads(line)
+    # Bytes decoded here, not by json.loads (which first guesses among UTF-8, -16 and -32, at every
+    # message): a peer writes ASCII, and anything that is not UTF-8 is malformed (UnicodeDecodeError
+    # is a ValueError).
+    record = json.loads(line.decode() if isinstance(line, bytes) else line)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     kind = record.pop("type", None)
@@ -165,31 +162,61 @@ def _decode(line: bytes | str) -> Message:
             if name in ("transfer", "info"):
                 continue  # optional, with defaults
             raise ValueError(f"missing field {name!r}")
-        fields[name] = _checked(name, record[name])
+        fields[name] = _CHECKS[name](name, record[name])
     return cls(**fields)
 
 
-def _checked(name: str, value: object) -> object:
-    if name == "info":
-        return None if value is None else _leader_info(value)
-    expected = _FIELD_TYPES[name]
-    # bool is an int in Python: a term of true is no term.
-    if not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)):
+# Each field's check, by name: the value as the message holds it, or ValueError. (bool is an int
+# in Python: a term of true is no term.)
+
+def _text(name: str, value: object) -> object:
+    if not isinstance(value, str):
         raise ValueError(f"field {name!r} has the wrong type")
-    # (The isinstance tests below repeat the check above for the type checker, which cannot
-    # follow a tuple of types picked by name.)
-    if name == "term" and isinstance(value, int) and not 0 <= value <= MAX_TERM:
-        raise ValueError(f"term out of range 0..{MAX_TERM}")
-    if name in ("epoch", "seq") and isinstance(value, int) and not 0 <= value <= MAX_COUNTER:
-        raise ValueError(f"{name} out of range 0..{MAX_COUNTER}")
-    if name == "sent_at" and isinstance(value, (int, float)):
-        # An integer too big for a float (1e308 written out) would raise OverflowError later.
-        if isinstance(value, int) and abs(value) > 2**53:
-            raise ValueError("sent_at is out of range")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError("sent_at is not a finite number")
     return value
+
+
+def _flag(name: str, value: object) -> object:
+    if not isinstance(value, bool):
+        raise ValueError(f"field {name!r} has the wrong type")
+    return value
+
+
+def _count(name: str, value: object) -> object:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"field {name!r} has the wrong type")
+    if not 0 <= value <= MAX_COUNTER:
+        raise ValueError(f"{name} out of range 0..{MAX_COUNTER}")
+    return value
+
+
+def _term(name: str, value: object) -> object:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"field {name!r} has the wrong type")
+    if not 0 <= value <= MAX_TERM:
+        raise ValueError(f"term out of range 0..{MAX_TERM}")
+    return value
+
+
+def _time(name: str, value: object) -> object:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"field {name!r} has the wrong type")
+    # An integer too big for a float (1e308 written out) would raise OverflowError later.
+    if isinstance(value, int) and abs(value) > 2**53:
+        raise ValueError("sent_at is out of range")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("sent_at is not a finite number")
+    return value
+
+
+def _info(name: str, value: object) -> object:
+    return None if value is None else _leader_info(value)
+
+
+_CHECKS: dict[str, Callable[[str, object], object]] = {
+    "src": _text, "dst": _text, "term": _term, "granted": _flag, "transfer": _flag, "sent_at": _time, "ok": _flag,
+    "epoch": _count, "seq": _count, "info": _info,
+}
 
 
 def _leader_info(value: object) -> LeaderInfo:

@@ -18,7 +18,6 @@ never run: a late hand-over or re-campaign would act behind the caller's back.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import logging
 import math
 import queue
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from DistributedMutex.backends.raft.core import HardState, Outputs, RaftCore, Role, default_heartbeat_interval
-from DistributedMutex.backends.raft.inbox import _NUDGE, _STOP, _Call, _Delivery, _Item
+from DistributedMutex.backends.raft.inbox import _NUDGE, _STOP, _Call, _Delivery, _Item, run_call
 from DistributedMutex.backends.raft.limits import ListenerLimits, LogLimiter
 from DistributedMutex.backends.raft.listener import Listener
-from DistributedMutex.backends.raft.messages import LeaderInfo, Message, Vote, encode
+from DistributedMutex.backends.raft.messages import Heartbeat, HeartbeatReply, LeaderInfo, Message, Vote, encode
 from DistributedMutex.backends.raft.status import NodeStatus, log_change
 from DistributedMutex.backends.raft.storage import StateFile, StateLock
 from DistributedMutex.backends.raft.tls import TlsConfig
@@ -64,6 +63,7 @@ class RaftNode:
         self._changed = threading.Condition()
         self._core: RaftCore | None = None
         self._status: NodeStatus | None = None
+        self._published: tuple[object, ...] = ()  # what _status was made of (see _publish)
         self._unsaved: HardState | None = None
         self._links: dict[str, PeerLink] = {}
         self._listener: Listener | None = None
@@ -188,7 +188,7 @@ class RaftNode:
             try:
                 core, now = self._core, time.monotonic()
                 if core is not None and self._unsaved is None and not self._stopping.is_set():
-                    answer = self._run_call(core, now, fn, future)
+                    answer = run_call(core, now, fn, future)
                     self._publish(now)  # before the answer, as for every call (see _handle)
                     if core.wake_at < self._driver_wakes_at:
                         self._inbox.put(_NUDGE)
@@ -314,7 +314,7 @@ class RaftNode:
         answer: Callable[[], None] | None = None
         try:
             if isinstance(item, tuple):
-                answer = self._run_call(core, now, *item)
+                answer = run_call(core, now, *item)
             elif item is not None:
                 guard = core.guard
                 before = (guard.implausible_terms, guard.stale_messages)
@@ -345,18 +345,6 @@ class RaftNode:
             self._warn.warning("replayed messages", "raft: dropped a %s from %s: a replay (epoch %d, seq %d was "
                                "taken already or is older than the replay window)", kind, message.src, message.epoch,
                                message.seq)
-
-    def _run_call(self, core: RaftCore, now: float, fn: Callable[[RaftCore, float], Any],
-                  future: concurrent.futures.Future[Any]) -> Callable[[], None] | None:
-        """Run one call; returns what resolves its future, for once the status is published."""
-        if not future.set_running_or_notify_cancel():
-            return None  # its caller gave up on it: doing it now would act behind its back
-        try:
-            result = fn(core, now)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller
-            # partial, not a lambda: ``exc`` is unbound once this except clause ends.
-            return functools.partial(future.set_exception, exc)
-        return functools.partial(future.set_result, result)
 
     def _carry_out(self, out: Outputs) -> None:
         """Persist first; send only once the state the messages rest on is on disk.
@@ -391,9 +379,18 @@ class RaftNode:
 
     def _send(self, messages: list[Message]) -> None:
         for message in messages:
-            self._links[message.dst].send(encode(message))
+            self._links[message.dst].send(encode(message), routine=isinstance(message, (Heartbeat, HeartbeatReply)))
 
     def _publish(self, now: float) -> None:
+        core = self._core
+        assert core is not None
+        # What the snapshot is made of (lease_until follows from the acked round): most calls (a
+        # second reply to a round, a heartbeat sent) change none of it, and this costs less than a
+        # snapshot to compare.
+        key = (core.role, core.term, core.leader, core.leader_info, core.quorum_acked_sent_at, self._unsaved is None)
+        if key == self._published:
+            return
+        self._published = key
         status, previous = self._snapshot(), self._status
         if status == previous:
             return

@@ -75,11 +75,16 @@ class PeerLink:
         self._thread = threading.Thread(target=self._run, name=f"raft-link-{peer_id}", daemon=True)
         self._thread.start()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, routine: bool = False) -> None:
         """Write one encoded message now if the connection is up, else queue it for the link's
-        thread; dropped at once if that queue is full."""
+        thread; dropped at once if that queue is full.
+
+        ``routine``: a message said again every round (a heartbeat, its reply), whose loss costs
+        nothing: written without first checking that the peer has not closed the connection (a
+        system call, at every heartbeat, for each peer). If it has (it restarted), this one is lost
+        in the dead connection, whose reset the next write or the link's own check then finds."""
         with self._lock:
-            if not self._pending and self._sock is not None and self._write_now(data):
+            if not self._pending and self._sock is not None and self._write_now(data, check=not routine):
                 return
             self._pending += 1  # from here on, later messages queue behind this one
         try:
@@ -150,12 +155,12 @@ class PeerLink:
                 self._found_closed(closed)
         self._connected()
 
-    def _write_now(self, data: bytes) -> bool:
+    def _write_now(self, data: bytes, *, check: bool = True) -> bool:
         """Write ``data`` whole on the open connection (the lock held); False if the connection
-        was found closed or failed (it is then dropped, and ``data`` not written)."""
+        was found closed (``check``) or failed (it is then dropped, and ``data`` not written)."""
         sock = self._sock
         assert sock is not None
-        closed = _closed(sock)
+        closed = _closed(sock) if check else None
         if closed is not None:
             self._found_closed(closed)
             return False
@@ -265,6 +270,15 @@ def query_status(address: tuple[str, int], timeout: float, *, tls: TlsConfig | N
     if not isinstance(status, dict):
         raise ValueError("the answer is not a JSON object")
     return status
+
+
+def is_status_request(line: bytes) -> bool:
+    """Whether a line a listener read is ``{"type": "status"}`` (STATUS_REQUEST, however spaced)."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and record.get("type") == "status"
 
 
 def _closed(sock: socket.socket) -> str | None:
