@@ -20,7 +20,17 @@ from pathlib import Path
 from harness.postgres import PostgresServer, with_database
 from harness.services import free_port
 
-BIN = Path(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+
+def _bindir() -> Path:
+    """PG_BINDIR, else the newest of Debian's /usr/lib/postgresql/<version>/bin (not on PATH there)."""
+    if "PG_BINDIR" in os.environ:
+        return Path(os.environ["PG_BINDIR"])
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                      if p.parent.name.isdigit() else 0)
+    return versions[-1] if versions else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _bindir()
 
 
 def _binary(name: str) -> str:
