@@ -150,7 +150,7 @@ def test_a_forged_heartbeat_with_a_huge_term_over_tcp_changes_nobody(trio: dict[
     after = {name: hard(node) for name, node in trio.items()}
     assert after == before
     # And the cluster still elects: the leader hands over, someone wins the next term.
-    assert trio[leader].transfer(term, 2) is not None
+    assert trio[leader].transfer_soon(term).result(2) is not None
     wait_until(lambda: any(n.status.leads_with_lease(_now()) and n.status.term > term for n in trio.values()),
                5, "no new leader after the hand-over")
 

@@ -169,32 +169,26 @@ def _decode(line: bytes | str) -> Message:
 # Each field's check, by name: the value as the message holds it, or ValueError. (bool is an int
 # in Python: a term of true is no term.)
 
-def _text(name: str, value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError(f"field {name!r} has the wrong type")
-    return value
+_Check = Callable[[str, object], object]
 
 
-def _flag(name: str, value: object) -> object:
-    if not isinstance(value, bool):
-        raise ValueError(f"field {name!r} has the wrong type")
-    return value
+def _of_type(kind: type) -> _Check:
+    def check(name: str, value: object) -> object:
+        if not isinstance(value, kind):
+            raise ValueError(f"field {name!r} has the wrong type")
+        return value
+    return check
 
 
-def _count(name: str, value: object) -> object:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"field {name!r} has the wrong type")
-    if not 0 <= value <= MAX_COUNTER:
-        raise ValueError(f"{name} out of range 0..{MAX_COUNTER}")
-    return value
-
-
-def _term(name: str, value: object) -> object:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"field {name!r} has the wrong type")
-    if not 0 <= value <= MAX_TERM:
-        raise ValueError(f"term out of range 0..{MAX_TERM}")
-    return value
+def _whole(ceiling: int) -> _Check:
+    """A whole number from 0 to ``ceiling`` (a term, an epoch, a sequence number)."""
+    def check(name: str, value: object) -> object:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"field {name!r} has the wrong type")
+        if not 0 <= value <= ceiling:
+            raise ValueError(f"{name} out of range 0..{ceiling}")
+        return value
+    return check
 
 
 def _time(name: str, value: object) -> object:
@@ -213,9 +207,10 @@ def _info(name: str, value: object) -> object:
     return None if value is None else _leader_info(value)
 
 
-_CHECKS: dict[str, Callable[[str, object], object]] = {
-    "src": _text, "dst": _text, "term": _term, "granted": _flag, "transfer": _flag, "sent_at": _time, "ok": _flag,
-    "epoch": _count, "seq": _count, "info": _info,
+_CHECKS: dict[str, _Check] = {
+    "src": _of_type(str), "dst": _of_type(str), "term": _whole(MAX_TERM), "granted": _of_type(bool),
+    "transfer": _of_type(bool), "sent_at": _time, "ok": _of_type(bool), "epoch": _whole(MAX_COUNTER),
+    "seq": _whole(MAX_COUNTER), "info": _info,
 }
 
 

@@ -10,9 +10,10 @@ submitted to it, the messages queued for it) and by the listener thread, which h
 itself when the inbox is empty and the lock is free at once (the common case: one thread wakes per
 message instead of two; a busy or stalled driver still gets every message through the inbox, in
 order, held to the listener's quotas). Everyone else reads the latest snapshot (an immutable object,
-swapped in whole) or submits a call to the driver through the inbox. A call's answer is handed back
-only once the snapshot shows what the call did, and a call its caller gave up on (timed out) is
-never run: a late hand-over or re-campaign would act behind the caller's back.
+swapped in whole) or makes a call (``call_soon``): in the caller's thread when the inbox is empty,
+the lock free and no save pending, else through the inbox to the driver. A call's answer is handed
+back only once the snapshot shows what the call did, and a call its caller gave up on (``call``
+timed out) is never run: a late re-campaign would act behind the caller's back.
 """
 
 from __future__ import annotations
@@ -233,16 +234,9 @@ class RaftNode:
                 self._changed.wait(remaining)
             return self.status
 
-    def transfer(self, term: int, timeout: float) -> str | None:
-        """Hand leadership of ``term`` over; the peer told to campaign (None: nobody, or not
-        leading that term). Returns once the TimeoutNow was written (bounded by ``timeout``)."""
-        target = self.call(self._hand_over(term), timeout)
-        if target is not None:
-            self._links[target].flush(timeout)
-        return target
-
     def transfer_soon(self, term: int) -> concurrent.futures.Future[str | None]:
-        """``transfer`` without waiting for it (``call_soon``): for a caller that must not block."""
+        """Hand leadership of ``term`` over without waiting (``call_soon``); the future gives the peer
+        told to campaign (None: nobody, or not leading that term)."""
         return self.call_soon(self._hand_over(term))
 
     def _hand_over(self, term: int) -> Callable[[RaftCore, float], str | None]:

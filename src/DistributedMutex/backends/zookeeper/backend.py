@@ -63,7 +63,7 @@ from DistributedMutex.backends.zookeeper.arguments import (
     zookeeper_timing,
 )
 from DistributedMutex.backends.zookeeper.session import ZooKeeperSession
-from DistributedMutex.backends.zookeeper.standby import Standby, Takeover, takeover_failed
+from DistributedMutex.backends.zookeeper.standby import NextInLine, Standby, Takeover, takeover_failed
 from DistributedMutex.backends.zookeeper.terms import base_from, raise_term, read_leader, read_line, send_term
 from DistributedMutex.backends.zookeeper.znodes import Contender, encode, leader_data, parse, record
 from DistributedMutex.errors import LeaseLostError, StorageUnavailableError
@@ -109,11 +109,10 @@ class ZooKeeperBackend:
         self._member: tuple[int, str] | None = None
         self._recorded: str | None = None  # the member whose data says it leads (acquired_at)
         self._watching: str | None = None  # the predecessor our watch is on, while it is armed
-        # Set while the znode below ours is the leader's (the lowest): (epoch, our znode, the
-        # predecessor, the term base and version, _term_events before that base was read, see
-        # _follow). When that znode goes, nobody is left below ours (sequence numbers only grow: no
-        # znode can join below), so we lead: _heir holds what acquire needs to take over (standby.py).
-        self._next_in_line: tuple[int, str, str, tuple[int, int | None], int] | None = None
+        # Set while the znode below ours is the leader's (the lowest; see _follow). When that znode
+        # goes, nobody is left below ours (sequence numbers only grow: no znode can join below), so
+        # we lead: _heir holds what acquire needs to take over (standby.py).
+        self._next_in_line: NextInLine | None = None
         self._heir: Takeover | None = None
         self._identity: Identity | None = None  # the last acquire's: what the takeover writes
         self._standby = Standby(self._client, self._timing, lambda: self._session.granted)
@@ -290,11 +289,11 @@ class ZooKeeperBackend:
     def _predecessor_gone(self, path: str | None) -> None:
         """The znode below ours went; if it was the leader's, we lead now (see _next_in_line)."""
         connection, next_in_line, identity = self._connection, self._next_in_line, self._identity
-        if next_in_line is not None and path == self._child(next_in_line[2]):
-            epoch, member, base = next_in_line[0], next_in_line[1], next_in_line[3]
+        if next_in_line is not None and path == self._child(next_in_line.below):
+            epoch, member, base = next_in_line.epoch, next_in_line.member, next_in_line.base
             # A fresh proof, and the base read with a watch that has not fired since: act on them.
             proven = self._standby.proven(epoch, self._child(member)) \
-                if base[1] is not None and next_in_line[4] == self._term_events else None
+                if base[1] is not None and next_in_line.term_events == self._term_events else None
             seq, sent = parse(member).seq, None
             if identity is not None and member != self._recorded:  # sent now, not once the loop's acquire runs
                 sent = send_term(self._client, self._term_path, self._child(member), seq, base[0] + seq + 1,
@@ -371,7 +370,7 @@ class ZooKeeperBackend:
         # Marked before the request: a watch event or a suspension from here on clears them, and a
         # stale mark would leave us without a watch until the loop's safety recheck. Next in line,
         # the standby acts only on the base read below with a watch (-1 until it is in).
-        events, mark = self._term_events, (self._epoch, member.name, below.name, base, -1)
+        events, mark = self._term_events, NextInLine(self._epoch, member.name, below.name, base)
         self._next_in_line = mark if heir else None
         self._standby.follow(self._epoch, self._child(member.name) if heir else None)
         self._watching = below.name if arm else self._watching
@@ -383,8 +382,8 @@ class ZooKeeperBackend:
                 self._session.wait(watched, "watch the znode below ours")
             data, _ = self._session.wait(leader_read, "read the leader's znode")
             if base_read is not None and self._next_in_line is mark:
-                self._next_in_line = (mark[0], mark[1], mark[2], base_from(self._session, base_read, self._term_path),
-                                      events)
+                self._next_in_line = replace(mark, base=base_from(self._session, base_read, self._term_path),
+                                             term_events=events)
         except NoNodeError:
             self._watching = self._next_in_line = None
             return None  # it went between our listing and now: look again

@@ -50,6 +50,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class NextInLine:
+    """While the znode just below ours is the leader's: our znode and its session epoch, the
+    predecessor's name, the term base and version read with the line, and how many times the term
+    base's watch had fired before that base was read (-1 until it is read with a watch: the
+    standby acts only on a base that has not moved since)."""
+
+    epoch: int
+    member: str
+    below: str
+    base: tuple[int, int | None]
+    term_events: int = -1
+
+
+@dataclass(frozen=True)
 class Takeover:
     """What the watch's callback knew when the leader's znode below ours went: our znode, its
     session epoch and the connection (the backend counts suspensions and losses), the term base
