@@ -200,6 +200,16 @@ def test_the_lowest_leads_and_each_contender_watches_only_the_znode_below(
     assert zookeeper_server.watchers_by_path() == {znode["b"]: {session["d"]}, term: {session["b"], session["d"]}}
 
 
+def leader_and_proven_heir(leader: ZooKeeperBackend, heir: ZooKeeperBackend) -> tuple[Lease, Wakes]:
+    """``leader`` leads; ``heir``, next in line, watches it and holds a standby proof."""
+    lease = leader.acquire(Identity("leader"), time.monotonic())
+    assert isinstance(lease, Lease)
+    wakes = watching(heir)
+    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
+    proven(heir)
+    return lease, wakes
+
+
 def proven(backend: ZooKeeperBackend) -> None:
     """Until the backend, next in line, holds a standby proof (standby.py): its first is sent at once."""
     deadline = time.monotonic() + 3.0
@@ -211,11 +221,7 @@ def proven(backend: ZooKeeperBackend) -> None:
 def test_the_next_in_line_acts_on_a_standby_lease_proven_before_the_leader_left(
         make: Callable[..., ZooKeeperBackend]) -> None:
     leader, heir, reader = make(), make(), make()
-    lease = leader.acquire(Identity("leader"), time.monotonic())
-    assert isinstance(lease, Lease)
-    wakes = watching(heir)
-    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
-    proven(heir)
+    lease, wakes = leader_and_proven_heir(leader, heir)
 
     released = time.monotonic()
     leader.release(lease)
@@ -238,11 +244,7 @@ def test_no_standby_lease_when_the_term_base_moved_after_it_was_read(
     """The heir computes its term from the base it read; a leader's advance_term since then is
     told by the base's watch, and the heir then waits for its transaction, which reads the base again."""
     leader, heir = make(), make()
-    lease = leader.acquire(Identity("leader"), time.monotonic())
-    assert isinstance(lease, Lease)
-    wakes = watching(heir)
-    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
-    proven(heir)
+    lease, wakes = leader_and_proven_heir(leader, heir)
     advanced = leader.advance_term(lease, Identity("leader"), lease.term + 100)
 
     released = time.monotonic()
@@ -317,11 +319,7 @@ def test_a_leader_gone_before_the_watch_was_rearmed_is_acted_on_behind_the_term_
 def test_a_takeover_told_before_a_suspension_is_not_acted_on_with_the_proof_from_before_it(
         proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) -> None:
     leader, heir = make(), make(hosts=f"127.0.0.1:{proxy.port}")
-    lease = leader.acquire(Identity("leader"), time.monotonic())
-    assert isinstance(lease, Lease)
-    wakes = watching(heir)
-    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
-    proven(heir)
+    lease, wakes = leader_and_proven_heir(leader, heir)
     wakes.event.clear()
     leader.release(lease)
     wakes.wait(1.0, "the heir")
@@ -344,11 +342,7 @@ def test_a_standby_proof_that_aged_past_the_acting_window_before_the_loop_acted_
     """Fresh when the watch fired, stale when the loop's acquire ran (a loop that was slow to run
     it): its lease would leave no renewal within its acting window. 2 s sessions: it ages in 1 s."""
     leader, heir = make(session_timeout=2.0), make(session_timeout=2.0)
-    lease = leader.acquire(Identity("leader"), time.monotonic())
-    assert isinstance(lease, Lease)
-    wakes = watching(heir)
-    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
-    proven(heir)
+    lease, wakes = leader_and_proven_heir(leader, heir)
     wakes.event.clear()
     released = time.monotonic()
     leader.release(lease)
@@ -369,11 +363,7 @@ def unanswered_takeover(proxy: TcpProxy, make: Callable[..., ZooKeeperBackend]) 
     """A heir (through ``proxy``, blackholed on return) on its standby lease, its takeover's
     transaction sent as the deletion's event ran and never answered."""
     leader, heir = make(), make(hosts=f"127.0.0.1:{proxy.port}", call_timeout=0.5)
-    lease = leader.acquire(Identity("leader"), time.monotonic())
-    assert isinstance(lease, Lease)
-    wakes = watching(heir)
-    assert isinstance(heir.acquire(Identity("heir"), time.monotonic()), Held)
-    proven(heir)
+    lease, wakes = leader_and_proven_heir(leader, heir)
     wakes.event.clear()
     events = heir._client.handler.callback_queue
     stall = Stall(events)
