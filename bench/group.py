@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.designs import Design
-from bench.measure import CLK_TCK, cpu_ticks, rounded
+from bench.measure import CLK_TCK, cpu_ticks, rounded, wakes
 from DistributedMutex.journal import read_journal
 from harness.counting import LineCounter
 from harness.httpwatch import HttpWatch
@@ -318,23 +318,34 @@ class Group:
         pids = {slot.name: slot.life.pid for slot in self.slots if slot.alive}
         servers = self.server_pids()
         before_ticks = {name: cpu_ticks(pid) for name, pid in {**pids, **servers}.items()}
+        before_wakes = {name: wakes(pid) for name, pid in pids.items()}
         before = self.cost_snapshot()
         w0 = time.monotonic()
         time.sleep(seconds)
         w1 = time.monotonic()
         after = self.cost_snapshot()
         after_ticks = {name: cpu_ticks(pid) for name, pid in {**pids, **servers}.items()}
+        after_wakes = {name: wakes(pid) for name, pid in pids.items()}
         still = self.current_leader()
         window = w1 - w0
         cpu = {name: rounded(100 * (after_ticks[name] - before_ticks[name]) / CLK_TCK / window)
                for name in before_ticks if before_ticks[name] is not None and after_ticks[name] is not None}
         workers = [v for name, v in cpu.items() if name in pids and name != leader.name]
+        woken = {name: (rounded((after_wakes[name][0] - start[0]) / window, 1), after_wakes[name][1])
+                 for name, start in before_wakes.items() if start is not None and after_wakes[name] is not None}
+        worker_wakes = [w for name, (w, _) in woken.items() if name != leader.name]
         result = {"window_s": round(window, 1), "leader": leader.name,
                   "leader_changed": still is None or still[0] is not leader,
                   "cpu_pct": cpu, "leader_cpu_pct": cpu.get(leader.name),
                   "worker_cpu_pct": rounded(statistics.mean(workers)) if workers else None,
                   "server_cpu_pct": rounded(sum(cpu[name] for name in servers if name in cpu)) if servers else None,
-                  "cpu_how": "utime + stime from /proc/<pid>/stat over the window, % of one core"}
+                  "cpu_how": "utime + stime from /proc/<pid>/stat over the window, % of one core",
+                  "wakes_per_s": {name: w for name, (w, _) in woken.items()},
+                  "threads": {name: n for name, (_, n) in woken.items()},
+                  "leader_wakes_per_s": woken[leader.name][0] if leader.name in woken else None,
+                  "worker_wakes_per_s": rounded(statistics.mean(worker_wakes), 1) if worker_wakes else None,
+                  "wakes_how": "voluntary context switches of all the process's threads (/proc/<pid>/task/*/"
+                               "status) over the window, per second"}
         result.update(self.cost(leader, w0, w1, before, after))
         per_s = result.get("per_s")
         result["per_contender_per_s"] = rounded(per_s / len(self.slots), 3) if per_s is not None else None

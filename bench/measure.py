@@ -20,6 +20,28 @@ def cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of proc(5))
 
 
+def wakes(pid: int) -> tuple[int, int] | None:
+    """(voluntary context switches summed over the process's threads, its thread count), from
+    /proc/<pid>/task/*/status: how often its threads went to sleep and were woken. At rest, where a
+    process only waits for timers and messages, its CPU is mostly the cost of these wake-ups (an
+    interpreter taking the GIL and running the loop around each), so the count says where it goes."""
+    total = threads = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+                threads += 1
+    return total, threads
+
+
 def rss_mib(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

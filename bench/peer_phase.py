@@ -44,7 +44,8 @@ def run_cell(bench: Any, backend: str, mode: str, groups: list[PeerGroup], probl
                 group.steady = steady.get(group.name)
                 s = group.steady or {}
                 bench.say(f"  {group.name} at rest: CPU leader {s.get('leader_cpu_pct')} %, follower "
-                          f"{s.get('worker_cpu_pct')} %; RSS leader {s.get('leader_rss_mib')} MiB, follower "
+                          f"{s.get('worker_cpu_pct')} %; wake-ups/s leader {s.get('leader_wakes_per_s')}, follower "
+                          f"{s.get('worker_wakes_per_s')}; RSS leader {s.get('leader_rss_mib')} MiB, follower "
                           f"{s.get('worker_rss_mib')} MiB")
         for number in range(1, bench.args.peer_trials + 1):
             order = groups if number % 2 else list(reversed(groups))
@@ -141,7 +142,8 @@ def run_peers(bench: Any) -> dict[str, Any]:
 
 
 def ratios(contenders: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """ours / peer for each peer: failover medians, CPU and memory at rest (lower is better for all)."""
+    """ours / peer for each peer: failover medians, CPU, wake-ups and memory at rest (lower is better
+    for all)."""
     ours = contenders["ours"]
     out = {}
     for key, peer in contenders.items():
@@ -153,6 +155,8 @@ def ratios(contenders: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             "graceful_median": ratio(ours["graceful"]["median"], peer["graceful"]["median"]),
             "leader_cpu": ratio(mine.get("leader_cpu_pct"), theirs.get("leader_cpu_pct")),
             "follower_cpu": ratio(mine.get("worker_cpu_pct"), theirs.get("worker_cpu_pct")),
+            "leader_wakes": ratio(mine.get("leader_wakes_per_s"), theirs.get("leader_wakes_per_s")),
+            "follower_wakes": ratio(mine.get("worker_wakes_per_s"), theirs.get("worker_wakes_per_s")),
             "leader_rss": ratio(mine.get("leader_rss_mib"), theirs.get("leader_rss_mib")),
             "follower_rss": ratio(mine.get("worker_rss_mib"), theirs.get("worker_rss_mib")),
         }

@@ -34,6 +34,10 @@ def peer_table(backend: str, column: dict[str, Any]) -> str:
         rows.append(row(f"{signal_name} max s", stat(mode, "max")))
     rows += [row("at rest: leader CPU %", rest("leader_cpu_pct"), "leader_cpu"),
              row("at rest: follower CPU %", rest("worker_cpu_pct"), "follower_cpu"),
+             row("at rest: leader wake-ups/s", rest("leader_wakes_per_s", 1), "leader_wakes"),
+             row("at rest: follower wake-ups/s", rest("worker_wakes_per_s", 1), "follower_wakes"),
+             row("at rest: leader threads", lambda c: fmt(((c.get("rest") or {}).get("threads") or {}).get(
+                 (c.get("rest") or {}).get("leader")), 0)),
              row("at rest: leader RSS MiB", rest("leader_rss_mib", 1), "leader_rss"),
              row("at rest: follower RSS MiB", rest("worker_rss_mib", 1), "follower_rss")]
     if backend == "zookeeper":

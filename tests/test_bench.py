@@ -188,6 +188,7 @@ def test_real_peers_short_form(peers_run: tuple[str, dict[str, Any]]) -> None:
         table = stdout[stdout.index(title):]
         header = table.splitlines()[2]
         assert all(f"ours/{key}" in header for key in PEER_KEYS[backend][1:]), header
+        assert "at rest: leader wake-ups/s" in table and "at rest: leader threads" in table, table
     column_of = results["peers"]
     assert list(column_of) == ["zookeeper", "raft"]
     for backend, column in column_of.items():
@@ -204,12 +205,16 @@ def test_real_peers_short_form(peers_run: tuple[str, dict[str, Any]]) -> None:
             rest = contender["rest"]
             assert rest["window_s"] >= 5 and not rest["leader_changed"], (backend, key, rest)
             assert 0 <= rest["leader_cpu_pct"] < 50 and 0 <= rest["worker_cpu_pct"] < 50, (backend, key, rest)
+            # Every contender's process waits on timers and sockets at rest: its threads wake, but not
+            # thousands of times a second (a busy loop), and the leader has a thread or more.
+            assert 0 < rest["leader_wakes_per_s"] < 1000 and 0 < rest["worker_wakes_per_s"] < 1000, (backend, key, rest)
+            assert rest["threads"][rest["leader"]] >= 1, (backend, key, rest)
             # A Python process with its election library: more than an interpreter, far less than a JVM.
             assert 8 < rest["leader_rss_mib"] < 300 and 8 < rest["worker_rss_mib"] < 300, (backend, key, rest)
         for peer in PEER_KEYS[backend][1:]:
             ratio = column["ratios"][peer]
             assert ratio["crash_median"] > 0 and ratio["graceful_median"] > 0, (backend, peer, ratio)
-            assert ratio["leader_rss"] > 0, (backend, peer, ratio)
+            assert ratio["leader_rss"] > 0 and ratio["leader_wakes"] > 0, (backend, peer, ratio)
     # The same kill phase for every contender of a cell, trial by trial (common random numbers).
     for backend, column in column_of.items():
         phases = {tuple(t["phase_s"] for t in c["crash"]["trials"]) for c in column["contenders"].values()}
