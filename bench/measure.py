@@ -23,8 +23,8 @@ def cpu_ticks(pid: int) -> int | None:
 def wakes(pid: int) -> tuple[int, int] | None:
     """(voluntary context switches summed over the process's threads, its thread count), from
     /proc/<pid>/task/*/status: how often its threads went to sleep and were woken. At rest, where a
-    process only waits for timers and messages, its CPU is mostly the cost of these wake-ups (an
-    interpreter taking the GIL and running the loop around each), so the count says where it goes."""
+    process only waits for timers and messages, this with its CPU says whether it wakes more often
+    than another or does more each time."""
     total = threads = 0
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
