@@ -185,6 +185,43 @@ def test_a_lease_the_storage_lost_tells_the_next_holder_to_wait(tmp_path, contai
         server.stop()
 
 
+def _after_the_first_read(contender: AzureBlobLeaseBackend, then) -> None:
+    """Make ``then()`` happen between ``contender``'s first read of the blob in acquire and its
+    acquire of the lease: a real write, at the one moment a test cannot otherwise choose."""
+    read = contender._properties_or_create
+
+    def read_then() -> object:
+        properties = read()
+        then()
+        contender._properties_or_create = read  # once
+        return properties
+
+    contender._properties_or_create = read_then
+
+
+def test_a_holder_that_came_and_went_since_the_first_read_is_waited_for(azurite, container_name) -> None:
+    """Between a contender's read and its acquire, another holder took the lease, wrote its term
+    and let it go: had the storage lost that lease, its holder could still be acting."""
+    a, b = backend(azurite.connection_string, container_name), backend(azurite.connection_string, container_name)
+    a.release(a.acquire(Identity("alpha", pid=1), now=time.monotonic()))
+    _after_the_first_read(a, lambda: b.release(b.acquire(Identity("beta", pid=2), now=time.monotonic())))
+    taken = a.acquire(Identity("alpha", pid=1), now=time.monotonic())
+    assert isinstance(taken, Lease) and taken.term == 3
+    assert taken.predecessor_until > time.monotonic() + 10, "beta wrote the blob in the gap: it may still act"
+
+
+def test_our_own_write_since_the_first_read_is_no_predecessor(azurite, container_name) -> None:
+    """A write of our own in that gap (a renewal's stamp, sent beside a renewal that failed, landing
+    late) is no other holder: our leadership stopped acting before we contended again, so there is
+    nothing to wait for (it once cost a 14 s wait after a lease was broken)."""
+    a = backend(azurite.connection_string, container_name)
+    a.acquire(Identity("alpha", pid=1), now=time.monotonic())  # held; then stepped down, still ours
+    _after_the_first_read(a, lambda: a._blob.set_blob_metadata(a._metadata, lease=a._lease.id))
+    again = a.acquire(Identity("alpha", pid=1), now=time.monotonic())
+    assert isinstance(again, Lease) and again.term == 2
+    assert again.predecessor_until == -math.inf
+
+
 def test_a_lead_and_renew_cycle_logs_nothing_at_info_from_the_sdk(
         azurite, container_name, caplog: pytest.LogCaptureFixture) -> None:
     """The SDK logs every request and response at INFO, headers and all: our clients log those

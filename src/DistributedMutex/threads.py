@@ -4,6 +4,8 @@
     blocking               the same, awaited
     CallWorker             many short calls, one after another, in one long-lived thread (the
                            election loop's storage calls)
+    SideWorker             the same for a blocking caller: a call made beside its own (the blob
+                           lease's stamp, sent beside each renewal)
 
 Why not ``asyncio.to_thread``: the default executor's threads are joined when the interpreter
 exits, so one storage call hung on a dead socket would keep a stopped instance alive. A daemon
@@ -133,3 +135,59 @@ def _delivering(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], fn: 
             pass  # the loop has closed: the process is shutting down
 
     return body
+
+
+class SideCall:
+    """A call running in a SideWorker; ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+
+    def result(self) -> None:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+
+
+class SideWorker:
+    """Calls made beside the caller's own, in one long-lived daemon thread: not a new OS thread
+    per call. A call that hangs keeps its thread, and the next one gets a fresh thread meanwhile
+    (as CallWorker does). ``close()`` ends the idle thread; ``start`` starts one again."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: queue.SimpleQueue[tuple[Callable[[], Any], SideCall] | None] | None = None
+
+    def start(self, call: Callable[[], Any]) -> SideCall:
+        side = SideCall()
+        with self._lock:
+            inbox, self._idle = self._idle, None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name=self._name, daemon=True).start()
+        inbox.put((call, side))
+        return side
+
+    def close(self) -> None:
+        with self._lock:
+            inbox, self._idle = self._idle, None
+        if inbox is not None:
+            inbox.put(None)
+
+    def _serve(self, inbox: queue.SimpleQueue[tuple[Callable[[], Any], SideCall] | None]) -> None:
+        while (item := inbox.get()) is not None:
+            call, side = item
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+                side._error = exc
+            # Idle again before the caller hears of it, so that its next call finds this thread.
+            with self._lock:
+                stays = self._idle is None
+                if stays:
+                    self._idle = inbox
+            side._done.set()
+            if not stays:
+                return

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -72,6 +71,7 @@ from DistributedMutex.errors import (
     StorageRejectedError,
     StorageUnavailableError,
 )
+from DistributedMutex.threads import SideWorker
 from DistributedMutex.timing import ElectionTiming
 
 __all__ = ["DEFAULT_API_VERSION", "AzureBlobLeaseBackend"]
@@ -166,6 +166,7 @@ class AzureBlobLeaseBackend:
         # may be ours, and re-acquiring with our id (idempotent) finds out.
         self._acquire_outcome_unknown = False
         self._metadata: dict[str, str] = {}
+        self._stamps = SideWorker("lease-stamp")  # each renewal's stamp, beside it (see renew)
 
     # -- the ElectionBackend interface -------------------------------------------------------
 
@@ -214,7 +215,7 @@ class AzureBlobLeaseBackend:
         # Renew and stamp Last-Modified (see the module's docstring) side by side: a renewal then
         # costs one round trip, not two, and counts only once both have succeeded. The stamp is
         # sent no earlier than the renewal, which is all a successor's reckoning needs.
-        stamp = _Concurrent(lambda: self._call(
+        stamp = self._stamps.start(lambda: self._call(
             lambda: self._blob.set_blob_metadata(self._metadata, lease=self._lease.id),
             "stamp the lease blob's metadata", WRITE))
         self._call(self._lease.renew, "renew the lease", WRITE)
@@ -248,6 +249,7 @@ class AzureBlobLeaseBackend:
         """The blob lease can only be polled: nothing ever wakes the loop early."""
 
     def close(self) -> None:
+        self._stamps.close()
         self._container.close()
 
     def check_access(self) -> None:
@@ -279,6 +281,7 @@ class AzureBlobLeaseBackend:
         written since ``seen_etag`` (our read before acquiring)."""
         properties = self._call(self._blob.get_blob_properties, "read the lease blob", READ)
         metadata = dict(properties.metadata or {})
+        last_holder = (metadata.get(LEADER_ID), metadata.get(LEADER_PID))
         term = max(term_of(metadata.get(TERM)) + 1, at_least)
         metadata.update({
             TERM: str(term),
@@ -291,7 +294,12 @@ class AzureBlobLeaseBackend:
             metadata, lease=self._lease.id, if_match=properties.etag,
         ), "write the term into the blob's metadata", WRITE)
         self._metadata = metadata
-        written_since = seen_etag is not None and properties.etag != seen_etag
+        # Written by someone else, that is: a write of our own (a renewal's stamp, sent side by side
+        # with a renewal that failed, landing late) leaves our name in the metadata, and a holder
+        # in between would have put its own there, which our stale stamp, made under our old lease
+        # id, could not have overwritten. Our own leadership stopped acting before we contended.
+        written_since = (seen_etag is not None and properties.etag != seen_etag
+                         and last_holder != (identity.instance_id, str(identity.pid)))
         last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
         if not isinstance(last_stamp, datetime) or not isinstance(server_now, datetime):
             return term, float(self._lease_duration + 1), written_since  # cannot tell: assume the worst
@@ -361,23 +369,3 @@ class AzureBlobLeaseBackend:
 
     def _translate(self, exc: AzureError, action: str = "use the lease blob", needs: str = WRITE) -> BackendError:
         return translate(exc, self._access, self._api_version, action, needs)
-
-
-class _Concurrent:
-    """Run a call in a daemon thread; ``result()`` waits for it and raises what it raised."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True, name="lease-stamp")
-        self._thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
