@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.designs import Design
-from bench.measure import CLK_TCK, cpu_ticks, rounded, wakes
+from bench.measure import CLK_TCK, cpu_ticks, rounded, wakes, woken_per_s
 from DistributedMutex.journal import read_journal
 from harness.counting import LineCounter
 from harness.httpwatch import HttpWatch
@@ -331,8 +331,9 @@ class Group:
         cpu = {name: rounded(100 * (after_ticks[name] - before_ticks[name]) / CLK_TCK / window)
                for name in before_ticks if before_ticks[name] is not None and after_ticks[name] is not None}
         workers = [v for name, v in cpu.items() if name in pids and name != leader.name]
-        woken = {name: (rounded((after_wakes[name][0] - start[0]) / window, 1), after_wakes[name][1])
-                 for name, start in before_wakes.items() if start is not None and after_wakes[name] is not None}
+        woken = {name: (rounded(woken_per_s(start, end, window), 1), len(end))
+                 for name, start in before_wakes.items()
+                 if start is not None and (end := after_wakes[name]) is not None}
         worker_wakes = [w for name, (w, _) in woken.items() if name != leader.name]
         result = {"window_s": round(window, 1), "leader": leader.name,
                   "leader_changed": still is None or still[0] is not leader,
@@ -344,8 +345,8 @@ class Group:
                   "threads": {name: n for name, (_, n) in woken.items()},
                   "leader_wakes_per_s": woken[leader.name][0] if leader.name in woken else None,
                   "worker_wakes_per_s": rounded(statistics.mean(worker_wakes), 1) if worker_wakes else None,
-                  "wakes_how": "voluntary context switches of all the process's threads (/proc/<pid>/task/*/"
-                               "status) over the window, per second"}
+                  "wakes_how": "voluntary context switches of the process's threads (/proc/<pid>/task/*/status) "
+                               "over the window, per second; a thread that ended within it is not counted"}
         result.update(self.cost(leader, w0, w1, before, after))
         per_s = result.get("per_s")
         result["per_contender_per_s"] = rounded(per_s / len(self.slots), 3) if per_s is not None else None

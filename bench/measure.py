@@ -20,12 +20,12 @@ def cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of proc(5))
 
 
-def wakes(pid: int) -> tuple[int, int] | None:
-    """(voluntary context switches summed over the process's threads, its thread count), from
-    /proc/<pid>/task/*/status: how often its threads went to sleep and were woken. At rest, where a
-    process only waits for timers and messages, this with its CPU says whether it wakes more often
-    than another or does more each time."""
-    total = threads = 0
+def wakes(pid: int) -> dict[int, int] | None:
+    """Voluntary context switches of each of the process's threads (by thread id), from
+    /proc/<pid>/task/*/status: how often each went to sleep and was woken. At rest, where a process
+    only waits for timers and messages, this with its CPU says whether it wakes more often than
+    another or does more each time (``woken_per_s``)."""
+    counts: dict[int, int] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
@@ -37,9 +37,14 @@ def wakes(pid: int) -> tuple[int, int] | None:
             continue  # a thread that ended meanwhile
         for line in status.splitlines():
             if line.startswith("voluntary_ctxt_switches:"):
-                total += int(line.split()[1])
-                threads += 1
-    return total, threads
+                counts[int(task.name)] = int(line.split()[1])
+    return counts
+
+
+def woken_per_s(before: dict[int, int], after: dict[int, int], seconds: float) -> float:
+    """Wake-ups per second between two ``wakes`` readings, over the threads alive at the second
+    (one started meanwhile counted from 0); a thread that ended in between is not counted."""
+    return sum(n - before.get(tid, 0) for tid, n in after.items()) / seconds
 
 
 def rss_mib(pid: int) -> float | None:

@@ -199,12 +199,15 @@ def _after_the_first_read(contender: AzureBlobLeaseBackend, then) -> None:
     contender._properties_or_create = read_then
 
 
-def test_a_holder_that_came_and_went_since_the_first_read_is_waited_for(azurite, container_name) -> None:
+@pytest.mark.parametrize("other", [Identity("beta", pid=2), Identity("alpha", pid=1)],
+                         ids=["another-instance", "same-id-and-pid-in-another-container"])
+def test_a_holder_that_came_and_went_since_the_first_read_is_waited_for(azurite, container_name, other) -> None:
     """Between a contender's read and its acquire, another holder took the lease, wrote its term
-    and let it go: had the storage lost that lease, its holder could still be acting."""
+    and let it go: had the storage lost that lease, its holder could still be acting. Also when it
+    names itself as we do (a configured instance id, pid 1 in two containers): it is not our write."""
     a, b = backend(azurite.connection_string, container_name), backend(azurite.connection_string, container_name)
     a.release(a.acquire(Identity("alpha", pid=1), now=time.monotonic()))
-    _after_the_first_read(a, lambda: b.release(b.acquire(Identity("beta", pid=2), now=time.monotonic())))
+    _after_the_first_read(a, lambda: b.release(b.acquire(other, now=time.monotonic())))
     taken = a.acquire(Identity("alpha", pid=1), now=time.monotonic())
     assert isinstance(taken, Lease) and taken.term == 3
     assert taken.predecessor_until > time.monotonic() + 10, "beta wrote the blob in the gap: it may still act"

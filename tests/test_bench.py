@@ -8,6 +8,7 @@ plausible, not that the targets are met (that is the full run's job)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,8 +28,10 @@ BACKENDS = ("azure", "zookeeper", "raft", "postgres", "redis")
 def run_bench(args: list[str], out: Path, timeout: float) -> str:
     """``python -m bench ARGS --out OUT``; its stdout. Past ``timeout`` the bench is stopped as Ctrl-C
     stops it (SIGTERM: it stops every instance and server it started), its process group killed if
-    that takes more than 30 s, and the test fails with what the bench had printed (each line stamped
-    with its time: where the time went) and the end of each instance's log."""
+    that takes more than 30 s (servers it started in sessions of their own may then be left over),
+    and the test fails with what the bench had printed (each line stamped with its time: where the
+    time went) and the end of each instance's log. Interrupted itself (Ctrl-C, a CI cancel), the
+    test stops the bench the same way before it goes."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("src", ".")))
     with subprocess.Popen([sys.executable, "-m", "bench", *args, "--no-plot", "--out", str(out)], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as bench:
@@ -37,12 +40,10 @@ def run_bench(args: list[str], out: Path, timeout: float) -> str:
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-            bench.send_signal(signal.SIGTERM)
-            try:
-                stdout, stderr = bench.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(bench.pid, signal.SIGKILL)
-                stdout, stderr = bench.communicate()
+            stdout, stderr = _stop(bench)
+        except BaseException:
+            _stop(bench)
+            raise
     if timed_out:
         tails = [(log.name, log.read_text(errors="replace")[-600:]) for log in sorted((out / "logs").glob("*.log"))]
         logs = "".join(f"\n--- {name}: ...{tail}" for name, tail in tails if tail.strip())
@@ -50,6 +51,21 @@ def run_bench(args: list[str], out: Path, timeout: float) -> str:
                     f"{logs[-8000:]}", pytrace=False)
     assert bench.returncode == 0, stdout[-4000:] + stderr[-3000:]
     return stdout
+
+
+def _stop(bench: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, 30 s to stop what it started, then SIGKILL to its process group; what it printed."""
+    with contextlib.suppress(ProcessLookupError):
+        bench.send_signal(signal.SIGTERM)
+    try:
+        return bench.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)
+        try:
+            return bench.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "", "(the bench's output could not be read after SIGKILL)"
 
 
 @pytest.fixture(scope="module")

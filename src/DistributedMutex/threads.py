@@ -144,25 +144,34 @@ class SideCall:
         self._done = threading.Event()
         self._error: BaseException | None = None
 
-    def result(self) -> None:
-        self._done.wait()
+    def result(self, timeout: float | None = None) -> None:
+        """Wait for the call (TimeoutError after ``timeout`` seconds); raise what it raised."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the call did not return within {timeout:g} s")
         if self._error is not None:
             raise self._error
+
+    def _finish(self, error: BaseException | None) -> None:
+        self._error = error
+        self._done.set()
 
 
 class SideWorker:
     """Calls made beside the caller's own, in one long-lived daemon thread: not a new OS thread
-    per call. A call that hangs keeps its thread, and the next one gets a fresh thread meanwhile
-    (as CallWorker does). ``close()`` ends the idle thread; ``start`` starts one again."""
+    per call. A call that hangs keeps its thread, and the next one gets a fresh thread meanwhile;
+    ``close()`` ends the idle thread, and a busy one once its call returns (as CallWorker does);
+    ``start`` starts one again."""
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[tuple[Callable[[], Any], SideCall] | None] | None = None
+        self._closed = False
 
     def start(self, call: Callable[[], Any]) -> SideCall:
         side = SideCall()
         with self._lock:
+            self._closed = False
             inbox, self._idle = self._idle, None
         if inbox is None:
             inbox = queue.SimpleQueue()
@@ -172,6 +181,7 @@ class SideWorker:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             inbox, self._idle = self._idle, None
         if inbox is not None:
             inbox.put(None)
@@ -179,15 +189,17 @@ class SideWorker:
     def _serve(self, inbox: queue.SimpleQueue[tuple[Callable[[], Any], SideCall] | None]) -> None:
         while (item := inbox.get()) is not None:
             call, side = item
+            error: BaseException | None = None
             try:
                 call()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-                side._error = exc
-            # Idle again before the caller hears of it, so that its next call finds this thread.
+                error = exc
+            # Idle again before the caller hears of it, so that its next call finds this thread;
+            # not if another thread is idle already (this one was busy meanwhile) or we are closed.
             with self._lock:
-                stays = self._idle is None
+                stays = self._idle is None and not self._closed
                 if stays:
                     self._idle = inbox
-            side._done.set()
+            side._finish(error)
             if not stays:
                 return

@@ -18,6 +18,7 @@ and write on one container that must exist), or an account URL with an Azure AD 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -218,7 +219,15 @@ class AzureBlobLeaseBackend:
         stamp = self._stamps.start(lambda: self._call(
             lambda: self._blob.set_blob_metadata(self._metadata, lease=self._lease.id),
             "stamp the lease blob's metadata", WRITE))
-        self._call(self._lease.renew, "renew the lease", WRITE)
+        try:
+            self._call(self._lease.renew, "renew the lease", WRITE)
+        except BaseException:
+            # Not before the stamp is done, whatever it did: a stamp still in flight (an SDK retry)
+            # could land after our next acquire (the loop waits for this call first: calls.drain)
+            # and write our old record, term included, over a newer holder's.
+            with contextlib.suppress(Exception):
+                stamp.result()
+            raise
         stamp.result()
         return Lease(term=lease.term, token=lease.token, sent_at=now, duration=lease.duration)
 
@@ -281,7 +290,7 @@ class AzureBlobLeaseBackend:
         written since ``seen_etag`` (our read before acquiring)."""
         properties = self._call(self._blob.get_blob_properties, "read the lease blob", READ)
         metadata = dict(properties.metadata or {})
-        last_holder = (metadata.get(LEADER_ID), metadata.get(LEADER_PID))
+        last_record, previous_own = dict(metadata), self._metadata
         term = max(term_of(metadata.get(TERM)) + 1, at_least)
         metadata.update({
             TERM: str(term),
@@ -294,12 +303,11 @@ class AzureBlobLeaseBackend:
             metadata, lease=self._lease.id, if_match=properties.etag,
         ), "write the term into the blob's metadata", WRITE)
         self._metadata = metadata
-        # Written by someone else, that is: a write of our own (a renewal's stamp, sent side by side
-        # with a renewal that failed, landing late) leaves our name in the metadata, and a holder
-        # in between would have put its own there, which our stale stamp, made under our old lease
-        # id, could not have overwritten. Our own leadership stopped acting before we contended.
-        written_since = (seen_etag is not None and properties.etag != seen_etag
-                         and last_holder != (identity.instance_id, str(identity.pid)))
+        # Written by someone else, that is: not by our own last write (a renewal's stamp that took
+        # its time while our lease was still ours), which leaves the blob's metadata exactly as we
+        # last wrote it, term and time of acquiring included; any other holder writes its own.
+        # Our own leadership stopped acting before we contended again.
+        written_since = seen_etag is not None and properties.etag != seen_etag and last_record != previous_own
         last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
         if not isinstance(last_stamp, datetime) or not isinstance(server_now, datetime):
             return term, float(self._lease_duration + 1), written_since  # cannot tell: assume the worst
