@@ -13,7 +13,7 @@ from bench.db_groups import DB_GROUPS
 from bench.group import Group, Link, Slot
 from harness.counting import LineCounter, mntr
 from harness.raft_tls import ClusterTls
-from harness.services import ZooKeeperServer, free_port
+from harness.services import ZooKeeperServer, rebindable_port
 from harness.tcpproxy import TcpProxy
 
 
@@ -107,7 +107,7 @@ class RaftGroup(Group):
         self.data_dir = self.bench.out / "raft" / self.name
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for slot in self.slots:
-            slot.port = free_port()
+            slot.port = rebindable_port()  # a member restarts on it: not an ephemeral port
         self.tls = ClusterTls(self.bench.out / "raft" / f"{self.name}-tls", [slot.name for slot in self.slots])
         for slot in self.slots:
             for peer in self.slots:

@@ -20,7 +20,7 @@ from bench.backend_groups import ZooKeeperGroup
 from bench.designs import BACKEND_DESIGNS, RAFT_TIMEOUT, Design
 from bench.group import Group, Life, Slot
 from bench.measure import rounded, rss_mib
-from harness.services import free_port
+from harness.services import rebindable_port
 
 PEERS = Path(__file__).resolve().parent / "peers"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -164,7 +164,7 @@ class RaftPeerGroup(PeerGroup):
         self.data_dir = self.bench.out / "peers" / self.name
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for slot in self.slots:
-            slot.port = free_port()
+            slot.port = rebindable_port()  # a member restarts on it: not an ephemeral port
 
     def backend_env(self, slot: Slot) -> dict[str, str]:
         low, high = RAFT_TIMEOUT

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harness.services import Azurite, free_port
+from harness.services import Azurite, rebindable_port
 
 # Every backend's cluster in this suite has these members (a Raft cluster is exactly them).
 MEMBERS = ("node-a", "node-b", "node-c")
@@ -71,7 +71,7 @@ class RaftCluster:
     peers: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.peers = {name: free_port() for name in self.members}
+        self.peers = {name: rebindable_port() for name in self.members}  # members restart on them
         # The issue: a new leader within 2 x the maximum election timeout.
         self.crash_bound = 2 * self.election_timeout_ms[1] / 1000
 

@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def free_port() -> int:
 
 
 _handed_out: set[int] = set()
+_handing_out = threading.Lock()  # the bench sets its groups up in threads of their own
 
 
 def rebindable_port(lowest: int = 20000) -> int:
@@ -58,15 +60,16 @@ def rebindable_port(lowest: int = 20000) -> int:
     except (OSError, ValueError, IndexError):
         highest = 32767
     for port in random.sample(range(lowest, highest + 1), min(200, highest + 1 - lowest)):
-        if port in _handed_out:  # still free, but given to a peer of this process's test already
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+        with _handing_out:
+            if port in _handed_out:  # still free, but given to a peer of this process already
                 continue
-            _handed_out.add(port)
-            return port
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                _handed_out.add(port)
+                return port
     return free_port()
 
 

@@ -51,7 +51,7 @@ def test_make_demo_runs_for_the_given_seconds_and_summarises_the_failovers(demo_
     match = re.search(r"^failover after the graceful stop of (node-\d+[a-z]?): (node-\d+[a-z]?) led after (\d+\.\d) s$",
                       output, re.MULTILINE)
     assert match, output[-3000:]
-    assert match[1] != match[2] and float(match[3]) < 5, match[0]
+    assert match[1] != match[2] and float(match[3]) < 5, match[0] + "\n" + output[-6000:]
     assert re.search(r"^failover time after a graceful stop: median \d+\.\d s", output, re.MULTILINE), output[-2000:]
     assert re.search(r"\[node-\d+[a-z]?\] .*stored \d+ readings", output), "no leader wrote anything"
     # Every stopped leader was replaced, and the replacements kept running.
