@@ -175,7 +175,10 @@ def test_tiny_benchmark_has_a_column_per_backend(tiny_run: tuple[str, dict[str, 
         assert many["contenders"] == 4 and not many["leader_changed"], (backend, many)
         assert many["crash"]["n"] == 0, (backend, many["crash"])
         # In all and per contender: each one polls, or pings (ZooKeeper), or hears heartbeats (Raft).
-        assert many["per_s"] > rest["per_s"], (backend, many, rest)
+        # A window of a few seconds counts whole polls, each contender's one off at either end (the
+        # blob lease's contenders poll every 2 s, its leader renews every 5 s: 14 requests in one
+        # 6 s window, 11 in another, once): more in all, give or take one per contender.
+        assert many["per_s"] + 4 / many["window_s"] > rest["per_s"], (backend, many, rest)
         assert many["per_contender_per_s"] == round(many["per_s"] / 4, 3), (backend, many)
         assert rest["per_contender_per_s"] == round(rest["per_s"] / 3, 3), (backend, rest)
 
