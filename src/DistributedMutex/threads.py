@@ -23,9 +23,10 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+J = TypeVar("J")  # what a worker thread is given to do
 
 
 def run_in_daemon_thread(fn: Callable[..., T], *args: Any, name: str | None = None) -> asyncio.Future[T]:
@@ -44,7 +45,48 @@ async def blocking(fn: Callable[..., T], *args: Any) -> T:
     return await run_in_daemon_thread(fn, *args)
 
 
-class CallWorker:
+class _OneIdleThread(Generic[J]):
+    """What CallWorker and SideWorker share: long-lived daemon threads, at most one of them waiting
+    idle for the next job; a job given while that one is busy starts a thread of its own, which
+    then becomes the idle one (the busy one ends once its job is done)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: queue.SimpleQueue[J | None] | None = None  # the idle thread's inbox
+        self._closed = False
+
+    def close(self) -> None:
+        """End the idle thread; a busy one ends when its job is done. A later job starts one again."""
+        with self._lock:
+            self._closed = True
+            inbox, self._idle = self._idle, None
+        if inbox is not None:
+            inbox.put(None)
+
+    def _give(self, job: J) -> None:
+        with self._lock:
+            self._closed = False
+            inbox, self._idle = self._idle, None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name=self._name, daemon=True).start()
+        inbox.put(job)
+
+    def _stay(self, inbox: queue.SimpleQueue[J | None]) -> bool:
+        """In a worker thread, its job done: whether it becomes the idle one (not if another thread
+        already is, this one having been busy meanwhile, or if closed)."""
+        with self._lock:
+            stays = self._idle is None and not self._closed
+            if stays:
+                self._idle = inbox
+        return stays
+
+    def _serve(self, inbox: queue.SimpleQueue[J | None]) -> None:
+        raise NotImplementedError
+
+
+class CallWorker(_OneIdleThread[Callable[[], None]]):
     """Runs blocking calls one after another in one long-lived daemon thread, as long as each call
     returns; a call made while that thread is still busy (a call the caller gave up waiting for,
     hung on a dead socket, or one running alongside) gets a thread of its own, which becomes the
@@ -58,10 +100,7 @@ class CallWorker:
     """
 
     def __init__(self, name: str) -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self._idle: queue.SimpleQueue[Callable[[], None] | None] | None = None  # the idle thread's inbox
-        self._closed = False
+        super().__init__(name)
         self._thread = threading.local()  # in a worker thread: its inbox, and whether it stays
 
     def start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -71,23 +110,8 @@ class CallWorker:
         future: asyncio.Future[T] = loop.create_future()
         body = _delivering(loop, future, fn, args, before_delivering=self._free)
         clock = getattr(loop, "virtual_clock", None)  # DistributedMutex.testing.VirtualClock, or none
-        job = body if clock is None else clock.track(body, future)
-        with self._lock:
-            self._closed = False
-            inbox, self._idle = self._idle, None
-        if inbox is None:
-            inbox = queue.SimpleQueue()
-            threading.Thread(target=self._serve, args=(inbox,), name=self._name, daemon=True).start()
-        inbox.put(job)
+        self._give(body if clock is None else clock.track(body, future))
         return future
-
-    def close(self) -> None:
-        """End the idle thread; a busy one ends when its call returns. ``start`` starts one again."""
-        with self._lock:
-            self._closed = True
-            inbox, self._idle = self._idle, None
-        if inbox is not None:
-            inbox.put(None)
 
     def _serve(self, inbox: queue.SimpleQueue[Callable[[], None] | None]) -> None:
         self._thread.inbox, self._thread.stays = inbox, False
@@ -97,16 +121,12 @@ class CallWorker:
                 return
 
     def _free(self) -> None:
-        """In the worker thread, its call done: wait for the next call, unless another thread already
-        does (this one was busy meanwhile) or the worker is closed. Before the outcome reaches the
-        loop, so that the loop's next call, made as soon as it has the outcome, finds it free."""
+        """In the worker thread, its call done: wait for the next call unless another thread does.
+        Before the outcome reaches the loop, so that the loop's next call, made as soon as it has
+        the outcome, finds it free."""
         inbox = getattr(self._thread, "inbox", None)
-        if inbox is None:
-            return
-        with self._lock:
-            self._thread.stays = self._idle is None and not self._closed
-            if self._thread.stays:
-                self._idle = inbox
+        if inbox is not None:
+            self._thread.stays = self._stay(inbox)
 
 
 def _delivering(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], fn: Callable[..., T],
@@ -156,35 +176,15 @@ class SideCall:
         self._done.set()
 
 
-class SideWorker:
+class SideWorker(_OneIdleThread[tuple[Callable[[], Any], SideCall]]):
     """Calls made beside the caller's own, in one long-lived daemon thread: not a new OS thread
     per call. A call that hangs keeps its thread, and the next one gets a fresh thread meanwhile;
-    ``close()`` ends the idle thread, and a busy one once its call returns (as CallWorker does);
-    ``start`` starts one again."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self._idle: queue.SimpleQueue[tuple[Callable[[], Any], SideCall] | None] | None = None
-        self._closed = False
+    ``close()`` ends the idle thread, and a busy one once its call returns (as CallWorker does)."""
 
     def start(self, call: Callable[[], Any]) -> SideCall:
         side = SideCall()
-        with self._lock:
-            self._closed = False
-            inbox, self._idle = self._idle, None
-        if inbox is None:
-            inbox = queue.SimpleQueue()
-            threading.Thread(target=self._serve, args=(inbox,), name=self._name, daemon=True).start()
-        inbox.put((call, side))
+        self._give((call, side))
         return side
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            inbox, self._idle = self._idle, None
-        if inbox is not None:
-            inbox.put(None)
 
     def _serve(self, inbox: queue.SimpleQueue[tuple[Callable[[], Any], SideCall] | None]) -> None:
         while (item := inbox.get()) is not None:
@@ -194,12 +194,8 @@ class SideWorker:
                 call()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
                 error = exc
-            # Idle again before the caller hears of it, so that its next call finds this thread;
-            # not if another thread is idle already (this one was busy meanwhile) or we are closed.
-            with self._lock:
-                stays = self._idle is None and not self._closed
-                if stays:
-                    self._idle = inbox
+            # Idle again before the caller hears of it, so that its next call finds this thread.
+            stays = self._stay(inbox)
             side._finish(error)
             if not stays:
                 return
