@@ -17,6 +17,13 @@ def side_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == NAME]
 
 
+def close_and_join(worker: SideWorker) -> None:
+    """Close ``worker`` and wait (bounded) for its threads to end: the next test counts threads."""
+    worker.close()
+    for thread in side_threads():
+        thread.join(2)
+
+
 def test_calls_one_after_another_share_one_thread_which_ends_on_close() -> None:
     worker = SideWorker(NAME)
     seen: set[int] = set()
@@ -24,9 +31,7 @@ def test_calls_one_after_another_share_one_thread_which_ends_on_close() -> None:
         worker.start(lambda: seen.add(threading.get_ident())).result(5)
     assert len(seen) == 1, f"{len(seen)} threads for 50 calls made one after another"
     assert len(side_threads()) == 1
-    worker.close()
-    for thread in side_threads():
-        thread.join(2)
+    close_and_join(worker)
     assert side_threads() == [], "the idle thread did not end on close()"
 
 
@@ -42,9 +47,7 @@ def test_an_error_comes_out_of_result_and_the_thread_goes_on() -> None:
         worker.start(lambda: seen.append(threading.get_ident())).result(5)
         assert len(seen) == 1 and len(side_threads()) == 1
     finally:
-        worker.close()
-        for thread in side_threads():
-            thread.join(2)
+        close_and_join(worker)
 
 
 def test_a_hung_call_does_not_hold_up_the_next_one_and_its_thread_ends_when_it_returns() -> None:
@@ -65,9 +68,7 @@ def test_a_hung_call_does_not_hold_up_the_next_one_and_its_thread_ends_when_it_r
         assert not hung_in[0].is_alive() and len(side_threads()) == 1, side_threads()
     finally:
         gate.set()
-        worker.close()
-        for thread in side_threads():
-            thread.join(2)
+        close_and_join(worker)
 
 
 def test_a_thread_busy_at_close_ends_once_its_call_returns() -> None:
@@ -93,6 +94,4 @@ def test_result_waits_no_longer_than_asked() -> None:
             worker.start(lambda: gate.wait(10)).result(0.05)
     finally:
         gate.set()
-        worker.close()
-        for thread in side_threads():
-            thread.join(2)
+        close_and_join(worker)

@@ -289,25 +289,19 @@ class AzureBlobLeaseBackend:
         server's clock (both in whole seconds, hence the extra second); and whether the blob was
         written since ``seen_etag`` (our read before acquiring)."""
         properties = self._call(self._blob.get_blob_properties, "read the lease blob", READ)
-        metadata = dict(properties.metadata or {})
-        last_record, previous_own = dict(metadata), self._metadata
-        term = max(term_of(metadata.get(TERM)) + 1, at_least)
-        metadata.update({
-            TERM: str(term),
-            LEADER_ID: identity.instance_id,
-            LEADER_HOST: identity.host,
-            LEADER_PID: str(identity.pid),
-            ACQUIRED_AT: utc_now().isoformat(timespec="milliseconds"),
-        })
-        answer = self._call(lambda: self._blob.set_blob_metadata(
-            metadata, lease=self._lease.id, if_match=properties.etag,
-        ), "write the term into the blob's metadata", WRITE)
-        self._metadata = metadata
+        last_record = dict(properties.metadata or {})
         # Written by someone else, that is: not by our own last write (a renewal's stamp that took
         # its time while our lease was still ours), which leaves the blob's metadata exactly as we
         # last wrote it, term and time of acquiring included; any other holder writes its own.
         # Our own leadership stopped acting before we contended again.
-        written_since = seen_etag is not None and properties.etag != seen_etag and last_record != previous_own
+        written_since = seen_etag is not None and properties.etag != seen_etag and last_record != self._metadata
+        term = max(term_of(last_record.get(TERM)) + 1, at_least)
+        metadata = {**last_record, TERM: str(term), LEADER_ID: identity.instance_id, LEADER_HOST: identity.host,
+                    LEADER_PID: str(identity.pid), ACQUIRED_AT: utc_now().isoformat(timespec="milliseconds")}
+        answer = self._call(lambda: self._blob.set_blob_metadata(
+            metadata, lease=self._lease.id, if_match=properties.etag,
+        ), "write the term into the blob's metadata", WRITE)
+        self._metadata = metadata
         last_stamp, server_now = properties.last_modified, answer.get("date") or answer.get("last_modified")
         if not isinstance(last_stamp, datetime) or not isinstance(server_now, datetime):
             return term, float(self._lease_duration + 1), written_since  # cannot tell: assume the worst
