@@ -21,7 +21,7 @@ def peer_table(backend: str, column: dict[str, Any]) -> str:
         return cells
 
     def stat(mode: str, key: str):
-        return lambda c: fmt(c[mode][key], 3)
+        return lambda c: fmt(c[mode][key], 4)
 
     def rest(key: str, digits: int = 2):
         return lambda c: fmt((c.get("rest") or {}).get(key), digits)

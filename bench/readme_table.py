@@ -27,7 +27,11 @@ NAMES = {"zookeeper": "ZooKeeper", "raft": "Raft"}
 def _s(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value * 1000:.0f} ms" if value < 0.1 else f"{value:.2f} s"
+    if value >= 0.1:
+        return f"{value:.2f} s"
+    ms = value * 1000
+    # A tenth of a millisecond below 10 ms (a hand-over takes 2-5), where it is not a whole one.
+    return f"{ms:.1f} ms" if ms < 10 and round(ms, 1) != round(ms) else f"{ms:.0f} ms"
 
 
 def _n(value: float | None, digits: int = 2) -> str:

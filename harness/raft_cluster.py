@@ -95,7 +95,10 @@ class RaftProcesses:
         """The first leadership that started after ``after``."""
         def started() -> dict[str, Any] | None:
             return next((e for e in self.journal() if e["event"] == "start" and e["mono"] > after), None)
-        return wait_until(started, timeout, f"no leadership started after {after:.2f} in {self.journal_path}")
+        try:
+            return wait_until(started, timeout, f"no leadership started after {after:.2f} in {self.journal_path}")
+        except AssertionError as failure:  # what each member said is what tells why
+            raise AssertionError(f"{failure}\n{self.describe()}") from None
 
     def stop_of(self, start: dict[str, Any], timeout: float) -> dict[str, Any]:
         def stopped() -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench import readme_backends
-from bench.readme_table import END, START, render, rewrite
+from bench.readme_table import END, START, _s, render, rewrite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,3 +214,9 @@ def test_only_a_raft_cluster_larger_than_a_deployment_is_not_applicable() -> Non
     assert reason is not None and "100-member cluster with a majority of 51" in reason and "9900" in reason
     assert not_applicable("raft", RAFT_MAX_MEMBERS) is None
     assert all(not_applicable(b, 100) is None for b in readme_backends.BACKENDS if b != "raft")
+
+
+def test_a_hand_over_of_a_few_milliseconds_is_shown_to_a_tenth() -> None:
+    """Rounded to the millisecond, 2.6 ms against 2.4 ms would read as 3 against 2."""
+    assert [_s(v) for v in (0.0026, 0.0024, 0.003, 0.0149, 0.085, 1.234)] == [
+        "2.6 ms", "2.4 ms", "3 ms", "15 ms", "85 ms", "1.23 s"]

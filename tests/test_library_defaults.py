@@ -236,7 +236,7 @@ def test_a_timing_the_backend_can_honour_is_taken_as_given(tmp_path: Path, backe
 def test_no_timing_means_the_backend_s_own(tmp_path: Path) -> None:
     owns = {name: build(tmp_path).default_timing() for name, build in BACKENDS.items()}
     assert owns == {
-        "raft": ElectionTiming(lease_duration=1.0, renew_interval=0.2, acquire_interval=0.5, safety_margin=0.25),
+        "raft": ElectionTiming(lease_duration=1.0, renew_interval=0.3, acquire_interval=0.5, safety_margin=0.25),
         "zookeeper": ElectionTiming(lease_duration=5.0, renew_interval=5 / 3 - 0.2, acquire_interval=1.0,
                                     safety_margin=1.0),
         "azure": ElectionTiming(lease_duration=15, renew_interval=5.0, acquire_interval=2, safety_margin=2),

@@ -25,13 +25,25 @@ PEER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PEER_ID_RULE = "1-64 letters, digits or . _ -, starting with a letter or digit"
 
 
-def raft_timing(election_timeout: tuple[float, float]) -> ElectionTiming:
+def raft_timing(election_timeout: tuple[float, float], heartbeat_interval: float | None = None) -> ElectionTiming:
     """The leader's lease is the minimum election timeout from its newest heartbeat round a
-    majority answered; renewing reads it from the local node, so it can be frequent."""
+    majority answered; renewing reads it from the local node (no I/O).
+
+    Renewed as seldom as that lease allows, all the same: each renewal wakes the election loop,
+    and at rest those wake-ups were a sixth of a leader's CPU. A renewal finds the lease of a round
+    sent up to one heartbeat interval ``h`` and a round trip (lease / 20 allowed) before it; that
+    renewal and one more must come before the loop's deadline (ElectionTiming's own rule):
+
+        h + lease / 20 + 2 * renew_interval <= lease - safety_margin
+
+    so 0.3 s with the default 1 s lease and 0.1 s heartbeats; never longer than lease / 5 apart
+    (0.2 s), whatever the heartbeat (see max_heartbeat_interval)."""
     lease = election_timeout[0]
     # At least 0.1 s of margin: below that, a Python thread's scheduling delay is not negligible.
-    return ElectionTiming(lease_duration=lease, renew_interval=lease / 5, acquire_interval=lease / 2,
-                          safety_margin=max(lease / 4, 0.1))
+    margin = max(lease / 4, 0.1)
+    heartbeat = lease / 10 if heartbeat_interval is None else heartbeat_interval  # core.default_heartbeat_interval
+    renew = max(lease / 5, (lease - margin - heartbeat - lease / 20) / 2)
+    return ElectionTiming(lease_duration=lease, renew_interval=renew, acquire_interval=lease / 2, safety_margin=margin)
 
 
 def max_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
@@ -39,18 +51,19 @@ def max_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
 
     A renewal reads the lease of the newest heartbeat round a majority acked: sent up to one
     heartbeat interval ``h`` (plus a round trip) before the renewal. The loop acts until that
-    round's send time + lease - margin, and renews again renew_interval later; for that renewal, and
-    one retry after it, to come before the deadline (ElectionTiming's own rule: two renew intervals
-    within the acting window), the round's age must fit too:
+    round's send time + lease - margin, and renews again renew_interval later (at most lease / 5
+    apart, however long ``h``); for that renewal, and one retry after it, to come before the
+    deadline (ElectionTiming's own rule: two renew intervals within the acting window), the
+    round's age must fit too:
 
-        h + 2 * renew_interval <= lease - safety_margin
+        h + 2 * lease / 5 <= lease - safety_margin
 
     0.35 s with the default 1 s lease (0.35 x the minimum election timeout from 0.4 s on; 0.1 x at
     0.2 s, where the margin is 0.1 s: the default, a tenth, always fits). Longer, and a renewal
     finds the lease already older than the loop can act on: 0.9 s led to a step-down at the
     deadline about every second."""
-    timing = raft_timing(election_timeout)
-    return timing.acting_window - 2 * timing.renew_interval
+    lease = election_timeout[0]
+    return lease - max(lease / 4, 0.1) - 2 * lease / 5
 
 
 def check_heartbeat_interval(name: str, value: object, election_timeout: tuple[float, float]) -> float | None:

@@ -3,7 +3,7 @@
     RaftBackend(peers={"a": ("10.0.0.1", 7001), ...}, node_id="a", data_dir="raft-data")
 
 ``election_timeout`` defaults to (1.0, 2.0) seconds, the loop's timing follows from it
-(arguments.raft_timing: a 1 s lease renewed every 0.2 s, acted on until 0.25 s before it ends).
+(arguments.raft_timing: a 1 s lease renewed every 0.3 s, acted on until 0.25 s before it ends).
 
 The peer (node.py) starts at the first ``acquire``, which brings the identity its heartbeats carry.
 Every call then reads the peer's latest snapshot: no network round trip, so renewing is cheap.
@@ -132,8 +132,8 @@ class RaftBackend:
         return f"election_timeout minimum {self._election_timeout[0]:g} s"
 
     def default_timing(self) -> ElectionTiming:
-        """From the minimum election timeout (see arguments.raft_timing)."""
-        return raft_timing(self._election_timeout)
+        """From the minimum election timeout and the heartbeat interval (see arguments.raft_timing)."""
+        return raft_timing(self._election_timeout, self._heartbeat_interval)
 
     # -- ElectionBackend ---------------------------------------------------------------------
 
