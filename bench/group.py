@@ -340,8 +340,7 @@ class Group:
                   "cpu_pct": cpu, "leader_cpu_pct": cpu.get(leader.name),
                   "worker_cpu_pct": rounded(statistics.mean(workers)) if workers else None,
                   "server_cpu_pct": rounded(sum(cpu[name] for name in servers if name in cpu)) if servers else None,
-                  "cpu_how": "time on a CPU of every thread, from /proc/<pid>/task/*/schedstat, over the window, "
-                             "% of one core",
+                  "cpu_how": "the process's CPU-time clock (clock_getcpuclockid) over the window, % of one core",
                   "wakes_per_s": {name: w for name, (w, _) in woken.items()},
                   "threads": {name: n for name, (_, n) in woken.items()},
                   "leader_wakes_per_s": woken[leader.name][0] if leader.name in woken else None,

@@ -6,42 +6,26 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-def cpu_ticks(pid: int) -> int | None:
+def cpu_ns(pid: int) -> int | None:
+    """The process's time on a CPU so far, all its threads (ended ones included), in nanoseconds:
+    its CPU-time clock (clock_getcpuclockid(3): ``(~pid << 3) | 2``, CPUCLOCK_SCHED), which is
+    exact, where utime + stime in /proc/<pid>/stat is sampled at each clock tick: a process at 0.5 % of
+    a core is on a CPU for some 15 of the 3000 ticks of a 30 s window, so the ticks vary by a
+    quarter from one window to the next; this does not. None if the process is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return time.clock_gettime_ns(((~pid) << 3) | 2)
     except OSError:
         return None
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of proc(5))
 
 
-def cpu_ns(pid: int) -> dict[int, int] | None:
-    """Time on a CPU of each of the process's threads (by thread id), in nanoseconds, from
-    /proc/<pid>/task/*/schedstat: exact, where utime + stime (``cpu_ticks``) is sampled at each
-    clock tick. A process at 0.5 % of a core is on a CPU for some 15 of the 3000 ticks of a 30 s
-    window, so the ticks vary by a quarter from one window to the next; this does not."""
-    times: dict[int, int] = {}
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return None
-    for task in tasks:
-        try:
-            times[int(task.name)] = int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended meanwhile (or no schedstats in this kernel)
-    return times or None
-
-
-def cpu_pct(before: dict[int, int], after: dict[int, int], seconds: float) -> float:
-    """% of one core between two ``cpu_ns`` readings, over the threads alive at the second (one
-    started meanwhile counted from 0; one that ended in between is not counted: at rest, none do)."""
-    return 100 * sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9 / seconds
+def cpu_pct(before: int, after: int, seconds: float) -> float:
+    """% of one core between two ``cpu_ns`` readings."""
+    return 100 * (after - before) / 1e9 / seconds
 
 
 def wakes(pid: int) -> dict[int, int] | None:

@@ -18,7 +18,7 @@ from bench.backend_groups import GROUPS
 from bench.designs import AZURE_SETTINGS, BACKEND_DESIGNS, DESIGNS, design_window
 from bench.group import Group
 from bench.many import many_at
-from bench.measure import CLK_TCK, LoadMeter, cpu_ticks, percentile, rounded, rss_mib, summary, to_ms
+from bench.measure import LoadMeter, cpu_ns, cpu_pct, percentile, rounded, rss_mib, summary, to_ms
 from harness.fake_openweather import FakeOpenWeather
 from harness.services import Azurite, MySQLServer
 
@@ -216,18 +216,18 @@ class Bench:
         time.sleep(self.args.settle)
         leader, _ = group.wait_steady(30)
         pids = {slot.name: slot.life.pid for slot in group.slots}
-        before = {name: cpu_ticks(pid) for name, pid in pids.items()}
+        before = {name: cpu_ns(pid) for name, pid in pids.items()}
         w0 = time.monotonic()
         time.sleep(self.args.window)
         w1 = time.monotonic()
-        after = {name: cpu_ticks(pid) for name, pid in pids.items()}
+        after = {name: cpu_ns(pid) for name, pid in pids.items()}
         rss = [r for r in (rss_mib(pid) for pid in pids.values()) if r is not None]
         steady_leader = group.current_leader()
         if steady_leader is None or steady_leader[0] is not leader:
             self.say(f"  warning: the leader changed during the {n}-contender window")
         window = w1 - w0
-        cpu = {name: 100 * (after[name] - before[name]) / CLK_TCK / window
-               for name in pids if before[name] is not None and after[name] is not None}
+        cpu = {name: cpu_pct(start, end, window)
+               for name, start in before.items() if start is not None and (end := after[name]) is not None}
         worker_cpu = [v for name, v in cpu.items() if name != leader.name]
         per_slot = {}
         latencies, lease_latencies, total = [], [], 0

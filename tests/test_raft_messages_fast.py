@@ -29,16 +29,18 @@ heartbeats = st.builds(Heartbeat, names, names, counters, times, infos, epoch=co
 replies = st.builds(HeartbeatReply, names, names, counters, times, st.booleans(), epoch=counters, seq=counters)
 
 
-def json_path(line: bytes) -> Message | str:
+def json_path(line: bytes) -> str:
+    """What the JSON path gives, as a string that tells everything apart (== on a message skips
+    epoch and seq, and takes -0.0 for 0.0)."""
     try:
-        return messages._decode_json(line)
+        return repr(messages._decode_json(line))
     except ValueError:
         return "refused"
 
 
-def fast_path(line: bytes) -> Message | str:
+def fast_path(line: bytes) -> str:
     try:
-        return decode(line)
+        return repr(decode(line))
     except ValueError:
         return "refused"
 
@@ -48,8 +50,7 @@ def fast_path(line: bytes) -> Message | str:
 def test_a_routine_message_is_written_as_the_json_path_writes_it_and_read_back_whole(message: Message) -> None:
     line = encode(message)
     assert line == messages._encode_json(message)
-    assert decode(line) == message and messages._decode_json(line) == message
-    assert (decode(line).epoch, decode(line).seq) == (message.epoch, message.seq)  # not compared by ==
+    assert repr(decode(line)) == repr(messages._decode_json(line)) == repr(message)
 
 
 @FUZZ
@@ -79,6 +80,7 @@ def test_numbers_at_their_limits() -> None:
         line = base % (term, sent_at, seq)
         assert fast_path(line) == json_path(line), line
     reply = decode(base % (b"3", b"1e16", b"4"))
+    assert repr(reply) == json_path(base % (b"3", b"1e16", b"4"))
     assert isinstance(reply, HeartbeatReply) and reply.sent_at == 1e16 and math.isfinite(reply.sent_at)
 
 
@@ -87,4 +89,17 @@ def test_the_fast_path_takes_what_our_peers_send() -> None:
     heartbeat = Heartbeat("node-1", "node-2", 7, 1234.5, LeaderInfo("web-1", "host-a", 42), epoch=3, seq=9)
     reply = HeartbeatReply("node-2", "node-1", 7, 1234.5, True, epoch=5, seq=11)
     for message in (heartbeat, reply):
-        assert messages._decode_routine(encode(message)) == message
+        assert repr(messages._decode_routine(encode(message))) == repr(message)
+
+
+def test_fields_of_another_type_go_the_json_path() -> None:
+    """The parts are cached by value, and True == 1 == 1.0: a field of another type than the core
+    makes must not pick up (or leave behind) another message's parts."""
+    odd = [HeartbeatReply("a", "b", 3, 1.5, 1, epoch=1, seq=1),  # type: ignore[arg-type]
+           HeartbeatReply("a", "b", 3.0, 1.5, True, epoch=1, seq=1),  # type: ignore[arg-type]
+           HeartbeatReply("a", "b", 3, 1.5, True, epoch=True, seq=1),  # type: ignore[arg-type]
+           Heartbeat("a", "b", 3, 2, None, epoch=1, seq=1),  # type: ignore[arg-type]
+           Heartbeat("a", "b", 3, 10**400, None, epoch=1, seq=1)]  # type: ignore[arg-type]
+    for message in odd:
+        assert encode(message) == messages._encode_json(message)
+    assert b'"ok":true' in encode(HeartbeatReply("a", "b", 3, 1.5, True, epoch=1, seq=1))

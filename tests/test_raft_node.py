@@ -246,7 +246,7 @@ def test_at_the_longest_heartbeat_interval_accepted_the_leader_keeps_its_lease(t
     """A heartbeat round every max_heartbeat_interval (0.35 s with the default 1 s lease): every
     renewal still finds a lease the loop can act on until the next one, so one leadership lasts,
     with no step-down at the deadline (0.9 s, refused now, stepped down about every second)."""
-    election_timeout = (1.0, 2.0)  # the default: a renew interval (0.2 s) far above a loopback round trip
+    election_timeout = (1.0, 2.0)  # the default: a renew interval (0.2 s at this heartbeat) far above a loopback round trip
     heartbeat = max_heartbeat_interval(election_timeout)
     peers = addresses("a", "b", "c")
     backends = {name: RaftBackend(peers, name, tmp_path, election_timeout, heartbeat_interval=heartbeat)

@@ -43,7 +43,7 @@ class StorageCalls:
 
         Made here and now, its outcome in the returned future already, if the backend says this
         call answers at once (backend.AT_ONCE): handing it to the thread would cost two thread
-        wake-ups for a call that does no I/O (a Raft renew every 0.2 s, and on a hand-over's path
+        wake-ups for a call that does no I/O (a Raft renew every 0.3 s, and on a hand-over's path
         the new leader's acquire)."""
         at_once = self._at_once
         if at_once is not None and at_once(name):

@@ -36,7 +36,7 @@ def raft_timing(election_timeout: tuple[float, float], heartbeat_interval: float
 
         h + lease / 20 + 2 * renew_interval <= lease - safety_margin
 
-    so 0.3 s with the default 1 s lease and 0.1 s heartbeats; never longer than lease / 5 apart
+    so 0.3 s with the default 1 s lease and 0.1 s heartbeats; never more often than every lease / 5
     (0.2 s), whatever the heartbeat (see max_heartbeat_interval)."""
     lease = election_timeout[0]
     # At least 0.1 s of margin: below that, a Python thread's scheduling delay is not negligible.
@@ -51,8 +51,8 @@ def max_heartbeat_interval(election_timeout: tuple[float, float]) -> float:
 
     A renewal reads the lease of the newest heartbeat round a majority acked: sent up to one
     heartbeat interval ``h`` (plus a round trip) before the renewal. The loop acts until that
-    round's send time + lease - margin, and renews again renew_interval later (at most lease / 5
-    apart, however long ``h``); for that renewal, and one retry after it, to come before the
+    round's send time + lease - margin, and renews again renew_interval later (lease / 5 later
+    with the longest ``h``: raft_timing's floor); for that renewal, and one retry after it, to come before the
     deadline (ElectionTiming's own rule: two renew intervals within the acting window), the
     round's age must fit too:
 

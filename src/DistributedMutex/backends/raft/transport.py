@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import socket
 import ssl
@@ -35,11 +34,6 @@ log = logging.getLogger(__name__)
 _refusals = LogLimiter(log, 10.0, 3)  # a peer with a wrong certificate is dialled again and again
 
 KEEP_CONNECTED = 1.0  # seconds between a link's checks that its idle connection is still up
-# A link written to within the last KEEP_CONNECTED needs no check: its next write finds a closed
-# connection itself. Its thread then sleeps this long instead (a leader's links, and a follower's
-# link to its leader, are never idle: two wake-ups fewer per link in three seconds at rest). A link
-# that falls idle is checked at most BUSY_RECHECK + KEEP_CONNECTED later.
-BUSY_RECHECK = 3.0
 MAX_LINE = 64 * 1024  # far above any message; a longer line is not from a peer
 STATUS_REQUEST = b'{"type":"status"}\n'
 
@@ -77,7 +71,6 @@ class PeerLink:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0  # queued for the thread or being written by it
-        self._written_at = -math.inf  # when a message was last written whole (time.monotonic())
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"raft-link-{peer_id}", daemon=True)
         self._thread.start()
@@ -123,16 +116,11 @@ class PeerLink:
 
     def _run(self) -> None:
         self._connected()
-        wait = KEEP_CONNECTED
         while True:
             try:
-                item = self._queue.get(timeout=wait)
+                item = self._queue.get(timeout=KEEP_CONNECTED)
             except queue.Empty:
-                if time.monotonic() - self._written_at < KEEP_CONNECTED:
-                    wait = BUSY_RECHECK
-                else:
-                    wait = KEEP_CONNECTED
-                    self._keep_connected()
+                self._keep_connected()
                 continue
             if item is None:
                 return
@@ -184,7 +172,6 @@ class PeerLink:
             log.debug("raft: lost the connection to %s (%s)", self.peer_id, exc)
             sent = -1
         if sent == len(data):
-            self._written_at = time.monotonic()
             return True
         if sent >= 0:
             log.debug("raft: the connection to %s takes no more (%d of %d bytes written): a fresh one",
