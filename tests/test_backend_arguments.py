@@ -30,11 +30,12 @@ def backend(conn: str, container: str, **kwargs: Any) -> AzureBlobLeaseBackend:
 # -- RaftBackend ------------------------------------------------------------------------------------
 
 def test_raft_defaults_are_the_documented_ones(tmp_path: Path) -> None:
-    """election_timeout (1.0, 2.0) s; data_dir a str or a Path; the timing follows from the minimum."""
+    """election_timeout (1.0, 2.0) s; data_dir a str or a Path; the timing follows from the minimum
+    and the heartbeat interval (a tenth of it): renewed as seldom as the lease allows."""
     backend = RaftBackend({"a": ("127.0.0.1", 7001), "b": "127.0.0.1:7002"}, "a", str(tmp_path / "state"))
     timing = backend.default_timing()
     assert (timing.lease_duration, timing.renew_interval, timing.acquire_interval, timing.safety_margin) == (
-        1.0, 0.2, 0.5, 0.25)
+        1.0, 0.3, 0.5, 0.25)
     assert backend.lease_basis == "election_timeout minimum 1 s"
 
 
@@ -86,11 +87,15 @@ def test_raft_bad_arguments_are_one_line_in_the_library_s_terms(tmp_path: Path, 
 ])
 def test_raft_takes_a_heartbeat_interval_up_to_its_limit(tmp_path: Path, election_timeout: tuple[float, float],
                                                          heartbeat_interval: float) -> None:
-    RaftBackend({"a": ("127.0.0.1", 7001)}, "a", tmp_path, election_timeout, heartbeat_interval=heartbeat_interval)
-    timing = raft_timing(election_timeout)
+    backend = RaftBackend({"a": ("127.0.0.1", 7001)}, "a", tmp_path, election_timeout,
+                          heartbeat_interval=heartbeat_interval)
+    timing = backend.default_timing()
+    assert timing == raft_timing(election_timeout, heartbeat_interval)
     # The rule it is checked against: the round a renewal reads is at most one interval old, and
     # two renewals must still fit before the deadline.
     assert heartbeat_interval + 2 * timing.renew_interval <= timing.acting_window + 1e-9
+    # Never renewed more often than every lease / 5.
+    assert timing.renew_interval >= election_timeout[0] / 5 - 1e-9
 
 
 def test_raft_takes_a_program_s_own_setting_names(tmp_path: Path) -> None:
