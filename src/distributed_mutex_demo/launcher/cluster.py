@@ -341,11 +341,13 @@ class Demo:
         spans: dict[int, Leadership] = {}
         for r in records:
             if r["event"] == "start":
-                spans[len(spans)] = Leadership(r["instance"], r["pid"], r["term"], round(r["mono"] - base, 2))
+                # Not rounded: a Redis or Raft hand-over takes a few milliseconds, and a start rounded
+                # down to before the disruption it followed was matched with the next one instead.
+                spans[len(spans)] = Leadership(r["instance"], r["pid"], r["term"], r["mono"] - base)
             else:
                 for span in spans.values():
                     if span.pid == r["pid"] and span.term == r["term"] and span.end is None:
-                        span.end, span.reason = round(r["mono"] - base, 2), r.get("reason", "")
+                        span.end, span.reason = r["mono"] - base, r.get("reason", "")
         said = []
         with self.state.lock:
             leaderships = sorted(spans.values(), key=lambda s: s.start)
