@@ -23,7 +23,7 @@ from DistributedMutex.journal import read_journal
 from harness.fake_openweather import FakeOpenWeather
 from harness.processes import SCRIPT, Instance, wait_until
 from harness.raft_tls import ClusterTls
-from harness.services import free_port
+from harness.services import rebindable_port
 from harness.tcpproxy import TcpProxy
 
 LO, HI = 1.0, 2.0  # RAFT_ELECTION_TIMEOUT=1000-2000, the default
@@ -51,7 +51,7 @@ class RaftProcesses:
     def __init__(self, workdir: Path, size: int, weather: FakeOpenWeather, *, tls: bool = True) -> None:
         self.workdir = workdir
         self.members = [f"node-{i}" for i in range(1, size + 1)]
-        self.ports = {name: free_port() for name in self.members}
+        self.ports = {name: rebindable_port() for name in self.members}
         self.counts = MessageCount()
         self.tls = ClusterTls(workdir / "tls", self.members) if tls else None
         self.proxies = {(a, b): TcpProxy(self.ports[b], watch=self.counts,

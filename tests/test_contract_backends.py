@@ -19,7 +19,7 @@ from DistributedMutex.backends.redis import RedisLeaseBackend
 from DistributedMutex.backends.zookeeper import ZooKeeperBackend
 from DistributedMutex.testing.contract import BackendContract
 from harness.postgres import PgBouncer, PostgresServer
-from harness.services import Azurite, ZooKeeperServer, free_port
+from harness.services import Azurite, ZooKeeperServer, rebindable_port
 
 MakeBackend = Callable[[], ElectionBackend]
 
@@ -64,7 +64,7 @@ class TestRaftBackend(BackendContract):
 
     @pytest.fixture
     def make_backend(self, tmp_path: Path) -> Iterator[MakeBackend]:
-        peers = {name: ("127.0.0.1", free_port()) for name in ("a", "b", "c")}
+        peers = {name: ("127.0.0.1", rebindable_port()) for name in ("a", "b", "c")}
         free = list(peers)
         made: list[RaftBackend] = []
 

@@ -21,7 +21,7 @@ import pytest
 
 from DistributedMutex.backends.raft.certificates import PeerCertificate, make_certificates
 from harness.processes import SCRIPT, Instance, wait_until
-from harness.services import free_port
+from harness.services import rebindable_port
 from support.bad_input import ROWS, ROWS_TESTED_ELSEWHERE, assert_clean
 from support.raft_tls import Authority
 
@@ -144,7 +144,7 @@ def status(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_status_finds_the_leader_of_an_authenticated_cluster_and_a_stranger_gets_no_answer(
         good: dict[str, PeerCertificate], tmp_path: Path) -> None:
-    peers = ",".join(f"{peer}=127.0.0.1:{free_port()}" for peer in IDS)
+    peers = ",".join(f"{peer}=127.0.0.1:{rebindable_port()}" for peer in IDS)
     base = {"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers, "RAFT_DATA_DIR": str(tmp_path / "raft"),
             "RAFT_ELECTION_TIMEOUT": "500-1000", "SQLITE_PATH": str(tmp_path / "weather.sqlite3"), **QUIET}
     members = {peer: Instance(peer, {**base, "RAFT_ID": peer, **tls_env(good[peer])}, tmp_path) for peer in IDS}

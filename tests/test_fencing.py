@@ -22,7 +22,7 @@ from DistributedMutex.errors import ConfigurationError, StaleTermError
 from DistributedMutex.fencing import Fence, _render, fenced_update
 from harness.postgres import PostgresServer, with_database
 from harness.processes import wait_until
-from harness.services import MySQLServer, free_port
+from harness.services import MySQLServer, rebindable_port
 
 WAIT = 10.0  # bound of every wait for another thread
 
@@ -483,7 +483,7 @@ def test_a_leader_moves_its_term_past_a_store_that_has_seen_a_newer_one(tmp_path
             connection.close()
             mutex.stop()
 
-    backend = RaftBackend({"solo": ("127.0.0.1", free_port())}, "solo", tmp_path / "raft",
+    backend = RaftBackend({"solo": ("127.0.0.1", rebindable_port())}, "solo", tmp_path / "raft",
                           election_timeout=(0.3, 0.6))
     mutex = DistributedMutex(lead, backend=backend)
     try:

@@ -29,7 +29,7 @@ from DistributedMutex.backends.raft.messages import Vote, encode
 from DistributedMutex.backends.raft.node import RaftNode
 from DistributedMutex.backends.raft.transport import query_status
 from harness.processes import wait_until
-from harness.services import free_port
+from harness.services import rebindable_port
 from support.raft_local import INFO, ROOMY, addresses, drained, stalled
 
 DEFAULT = (1.0, 2.0)  # the library's default election timeout
@@ -230,7 +230,7 @@ def test_an_unread_status_reply_closes_its_connection_after_the_write_timeout(tm
 
 
 def test_the_listener_survives_running_out_of_file_descriptors(tmp_path: Path) -> None:
-    port = free_port()
+    port = rebindable_port()
     child = subprocess.Popen([sys.executable, "-m", "support.raft_fd_child", str(tmp_path), str(port), "128"],
                              cwd=TESTS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONPATH": f"{TESTS.parent / 'src'}:{TESTS}"})

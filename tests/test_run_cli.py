@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.processes import wait_until
-from harness.services import free_port
+from harness.services import rebindable_port
 from harness.wrappers import alive
 from support.bad_input import ROWS, ROWS_TESTED_ELSEWHERE
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def raft_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ELECTION_BACKEND": "raft",
-            "RAFT_PEERS": f"a=127.0.0.1:{free_port()}", "RAFT_DATA_DIR": str(tmp_path / "raft"),
+            "RAFT_PEERS": f"a=127.0.0.1:{rebindable_port()}", "RAFT_DATA_DIR": str(tmp_path / "raft"),
             "RAFT_ELECTION_TIMEOUT": "500-1000", "INSTANCE_ID": "a"}
 
 

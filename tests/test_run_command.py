@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.services import ZooKeeperServer, free_port, rebindable_port
+from harness.services import ZooKeeperServer, rebindable_port
 from harness.wrappers import Wrappers, alive
 from support.scheduler_backend import POSTGRES_LEASE, REDIS_LEASE, shared
 
@@ -120,7 +120,7 @@ def test_with_the_guard_frozen_too_the_fence_refuses_the_old_term(tmp_path: Path
     does that) leave the command running past the lease; the next leader's command registers its
     newer term, and from then on every write of the old one is refused. SIGCONT: the guard, past
     its deadline, kills the old command at once."""
-    ports = {name: free_port() for name in "abc"}
+    ports = {name: rebindable_port() for name in "abc"}
     env = {"ELECTION_BACKEND": "raft", "RAFT_DATA_DIR": str(tmp_path / "raft"),
            "RAFT_PEERS": ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())}
     with Wrappers(tmp_path, env) as group:

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from harness.processes import SCRIPT, Instance
-from harness.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, ZooKeeperServer, free_port
+from harness.services import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, ZooKeeperServer, free_port, rebindable_port
 
 
 def status(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def test_zookeeper_without_contenders_says_nobody_leads(zookeeper_server: ZooKee
 
 
 def test_raft_needs_no_raft_id_to_ask_and_says_when_no_peer_answers(tmp_path: Path) -> None:
-    peers = ",".join(f"{name}=127.0.0.1:{free_port()}" for name in "abc")
+    peers = ",".join(f"{name}=127.0.0.1:{rebindable_port()}" for name in "abc")
     done = status({"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers}, tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout == ""
@@ -39,7 +39,7 @@ def test_raft_needs_no_raft_id_to_ask_and_says_when_no_peer_answers(tmp_path: Pa
 
 def test_raft_without_a_majority_says_nobody_leads(tmp_path: Path) -> None:
     """One peer of three runs: it answers, but it cannot be elected without a majority."""
-    peers = ",".join(f"{name}=127.0.0.1:{free_port()}" for name in "abc")
+    peers = ",".join(f"{name}=127.0.0.1:{rebindable_port()}" for name in "abc")
     env = {"ELECTION_BACKEND": "raft", "RAFT_PEERS": peers, "RAFT_DATA_DIR": str(tmp_path / "raft"),
            "SQLITE_PATH": str(tmp_path / "weather.sqlite3"), "WEATHER_PROVIDER": "open-meteo",
            "OPEN_METEO_GEOCODING_URL": "http://127.0.0.1:9/", "OPEN_METEO_FORECAST_URL": "http://127.0.0.1:9/"}

@@ -14,7 +14,7 @@ from DistributedMutex.backends.raft import RaftBackend
 from DistributedMutex.backends.raft.messages import LeaderInfo
 from DistributedMutex.backends.raft.node import NodeStatus, RaftNode
 from harness.processes import wait_until
-from harness.services import free_port
+from harness.services import rebindable_port
 
 TIMEOUT = (0.3, 0.6)
 # For the tests that hold a leader's driver or its backend on purpose: a lease (lo) that outlasts
@@ -26,7 +26,7 @@ INFO = LeaderInfo("instance-a", "host-a", 4242)
 
 
 def addresses(*names: str) -> dict[str, tuple[str, int]]:
-    return {name: ("127.0.0.1", free_port()) for name in names}
+    return {name: ("127.0.0.1", rebindable_port()) for name in names}
 
 
 def lease_holder(backends: dict[str, RaftBackend], timeout: float = 5.0) -> tuple[str, Lease]:
