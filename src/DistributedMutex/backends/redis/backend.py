@@ -59,6 +59,7 @@ __all__ = ["RedisLeaseBackend"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+EXPIRY_SLACK = 0.005  # seconds after the holder's key's PTTL that a contender looks again
 
 
 class RedisLeaseBackend:
@@ -136,7 +137,10 @@ class RedisLeaseBackend:
             pttl, record = int(answer[1]), _leader_record(answer[2], "leased")
             self._saw(record.term if record else 0)
             if pttl > 0 and self._listener is not None:
-                self._listener.wake_after(pttl / 1000)  # the moment the holder's key expires
+                # Just after the holder's key expires: PTTL is cut down to the millisecond and the
+                # server compares whole milliseconds, so a wake-up at PTTL itself could find the
+                # key still there (an extra round trip, once in a CI run).
+                self._listener.wake_after(pttl / 1000 + EXPIRY_SLACK)
             return Held(record)
         term, lost = int(answer[1]), int(answer[2])
         self._saw(term)
